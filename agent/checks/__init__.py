@@ -1,0 +1,36 @@
+"""The preflight checks. Importing this package registers them, in report order."""
+
+from agent.checks import board, clock, cloudcore, conflicts, docker, images, platform
+from agent.checks.registry import REGISTRY, Check, Outcome
+
+ORDER = (
+    "arch",
+    "keadm",
+    "kubeedge-version",
+    "conflicts",
+    "clock",
+    "docker",
+    "cgroup-driver",
+    "images",
+    "cloudcore",
+    "leftovers",
+    "resources",
+    "node-name",
+    "ports",
+)
+assert set(ORDER) == set(REGISTRY), "every check is listed in ORDER exactly once"
+CHECKS: dict[str, Check] = {cid: REGISTRY[cid] for cid in ORDER}
+
+__all__ = [
+    "CHECKS",
+    "ORDER",
+    "Check",
+    "Outcome",
+    "board",
+    "clock",
+    "cloudcore",
+    "conflicts",
+    "docker",
+    "images",
+    "platform",
+]

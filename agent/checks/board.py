@@ -1,0 +1,165 @@
+"""leftovers, resources, node-name, ports: the board is clean, big enough and named right."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agent.checks.context import CheckContext
+from agent.checks.registry import Outcome, check, failed, passed, warned
+from agent.kubeedge import EDGECORE_PORT, EDGECORE_UNIT, ETC_DIR, MQTT_PORT, STATE_DIRS, UNIT_DIRS
+from agent.names import is_dns1123_subdomain, suggest_dns1123
+
+MB = 1024 * 1024
+RESET_REMEDY = (
+    "Run `kedge-agent reset` to clean up the earlier join (or by hand: systemctl disable --now "
+    "edgecore; rm -f /etc/systemd/system/edgecore.service; rm -rf /etc/kubeedge "
+    "/var/lib/kubeedge /var/lib/edged)."
+)
+
+
+@check(
+    "leftovers",
+    "No earlier join left behind",
+    "No edgecore running, and nothing left in /etc/kubeedge, /var/lib/kubeedge, /var/lib/edged or systemd.",
+)
+async def leftovers(ctx: CheckContext) -> Outcome:
+    blocking: list[str] = []
+    stale: list[str] = []
+    blocking += [f"edgecore running (pid {p.pid})" for p in await ctx.find_processes("edgecore")]
+    entries = ctx.host.entries(ETC_DIR)
+    if entries:
+        blocking.append(
+            f"{ETC_DIR} is not empty ({', '.join(entries[:4])}{'…' if len(entries) > 4 else ''})"
+        )
+    stale += [f"{d} is not empty" for d in STATE_DIRS if ctx.host.entries(d)]
+    stale += [
+        f"stale unit {d}/{EDGECORE_UNIT}"
+        for d in UNIT_DIRS
+        if ctx.host.exists(f"{d}/{EDGECORE_UNIT}")
+    ]
+    details = {"blocking": blocking, "stale": stale}
+    if blocking:
+        return failed(
+            "; ".join(blocking + stale) + " (keadm join refuses to start)", RESET_REMEDY, **details
+        )
+    if stale:
+        return warned("; ".join(stale), RESET_REMEDY, **details)
+    return passed("no trace of an earlier join", **details)
+
+
+def _limit(kind: str, measured: str, limit: str) -> str:
+    return f"{kind} {measured} (limit {limit})"
+
+
+@check(
+    "resources",
+    "CPU, memory, disk and PIDs",
+    "The board has the CPUs, memory, disk and PID headroom keadm debug check asks for.",
+)
+async def resources(ctx: CheckContext) -> Outcome:
+    t = ctx.settings.thresholds
+    host = ctx.host
+    busy = await host.cpu_busy_percent(t.cpu_sample_s)
+    cpus, mem = host.cpu_count(), host.memory()
+    disk = await asyncio.to_thread(host.disk_usage, host.path("/"))
+    pid_max_text = host.read_text("/proc/sys/kernel/pid_max") or "32768"
+    pid_max = int(pid_max_text.strip() or 32768)
+    procs = host.process_count()
+    headroom = 100.0 * (1 - procs / pid_max)
+    details: dict[str, Any] = {
+        "cpus": cpus,
+        "cpu_used_pct": round(busy, 1),
+        "mem_total_mb": mem.total // MB,
+        "mem_available_mb": mem.available // MB,
+        "mem_used_pct": mem.percent,
+        "disk_total_mb": disk.total // MB,
+        "disk_free_mb": disk.free // MB,
+        "disk_used_pct": disk.percent,
+        "processes": procs,
+        "pid_max": pid_max,
+        "pid_headroom_pct": round(headroom, 1),
+    }
+    fails, warns = [], []
+    if cpus < t.min_cpus:
+        fails.append(_limit("CPUs", str(cpus), f"≥ {t.min_cpus}"))
+    if mem.total // MB < t.min_mem_total_mb:
+        fails.append(_limit("memory", f"{mem.total // MB} MB", f"≥ {t.min_mem_total_mb} MB"))
+    if mem.available // MB < t.min_mem_available_mb:
+        fails.append(
+            _limit(
+                "available memory", f"{mem.available // MB} MB", f"≥ {t.min_mem_available_mb} MB"
+            )
+        )
+    if disk.total // MB < t.min_disk_total_mb:
+        fails.append(_limit("disk", f"{disk.total // MB} MB", f"≥ {t.min_disk_total_mb} MB"))
+    if disk.free // MB < t.min_disk_free_mb:
+        fails.append(_limit("free disk", f"{disk.free // MB} MB", f"≥ {t.min_disk_free_mb} MB"))
+    if headroom < t.min_pid_headroom_pct:
+        fails.append(_limit("PID headroom", f"{headroom:.1f} %", f"≥ {t.min_pid_headroom_pct:g} %"))
+    if busy > t.max_cpu_used_pct:
+        warns.append(_limit("CPU busy", f"{busy:.0f} %", f"≤ {t.max_cpu_used_pct:g} %"))
+    if mem.percent > t.max_mem_used_pct:
+        warns.append(_limit("memory used", f"{mem.percent:.0f} %", f"≤ {t.max_mem_used_pct:g} %"))
+    if disk.percent > t.max_disk_used_pct:
+        warns.append(_limit("disk used", f"{disk.percent:.0f} %", f"≤ {t.max_disk_used_pct:g} %"))
+    summary = (
+        f"{cpus} CPUs ({busy:.0f} % busy), {mem.available // MB} of {mem.total // MB} MB memory "
+        f"available, {disk.free // MB} MB disk free, {headroom:.0f} % PID headroom"
+    )
+    remedy = (
+        "Free memory or disk (docker system prune, journalctl --vacuum-size=100M), stop "
+        "what keeps the board busy, or lower the limits under [thresholds] in /etc/kedge/agent.toml."
+    )
+    if fails:
+        return failed("; ".join(fails), remedy, **details)
+    if warns:
+        return warned("; ".join(warns), remedy, **details)
+    return passed(summary, **details)
+
+
+@check(
+    "node-name",
+    "Node name",
+    "The node name is a valid DNS-1123 subdomain (keadm silently uses default-edge-node otherwise).",
+)
+async def node_name(ctx: CheckContext) -> Outcome:
+    name = ctx.node_name()
+    source = "node_name setting" if ctx.settings.node_name else "hostname"
+    details = {"node_name": name, "source": source}
+    if not is_dns1123_subdomain(name):
+        suggestion = suggest_dns1123(name)
+        return failed(
+            f"{name!r} (from the {source}) is not a valid node name: keadm would silently "
+            "register the board as default-edge-node",
+            f'Set node_name = "{suggestion}" in /etc/kedge/agent.toml (lower-case letters, '
+            "digits, '-' and '.', at most 253 characters, starting and ending alphanumeric).",
+            **details,
+        )
+    return passed(f"{name} (from the {source})", **details)
+
+
+@check(
+    "ports",
+    "edgecore and MQTT ports free",
+    "Ports 10350 (edgecore) and 1883 (keadm's MQTT broker) are free.",
+)
+async def ports(ctx: CheckContext) -> Outcome:
+    wanted = {EDGECORE_PORT: "edgecore", MQTT_PORT: "the MQTT broker keadm starts"}
+    listeners = await asyncio.to_thread(ctx.host.listeners)
+    taken = [
+        f"{lst.port} ({wanted[lst.port]}) is taken by {lst.process or 'an unknown process'}"
+        f"{f' (pid {lst.pid})' if lst.pid else ''} on {lst.address}"
+        for lst in listeners
+        if lst.port in wanted
+    ]
+    details = {"ports": sorted(wanted), "taken": taken}
+    if taken:
+        return failed(
+            "; ".join(dict.fromkeys(taken)),
+            "Stop the process holding the port. A system mosquitto on 1883: "
+            "systemctl disable --now mosquitto (edgecore brings its own broker). An edgecore "
+            "left from an earlier join: kedge-agent reset.",
+            **details,
+        )
+    return passed("ports 1883 and 10350 are free", **details)

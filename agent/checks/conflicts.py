@@ -1,0 +1,139 @@
+"""conflicts: another Kubernetes node agent (k3s, kubeadm's kubelet) on the board.
+
+edgecore refuses to start beside a process named kubelet, and misses k3s (whose
+kubelet lives inside the k3s binary) entirely; then pods fail in odd ways. This is
+the seed guide's "ultimate bug".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from agent.checks.context import CheckContext
+from agent.checks.registry import Outcome, check, failed, passed
+from agent.errors import CommandError, HostError
+from agent.kubeedge import KUBELET_PORT, UNIT_DIRS
+
+K3S_PATHS = ("/etc/rancher/k3s", "/var/lib/rancher/k3s")
+K3S_UNITS = ("k3s.service", "k3s-agent.service")
+KUBELET_FILES = ("/etc/kubernetes/kubelet.conf", "/var/lib/kubelet/config.yaml")
+CGROUP_ROOT = "/sys/fs/cgroup"
+KUBEPODS = ("kubepods", "kubepods.slice")
+
+
+@dataclass(frozen=True)
+class Finding:
+    owner: str  # "k3s", "kubelet", "cgroups", "port"
+    what: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"owner": self.owner, "what": self.what}
+
+
+def unit_files(ctx: CheckContext, unit: str) -> list[str]:
+    return [f"{d}/{unit}" for d in UNIT_DIRS if ctx.host.exists(f"{d}/{unit}")]
+
+
+def unit_enabled_links(ctx: CheckContext, unit: str) -> list[str]:
+    links = []
+    for name in ctx.host.entries("/etc/systemd/system"):
+        if name.endswith(".wants") and unit in ctx.host.entries(f"/etc/systemd/system/{name}"):
+            links.append(f"/etc/systemd/system/{name}/{unit}")
+    return links
+
+
+async def unit_active(ctx: CheckContext, unit: str) -> bool:
+    """Whether systemd reports the unit active; False when systemd cannot tell."""
+    if ctx.host.which("systemctl") is None:
+        return False
+    try:
+        result = await ctx.host.run(["systemctl", "is-active", unit], timeout=5)
+    except CommandError:
+        return False
+    return result.stdout.strip() in ("active", "activating", "reloading")
+
+
+async def _k3s(ctx: CheckContext) -> list[Finding]:
+    found = []
+    binary = ctx.host.which("k3s")
+    if binary:
+        found.append(Finding("k3s", f"binary {binary}"))
+    found += [Finding("k3s", f"directory {p}") for p in K3S_PATHS if ctx.host.exists(p)]
+    for unit in K3S_UNITS:
+        found += [Finding("k3s", f"unit {u}") for u in unit_files(ctx, unit)]
+        if await unit_active(ctx, unit):
+            found.append(Finding("k3s", f"{unit} is active"))
+    for p in await ctx.processes():
+        if p.program == "k3s" or p.name.startswith("k3s-"):
+            found.append(Finding("k3s", f"process {p.name} (pid {p.pid})"))
+    return found
+
+
+async def _kubelet(ctx: CheckContext) -> list[Finding]:
+    found = [
+        Finding("kubelet", f"process {p.program} (pid {p.pid})")
+        for p in await ctx.find_processes("kubelet", "kube-proxy")
+    ]
+    found += [
+        Finding("kubelet", f"enabled by {link}")
+        for link in unit_enabled_links(ctx, "kubelet.service")
+    ]
+    if await unit_active(ctx, "kubelet.service"):
+        found.append(Finding("kubelet", "kubelet.service is active"))
+    found += [Finding("kubelet", f"file {f}") for f in KUBELET_FILES if ctx.host.exists(f)]
+    return found
+
+
+def _cgroups(ctx: CheckContext) -> list[Finding]:
+    found = [f"{CGROUP_ROOT}/{n}" for n in KUBEPODS if ctx.host.exists(f"{CGROUP_ROOT}/{n}")]
+    for controller in ctx.host.entries(CGROUP_ROOT):  # cgroup v1: one tree per controller
+        base = f"{CGROUP_ROOT}/{controller}"
+        found += [f"{base}/{n}" for n in KUBEPODS if ctx.host.exists(f"{base}/{n}")]
+    return [Finding("cgroups", f"cgroup {p}") for p in found]
+
+
+def _port(ctx: CheckContext) -> list[Finding]:
+    try:
+        listeners = ctx.host.listeners()
+    except HostError:
+        return []
+    return [
+        Finding(
+            "port",
+            f"port {KUBELET_PORT} taken by {lst.process or '?'} (pid {lst.pid}) on {lst.address}",
+        )
+        for lst in listeners
+        if lst.port == KUBELET_PORT
+    ]
+
+
+_REMEDIES = {
+    "k3s": "Remove k3s: /usr/local/bin/k3s-uninstall.sh (server) or "
+    "/usr/local/bin/k3s-agent-uninstall.sh (agent); to only stop it: "
+    "systemctl disable --now k3s k3s-agent.",
+    "kubelet": "Remove the kubeadm node: kubeadm reset -f && systemctl disable --now kubelet, "
+    "then delete /etc/kubernetes and /var/lib/kubelet if they are not needed.",
+    "cgroups": "kubepods cgroups are left by a kubelet or k3s that ran on this boot: remove "
+    "that agent, then reboot.",
+    "port": f"Stop the process listening on port {KUBELET_PORT}; edgecore's kubelet needs it.",
+}
+
+
+@check(
+    "conflicts",
+    "No other Kubernetes agent",
+    "No k3s, kubelet or kube-proxy (installed, running or left behind) competes with edgecore.",
+)
+async def conflicts(ctx: CheckContext) -> Outcome:
+    k3s, kubelet = await asyncio.gather(_k3s(ctx), _kubelet(ctx))
+    findings = k3s + kubelet + _cgroups(ctx) + _port(ctx)
+    if not findings:
+        return passed("no k3s, kubelet or kube-proxy found", findings=[])
+    owners = list(dict.fromkeys(f.owner for f in findings))
+    remedy = "\n".join(_REMEDIES[o] for o in owners)
+    return failed(
+        "; ".join(f.what for f in findings),
+        remedy,
+        findings=[f.as_dict() for f in findings],
+    )

@@ -1,0 +1,136 @@
+"""arch, keadm, kubeedge-version: is this the right tool for this board?"""
+
+from __future__ import annotations
+
+import re
+
+from agent.checks.context import CheckContext
+from agent.checks.registry import Outcome, check, failed, passed, warned
+from agent.elf import elf_machine
+from agent.errors import CommandError
+from agent.kubeedge import (
+    ARCH_BY_ELF_MACHINE,
+    ARCH_BY_MACHINE,
+    DOCKERSHIM_ENDPOINT,
+    ELF_MACHINE_NAMES,
+    install_keadm_remedy,
+    supports_docker,
+)
+
+_GIT_VERSION = re.compile(r'GitVersion:"(v[^"]+)"')
+
+
+def board_arch(ctx: CheckContext) -> str | None:
+    return ARCH_BY_MACHINE.get(ctx.host.machine())
+
+
+@check(
+    "arch",
+    "Board architecture",
+    "The CPU architecture is one KubeEdge ships for, and keadm matches it.",
+)
+async def arch(ctx: CheckContext) -> Outcome:
+    machine = ctx.host.machine()
+    kube_arch = board_arch(ctx)
+    if kube_arch is None:
+        return failed(
+            f"{machine} is not an architecture KubeEdge ships binaries for",
+            "KubeEdge releases keadm and edgecore for amd64 (x86_64), arm64 (aarch64) and arm "
+            "(armv7l) only. On an ARMv8 board, install a 64-bit (arm64) OS image.",
+            machine=machine,
+        )
+    details: dict[str, object] = {"machine": machine, "kubeedge_arch": kube_arch}
+    keadm = ctx.host.which("keadm")
+    if keadm is None:
+        return passed(f"{machine} (KubeEdge arch {kube_arch})", **details)
+    code = elf_machine(ctx.host.path(keadm))
+    details["keadm"] = keadm
+    if code is None:
+        details["keadm_elf"] = None
+        return passed(
+            f"{machine} (KubeEdge arch {kube_arch}); {keadm} is not an ELF binary", **details
+        )
+    details["keadm_elf"] = ELF_MACHINE_NAMES.get(code, hex(code))
+    keadm_arch = ARCH_BY_ELF_MACHINE.get(code)
+    if keadm_arch != kube_arch:
+        return failed(
+            f"board is {kube_arch} ({machine}) but {keadm} is built for "
+            f"{keadm_arch or details['keadm_elf']}",
+            install_keadm_remedy(ctx.settings.kubeedge_version, kube_arch),
+            **details,
+        )
+    return passed(f"{machine} (KubeEdge arch {kube_arch}); keadm matches", **details)
+
+
+@check("keadm", "keadm binary", "keadm is installed, runs, and is the target KubeEdge version.")
+async def keadm(ctx: CheckContext) -> Outcome:
+    target = ctx.settings.kubeedge_version
+    arch_name = board_arch(ctx) or "amd64"
+    path = ctx.host.which("keadm")
+    if path is None:
+        return failed(
+            "keadm not found on PATH",
+            install_keadm_remedy(target, arch_name),
+            expected=target,
+            searched=list(ctx.host.search_path),
+        )
+    try:
+        result = await ctx.host.run(["keadm", "version"], timeout=5)
+    except CommandError as exc:
+        return failed(
+            f"{path} does not run: {exc}", install_keadm_remedy(target, arch_name), path=path
+        )
+    found = _GIT_VERSION.search(result.stdout)
+    if not result.ok or found is None:
+        last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [""]
+        return failed(
+            f"`keadm version` exited {result.returncode} without a version: {last[0]}",
+            install_keadm_remedy(target, arch_name),
+            path=path,
+        )
+    version = found[1]
+    if version != target:
+        return failed(
+            f"keadm is {version}, the target KubeEdge version is {target}",
+            install_keadm_remedy(target, arch_name)
+            + f'\nor target keadm\'s version: set kubeedge_version = "{version}".',
+            path=path,
+            version=version,
+            expected=target,
+        )
+    return passed(f"{path} {version}", path=path, version=version, expected=target)
+
+
+@check(
+    "kubeedge-version",
+    "KubeEdge version and runtime",
+    "The target KubeEdge version can drive the configured container runtime.",
+)
+async def kubeedge_version(ctx: CheckContext) -> Outcome:
+    s = ctx.settings
+    details = {"kubeedge_version": s.kubeedge_version, "runtime": s.runtime}
+    if s.runtime == "docker":
+        if not supports_docker(s.kubeedge_version):
+            return failed(
+                f"KubeEdge {s.kubeedge_version} cannot use docker: dockershim was removed in v1.14",
+                'Either set kubeedge_version = "v1.13.0" (the last release that drives docker), '
+                'or install cri-dockerd (or containerd) and set runtime = "remote" with '
+                'remote_runtime_endpoint = "unix:///var/run/cri-dockerd.sock".',
+                **details,
+            )
+        return passed(
+            f"{s.kubeedge_version} with docker (join will use "
+            f"--remote-runtime-endpoint={DOCKERSHIM_ENDPOINT})",
+            **details,
+        )
+    endpoint = s.remote_runtime_endpoint or "unix:///run/containerd/containerd.sock"
+    details["remote_runtime_endpoint"] = endpoint
+    sock = endpoint.removeprefix("unix://")
+    if not ctx.host.exists(sock):
+        return warned(
+            f"runtime remote, but {sock} does not exist",
+            "Install and start the CRI runtime (containerd with its CRI plugin, or cri-dockerd), "
+            "or set remote_runtime_endpoint to the socket it serves.",
+            **details,
+        )
+    return passed(f"{s.kubeedge_version} with CRI runtime at {endpoint}", **details)

@@ -1,0 +1,272 @@
+"""The one seam between kedge and the board it runs on.
+
+Files are read below `root` (a live board is root `/`, a mounted image or a test
+fixture is any directory). Commands are resolved through the search path *below the
+root*, run without a shell and always with a timeout. Processes, sockets, memory and
+the Docker daemon are those of the running kernel: a fixture board supplies real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import psutil
+
+from agent.errors import CommandError, HostError
+
+DEFAULT_SEARCH_PATH = (
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+)
+_COMMAND_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+MAX_READ = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    name: str
+    exe: str
+
+    @property
+    def program(self) -> str:
+        """The executable's file name: what a process *is*, whatever it calls itself."""
+        return PurePosixPath(self.exe).name if self.exe else self.name
+
+
+@dataclass(frozen=True)
+class Listener:
+    port: int
+    address: str
+    pid: int | None
+    process: str | None
+
+
+@dataclass(frozen=True)
+class Memory:
+    total: int
+    available: int
+    free: int
+    percent: float
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    total: int
+    free: int
+    percent: float
+
+
+class Host:
+    """Everything kedge reads from or does to a board goes through one of these."""
+
+    def __init__(
+        self,
+        root: Path | str = "/",
+        *,
+        search_path: Sequence[str] | None = None,
+        machine: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.search_path = tuple(search_path or _env_search_path())
+        self._machine = machine
+        self._env = dict(env) if env is not None else None
+
+    @property
+    def is_live(self) -> bool:
+        return self.root == Path("/")
+
+    # -- files -------------------------------------------------------------
+    def path(self, p: str | PurePosixPath) -> Path:
+        """The real path of a board path (`/etc/kubeedge` below the root)."""
+        rel = str(p).lstrip("/")
+        return self.root / rel if rel else self.root
+
+    def read_text(self, p: str, *, limit: int = MAX_READ) -> str | None:
+        """The file's text, or None when it does not exist."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with self.path(p).open("rb") as fh:
+                # procfs/sysfs refuse huge single reads (ENOMEM): read in pages.
+                while size < limit and (chunk := fh.read(min(65536, limit - size))):
+                    chunks.append(chunk)
+                    size += len(chunk)
+            return b"".join(chunks).decode("utf-8", errors="replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise HostError(f"cannot read {p}: {exc.strerror}") from exc
+
+    def exists(self, p: str) -> bool:
+        return self.path(p).exists() or self.path(p).is_symlink()
+
+    def entries(self, p: str) -> list[str]:
+        """Names inside a directory, sorted; empty when it is missing or not a directory."""
+        try:
+            return sorted(entry.name for entry in self.path(p).iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise HostError(f"cannot list {p}: {exc.strerror}") from exc
+
+    def which(self, name: str) -> str | None:
+        """The board path of an executable found on the search path, or None."""
+        if not _COMMAND_NAME_RE.fullmatch(name):
+            raise ValueError(f"not a command name: {name!r}")
+        for directory in self.search_path:
+            candidate = f"{directory.rstrip('/')}/{name}"
+            real = self.path(candidate)
+            if real.is_file() and os.access(real, os.X_OK):
+                return candidate
+        return None
+
+    # -- commands ----------------------------------------------------------
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        input_data: bytes | None = None,
+    ) -> CommandResult:
+        """Run a command found on the search path; never a shell, always a deadline."""
+        if not argv:
+            raise ValueError("empty argv")
+        found = self.which(argv[0])
+        if found is None:
+            raise CommandError(f"{argv[0]}: command not found on {':'.join(self.search_path)}")
+        real = [str(self.path(found)), *argv[1:]]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *real,
+                stdin=asyncio.subprocess.PIPE
+                if input_data is not None
+                else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                env=self._env,
+            )
+        except OSError as exc:
+            raise CommandError(f"{argv[0]}: cannot start: {exc.strerror or exc}") from exc
+        try:
+            async with asyncio.timeout(timeout):
+                out, err = await proc.communicate(input_data)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            raise CommandError(f"{argv[0]}: no answer within {timeout:g} s") from None
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        return CommandResult(
+            tuple(argv),
+            proc.returncode if proc.returncode is not None else -1,
+            out.decode("utf-8", errors="replace"),
+            err.decode("utf-8", errors="replace"),
+        )
+
+    # -- the running kernel ------------------------------------------------
+    def machine(self) -> str:
+        return self._machine or os.uname().machine
+
+    def hostname(self) -> str:
+        if not self.is_live:
+            text = self.read_text("/etc/hostname")
+            if text and text.strip():
+                return text.strip()
+        return socket.gethostname()
+
+    def now(self) -> float:
+        return time.time()
+
+    def processes(self) -> list[ProcessInfo]:
+        procs = []
+        for p in psutil.process_iter(["pid", "name", "exe"]):
+            info = p.info
+            procs.append(ProcessInfo(info["pid"], info["name"] or "", info["exe"] or ""))
+        return procs
+
+    def listeners(self) -> list[Listener]:
+        """TCP sockets in LISTEN state, with their owner where the kernel tells."""
+        try:
+            conns = psutil.net_connections(kind="tcp")
+        except psutil.Error as exc:
+            raise HostError(f"cannot list sockets: {exc}") from exc
+        owners: dict[int, str] = {}
+        result = []
+        for c in conns:
+            if c.status != psutil.CONN_LISTEN or not c.laddr:
+                continue
+            name = None
+            if c.pid is not None:
+                if c.pid not in owners:
+                    with contextlib.suppress(psutil.Error):
+                        owners[c.pid] = psutil.Process(c.pid).name()
+                name = owners.get(c.pid)
+            result.append(Listener(c.laddr.port, c.laddr.ip, c.pid, name))
+        return result
+
+    def memory(self) -> Memory:
+        vm = psutil.virtual_memory()
+        return Memory(vm.total, vm.available, vm.free, vm.percent)
+
+    def cpu_count(self) -> int:
+        return psutil.cpu_count(logical=True) or 0
+
+    async def cpu_busy_percent(self, sample_s: float) -> float:
+        """CPU use over a short window, measured without blocking the event loop."""
+        before = psutil.cpu_times()
+        await asyncio.sleep(sample_s)
+        after = psutil.cpu_times()
+        total = sum(after) - sum(before)
+        idle = (after.idle + getattr(after, "iowait", 0.0)) - (
+            before.idle + getattr(before, "iowait", 0.0)
+        )
+        return 0.0 if total <= 0 else max(0.0, min(100.0, 100.0 * (1 - idle / total)))
+
+    def process_count(self) -> int:
+        return len(psutil.pids())
+
+    def disk_usage(self, real_path: Path) -> DiskUsage:
+        try:
+            du = psutil.disk_usage(str(real_path))
+        except OSError as exc:
+            raise HostError(f"cannot stat {real_path}: {exc.strerror}") from exc
+        return DiskUsage(du.total, du.free, du.percent)
+
+
+def _env_search_path() -> list[str]:
+    dirs = [d for d in os.environ.get("PATH", "").split(":") if d.startswith("/")]
+    for d in DEFAULT_SEARCH_PATH:
+        if d not in dirs:
+            dirs.append(d)
+    return dirs

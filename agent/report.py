@@ -1,0 +1,57 @@
+"""The versioned payloads that leave the board: CLI JSON, MQTT and the cloud API share them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class Status(StrEnum):
+    PASS = "pass"  # noqa: S105 - a status, not a password
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+    ERROR = "error"
+
+    @property
+    def blocks(self) -> bool:
+        """Whether this status means the board is not ready to join."""
+        return self in (Status.FAIL, Status.ERROR)
+
+
+class CheckResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str
+    status: Status
+    summary: str
+    remedy: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+    duration_ms: int = 0
+
+
+class CheckReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_: Literal[1] = Field(SCHEMA_VERSION, alias="schema")
+    node: str
+    kubeedge_version: str
+    started_at: datetime
+    duration_ms: int
+    ok: bool
+    checks: list[CheckResult]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2)
+
+    def counts(self) -> dict[Status, int]:
+        tally = dict.fromkeys(Status, 0)
+        for c in self.checks:
+            tally[c.status] += 1
+        return tally

@@ -1,0 +1,244 @@
+"""Agent settings: defaults < /etc/kedge/agent.toml < KEDGE_AGENT_* environment < flags.
+
+This module is the only place that knows a default. Every error a user can make here
+becomes one ConfigError line naming where the bad value came from (file and key,
+environment variable, or flag), what was found and what is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agent.errors import ConfigError
+from agent.names import HOSTPORT_RE, IMAGE_REPOSITORY_RE, TOKEN_CHARS_RE, VERSION_RE
+
+DEFAULT_CONFIG = Path("/etc/kedge/agent.toml")
+CONFIG_ENV = "KEDGE_AGENT_CONFIG"
+ENV_PREFIX = "KEDGE_AGENT_"
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+
+_FILE_DATA: ContextVar[dict[str, Any]] = ContextVar("_FILE_DATA", default={})  # noqa: B039
+
+
+class Thresholds(BaseModel):
+    """Resource limits; the defaults are keadm 1.13's `debug check` limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_cpus: int = Field(1, ge=1)
+    max_cpu_used_pct: float = Field(90.0, gt=0, le=100)
+    cpu_sample_s: float = Field(0.5, gt=0, le=5)
+    min_mem_total_mb: int = Field(256, ge=0)
+    min_mem_available_mb: int = Field(128, ge=0)
+    max_mem_used_pct: float = Field(90.0, gt=0, le=100)
+    min_disk_total_mb: int = Field(1024, ge=0)
+    min_disk_free_mb: int = Field(512, ge=0)
+    max_disk_used_pct: float = Field(90.0, gt=0, le=100)
+    min_pid_headroom_pct: float = Field(5.0, ge=0, lt=100)
+    docker_min_free_mb: int = Field(1024, ge=0)
+
+
+class AgentSettings(BaseSettings):
+    """Every setting of kedge-agent, with the default it has when nothing sets it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    node_name: str | None = None
+    cloudcore: str | None = None
+    cloudcore_cert_port: int = Field(10002, ge=1, le=65535)
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    kubeedge_version: str = "v1.13.0"
+    runtime: Literal["docker", "remote"] = "docker"
+    remote_runtime_endpoint: str | None = None
+    cgroup_driver: Literal["auto", "systemd", "cgroupfs"] = "auto"
+    image_repository: str | None = None
+    ntp_servers: list[str] = Field(default_factory=lambda: ["pool.ntp.org"])
+    clock_warn_s: float = Field(10.0, gt=0)
+    clock_fail_s: float = Field(60.0, gt=0)
+    docker_host: str | None = None
+    cloud_api_url: str | None = None
+    state_dir: Path = Path("/var/lib/kedge-agent")
+    check_timeout_s: float = Field(10.0, gt=0, le=600)
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    @field_validator("cloudcore")
+    @classmethod
+    def _hostport(cls, v: str | None) -> str | None:
+        if v is not None and not HOSTPORT_RE.fullmatch(v):
+            raise ValueError("expected host:port, for example 192.168.31.137:10000")
+        return v
+
+    @field_validator("ntp_servers")
+    @classmethod
+    def _ntp(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if not HOSTPORT_RE.fullmatch(item) and not HOSTPORT_RE.fullmatch(f"{item}:123"):
+                raise ValueError(f"expected a list of host or host:port, got {item!r}")
+        return v
+
+    @field_validator("kubeedge_version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not VERSION_RE.fullmatch(v):
+            raise ValueError("expected a release tag like v1.13.0")
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not TOKEN_CHARS_RE.fullmatch(v.get_secret_value()):
+            raise ValueError(
+                "expected the output of `keadm gettoken` (letters, digits, '.', '_', '-')"
+            )
+        return v
+
+    @field_validator("image_repository")
+    @classmethod
+    def _repo(cls, v: str | None) -> str | None:
+        if v is not None and not IMAGE_REPOSITORY_RE.fullmatch(v):
+            raise ValueError("expected a registry path like registry.example.com/kubeedge")
+        return v
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith("unix:///") or v.startswith("/")):
+            raise ValueError("expected a unix socket, unix:///var/run/docker.sock or a path")
+        return v
+
+    @field_validator("cloud_api_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
+            raise ValueError("expected an http:// or https:// URL")
+        return v.rstrip("/") if v else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+    @property
+    def docker_socket(self) -> str:
+        """The Docker socket path: setting, else DOCKER_HOST, else the standard path."""
+        raw = self.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_SOCKET
+        return raw.removeprefix("unix://")
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Hands the already-parsed TOML file to pydantic-settings as the lowest layer."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _FILE_DATA.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_DATA.get())
+
+
+def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
+    """Parse the TOML file, turning every way it can be wrong into a ConfigError."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(
+                f"{path}: config file not found; create it or drop --config/{CONFIG_ENV}"
+            ) from None
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def load_settings(
+    config: Path | None = None, overrides: dict[str, Any] | None = None
+) -> AgentSettings:
+    """Build the settings from all layers; raise ConfigError naming the first bad value."""
+    env_path = os.environ.get(CONFIG_ENV)
+    path = config or (Path(env_path) if env_path else DEFAULT_CONFIG)
+    data = read_config_file(path, required=config is not None or env_path is not None)
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    token = _FILE_DATA.set(data)
+    try:
+        settings = AgentSettings(**flags)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, data, flags)) from None
+    finally:
+        _FILE_DATA.reset(token)
+    if settings.clock_warn_s >= settings.clock_fail_s:
+        where = _origin("clock_warn_s", path, data, flags)
+        raise ConfigError(
+            f"{where}: clock_warn_s ({settings.clock_warn_s:g}) must be below "
+            f"clock_fail_s ({settings.clock_fail_s:g})"
+        )
+    return settings
+
+
+_SECRET_KEYS = {"token"}
+
+
+def _describe(exc: ValidationError, path: Path, data: dict[str, Any], flags: dict[str, Any]) -> str:
+    """One line per bad value: origin, dotted key, what was wrong; never a secret."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc)
+        where = _origin(loc[0] if loc else "", path, data, flags)
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(_known_keys(loc[:-1]))
+            lines.append(f"{where}: unknown key '{key}' (known keys: {known})")
+            continue
+        got = ""
+        if loc and loc[0] not in _SECRET_KEYS and "input" in err:
+            shown = repr(err["input"])
+            got = f", got {shown[:60]}{'…' if len(shown) > 60 else ''}"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: key '{key}': {msg}{got}")
+    return "\n".join(lines)
+
+
+def _known_keys(prefix: list[str]) -> list[str]:
+    model: type[BaseModel] = AgentSettings
+    for part in prefix:
+        ann = model.model_fields[part].annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+    return sorted(model.model_fields)
+
+
+def _origin(top: str, path: Path, data: dict[str, Any], flags: dict[str, Any]) -> str:
+    if top in flags:
+        return f"command line (--{top.replace('_', '-')})"
+    env_name = f"{ENV_PREFIX}{top.upper()}"
+    if env_name in os.environ or any(k.startswith(env_name + "__") for k in os.environ):
+        return f"environment variable {env_name}"
+    if top in data:
+        return str(path)
+    return "settings"
