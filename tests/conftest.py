@@ -1,0 +1,158 @@
+"""Session-wide real components (registry, two dockerds, SNTP) and per-test boards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.cli import main
+from agent.kubeedge import join_images
+from agent.report import CheckReport, CheckResult
+from tests.harness.board import Board
+from tests.harness.dockerd import Dockerd, seed_registry
+from tests.harness.registry import Registry, start_registry
+from tests.harness.sntp import SntpServer
+from tests.kubeedge_sim.cloudcore import CloudcoreSim
+from tests.kubeedge_sim.pki import CloudcorePKI
+
+HUB_IMAGES = join_images("v1.13.0")
+
+
+def _need_root_tools(*tools: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (run `make test` as root)")
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (`make test` installs them)")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the settings they set."""
+    for name in list(os.environ):
+        if name.startswith("KEDGE_AGENT_") or name in ("DOCKER_HOST", "NO_COLOR"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    _need_root_tools("docker-registry")
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def dockerd_systemd(registry: Registry) -> Iterator[Dockerd]:
+    """A dockerd using the systemd cgroup driver, holding KubeEdge v1.13's three images,
+    pulled for real through the loopback registry acting as Docker Hub's mirror."""
+    _need_root_tools("dockerd")
+    daemon = Dockerd("systemd", [registry.url]).start()
+    try:
+        seed_registry(daemon, registry.address, HUB_IMAGES)
+        for ref in HUB_IMAGES:
+            daemon.pull(ref)
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def dockerd_cgroupfs(registry: Registry, dockerd_systemd: Dockerd) -> Iterator[Dockerd]:
+    """A dockerd with the default cgroupfs driver and no images."""
+    daemon = Dockerd("cgroupfs", [registry.url]).start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def ntp() -> Iterator[SntpServer]:
+    with SntpServer(offset_s=0.0) as server:
+        yield server
+
+
+@pytest.fixture
+def cloudcore() -> Iterator[CloudcoreSim]:
+    with CloudcoreSim(CloudcorePKI.create(["127.0.0.1"])) as sim:
+        yield sim
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Board:
+    b = Board.create(tmp_path)
+    b.install_keadm("v1.13.0")
+    return b
+
+
+@pytest.fixture
+def ready_board(
+    board: Board, dockerd_systemd: Dockerd, ntp: SntpServer, cloudcore: CloudcoreSim
+) -> Board:
+    """A board on which every check can pass."""
+    board.configure(ready_settings(dockerd_systemd, ntp, cloudcore))
+    return board
+
+
+def ready_settings(docker: Dockerd, ntp: SntpServer, cc: CloudcoreSim, **extra: Any) -> dict[str, Any]:
+    return {
+        "node_name": "board-1",
+        "docker_host": f"unix://{docker.socket}",
+        "ntp_servers": [ntp.address],
+        "cloudcore": cc.cloudcore,
+        "cloudcore_cert_port": cc.cert_port,
+        "token": cc.pki.token(),
+        "thresholds": {"docker_min_free_mb": 1, "cpu_sample_s": 0.1},
+        **extra,
+    }
+
+
+@dataclass
+class AgentRun:
+    rc: int
+    out: str
+    err: str
+
+    def report(self) -> CheckReport:
+        return CheckReport.model_validate_json(self.out)
+
+    def result(self, check_id: str) -> CheckResult:
+        for c in self.report().checks:
+            if c.id == check_id:
+                return c
+        raise AssertionError(f"no {check_id} in {self.out}")
+
+
+AgentRunner = Callable[..., AgentRun]
+
+
+@pytest.fixture
+def agent(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> AgentRunner:
+    """Run kedge-agent in-process against a board: agent(board, "check", "--json")."""
+
+    def run(board: Board | None, *args: str, env: dict[str, str] | None = None) -> AgentRun:
+        capsys.readouterr()
+        for k, v in (env or {}).items():
+            monkeypatch.setenv(k, v)
+        argv = list(args)
+        if board is not None:
+            argv += ["--root", str(board.root), "--config", str(board.config_path)]
+        rc = main(argv)
+        captured = capsys.readouterr()
+        return AgentRun(rc, captured.out, captured.err)
+
+    return run
+
+
+def statuses(run: AgentRun) -> dict[str, str]:
+    return {c.id: c.status.value for c in run.report().checks}
+
+
+def dump(run: AgentRun) -> str:
+    return json.dumps(json.loads(run.out), indent=1) if run.out.startswith("{") else run.out + run.err

@@ -1,0 +1,16 @@
+"""The whole preflight on a board where everything is in order."""
+
+from __future__ import annotations
+
+from tests.conftest import AgentRunner, dump, statuses
+from tests.harness.board import Board
+
+
+def test_every_check_passes_on_a_ready_board(ready_board: Board, agent: AgentRunner) -> None:
+    run = agent(ready_board, "check", "--json")
+    got = statuses(run)
+    assert set(got.values()) == {"pass"}, dump(run)
+    report = run.report()
+    assert report.ok and run.rc == 0
+    assert report.node == "board-1" and report.kubeedge_version == "v1.13.0"
+    assert len(report.checks) == 13
