@@ -100,7 +100,9 @@ def ready_board(
     return board
 
 
-def ready_settings(docker: Dockerd, ntp: SntpServer, cc: CloudcoreSim, **extra: Any) -> dict[str, Any]:
+def ready_settings(
+    docker: Dockerd, ntp: SntpServer, cc: CloudcoreSim, **extra: Any
+) -> dict[str, Any]:
     return {
         "node_name": "board-1",
         "docker_host": f"unix://{docker.socket}",
@@ -155,4 +157,6 @@ def statuses(run: AgentRun) -> dict[str, str]:
 
 
 def dump(run: AgentRun) -> str:
-    return json.dumps(json.loads(run.out), indent=1) if run.out.startswith("{") else run.out + run.err
+    return (
+        json.dumps(json.loads(run.out), indent=1) if run.out.startswith("{") else run.out + run.err
+    )

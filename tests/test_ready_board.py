@@ -11,6 +11,8 @@ def test_every_check_passes_on_a_ready_board(ready_board: Board, agent: AgentRun
     got = statuses(run)
     assert set(got.values()) == {"pass"}, dump(run)
     report = run.report()
-    assert report.ok and run.rc == 0
-    assert report.node == "board-1" and report.kubeedge_version == "v1.13.0"
+    assert report.ok
+    assert run.rc == 0
+    assert report.node == "board-1"
+    assert report.kubeedge_version == "v1.13.0"
     assert len(report.checks) == 13

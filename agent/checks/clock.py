@@ -123,6 +123,8 @@ async def clock(ctx: CheckContext) -> Outcome:
     details["source"] = source
     direction = "behind" if offset > 0 else "ahead of"
     measured = f"{abs(offset):.1f} s {direction} {source}"
+    if abs(offset) < 0.05:
+        measured = f"in step with {source} ({offset * 1000:+.0f} ms)"
     if abs(offset) >= s.clock_fail_s:
         return failed(f"clock is {measured} (limit {s.clock_fail_s:g} s)", STEP_REMEDY, **details)
     if abs(offset) >= s.clock_warn_s:

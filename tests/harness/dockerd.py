@@ -113,7 +113,11 @@ class Dockerd:
         repo, tag = ref.rsplit(":", 1)
         query = urllib.parse.urlencode({"fromSrc": "-", "repo": repo, "tag": tag})
         status, body = api(
-            self.socket, "POST", f"/images/create?{query}", tarball, {"Content-Type": "application/x-tar"}
+            self.socket,
+            "POST",
+            f"/images/create?{query}",
+            tarball,
+            {"Content-Type": "application/x-tar"},
         )
         if status != 200 or _stream_error(body):
             raise RuntimeError(f"import {ref}: {status} {body[:300]!r}")

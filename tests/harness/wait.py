@@ -20,7 +20,7 @@ def wait_for(
             value = probe()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - the probe's failure is the condition
+        except Exception as exc:
             last_error = exc
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not ready after {timeout:g} s (last error: {last_error})")

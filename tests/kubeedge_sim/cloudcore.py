@@ -62,13 +62,16 @@ class CloudcoreSim:
 
     def __enter__(self) -> CloudcoreSim:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="cloudcore", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="cloudcore", daemon=True
+        )
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._thread is not None
+        assert self._loop is not None
+        assert self._thread is not None
         asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)

@@ -25,7 +25,9 @@ def _state(root: Path) -> dict[str, str]:
 
 
 def _unknown_command(cmd: str) -> int:
-    sys.stderr.write(f'Error: unknown command "{cmd}" for "keadm"\nRun \'keadm --help\' for usage.\n')
+    sys.stderr.write(
+        f'Error: unknown command "{cmd}" for "keadm"\nRun \'keadm --help\' for usage.\n'
+    )
     return 1
 
 

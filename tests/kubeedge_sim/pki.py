@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 HUNDRED_YEARS = timedelta(days=36500)
 
@@ -38,9 +38,7 @@ class CloudcorePKI:
     server_cert: x509.Certificate
 
     @classmethod
-    def create(
-        cls, advertise: list[str], *, not_before: datetime | None = None
-    ) -> CloudcorePKI:
+    def create(cls, advertise: list[str], *, not_before: datetime | None = None) -> CloudcorePKI:
         """Certificates made 'now' by cloudcore's clock (or at `not_before`)."""
         start = not_before or datetime.now(UTC) - timedelta(minutes=1)
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -63,7 +61,7 @@ class CloudcorePKI:
             )
             .add_extension(
                 x509.ExtendedKeyUsage(
-                    [x509.ExtendedKeyUsageOID.SERVER_AUTH, x509.ExtendedKeyUsageOID.CLIENT_AUTH]
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
                 ),
                 critical=False,
             )
@@ -88,7 +86,7 @@ class CloudcorePKI:
             .not_valid_after(start + HUNDRED_YEARS)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(
-                x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
             )
             .sign(ca_key, hashes.SHA256())
         )
@@ -106,7 +104,9 @@ class CloudcorePKI:
             serialization.NoEncryption(),
         )
 
-    def token(self, *, expires_in: timedelta = timedelta(hours=24), now: datetime | None = None) -> str:
+    def token(
+        self, *, expires_in: timedelta = timedelta(hours=24), now: datetime | None = None
+    ) -> str:
         """`<sha256(CA DER)>.<JWT>`; the JWT's only claim is exp, HMAC key = CA key bytes."""
         exp = int(((now or datetime.now(UTC)) + expires_in).timestamp())
         header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
