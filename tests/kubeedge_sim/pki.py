@@ -85,9 +85,7 @@ class CloudcorePKI:
             .not_valid_before(start)
             .not_valid_after(start + HUNDRED_YEARS)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
         return cls(ca_key, ca_cert, server_key, server_cert)
