@@ -33,6 +33,9 @@ def configure_logging(level: str = "warning", stream: TextIO | None = None) -> N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # Resolve the stream per logger, so a replaced sys.stderr (tests, daemons) is honoured.
+        logger_factory=(lambda *_: structlog.PrintLogger(out))
+        if stream is not None
+        else (lambda *_: structlog.PrintLogger(sys.stderr)),
         cache_logger_on_first_use=False,
     )

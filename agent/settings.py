@@ -16,7 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from agent.errors import ConfigError
 from agent.names import HOSTPORT_RE, IMAGE_REPOSITORY_RE, TOKEN_CHARS_RE, VERSION_RE
@@ -190,6 +195,14 @@ def load_settings(
         settings = AgentSettings(**flags)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, data, flags)) from None
+    except SettingsError as exc:
+        # pydantic-settings could not even parse an environment value (lists are JSON).
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = found[1] if found else "?"
+        raise ConfigError(
+            f"{_origin(name, path, data, flags)}: key '{name}': not valid JSON "
+            """(lists and tables in the environment are JSON, e.g. '["a", "b"]')"""
+        ) from None
     finally:
         _FILE_DATA.reset(token)
     if settings.clock_warn_s >= settings.clock_fail_s:

@@ -1,0 +1,136 @@
+"""arch, keadm and kubeedge-version on fixture boards."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import AgentRunner
+from tests.harness.board import Board
+
+
+def test_arch_passes_and_names_keadm_arch(board: Board, agent: AgentRunner) -> None:
+    board.path("/usr/local/bin/keadm").unlink()
+    board.install_elf("/usr/local/bin/keadm", "amd64")
+    result = agent(board, "check", "--json", "--only", "arch").result("arch")
+    assert result.status == "pass"
+    assert result.summary == "x86_64 (KubeEdge arch amd64); keadm matches"
+    assert result.details["keadm_elf"] == "x86-64"
+
+
+def test_arch_fails_on_a_keadm_for_another_architecture(board: Board, agent: AgentRunner) -> None:
+    # The seed guide's mistake: an arm64 keadm downloaded onto the x86 VM.
+    board.path("/usr/local/bin/keadm").unlink()
+    board.install_elf("/usr/local/bin/keadm", "arm64")
+    run = agent(board, "check", "--json", "--only", "arch,keadm")
+    arch = run.result("arch")
+    assert arch.status == "fail"
+    assert arch.summary == "board is amd64 (x86_64) but /usr/local/bin/keadm is built for arm64"
+    assert "keadm-v1.13.0-linux-amd64.tar.gz" in arch.remedy
+    keadm = run.result("keadm")
+    assert keadm.status == "fail"
+    assert "does not run" in keadm.summary
+    assert "Exec format error" in keadm.summary
+
+
+def test_arch_without_keadm_only_maps_the_machine(board: Board, agent: AgentRunner) -> None:
+    board.path("/usr/local/bin/keadm").unlink()
+    result = agent(board, "check", "--json", "--only", "arch").result("arch")
+    assert result.status == "pass"
+    assert result.details == {"machine": "x86_64", "kubeedge_arch": "amd64"}
+
+
+@pytest.mark.parametrize(
+    ("machine", "expected"), [("aarch64", "arm64"), ("armv7l", "arm"), ("x86_64", "amd64")]
+)
+def test_machine_names_map_to_kubeedge_arches(machine: str, expected: str) -> None:
+    from agent.kubeedge import ARCH_BY_MACHINE
+
+    assert ARCH_BY_MACHINE[machine] == expected
+
+
+async def test_arch_fails_on_an_unsupported_machine(board: Board) -> None:
+    from agent.checks.context import CheckContext
+    from agent.checks.platform import arch
+    from agent.docker_api import DockerClient
+    from agent.host import Host
+    from agent.settings import load_settings
+
+    host = Host(board.root, machine="riscv64")
+    async with DockerClient("/nonexistent.sock") as docker:
+        outcome = await arch(CheckContext(load_settings(board.config_path), host, docker))
+    assert outcome.status == "fail"
+    assert outcome.summary == "riscv64 is not an architecture KubeEdge ships binaries for"
+    assert "arm64" in outcome.remedy
+
+
+def test_keadm_passes_at_the_target_version(board: Board, agent: AgentRunner) -> None:
+    result = agent(board, "check", "--json", "--only", "keadm").result("keadm")
+    assert result.status == "pass"
+    assert result.summary == "/usr/local/bin/keadm v1.13.0"
+
+
+def test_keadm_version_mismatch_fails_with_both_fixes(board: Board, agent: AgentRunner) -> None:
+    board.install_keadm("v1.12.1")
+    result = agent(board, "check", "--json", "--only", "keadm").result("keadm")
+    assert result.status == "fail"
+    assert result.summary == "keadm is v1.12.1, the target KubeEdge version is v1.13.0"
+    assert 'set kubeedge_version = "v1.12.1"' in result.remedy
+    assert "keadm-v1.13.0-linux-amd64.tar.gz" in result.remedy
+
+
+def test_keadm_missing_fails_with_install_commands(board: Board, agent: AgentRunner) -> None:
+    board.path("/usr/local/bin/keadm").unlink()
+    result = agent(board, "check", "--json", "--only", "keadm").result("keadm")
+    assert result.status == "fail"
+    assert result.summary == "keadm not found on PATH"
+    assert (
+        "install -m 0755 keadm-v1.13.0-linux-amd64/keadm/keadm /usr/local/bin/keadm"
+        in result.remedy
+    )
+
+
+def test_keadm_that_errors_fails_with_its_message(board: Board, agent: AgentRunner) -> None:
+    board.write(
+        "/usr/local/bin/keadm", "#!/bin/sh\necho 'Error: unknown command' >&2\nexit 1\n", 0o755
+    )
+    result = agent(board, "check", "--json", "--only", "keadm").result("keadm")
+    assert result.status == "fail"
+    assert result.summary == "`keadm version` exited 1 without a version: Error: unknown command"
+
+
+def test_keadm_that_hangs_is_cut_off(board: Board, agent: AgentRunner) -> None:
+    board.write("/usr/local/bin/keadm", "#!/bin/sh\nexec sleep 600\n", 0o755)
+    board.configure({"check_timeout_s": 1})
+    result = agent(board, "check", "--json", "--only", "keadm").result("keadm")
+    assert result.status == "error"
+    assert result.summary == "no result within 1 s"
+
+
+def test_docker_with_kubeedge_1_14_fails(board: Board, agent: AgentRunner) -> None:
+    board.configure({"kubeedge_version": "v1.14.2"})
+    result = agent(board, "check", "--json", "--only", "kubeedge-version").result(
+        "kubeedge-version"
+    )
+    assert result.status == "fail"
+    assert result.summary == "KubeEdge v1.14.2 cannot use docker: dockershim was removed in v1.14"
+    assert 'kubeedge_version = "v1.13.0"' in result.remedy
+    assert "cri-dockerd" in result.remedy
+
+
+def test_docker_with_1_13_passes_and_names_the_endpoint(board: Board, agent: AgentRunner) -> None:
+    result = agent(board, "check", "--json", "--only", "kubeedge-version").result(
+        "kubeedge-version"
+    )
+    assert result.status == "pass"
+    assert "unix:///var/run/dockershim.sock" in result.summary
+
+
+def test_remote_runtime_needs_its_socket(board: Board, agent: AgentRunner) -> None:
+    board.configure({"kubeedge_version": "v1.15.1", "runtime": "remote",
+                     "remote_runtime_endpoint": "unix:///run/cri-dockerd.sock"})  # fmt: skip
+    warn = agent(board, "check", "--json", "--only", "kubeedge-version").result("kubeedge-version")
+    assert warn.status == "warn"
+    assert warn.summary == "runtime remote, but /run/cri-dockerd.sock does not exist"
+    board.write("/run/cri-dockerd.sock", "")
+    ok = agent(board, "check", "--json", "--only", "kubeedge-version").result("kubeedge-version")
+    assert ok.status == "pass"
