@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import os
 import ssl
 import struct
 import time
@@ -38,7 +39,9 @@ def _mapped(target: str, timeout: float) -> Iterator[None]:
     except aiohttp.ClientError as exc:
         raise ProbeError(f"{target}: {exc}") from exc
     except OSError as exc:
-        raise ProbeError(f"{target}: {(exc.strerror or str(exc)).lower()}") from exc
+        # asyncio words refusals as "Connect call failed (...)"; errno says it plainly.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ProbeError(f"{target}: {reason.lower()}") from exc
 
 
 # -- SNTP (RFC 4330) ---------------------------------------------------------

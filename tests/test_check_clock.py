@@ -35,7 +35,9 @@ def clock(agent: AgentRunner, board: Board) -> CheckResult:
         (-3600.0, "fail", "clock is 3600.0 s ahead of NTP"),
     ],
 )
-def test_offset_against_ntp(board: Board, agent: AgentRunner, offset: float, status: str, summary: str) -> None:
+def test_offset_against_ntp(
+    board: Board, agent: AgentRunner, offset: float, status: str, summary: str
+) -> None:
     with SntpServer(offset_s=offset) as ntp:
         board.configure({"ntp_servers": [ntp.address]})
         result = clock(agent, board)
@@ -73,11 +75,19 @@ def test_unsynchronised_server_reply_is_rejected(board: Board, agent: AgentRunne
     ]
 
 
-def test_board_clock_before_cloudcores_certificate_is_the_x509_failure(board: Board, agent: AgentRunner) -> None:
+def test_board_clock_before_cloudcores_certificate_is_the_x509_failure(
+    board: Board, agent: AgentRunner
+) -> None:
     # cloudcore made its certificates two days "after" the board's clock.
     pki = CloudcorePKI.create(["127.0.0.1"], not_before=datetime.now(UTC) + timedelta(days=2))
     with SntpServer() as ntp, CloudcoreSim(pki) as cc:
-        board.configure({"ntp_servers": [ntp.address], "cloudcore": cc.cloudcore, "cloudcore_cert_port": cc.cert_port})
+        board.configure(
+            {
+                "ntp_servers": [ntp.address],
+                "cloudcore": cc.cloudcore,
+                "cloudcore_cert_port": cc.cert_port,
+            }
+        )
         run = agent(board, "check", "--json", "--only", "clock,cloudcore")
     result = run.result("clock")
     assert result.status == "fail"

@@ -28,7 +28,9 @@ def test_k3s_install_is_found_by_binary_dirs_and_units(board: Board, agent: Agen
     board.write("/usr/local/bin/k3s", "#!/bin/sh\n", 0o755)
     board.mkdir("/etc/rancher/k3s")
     board.mkdir("/var/lib/rancher/k3s/agent")
-    board.write("/etc/systemd/system/k3s-agent.service", "[Service]\nExecStart=/usr/local/bin/k3s agent\n")
+    board.write(
+        "/etc/systemd/system/k3s-agent.service", "[Service]\nExecStart=/usr/local/bin/k3s agent\n"
+    )
     status, _, found, remedy = conflicts(agent, board)
     assert status == "fail"
     assert found == [
@@ -40,15 +42,22 @@ def test_k3s_install_is_found_by_binary_dirs_and_units(board: Board, agent: Agen
     assert "k3s-agent-uninstall.sh" in remedy
 
 
-def test_a_running_k3s_is_found_by_its_executable(board: Board, agent: AgentRunner, tmp_path: Path) -> None:
+def test_a_running_k3s_is_found_by_its_executable(
+    board: Board, agent: AgentRunner, tmp_path: Path
+) -> None:
     with named_process("k3s", tmp_path) as pid:
         status, _, found, _ = conflicts(agent, board)
     assert status == "fail"
     assert f"process k3s (pid {pid})" in found
 
 
-def test_a_running_kubelet_and_kube_proxy_are_found(board: Board, agent: AgentRunner, tmp_path: Path) -> None:
-    with named_process("kubelet", tmp_path) as kubelet, named_process("kube-proxy", tmp_path) as proxy:
+def test_a_running_kubelet_and_kube_proxy_are_found(
+    board: Board, agent: AgentRunner, tmp_path: Path
+) -> None:
+    with (
+        named_process("kubelet", tmp_path) as kubelet,
+        named_process("kube-proxy", tmp_path) as proxy,
+    ):
         status, summary, found, remedy = conflicts(agent, board)
     assert status == "fail"
     assert f"process kubelet (pid {kubelet})" in found
@@ -61,7 +70,10 @@ def test_kubelet_found_by_files_and_enabled_unit(board: Board, agent: AgentRunne
     board.write("/etc/kubernetes/kubelet.conf", "apiVersion: v1\n")
     board.write("/var/lib/kubelet/config.yaml", "kind: KubeletConfiguration\n")
     board.write("/lib/systemd/system/kubelet.service", "[Service]\n")
-    board.symlink("/etc/systemd/system/multi-user.target.wants/kubelet.service", "/lib/systemd/system/kubelet.service")
+    board.symlink(
+        "/etc/systemd/system/multi-user.target.wants/kubelet.service",
+        "/lib/systemd/system/kubelet.service",
+    )
     _, _, found, _ = conflicts(agent, board)
     assert found == [
         "enabled by /etc/systemd/system/multi-user.target.wants/kubelet.service",
@@ -74,7 +86,14 @@ def test_active_units_are_asked_of_systemctl(board: Board, agent: AgentRunner) -
     board.install_sim("systemctl", "tests.kubeedge_sim.systemctl", "/usr/bin")
     board.write(
         "/var/lib/kedge-sim/systemd.json",
-        json.dumps({"units": {"kubelet.service": {"active": "active"}, "k3s.service": {"active": "activating"}}}),
+        json.dumps(
+            {
+                "units": {
+                    "kubelet.service": {"active": "active"},
+                    "k3s.service": {"active": "activating"},
+                }
+            }
+        ),
     )
     _, _, found, _ = conflicts(agent, board)
     assert found == ["k3s.service is active", "kubelet.service is active"]
@@ -85,7 +104,10 @@ def test_kubepods_cgroups_left_by_a_kubelet(board: Board, agent: AgentRunner) ->
     board.mkdir("/sys/fs/cgroup/kubepods.slice")
     status, _, found, remedy = conflicts(agent, board)
     assert status == "fail"
-    assert found == ["cgroup /sys/fs/cgroup/kubepods.slice", "cgroup /sys/fs/cgroup/memory/kubepods"]
+    assert found == [
+        "cgroup /sys/fs/cgroup/kubepods.slice",
+        "cgroup /sys/fs/cgroup/memory/kubepods",
+    ]
     assert "reboot" in remedy
 
 

@@ -22,7 +22,9 @@ def named_process(name: str, workdir: Path) -> Iterator[int]:
         shutil.copy2(shutil.which("sleep") or "/bin/sleep", exe)
     proc = subprocess.Popen([str(exe), "600"], start_new_session=True)
     try:
-        wait_for(lambda: psutil.Process(proc.pid).exe() == str(exe), timeout=10, what=f"process {name}")
+        wait_for(
+            lambda: psutil.Process(proc.pid).exe() == str(exe), timeout=10, what=f"process {name}"
+        )
         yield proc.pid
     finally:
         stop(proc)

@@ -30,7 +30,9 @@ class Netns:
     def argv(self, *cmd: str) -> list[str]:
         return ["ip", "netns", "exec", self.name, *cmd]
 
-    def run(self, *cmd: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *cmd: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.argv(*cmd), capture_output=True, text=True, timeout=timeout, check=False, env=env
         )

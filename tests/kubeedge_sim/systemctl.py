@@ -43,10 +43,12 @@ def main(argv: list[str], root: str) -> int:
     if cmd == "is-enabled":
         found = [u for u in units if u in state]
         if not found:
-            sys.stderr.write(f"Failed to get unit file state for {units[0]}: No such file or directory\n")
+            sys.stderr.write(
+                f"Failed to get unit file state for {units[0]}: No such file or directory\n"
+            )
             return 1
         flags = ["enabled" if state[u].get("enabled") else "disabled" for u in found]
         print("\n".join(flags))
         return 0 if all(f == "enabled" for f in flags) else 1
-    sys.stderr.write(f'Unknown command verb {cmd}.\n')
+    sys.stderr.write(f"Unknown command verb {cmd}.\n")
     return 1

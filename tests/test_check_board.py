@@ -1,0 +1,143 @@
+"""leftovers, resources, node-name and ports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from agent.report import CheckResult
+from tests.conftest import AgentRunner, _need_root_tools
+from tests.harness.board import Board
+from tests.harness.named_process import named_process
+from tests.harness.netns import netns
+
+
+def one(agent: AgentRunner, board: Board, check_id: str) -> CheckResult:
+    return agent(board, "check", "--json", "--only", check_id).result(check_id)
+
+
+def test_clean_board_has_no_leftovers(board: Board, agent: AgentRunner) -> None:
+    result = one(agent, board, "leftovers")
+    assert (result.status, result.summary) == ("pass", "no trace of an earlier join")
+
+
+def test_half_finished_join_blocks(board: Board, agent: AgentRunner) -> None:
+    # keadm's step 3 made the directories, then the join failed.
+    board.mkdir("/etc/kubeedge/config")
+    board.mkdir("/var/lib/kubeedge")
+    result = one(agent, board, "leftovers")
+    assert result.status == "fail"
+    assert result.summary == "/etc/kubeedge is not empty (config) (keadm join refuses to start)"
+    assert result.remedy.startswith("Run `kedge-agent reset`")
+
+
+def test_running_edgecore_blocks(board: Board, agent: AgentRunner, tmp_path: Path) -> None:
+    with named_process("edgecore", tmp_path) as pid:
+        result = one(agent, board, "leftovers")
+    assert result.status == "fail"
+    assert result.details["blocking"] == [f"edgecore running (pid {pid})"]
+
+
+def test_stale_state_and_unit_warn(board: Board, agent: AgentRunner) -> None:
+    board.write("/var/lib/kubeedge/edgecore.db", "")
+    board.mkdir("/var/lib/edged/pods")
+    board.write(
+        "/etc/systemd/system/edgecore.service", "[Service]\nExecStart=/usr/local/bin/edgecore\n"
+    )
+    result = one(agent, board, "leftovers")
+    assert result.status == "warn"
+    assert result.details["stale"] == [
+        "/var/lib/kubeedge is not empty",
+        "/var/lib/edged is not empty",
+        "stale unit /etc/systemd/system/edgecore.service",
+    ]
+
+
+def test_resources_pass_with_measured_values(board: Board, agent: AgentRunner) -> None:
+    board.configure({"thresholds": {"cpu_sample_s": 0.05, "max_cpu_used_pct": 100}})
+    result = one(agent, board, "resources")
+    assert result.status == "pass"
+    assert result.details["cpus"] == psutil.cpu_count()
+    assert result.details["pid_max"] == 4194304  # read from the board
+    assert result.details["mem_total_mb"] == psutil.virtual_memory().total // 2**20
+
+
+def test_resources_below_limits_fail(board: Board, agent: AgentRunner) -> None:
+    board.configure(
+        {"thresholds": {"cpu_sample_s": 0.05, "min_cpus": 4096, "min_mem_total_mb": 10**8}}
+    )
+    result = one(agent, board, "resources")
+    assert result.status == "fail"
+    assert result.summary.startswith(f"CPUs {psutil.cpu_count()} (limit ≥ 4096); memory ")
+    assert "(limit ≥ 100000000 MB)" in result.summary
+    assert "[thresholds]" in result.remedy
+
+
+def test_pid_headroom_uses_the_boards_pid_max(board: Board, agent: AgentRunner) -> None:
+    board.write("/proc/sys/kernel/pid_max", f"{len(psutil.pids()) + 2}\n")
+    board.configure({"thresholds": {"cpu_sample_s": 0.05}})
+    result = one(agent, board, "resources")
+    assert result.status == "fail"
+    assert "PID headroom" in result.summary
+
+
+def test_usage_over_limits_warns(board: Board, agent: AgentRunner) -> None:
+    board.configure(
+        {"thresholds": {"cpu_sample_s": 0.05, "max_disk_used_pct": 0.001, "max_cpu_used_pct": 100}}
+    )
+    result = one(agent, board, "resources")
+    assert result.status == "warn"
+    assert result.summary.startswith("disk used ")
+
+
+@pytest.mark.parametrize(
+    ("hostname", "setting", "status", "suggestion"),
+    [
+        ("rk3000-board1", None, "pass", None),
+        ("RK3000_Board1", None, "fail", "rk3000-board1"),
+        ("board-", None, "fail", "board"),
+        ("RK3000_Board1", "edge.node-1", "pass", None),
+        ("x", "Edge Node 1", "fail", "edge-node-1"),
+    ],
+)
+def test_node_name(
+    board: Board,
+    agent: AgentRunner,
+    hostname: str,
+    setting: str | None,
+    status: str,
+    suggestion: str | None,
+) -> None:
+    board.write("/etc/hostname", hostname + "\n")
+    board.configure({"node_name": setting} if setting else {})
+    result = one(agent, board, "node-name")
+    assert result.status == status
+    assert result.details["node_name"] == (setting or hostname)
+    if suggestion:
+        assert "default-edge-node" in result.summary
+        assert result.remedy.startswith(f'Set node_name = "{suggestion}"')
+
+
+def test_ports_in_an_isolated_network(board: Board, tmp_path: Path) -> None:
+    _need_root_tools("ip")
+    agent_bin = str(Path(sys.executable).with_name("kedge-agent"))
+    argv = [agent_bin, "check", "--json", "--only", "ports", "--root", str(board.root),
+            "--config", str(board.config_path)]  # fmt: skip
+    with netns() as ns:
+        free = json.loads(ns.run(*argv).stdout)["checks"][0]
+        with ns.listener(1883, tmp_path) as mqtt, ns.listener(10350, tmp_path) as edgecore:
+            proc = ns.run(*argv)
+            names = {pid: psutil.Process(pid).name() for pid in (mqtt, edgecore)}
+    assert (free["status"], free["summary"]) == ("pass", "ports 1883 and 10350 are free")
+    taken = json.loads(proc.stdout)["checks"][0]
+    assert proc.returncode == 1
+    assert taken["status"] == "fail"
+    assert sorted(taken["details"]["taken"]) == [
+        f"10350 (edgecore) is taken by {names[edgecore]} (pid {edgecore}) on 127.0.0.1",
+        f"1883 (the MQTT broker keadm starts) is taken by {names[mqtt]} (pid {mqtt}) on 127.0.0.1",
+    ]
+    assert "systemctl disable --now mosquitto" in taken["remedy"]
