@@ -160,3 +160,8 @@ def dump(run: AgentRun) -> str:
     return (
         json.dumps(json.loads(run.out), indent=1) if run.out.startswith("{") else run.out + run.err
     )
+
+
+def check_one(agent: AgentRunner, board: Board, check_id: str) -> CheckResult:
+    """Run a single check (and what it needs) on the board; return its result."""
+    return agent(board, "check", "--json", "--only", check_id).result(check_id)

@@ -9,19 +9,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.report import CheckResult
-from tests.conftest import AgentRunner, _need_root_tools
+from tests.conftest import AgentRunner, _need_root_tools, check_one
 from tests.harness.board import Board
 from tests.harness.named_process import named_process
 from tests.harness.netns import netns
 
 
-def one(agent: AgentRunner, board: Board, check_id: str) -> CheckResult:
-    return agent(board, "check", "--json", "--only", check_id).result(check_id)
-
-
 def test_clean_board_has_no_leftovers(board: Board, agent: AgentRunner) -> None:
-    result = one(agent, board, "leftovers")
+    result = check_one(agent, board, "leftovers")
     assert (result.status, result.summary) == ("pass", "no trace of an earlier join")
 
 
@@ -29,7 +24,7 @@ def test_half_finished_join_blocks(board: Board, agent: AgentRunner) -> None:
     # keadm's step 3 made the directories, then the join failed.
     board.mkdir("/etc/kubeedge/config")
     board.mkdir("/var/lib/kubeedge")
-    result = one(agent, board, "leftovers")
+    result = check_one(agent, board, "leftovers")
     assert result.status == "fail"
     assert result.summary == "/etc/kubeedge is not empty (config) (keadm join refuses to start)"
     assert result.remedy.startswith("Run `kedge-agent reset`")
@@ -37,7 +32,7 @@ def test_half_finished_join_blocks(board: Board, agent: AgentRunner) -> None:
 
 def test_running_edgecore_blocks(board: Board, agent: AgentRunner, tmp_path: Path) -> None:
     with named_process("edgecore", tmp_path) as pid:
-        result = one(agent, board, "leftovers")
+        result = check_one(agent, board, "leftovers")
     assert result.status == "fail"
     assert result.details["blocking"] == [f"edgecore running (pid {pid})"]
 
@@ -48,7 +43,7 @@ def test_stale_state_and_unit_warn(board: Board, agent: AgentRunner) -> None:
     board.write(
         "/etc/systemd/system/edgecore.service", "[Service]\nExecStart=/usr/local/bin/edgecore\n"
     )
-    result = one(agent, board, "leftovers")
+    result = check_one(agent, board, "leftovers")
     assert result.status == "warn"
     assert result.details["stale"] == [
         "/var/lib/kubeedge is not empty",
@@ -59,7 +54,7 @@ def test_stale_state_and_unit_warn(board: Board, agent: AgentRunner) -> None:
 
 def test_resources_pass_with_measured_values(board: Board, agent: AgentRunner) -> None:
     board.configure({"thresholds": {"cpu_sample_s": 0.05, "max_cpu_used_pct": 100}})
-    result = one(agent, board, "resources")
+    result = check_one(agent, board, "resources")
     assert result.status == "pass"
     assert result.details["cpus"] == psutil.cpu_count()
     assert result.details["pid_max"] == 4194304  # read from the board
@@ -70,7 +65,7 @@ def test_resources_below_limits_fail(board: Board, agent: AgentRunner) -> None:
     board.configure(
         {"thresholds": {"cpu_sample_s": 0.05, "min_cpus": 4096, "min_mem_total_mb": 10**8}}
     )
-    result = one(agent, board, "resources")
+    result = check_one(agent, board, "resources")
     assert result.status == "fail"
     assert result.summary.startswith(f"CPUs {psutil.cpu_count()} (limit ≥ 4096); memory ")
     assert "(limit ≥ 100000000 MB)" in result.summary
@@ -80,7 +75,7 @@ def test_resources_below_limits_fail(board: Board, agent: AgentRunner) -> None:
 def test_pid_headroom_uses_the_boards_pid_max(board: Board, agent: AgentRunner) -> None:
     board.write("/proc/sys/kernel/pid_max", f"{len(psutil.pids()) + 2}\n")
     board.configure({"thresholds": {"cpu_sample_s": 0.05}})
-    result = one(agent, board, "resources")
+    result = check_one(agent, board, "resources")
     assert result.status == "fail"
     assert "PID headroom" in result.summary
 
@@ -89,7 +84,7 @@ def test_usage_over_limits_warns(board: Board, agent: AgentRunner) -> None:
     board.configure(
         {"thresholds": {"cpu_sample_s": 0.05, "max_disk_used_pct": 0.001, "max_cpu_used_pct": 100}}
     )
-    result = one(agent, board, "resources")
+    result = check_one(agent, board, "resources")
     assert result.status == "warn"
     assert result.summary.startswith("disk used ")
 
@@ -114,7 +109,7 @@ def test_node_name(
 ) -> None:
     board.write("/etc/hostname", hostname + "\n")
     board.configure({"node_name": setting} if setting else {})
-    result = one(agent, board, "node-name")
+    result = check_one(agent, board, "node-name")
     assert result.status == status
     assert result.details["node_name"] == (setting or hostname)
     if suggestion:

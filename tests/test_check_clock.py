@@ -13,7 +13,7 @@ from email.utils import formatdate
 import pytest
 
 from agent.report import CheckResult
-from tests.conftest import AgentRunner
+from tests.conftest import AgentRunner, check_one
 from tests.harness.board import Board
 from tests.harness.sntp import SntpServer
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
@@ -21,7 +21,7 @@ from tests.kubeedge_sim.pki import CloudcorePKI
 
 
 def clock(agent: AgentRunner, board: Board) -> CheckResult:
-    return agent(board, "check", "--json", "--only", "clock").result("clock")
+    return check_one(agent, board, "clock")
 
 
 @pytest.mark.parametrize(

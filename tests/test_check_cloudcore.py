@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from agent.report import CheckResult
-from tests.conftest import AgentRunner
+from tests.conftest import AgentRunner, check_one
 from tests.harness.board import Board
 from tests.harness.procs import free_port
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
@@ -14,7 +14,7 @@ from tests.kubeedge_sim.pki import CloudcorePKI
 
 
 def check_cc(agent: AgentRunner, board: Board) -> CheckResult:
-    return agent(board, "check", "--json", "--only", "cloudcore").result("cloudcore")
+    return check_one(agent, board, "cloudcore")
 
 
 def point_at(board: Board, cc: CloudcoreSim, **extra: object) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.report import CheckResult
-from tests.conftest import HUB_IMAGES, AgentRun, AgentRunner, statuses
+from tests.conftest import HUB_IMAGES, AgentRun, AgentRunner, check_one, statuses
 from tests.harness.board import PROC_CGROUPS, Board
 from tests.harness.dockerd import Dockerd
 
@@ -134,7 +134,7 @@ def test_hung_docker_daemon_times_out(board: Board, agent: AgentRunner, tmp_path
 
 
 def cgroup(agent: AgentRunner, board: Board) -> CheckResult:
-    return run(agent, board, "cgroup-driver").result("cgroup-driver")
+    return check_one(agent, board, "cgroup-driver")
 
 
 def test_auto_follows_dockers_systemd_driver(
@@ -207,7 +207,7 @@ def test_cgroup_v2_without_memory_controller(
 
 
 def images(agent: AgentRunner, board: Board) -> CheckResult:
-    return run(agent, board, "images").result("images")
+    return check_one(agent, board, "images")
 
 
 def test_images_present_after_a_real_pull(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import AgentRunner
+from tests.conftest import AgentRunner, check_one
 from tests.harness.board import Board
 
 
 def test_arch_passes_and_names_keadm_arch(board: Board, agent: AgentRunner) -> None:
     board.path("/usr/local/bin/keadm").unlink()
     board.install_elf("/usr/local/bin/keadm", "amd64")
-    result = agent(board, "check", "--json", "--only", "arch").result("arch")
+    result = check_one(agent, board, "arch")
     assert result.status == "pass"
     assert result.summary == "x86_64 (KubeEdge arch amd64); keadm matches"
     assert result.details["keadm_elf"] == "x86-64"
@@ -34,7 +34,7 @@ def test_arch_fails_on_a_keadm_for_another_architecture(board: Board, agent: Age
 
 def test_arch_without_keadm_only_maps_the_machine(board: Board, agent: AgentRunner) -> None:
     board.path("/usr/local/bin/keadm").unlink()
-    result = agent(board, "check", "--json", "--only", "arch").result("arch")
+    result = check_one(agent, board, "arch")
     assert result.status == "pass"
     assert result.details == {"machine": "x86_64", "kubeedge_arch": "amd64"}
 
@@ -64,14 +64,14 @@ async def test_arch_fails_on_an_unsupported_machine(board: Board) -> None:
 
 
 def test_keadm_passes_at_the_target_version(board: Board, agent: AgentRunner) -> None:
-    result = agent(board, "check", "--json", "--only", "keadm").result("keadm")
+    result = check_one(agent, board, "keadm")
     assert result.status == "pass"
     assert result.summary == "/usr/local/bin/keadm v1.13.0"
 
 
 def test_keadm_version_mismatch_fails_with_both_fixes(board: Board, agent: AgentRunner) -> None:
     board.install_keadm("v1.12.1")
-    result = agent(board, "check", "--json", "--only", "keadm").result("keadm")
+    result = check_one(agent, board, "keadm")
     assert result.status == "fail"
     assert result.summary == "keadm is v1.12.1, the target KubeEdge version is v1.13.0"
     assert 'set kubeedge_version = "v1.12.1"' in result.remedy
@@ -80,7 +80,7 @@ def test_keadm_version_mismatch_fails_with_both_fixes(board: Board, agent: Agent
 
 def test_keadm_missing_fails_with_install_commands(board: Board, agent: AgentRunner) -> None:
     board.path("/usr/local/bin/keadm").unlink()
-    result = agent(board, "check", "--json", "--only", "keadm").result("keadm")
+    result = check_one(agent, board, "keadm")
     assert result.status == "fail"
     assert result.summary == "keadm not found on PATH"
     assert (
@@ -93,7 +93,7 @@ def test_keadm_that_errors_fails_with_its_message(board: Board, agent: AgentRunn
     board.write(
         "/usr/local/bin/keadm", "#!/bin/sh\necho 'Error: unknown command' >&2\nexit 1\n", 0o755
     )
-    result = agent(board, "check", "--json", "--only", "keadm").result("keadm")
+    result = check_one(agent, board, "keadm")
     assert result.status == "fail"
     assert result.summary == "`keadm version` exited 1 without a version: Error: unknown command"
 
@@ -101,7 +101,7 @@ def test_keadm_that_errors_fails_with_its_message(board: Board, agent: AgentRunn
 def test_keadm_that_hangs_is_cut_off(board: Board, agent: AgentRunner) -> None:
     board.write("/usr/local/bin/keadm", "#!/bin/sh\nexec sleep 600\n", 0o755)
     board.configure({"check_timeout_s": 1})
-    result = agent(board, "check", "--json", "--only", "keadm").result("keadm")
+    result = check_one(agent, board, "keadm")
     assert result.status == "error"
     assert result.summary == "no result within 1 s"
 
@@ -128,9 +128,9 @@ def test_docker_with_1_13_passes_and_names_the_endpoint(board: Board, agent: Age
 def test_remote_runtime_needs_its_socket(board: Board, agent: AgentRunner) -> None:
     board.configure({"kubeedge_version": "v1.15.1", "runtime": "remote",
                      "remote_runtime_endpoint": "unix:///run/cri-dockerd.sock"})  # fmt: skip
-    warn = agent(board, "check", "--json", "--only", "kubeedge-version").result("kubeedge-version")
+    warn = check_one(agent, board, "kubeedge-version")
     assert warn.status == "warn"
     assert warn.summary == "runtime remote, but /run/cri-dockerd.sock does not exist"
     board.write("/run/cri-dockerd.sock", "")
-    ok = agent(board, "check", "--json", "--only", "kubeedge-version").result("kubeedge-version")
+    ok = check_one(agent, board, "kubeedge-version")
     assert ok.status == "pass"

@@ -1,78 +1,115 @@
 """cloudcore's edge-facing ports on loopback: cloudhub's websocket port (TLS) and the
-certificate port (HTTPS: GET /ca.crt serves the CA in DER, as cloudcore v1.13 does)."""
+certificate port (HTTPS: GET /ca.crt serves the CA in DER, as cloudcore v1.13 does).
+
+Threaded, blocking servers: every connection is closed by the time the context exits,
+whatever state its TLS handshake ended in.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import http.server
+import socketserver
 import ssl
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from aiohttp import web
-
-from tests.harness.procs import free_port
 from tests.kubeedge_sim.pki import CloudcorePKI
+
+
+class _TLSMixin:
+    """Handshake in the connection's own thread, so a failed one only ends that thread."""
+
+    ssl_context: ssl.SSLContext
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # the client rejected us, or went away: as cloudcore, just drop it
+        try:
+            super().finish_request(tls, client_address)  # type: ignore[misc]
+        finally:
+            with contextlib.suppress(OSError):
+                tls.close()
+
+
+class _CertHandler(http.server.BaseHTTPRequestHandler):
+    server: _CertServer
+
+    def do_GET(self) -> None:
+        if self.path == "/ca.crt":
+            body = self.server.pki.ca_der
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_error(404)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _CertServer(_TLSMixin, http.server.ThreadingHTTPServer):
+    daemon_threads = False
+    block_on_close = True
+    pki: CloudcorePKI
+
+
+class _HoldHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        pass  # accept the websocket connection's TLS and hang up
+
+
+class _WebsocketServer(_TLSMixin, socketserver.ThreadingTCPServer):
+    daemon_threads = False
+    block_on_close = True
+    allow_reuse_address = True
 
 
 @dataclass
 class CloudcoreSim:
     pki: CloudcorePKI
     host: str = "127.0.0.1"
-    websocket_port: int = field(default_factory=free_port)
-    cert_port: int = field(default_factory=free_port)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _runner: web.AppRunner | None = None
-    _ws_server: asyncio.Server | None = None
+    _servers: list[socketserver.BaseServer] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    websocket_port: int = 0
+    cert_port: int = 0
 
     @property
     def cloudcore(self) -> str:
         return f"{self.host}:{self.websocket_port}"
 
     def _ssl(self) -> ssl.SSLContext:
-        tmp = Path(tempfile.mkdtemp(prefix="cloudcore-"))
-        self.pki.write_server_pem(str(tmp / "server.crt"), str(tmp / "server.key"))
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(tmp / "server.crt", tmp / "server.key")
+        with tempfile.TemporaryDirectory(prefix="cloudcore-") as tmp:
+            self.pki.write_server_pem(f"{tmp}/server.crt", f"{tmp}/server.key")
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(Path(tmp) / "server.crt", Path(tmp) / "server.key")
         return ctx
 
-    async def _ca(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.pki.ca_der, content_type="application/octet-stream")
-
-    async def _start(self) -> None:
-        ctx = self._ssl()
-        app = web.Application()
-        app.router.add_get("/ca.crt", self._ca)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.cert_port, ssl_context=ctx).start()
-
-        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.close()
-
-        self._ws_server = await asyncio.start_server(hold, self.host, self.websocket_port, ssl=ctx)
-
-    async def _stop(self) -> None:
-        if self._ws_server is not None:
-            self._ws_server.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
     def __enter__(self) -> CloudcoreSim:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="cloudcore", daemon=True
-        )
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        ctx = self._ssl()
+        cert = _CertServer((self.host, self.cert_port), _CertHandler)
+        cert.pki, cert.ssl_context = self.pki, ctx
+        ws = _WebsocketServer((self.host, self.websocket_port), _HoldHandler)
+        ws.ssl_context = ctx
+        self.cert_port = cert.server_address[1]
+        self.websocket_port = ws.server_address[1]
+        for server in (cert, ws):
+            thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+            thread.start()
+            self._servers.append(server)
+            self._threads.append(thread)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None
-        assert self._thread is not None
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()  # joins the connection threads (block_on_close)
+        for thread in self._threads:
+            thread.join(10)
