@@ -178,14 +178,11 @@ class Host:
         try:
             async with asyncio.timeout(timeout):
                 out, err = await proc.communicate(input_data)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            raise CommandError(f"{argv[0]}: no answer within {timeout:g} s") from None
-        except asyncio.CancelledError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            # Deadline or cancellation: the child (and its children) must not outlive us.
+            await _kill_and_reap(proc)
+            if isinstance(exc, TimeoutError):
+                raise CommandError(f"{argv[0]}: no answer within {timeout:g} s") from None
             raise
         return CommandResult(
             tuple(argv),
@@ -262,6 +259,14 @@ class Host:
         except OSError as exc:
             raise HostError(f"cannot stat {real_path}: {exc.strerror}") from exc
         return DiskUsage(du.total, du.free, du.percent)
+
+
+async def _kill_and_reap(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            await proc.wait()
 
 
 def _env_search_path() -> list[str]:
