@@ -11,6 +11,7 @@ import pytest
 from agent.errors import CommandError
 from agent.host import Host
 from tests.harness.board import Board
+from tests.harness.wait import wait_for
 
 
 def marker_processes(marker: str) -> list[psutil.Process]:
@@ -45,7 +46,7 @@ async def test_run_captures_output_and_exit_code(board: Board) -> None:
 
 
 async def test_missing_command_is_a_command_error(board: Board) -> None:
-    with pytest.raises(CommandError, match="^nonexistent: command not found on "):
+    with pytest.raises(CommandError, match=r"^nonexistent: command not found on "):
         await Host(board.root).run(["nonexistent"], timeout=5)
 
 
@@ -71,9 +72,7 @@ async def test_cancellation_reaps_the_child(board: Board, tmp_path: Path) -> Non
         0o755,
     )
     task = asyncio.create_task(Host(board.root).run(["slow"], timeout=60))
-    async with asyncio.timeout(10):
-        while not marker_processes(marker):
-            await asyncio.sleep(0.01)
+    await asyncio.to_thread(wait_for, lambda: marker_processes(marker), timeout=10, what="child")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
