@@ -154,3 +154,19 @@ def test_version_and_help_run_as_real_programs() -> None:
     ):
         assert flag in helptext.stdout
     assert "exit status: 0 nothing failed" in helptext.stdout
+
+
+def test_logs_are_json_lines_on_stderr_when_not_a_tty(board: Board) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "check", "--only", "node-name", "-vv",
+         "--root", str(board.root), "--config", str(board.config_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0
+    events = [json.loads(line) for line in proc.stderr.splitlines()]
+    done = [e for e in events if e["event"] == "check.done"]
+    assert done == [
+        {"check": "node-name", "status": "pass", "ms": done[0]["ms"], "event": "check.done",
+         "level": "debug", "timestamp": done[0]["timestamp"]}
+    ]  # fmt: skip
+    assert proc.stdout.startswith("kedge-agent check: node board-1")
