@@ -6,8 +6,12 @@ DockerUnavailable here, so no caller ever sees a lower-layer exception.
 
 from __future__ import annotations
 
+import base64
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -16,6 +20,24 @@ import aiohttp
 from agent.errors import DockerError, DockerUnavailable
 
 _BASE = "http://docker"
+_NO_AUTH = base64.urlsafe_b64encode(b"{}").decode()
+PULL_TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    image: str
+    state: str
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """'repo[:tag]' → (repo, tag); a ':' inside a registry host:port is not a tag."""
+    repo, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        return ref, "latest"
+    return repo, tag
 
 
 @contextlib.contextmanager
@@ -87,6 +109,87 @@ class DockerClient:
     async def info(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._json("/info", "info")
         return result
+
+    async def _stream(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        progress: Callable[[dict[str, Any]], None] | None,
+        **kw: Any,
+    ) -> None:
+        """Follow a JSON-lines progress stream; an {"error": …} line raises DockerError."""
+        timeout = aiohttp.ClientTimeout(total=PULL_TIMEOUT, sock_read=120)
+        async with self._request(method, path, what, timeout=timeout, **kw) as resp:
+            if resp.status != 200:
+                raise DockerError(f"{what}: {await _message(resp)}", resp.status)
+            with _mapped(self.socket_path, what):
+                async for raw in resp.content:
+                    line = raw.strip()
+                    if not line:
+                        continue
+                    try:
+                        msg = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(msg, dict) and msg.get("error"):
+                        raise DockerError(f"{what}: {msg['error']}")
+                    if progress is not None and isinstance(msg, dict):
+                        progress(msg)
+
+    async def pull(
+        self, ref: str, progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        repo, tag = split_ref(ref)
+        query = f"fromImage={quote(repo, safe='')}&tag={quote(tag, safe='')}"
+        await self._stream(
+            "POST",
+            f"/images/create?{query}",
+            f"pull {ref}",
+            progress,
+            headers={"X-Registry-Auth": _NO_AUTH},
+        )
+
+    async def tag(self, source: str, target: str) -> None:
+        repo, tag = split_ref(target)
+        path = f"/images/{quote(source, safe='/:@')}/tag?repo={quote(repo, safe='')}&tag={quote(tag, safe='')}"
+        async with self._request("POST", path, f"tag {source} as {target}") as resp:
+            if resp.status != 201:
+                raise DockerError(f"tag {source} as {target}: {await _message(resp)}", resp.status)
+
+    async def load(
+        self, archive: Path, progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        """Load a `docker save` tarball (offline sites)."""
+        with archive.open("rb") as fh:
+            await self._stream(
+                "POST", "/images/load", f"load {archive}", progress,
+                data=fh, headers={"Content-Type": "application/x-tar"},
+            )  # fmt: skip
+
+    async def containers(self) -> list[Container]:
+        items = await self._json("/containers/json?all=1", "list containers")
+        return [
+            Container(
+                c["Id"],
+                (c.get("Names") or ["/?"])[0].lstrip("/"),
+                c.get("Image", ""),
+                c.get("State", ""),
+            )
+            for c in items
+        ]
+
+    async def remove_container(self, name_or_id: str) -> bool:
+        """Force-remove a container; False when it was already gone."""
+        what = f"remove container {name_or_id}"
+        async with self._request(
+            "DELETE", f"/containers/{quote(name_or_id)}?force=1&v=1", what
+        ) as resp:
+            if resp.status in (200, 204):
+                return True
+            if resp.status == 404:
+                return False
+            raise DockerError(f"{what}: {await _message(resp)}", resp.status)
 
     async def image_exists(self, ref: str) -> bool:
         """Whether the image is present locally (never pulls)."""

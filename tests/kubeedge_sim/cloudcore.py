@@ -40,16 +40,40 @@ class _TLSMixin:
 class _CertHandler(http.server.BaseHTTPRequestHandler):
     server: _CertServer
 
+    def _send(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_GET(self) -> None:
+        server = self.server
         if self.path == "/ca.crt":
-            body = self.server.pki.ca_der
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(200, server.pki.ca_der)
+        elif self.path == "/edge.crt":
+            self._edge_crt()
+        else:
+            self._send(404, b"404 page not found\n")
+
+    def _edge_crt(self) -> None:
+        server = self.server
+        if server.refuse_edge_crt:
+            self._send(403, b"certificate requests are refused by this cloudcore\n")
             return
-        self.send_error(404)
+        auth = self.headers.get("Authorization", "")
+        node = self.headers.get("NodeName", "")
+        length = int(self.headers.get("Content-Length") or 0)
+        csr = self.rfile.read(length)
+        if not auth.startswith("Bearer ") or not server.pki.check_bearer(auth[len("Bearer ") :]):
+            # cloudcore logs "failed to sign the certificate for edgenode: X, invalid token"
+            server.events.append(
+                f"failed to sign the certificate for edgenode: {node}, invalid token"
+            )
+            self._send(401, b"Invalid authorization token")
+            return
+        server.events.append(f"signed the certificate for edgenode: {node}")
+        self._send(200, server.pki.sign_csr(csr, node))
 
     def log_message(self, *args: object) -> None:
         pass
@@ -59,6 +83,8 @@ class _CertServer(_TLSMixin, http.server.ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
     pki: CloudcorePKI
+    refuse_edge_crt: bool
+    events: list[str]
 
 
 class _HoldHandler(socketserver.BaseRequestHandler):
@@ -76,6 +102,8 @@ class _WebsocketServer(_TLSMixin, socketserver.ThreadingTCPServer):
 class CloudcoreSim:
     pki: CloudcorePKI
     host: str = "127.0.0.1"
+    refuse_edge_crt: bool = False  # fault: the certificate port turns edges away
+    events: list[str] = field(default_factory=list)  # what cloudcore would log
     _servers: list[socketserver.BaseServer] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     websocket_port: int = 0
@@ -96,6 +124,7 @@ class CloudcoreSim:
         ctx = self._ssl()
         cert = _CertServer((self.host, self.cert_port), _CertHandler)
         cert.pki, cert.ssl_context = self.pki, ctx
+        cert.refuse_edge_crt, cert.events = self.refuse_edge_crt, self.events
         ws = _WebsocketServer((self.host, self.websocket_port), _HoldHandler)
         ws.ssl_context = ctx
         self.cert_port = cert.server_address[1]

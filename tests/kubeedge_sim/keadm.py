@@ -1,45 +1,302 @@
-"""A stand-in for keadm v1.13 (a Go/cobra binary that cannot run here).
+"""A stand-in for keadm v1.13.0 (a Go/cobra binary that cannot run here).
 
-Installed into a fixture board as /usr/local/bin/keadm by tests.harness.board. Its state
-lives below the board root in var/lib/kedge-sim/keadm.json: {"version", "platform"}.
-It answers like cobra does: unknown commands and flags are errors with exit 1.
+Installed into a fixture board as /usr/local/bin/keadm by tests.harness.board; state
+below the board root in var/lib/kedge-sim/keadm.json: {"version", "platform",
+"cert_wait_s"}. `join` and `reset` follow keadm-facts.md: the same flags and defaults
+(--runtimetype remote, containerd's endpoint, cgroupfs), the two preflight checks, the
+side effects in order, and the same error texts. Deviations, because nothing can run
+here: the mqtt container is created but not started, edgecore is started through the
+simulated systemctl, and the certificate wait is `cert_wait_s` (300 s in keadm).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
+import shutil
 import sys
+import time
+import urllib.parse
 from pathlib import Path
+from typing import Any
 
-STATE = "var/lib/kedge-sim/keadm.json"
-COMMANDS = ("version", "join", "reset", "gettoken", "init", "debug")
+from tests.harness.dockerd import api
+from tests.kubeedge_sim import sim, systemctl
+from tests.kubeedge_sim.cobra import CobraError, Flag, parse
+
 GIT_COMMITS = {"v1.13.0": "ee357a0d5e4b1c9e8a1c5c4f0d3c9b0b7a0d8e0f"}
+COMMANDS = ("version", "join", "reset", "gettoken", "init", "debug")
+JOIN_FLAGS = [
+    Flag("cloudcore-ipport", "e"),
+    Flag("edgenode-name", "i"),
+    Flag("kubeedge-version"),
+    Flag("token", "t"),
+    Flag("runtimetype", "r", "remote"),
+    Flag("remote-runtime-endpoint", "p", "unix:///run/containerd/containerd.sock"),
+    Flag("cgroupdriver", None, "cgroupfs"),
+    Flag("certport", "s"),
+    Flag("labels", "l"),
+    Flag("with-mqtt", None, True, "bool"),
+    Flag("image-repository"),
+    Flag("certPath", None, "/etc/kubeedge/certs"),
+    Flag("tarballpath"),
+]
+RESET_FLAGS = [
+    Flag("kube-config", None, "/root/.kube/config"),
+    Flag("force", None, False, "bool"),
+    Flag("runtimetype", None, "remote"),
+    Flag("remote-runtime-endpoint"),
+]
+UNIT = """[Unit]
+Description=edgecore.service
+
+[Service]
+Type=simple
+ExecStart=/usr/local/bin/edgecore
+Restart=always
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+"""
+EDGECORE_YAML = """apiVersion: edgecore.config.kubeedge.io/v1alpha2
+kind: EdgeCore
+database:
+  dataSource: /var/lib/kubeedge/edgecore.db
+modules:
+  edgeHub:
+    enable: true
+    heartbeat: 15
+    httpServer: https://{host}:{certport}
+    tlsCaFile: /etc/kubeedge/ca/rootCA.crt
+    tlsCertFile: /etc/kubeedge/certs/server.crt
+    tlsPrivateKeyFile: /etc/kubeedge/certs/server.key
+    token: {token}
+    websocket:
+      enable: true
+      server: {cloudcore}
+  edged:
+    containerRuntime: {runtime}
+    dockerEndpoint: {docker}
+    hostnameOverride: {node}
+    nodeLabels: {labels}
+    podSandboxImage: kubeedge/pause:3.6
+    remoteImageEndpoint: {endpoint}
+    remoteRuntimeEndpoint: {endpoint}
+    rootDirectory: /var/lib/edged
+    tailoredKubeletConfig:
+      cgroupDriver: {cgroupdriver}
+  eventBus:
+    enable: true
+    mqttMode: 2
+    mqttServerExternal: tcp://127.0.0.1:1883
+"""
+DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
-def _state(root: Path) -> dict[str, str]:
+class JoinError(Exception):
+    pass
+
+
+def _state(root: Path) -> dict[str, Any]:
+    return {
+        "version": "v1.13.0",
+        "platform": "linux/amd64",
+        "cert_wait_s": 300,
+        **sim.load(root, "keadm"),
+    }
+
+
+def fail(msg: str) -> int:
+    sys.stderr.write(f"Error: {msg}\nexecute keadm command failed:  {msg}\n")
+    return 1
+
+
+def step(n: int, text: str) -> None:
+    print(f"[{n}/9] {text}", flush=True)
+
+
+def docker_socket() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
+
+
+def _images(version: str, repo: str) -> list[str]:
+    refs = [
+        f"kubeedge/installation-package:{version}",
+        "eclipse-mosquitto:1.6.15",
+        "kubeedge/pause:3.6",
+    ]
+    return [f"{repo}/{r.rsplit('/', 1)[-1]}" for r in refs] if repo else refs
+
+
+def pull(sock: str, ref: str) -> None:
+    repo, _, tag = ref.rpartition(":")
+    if api(sock, "GET", f"/images/{ref}/json", timeout=30)[0] == 200:
+        print(f"Image {ref} already exists, skip pulling", flush=True)
+        return
+    print(f"Pulling {ref} ...", flush=True)
+    query = urllib.parse.urlencode({"fromImage": repo, "tag": tag})
+    auth = base64.urlsafe_b64encode(b"{}").decode()
+    status, body = api(sock, "POST", f"/images/create?{query}", b"", {"X-Registry-Auth": auth})
+    for line in body.splitlines():
+        msg = json.loads(line) if line.strip().startswith(b"{") else {}
+        if msg.get("error"):
+            raise JoinError(f"edge node join failed: pull Images failed: {msg['error']}")
+    if status != 200:
+        raise JoinError(
+            f"edge node join failed: pull Images failed: {body.decode(errors='replace').strip()}"
+        )
+
+
+def cmd_join(args: list[str], root: Path) -> int:
+    opts = parse(JOIN_FLAGS, args)
+    if not opts["cloudcore-ipport"]:
+        return fail('required flag(s) "cloudcore-ipport" not set')
+    state = _state(root)
+    version = opts["kubeedge-version"] or state["version"]
+    if not version.startswith("v"):
+        version = "v" + version
+    step(1, "Check KubeEdge edgecore process status")
+    if sim.programs_running("edgecore"):
+        return fail("EdgeCore is already running on this node, please run reset to clean up first")
+    step(2, "Check if the management directory is clean")
+    etc = root / "etc/kubeedge"
+    if etc.is_dir() and any(etc.iterdir()):
+        return fail("the management directory /etc/kubeedge/ is not clean, please remove it first")
+    step(3, "Create the necessary directories")
+    for d in ("etc/kubeedge", "etc/kubeedge/config", "var/log/kubeedge", "var/lib/kubeedge"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    step(4, "Pull Images")
+    sock = docker_socket()
+    images = _images(version, opts["image-repository"])
     try:
-        loaded: dict[str, str] = json.loads((root / STATE).read_text())
-    except FileNotFoundError:
-        loaded = {}
-    return {"version": "v1.13.0", "platform": "linux/amd64", **loaded}
-
-
-def _unknown_command(cmd: str) -> int:
-    sys.stderr.write(
-        f'Error: unknown command "{cmd}" for "keadm"\nRun \'keadm --help\' for usage.\n'
+        for ref in images:
+            pull(sock, ref)
+    except OSError as exc:
+        return fail(
+            f"edge node join failed: pull Images failed: Cannot connect to the Docker daemon at unix://{sock}. Is the docker daemon running? ({exc})"
+        )
+    except JoinError as exc:
+        return fail(str(exc))
+    step(5, "Copy resources from the image to the management directory")
+    edgecore = root / "usr/local/bin/edgecore"
+    edgecore.parent.mkdir(parents=True, exist_ok=True)
+    edgecore.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        f"from tests.kubeedge_sim.edgecore import main\nsys.exit(main(sys.argv[1:], root={str(root)!r}))\n"
     )
-    return 1
+    edgecore.chmod(0o755)
+    if opts["with-mqtt"]:
+        step(6, "Start the default mqtt service")
+        (root / "var/lib/kubeedge/mqtt/config").mkdir(parents=True, exist_ok=True)
+        (root / "var/lib/kubeedge/mqtt/config/mosquitto.conf").write_text(
+            "listener 1883\nallow_anonymous true\n"
+        )
+        body = json.dumps({"Image": images[1], "HostConfig": {"NetworkMode": "none",
+                           "RestartPolicy": {"Name": "unless-stopped"}}}).encode()  # fmt: skip
+        status, out = api(
+            sock, "POST", "/containers/create?name=mqtt", body, {"Content-Type": "application/json"}
+        )
+        if status != 201:
+            return fail(f"edge node join failed: {json.loads(out).get('message', out.decode())}")
+    step(7, "Generate systemd service file")
+    unit_dir = root / "etc/systemd/system"
+    if not unit_dir.is_dir():
+        return fail(
+            "edge node join failed: open /etc/systemd/system/edgecore.service: no such file or directory"
+        )
+    (unit_dir / "edgecore.service").write_text(UNIT)
+    step(8, "Generate EdgeCore default configuration")
+    host, _, _ = opts["cloudcore-ipport"].rpartition(":")
+    hostname = (
+        (root / "etc/hostname").read_text().strip()
+        if (root / "etc/hostname").exists()
+        else "localhost"
+    )
+    node = opts["edgenode-name"] or (
+        hostname if DNS1123.fullmatch(hostname) else "default-edge-node"
+    )
+    labels = (
+        dict(kv.split("=", 1) for kv in opts["labels"].split(",") if "=" in kv)
+        if opts["labels"]
+        else {}
+    )
+    token = opts["token"]
+    (root / "etc/kubeedge/bootstrap-edgecore.conf").write_text(token)
+    (root / "etc/kubeedge/bootstrap-edgecore.conf").chmod(0o640)
+    (root / "etc/kubeedge/config/edgecore.yaml").write_text(EDGECORE_YAML.format(
+        host=host, certport=opts["certport"] or "10002", token=json.dumps(token), cloudcore=opts["cloudcore-ipport"],
+        runtime=opts["runtimetype"], docker=f"unix://{sock}", node=node, labels=json.dumps(labels),
+        endpoint=opts["remote-runtime-endpoint"], cgroupdriver=opts["cgroupdriver"],
+    ))  # fmt: skip
+    step(9, "Run EdgeCore daemon")
+    for argv in (["daemon-reload"], ["enable", "edgecore"], ["start", "edgecore"]):
+        rc = systemctl.main(argv, str(root))
+        if rc != 0:
+            return fail(
+                f"edge node join failed: failed to run edgecore: systemctl {' '.join(argv)} exited {rc}"
+            )
+    deadline = time.monotonic() + float(state["cert_wait_s"])
+    wanted = [
+        root / p
+        for p in (
+            "etc/kubeedge/ca/rootCA.crt",
+            "etc/kubeedge/certs/server.crt",
+            "etc/kubeedge/certs/server.key",
+        )
+    ]
+    while not all(p.exists() for p in wanted):
+        if time.monotonic() > deadline:
+            (root / "etc/kubeedge/bootstrap-edgecore.conf").unlink(missing_ok=True)
+            return fail("edge node join failed: timed out waiting for the condition")
+        time.sleep(0.1)  # keadm polls every 10 s
+    (root / "etc/kubeedge/bootstrap-edgecore.conf").unlink(missing_ok=True)
+    print(
+        "KubeEdge edgecore is running, For logs visit: journalctl -u edgecore.service -xe",
+        flush=True,
+    )
+    return 0
 
 
-def _unknown_flag(flag: str) -> int:
-    sys.stderr.write(f"Error: unknown flag: {flag}\n")
-    return 1
+def cmd_reset(args: list[str], root: Path) -> int:
+    opts = parse(RESET_FLAGS, args)
+    if not sim.programs_running("edgecore"):
+        print("None of KubeEdge components are running in this host, exit")
+        return 0
+    if not opts["force"]:
+        sys.stdout.write("[reset] WARNING: Changes made to this host by 'keadm init' or 'keadm join' will be reverted.\n"
+                         "[reset] Are you sure you want to proceed? [y/N]: ")  # fmt: skip
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("Aborted reset operation")
+            return 0
+    units = systemctl._state(root)["units"]
+    if units.get("edgecore.service", {}).get("enabled"):
+        for argv in (["stop", "edgecore"], ["disable", "edgecore"]):
+            systemctl.main(argv, str(root))
+        (root / "etc/systemd/system/edgecore.service").unlink(missing_ok=True)
+        systemctl.main(["daemon-reload"], str(root))
+    else:
+        for pid in sim.programs_running("edgecore"):
+            os.kill(pid, 15)
+    sock = docker_socket()
+    if opts["runtimetype"] == "docker":
+        status, body = api(sock, "GET", "/containers/json?all=1", timeout=30)
+        for c in json.loads(body) if status == 200 else []:
+            name = c["Names"][0].lstrip("/")
+            if name.startswith("k8s_") or name == "mqtt":
+                api(sock, "DELETE", f"/containers/{c['Id']}?force=1", timeout=30)
+    for d in ("etc/kubeedge", "var/log/kubeedge", "var/lib/kubeedge", "var/lib/edged", "var/lib/dockershim",
+              "var/run/kubernetes", "var/lib/cni"):  # fmt: skip
+        shutil.rmtree(root / d, ignore_errors=True)
+    print("Edge node reset: edgecore stopped, management directories removed")
+    return 0
 
 
 def cmd_version(args: list[str], root: Path) -> int:
-    for a in args:
-        if a.startswith("-"):
-            return _unknown_flag(a.split("=", 1)[0])
+    parse([], args)
     st = _state(root)
     major, minor, _ = st["version"].lstrip("v").split(".")
     commit = GIT_COMMITS.get(st["version"], "0" * 40)
@@ -56,11 +313,19 @@ def main(argv: list[str], root: str) -> int:
         print("keadm: KubeEdge installation tool (simulated)\n\nUsage:\n  keadm [command]")
         return 0
     cmd, rest = argv[0], argv[1:]
-    if cmd == "version":
-        return cmd_version(rest, Path(root))
-    if cmd.startswith("-"):
-        return _unknown_flag(cmd)
-    if cmd not in COMMANDS:
-        return _unknown_command(cmd)
+    handlers = {"version": cmd_version, "join": cmd_join, "reset": cmd_reset}
+    try:
+        if cmd in handlers:
+            return handlers[cmd](rest, Path(root))
+        if cmd.startswith("-"):
+            raise CobraError(f"unknown flag: {cmd.split('=', 1)[0]}")
+        if cmd not in COMMANDS:
+            sys.stderr.write(
+                f'Error: unknown command "{cmd}" for "keadm"\nRun \'keadm --help\' for usage.\n'
+            )
+            return 1
+    except CobraError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return 1
     sys.stderr.write(f"keadm simulator: '{cmd}' is not simulated yet\n")
     return 1

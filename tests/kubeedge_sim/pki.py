@@ -124,3 +124,34 @@ class CloudcorePKI:
                     serialization.NoEncryption(),
                 )
             )
+
+    def check_bearer(self, jwt: str, *, now: datetime | None = None) -> bool:
+        """cloudcore's token check: HS256 signature with the CA key, then exp."""
+        try:
+            header, payload, sig = jwt.split(".")
+            expected = _b64url(
+                hmac.new(self.ca_key_der, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+            )
+            if not hmac.compare_digest(expected, sig):
+                return False
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except ValueError:
+            return False
+        return float(claims.get("exp", 0)) > (now or datetime.now(UTC)).timestamp()
+
+    def sign_csr(self, csr_der: bytes, node_name: str) -> bytes:
+        """An edge certificate for the CSR, valid 365 days (edgeCertSigningDuration)."""
+        csr = x509.load_der_x509_csr(csr_der)
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(node_name, "KubeEdge"))
+            .issuer_name(self.ca_cert.subject)
+            .public_key(csr.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + timedelta(days=365))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(self.ca_key, hashes.SHA256())
+        )
+        return cert.public_bytes(serialization.Encoding.DER)

@@ -1,54 +1,163 @@
 """A stand-in for systemctl on a fixture board (no systemd as PID 1 here).
 
-Unit state lives below the board root in var/lib/kedge-sim/systemd.json:
-{"units": {"kubelet.service": {"active": "active", "enabled": true}}}. Answers and exit
-codes follow systemctl(1): is-active prints one state per unit and exits 0 only when all
-are active (3 otherwise); unknown units are "inactive".
+Units live in var/lib/kedge-sim/systemd.json below the board root:
+  {"environment": {...}, "units": {"kubelet.service": {"active": "active", "enabled": true},
+   "docker.service": {"exec": [...], "pidfile": "..."}, "edgecore.service": {"pid": 123}}}
+A unit without "exec" runs its unit file's ExecStart (below the root). Started processes
+are real; their output goes to the simulated journal. Answers and exit codes follow
+systemctl(1): is-active prints one state per unit and exits 0 only when all are active.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import re
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-STATE = "var/lib/kedge-sim/systemd.json"
+import psutil
 
+from tests.kubeedge_sim import sim
 
-def load(root: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads((root / STATE).read_text())
-    except FileNotFoundError:
-        data = {}
-    data.setdefault("units", {})
-    return data
+UNIT_DIRS = ("etc/systemd/system", "lib/systemd/system", "usr/lib/systemd/system")
 
 
 def _unit(name: str) -> str:
     return name if "." in name else f"{name}.service"
 
 
+def unit_file(root: Path, unit: str) -> Path | None:
+    for d in UNIT_DIRS:
+        if (root / d / unit).is_file():
+            return root / d / unit
+    return None
+
+
+def _state(root: Path) -> dict[str, Any]:
+    data = sim.load(root, "systemd")
+    data.setdefault("units", {})
+    data.setdefault("environment", {})
+    return data
+
+
+def active_state(unit: dict[str, Any]) -> str:
+    if "pid" in unit:
+        return "active" if sim.alive(unit["pid"]) else "failed"
+    return str(unit.get("active", "inactive"))
+
+
+def start(root: Path, name: str, data: dict[str, Any]) -> int:
+    unit = data["units"].setdefault(name, {})
+    if "pid" in unit and sim.alive(unit["pid"]):
+        return 0
+    argv = unit.get("exec")
+    if argv is None:
+        path = unit_file(root, name)
+        if path is None:
+            sys.stderr.write(f"Failed to start {name}: Unit {name} not found.\n")
+            return 5
+        found = re.search(r"^ExecStart=(\S+)(.*)$", path.read_text(), re.M)
+        if not found:
+            sys.stderr.write(f"Failed to start {name}: Unit {name} has no ExecStart.\n")
+            return 1
+        argv = [str(root / found[1].lstrip("/")), *found[2].split()]
+    env = {**os.environ, **data["environment"]}
+    with sim.journal(root, name).open("ab") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+    unit["pid"] = proc.pid
+    unit.pop("active", None)
+    return 0
+
+
+def stop(root: Path, name: str, data: dict[str, Any]) -> int:
+    unit = data["units"].get(name, {})
+    pid = unit.pop("pid", None)
+    if pid and sim.alive(pid):
+        try:
+            proc = psutil.Process(pid)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)
+        except psutil.TimeoutExpired:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    pidfile = unit.get("pidfile")
+    if pidfile:
+        deadline = time.monotonic() + 20
+        while Path(pidfile).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # dockerd removes its pidfile last
+    if name in data["units"]:
+        data["units"][name]["active"] = "inactive"
+    return 0
+
+
+def enable(root: Path, name: str, data: dict[str, Any], on: bool) -> int:
+    path = unit_file(root, name)
+    link = root / "etc/systemd/system/multi-user.target.wants" / name
+    if on:
+        if path is None:
+            sys.stderr.write(f"Failed to enable unit: Unit file {name} does not exist.\n")
+            return 1
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to("/" + str(path.relative_to(root)))
+            print(f"Created symlink /{link.relative_to(root)} → /{path.relative_to(root)}.")
+    elif link.is_symlink():
+        link.unlink()
+        print(f"Removed /{link.relative_to(root)}.")
+    data["units"].setdefault(name, {})["enabled"] = on
+    return 0
+
+
 def main(argv: list[str], root: str) -> int:
+    board = Path(root)
+    now = "--now" in argv
     args = [a for a in argv if not a.startswith("-")]
     if not args:
         sys.stderr.write("systemctl simulator: no command\n")
         return 1
     cmd, units = args[0], [_unit(u) for u in args[1:]]
-    state = load(Path(root))["units"]
+    data = _state(board)
+    rc = 0
     if cmd == "is-active":
-        states = [state.get(u, {}).get("active", "inactive") for u in units]
+        states = [active_state(data["units"].get(u, {})) for u in units]
         print("\n".join(states))
         return 0 if states and all(s == "active" for s in states) else 3
     if cmd == "is-enabled":
-        found = [u for u in units if u in state]
-        if not found:
+        known = [u for u in units if u in data["units"] or unit_file(board, u)]
+        if not known:
             sys.stderr.write(
                 f"Failed to get unit file state for {units[0]}: No such file or directory\n"
             )
             return 1
-        flags = ["enabled" if state[u].get("enabled") else "disabled" for u in found]
+        flags = [
+            "enabled" if data["units"].get(u, {}).get("enabled") else "disabled" for u in known
+        ]
         print("\n".join(flags))
         return 0 if all(f == "enabled" for f in flags) else 1
-    sys.stderr.write(f"Unknown command verb {cmd}.\n")
-    return 1
+    if cmd == "daemon-reload":
+        data["reloads"] = data.get("reloads", 0) + 1
+    elif cmd == "set-environment":
+        data["environment"].update(dict(a.split("=", 1) for a in args[1:]))
+    elif cmd in ("start", "stop", "restart"):
+        for u in units:
+            if cmd in ("stop", "restart"):
+                rc |= stop(board, u, data)
+            if cmd in ("start", "restart"):
+                rc |= start(board, u, data)
+    elif cmd in ("enable", "disable"):
+        for u in units:
+            rc |= enable(board, u, data, cmd == "enable")
+            if now:
+                rc |= (start if cmd == "enable" else stop)(board, u, data)
+    else:
+        sys.stderr.write(f"Unknown command verb {cmd}.\n")
+        return 1
+    sim.save(board, "systemd", data)
+    return rc

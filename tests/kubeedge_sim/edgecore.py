@@ -1,0 +1,185 @@
+"""A stand-in for edgecore v1.13, started by the simulated systemd.
+
+It does what breaks real boards: refuses to run beside a kubelet; fetches its
+certificates from cloudcore with the token (CA hash, bearer JWT, TLS verified against
+the CA with this machine's clock); as dockershim, unlinks whatever socket sits at
+remoteRuntimeEndpoint and serves there; and crash-loops with kubelet's own words when
+its cgroup driver differs from docker's. Then it runs until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.harness.dockerd import api
+from tests.kubeedge_sim import sim
+
+CONFIG = "etc/kubeedge/config/edgecore.yaml"
+CA = "etc/kubeedge/ca/rootCA.crt"
+CERT = "etc/kubeedge/certs/server.crt"
+KEY = "etc/kubeedge/certs/server.key"
+
+
+def log(level: str, where: str, msg: str) -> None:
+    now = datetime.now(UTC)
+    print(f"{level}{now:%m%d %H:%M:%S.%f} {os.getpid():>7} {where}] {msg}", flush=True)
+
+
+def fatal(where: str, msg: str) -> int:
+    log("E", where, msg)
+    return 1
+
+
+def value(cfg: str, key: str) -> str:
+    found = re.search(rf"^\s*{key}:\s*(.*)$", cfg, re.M)
+    return found[1].strip().strip('"') if found else ""
+
+
+def bootstrap_certs(root: Path, cfg: str) -> str | None:
+    """edgehub's certificate manager; returns an error text or None."""
+    token = value(cfg, "token")
+    server = value(cfg, "httpServer")
+    node = value(cfg, "hostnameOverride")
+    parts = token.split(".")
+    if len(parts) != 4:
+        return "token credentials are in the wrong format"
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"{server}/ca.crt", context=insecure, timeout=10) as resp:
+            ca_der = resp.read()
+    except (urllib.error.URLError, OSError) as exc:
+        return f'failed to get CA certificate, err: Get "{server}/ca.crt": {exc}'
+    ca_hash = hashlib.sha256(ca_der).hexdigest()
+    if ca_hash != parts[0]:
+        return f"failed to validate CA certificate. tokenCAhash: {parts[0]}, CAhash: {ca_hash}"
+    ca_pem = ssl.DER_cert_to_PEM_cert(ca_der)
+    (root / CA).parent.mkdir(parents=True, exist_ok=True)
+    (root / CA).write_text(ca_pem)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node)]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    verified = ssl.create_default_context(cadata=ca_pem)
+    request = urllib.request.Request(
+        f"{server}/edge.crt",
+        data=csr,
+        method="GET",
+        headers={"Authorization": "Bearer " + ".".join(parts[1:]), "NodeName": node},
+    )
+    try:
+        with urllib.request.urlopen(request, context=verified, timeout=10) as resp:
+            cert_der = resp.read()
+    except urllib.error.HTTPError as exc:
+        return f"failed to get edge certificate from the cloudcore, error: {exc.read().decode().strip()}"
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return f'failed to get edge certificate from the cloudcore, error: Get "{server}/edge.crt": {go_x509(reason)}'
+        return f'failed to get edge certificate from the cloudcore, error: Get "{server}/edge.crt": {reason}'
+    (root / CERT).parent.mkdir(parents=True, exist_ok=True)
+    (root / CERT).write_text(ssl.DER_cert_to_PEM_cert(cert_der))
+    (root / KEY).write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    (root / CONFIG).write_text(re.sub(r"^(\s*token:).*$", r'\1 ""', cfg, flags=re.M))
+    return None
+
+
+def go_x509(err: ssl.SSLCertVerificationError) -> str:
+    """Go's crypto/x509 wording for what OpenSSL found."""
+    msg = err.verify_message or str(err)
+    if "not yet valid" in msg or "expired" in msg:
+        return f"x509: certificate has expired or is not yet valid: current time {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} is before the certificate's NotBefore"
+    if "mismatch" in msg:
+        return f"x509: certificate is valid for other addresses, not this one ({msg})"
+    return f"x509: {msg}"
+
+
+def main(argv: list[str], root: str) -> int:
+    board = Path(root)
+    log("I", "server.go:77", "Version: v1.13.0")
+    faults = sim.faults(board)
+    if faults.get("edgecore_crash"):
+        return fatal("edged.go:249", faults["edgecore_crash"])
+    if os.environ.get("CHECK_EDGECORE_ENVIRONMENT") != "false" and sim.programs_running(
+        "kubelet", "kube-proxy"
+    ):
+        return fatal(
+            "server.go:79",
+            "failed to check the running environment: kubelet should not running on edge node when running edgecore",
+        )
+    try:
+        cfg = (board / CONFIG).read_text()
+    except FileNotFoundError:
+        return fatal("server.go:88", f"open /{CONFIG}: no such file or directory")
+    if not all((board / p).exists() for p in (CA, CERT, KEY)):
+        error = bootstrap_certs(board, cfg)
+        if error:
+            return fatal("certmanager.go:117", error)
+        log("I", "certmanager.go:130", "Certificate rotation is enabled.")
+    runtime = value(cfg, "containerRuntime")
+    endpoint = value(cfg, "remoteRuntimeEndpoint").removeprefix("unix://")
+    served: socket.socket | None = None
+    if runtime == "docker" and endpoint:
+        # kubelet's dockershim removes whatever is at the endpoint, then serves CRI there.
+        path = board / endpoint.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            path.unlink()
+            log("I", "util_unix.go:104", f'"Unlinked socket" path="{endpoint}"')
+        served = socket.socket(socket.AF_UNIX)
+        served.bind(str(path))
+        served.listen()
+        docker_sock = value(cfg, "dockerEndpoint").removeprefix("unix://")
+        try:
+            status, body = api(docker_sock, "GET", "/info", timeout=10)
+            docker_driver = (
+                json.loads(body).get("CgroupDriver", "cgroupfs") if status == 200 else None
+            )
+        except OSError as exc:
+            return fatal(
+                "edged.go:249",
+                f"Start edged failed, err: failed to run Kubelet: failed to create kubelet: {exc}",
+            )
+        driver = value(cfg, "cgroupDriver") or "cgroupfs"
+        if docker_driver and driver != docker_driver:
+            return fatal(
+                "edged.go:249",
+                "Start edged failed, err: failed to run Kubelet: misconfiguration: kubelet cgroup driver: "
+                f'"{driver}" is different from docker cgroup driver: "{docker_driver}"',
+            )
+    log("I", "edged.go:278", "Starting edged...")
+    log(
+        "I",
+        "websocket.go:53",
+        f"Websocket connect to cloud access successful, server {value(cfg, 'server')}",
+    )
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    log("I", "server.go:125", "Shutting down edgecore")
+    if served is not None:
+        served.close()
+    return 0
