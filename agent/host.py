@@ -15,7 +15,7 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -191,6 +191,42 @@ class Host:
             err.decode("utf-8", errors="replace"),
         )
 
+    async def run_streaming(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        on_line: Callable[[str], None],
+        env: Mapping[str, str] | None = None,
+    ) -> int:
+        """Run a long command, handing each output line (stdout and stderr merged) to
+        on_line as it arrives; return the exit code."""
+        found = self.which(argv[0]) if argv else None
+        if found is None:
+            raise CommandError(
+                f"{argv[0] if argv else '?'}: command not found on {':'.join(self.search_path)}"
+            )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                str(self.path(found)), *argv[1:],
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                env=dict(env) if env is not None else self._env,
+            )  # fmt: skip
+        except OSError as exc:
+            raise CommandError(f"{argv[0]}: cannot start: {exc.strerror or exc}") from exc
+        assert proc.stdout is not None
+        try:
+            async with asyncio.timeout(timeout):
+                while line := await proc.stdout.readline():
+                    on_line(line.decode("utf-8", errors="replace").rstrip("\n"))
+                return await proc.wait()
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            await _kill_and_reap(proc)
+            if isinstance(exc, TimeoutError):
+                raise CommandError(f"{argv[0]}: no result within {timeout:g} s") from None
+            raise
+
     # -- the running kernel ------------------------------------------------
     def machine(self) -> str:
         return self._machine or os.uname().machine
@@ -231,6 +267,20 @@ class Host:
                 name = owners.get(c.pid)
             result.append(Listener(c.laddr.port, c.laddr.ip, c.pid, name))
         return result
+
+    def terminate(self, pid: int, timeout: float = 10.0) -> bool:
+        """SIGTERM, then SIGKILL after `timeout`; False if the process was already gone."""
+        try:
+            proc = psutil.Process(pid)
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except psutil.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        except psutil.NoSuchProcess:
+            return False
+        return True
 
     def memory(self) -> Memory:
         vm = psutil.virtual_memory()

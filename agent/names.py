@@ -14,6 +14,10 @@ TOKEN_CHARS_RE = re.compile(r"[A-Za-z0-9._=-]{1,4096}")
 IMAGE_REPOSITORY_RE = re.compile(
     r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
 )
+LABEL_KEY_RE = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+)
+LABEL_VALUE_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?")
 _DNS1123_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 DNS1123_SUBDOMAIN_RE = re.compile(rf"{_DNS1123_LABEL}(?:\.{_DNS1123_LABEL})*")
 

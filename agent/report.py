@@ -55,3 +55,44 @@ class CheckReport(BaseModel):
         for c in self.checks:
             tally[c.status] += 1
         return tally
+
+
+class Change(BaseModel):
+    """One thing a mutating command did (or, with --dry-run, would do)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str  # "write", "remove", "run", "pull", "stop", ...
+    target: str
+    detail: str = ""
+    done: bool = True
+
+
+class Cause(BaseModel):
+    """A failure kedge recognised in keadm's or edgecore's output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    summary: str
+    remedy: str
+    evidence: str
+
+
+class ActionReport(BaseModel):
+    """The result of fix, join or reset: what changed, and whether it worked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_: Literal[1] = Field(SCHEMA_VERSION, alias="schema")
+    command: Literal["fix", "join", "reset"]
+    node: str
+    ok: bool
+    summary: str
+    changes: list[Change] = Field(default_factory=list)
+    causes: list[Cause] = Field(default_factory=list)
+    checks: list[CheckResult] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2)

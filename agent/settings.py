@@ -24,7 +24,14 @@ from pydantic_settings import (
 )
 
 from agent.errors import ConfigError
-from agent.names import HOSTPORT_RE, IMAGE_REPOSITORY_RE, TOKEN_CHARS_RE, VERSION_RE
+from agent.names import (
+    HOSTPORT_RE,
+    IMAGE_REPOSITORY_RE,
+    LABEL_KEY_RE,
+    LABEL_VALUE_RE,
+    TOKEN_CHARS_RE,
+    VERSION_RE,
+)
 
 DEFAULT_CONFIG = Path("/etc/kedge/agent.toml")
 CONFIG_ENV = "KEDGE_AGENT_CONFIG"
@@ -79,6 +86,12 @@ class AgentSettings(BaseSettings):
     cloud_api_url: str | None = None
     state_dir: Path = Path("/var/lib/kedge-agent")
     check_timeout_s: float = Field(10.0, gt=0, le=600)
+    labels: dict[str, str] = Field(default_factory=dict)
+    registry_mirrors: list[str] = Field(default_factory=list)
+    pull_retries: int = Field(3, ge=1, le=10)
+    pull_backoff_s: float = Field(2.0, ge=0, le=60)
+    join_timeout_s: float = Field(420.0, gt=0, le=3600)
+    join_settle_s: float = Field(15.0, ge=0, le=600)
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
     thresholds: Thresholds = Field(default_factory=Thresholds)
 
@@ -111,6 +124,22 @@ class AgentSettings(BaseSettings):
             raise ValueError(
                 "expected the output of `keadm gettoken` (letters, digits, '.', '_', '-')"
             )
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not LABEL_KEY_RE.fullmatch(key) or not LABEL_VALUE_RE.fullmatch(value):
+                raise ValueError(f"label {key}={value!r} is not a valid Kubernetes label")
+        return v
+
+    @field_validator("registry_mirrors")
+    @classmethod
+    def _mirrors(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if not IMAGE_REPOSITORY_RE.fullmatch(item):
+                raise ValueError(f"expected registry host[:port][/path] entries, got {item!r}")
         return v
 
     @field_validator("image_repository")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from agent.checks.context import CheckContext
 from agent.checks.registry import Outcome, check, failed, passed
 from agent.errors import CommandError, HostError
+from agent.host import Host
 from agent.kubeedge import KUBELET_PORT, UNIT_DIRS
 
 K3S_PATHS = ("/etc/rancher/k3s", "/var/lib/rancher/k3s")
@@ -31,14 +32,14 @@ class Finding:
         return {"owner": self.owner, "what": self.what}
 
 
-def unit_files(ctx: CheckContext, unit: str) -> list[str]:
-    return [f"{d}/{unit}" for d in UNIT_DIRS if ctx.host.exists(f"{d}/{unit}")]
+def unit_files(host: Host, unit: str) -> list[str]:
+    return [f"{d}/{unit}" for d in UNIT_DIRS if host.exists(f"{d}/{unit}")]
 
 
-def unit_enabled_links(ctx: CheckContext, unit: str) -> list[str]:
+def unit_enabled_links(host: Host, unit: str) -> list[str]:
     links = []
-    for name in ctx.host.entries("/etc/systemd/system"):
-        if name.endswith(".wants") and unit in ctx.host.entries(f"/etc/systemd/system/{name}"):
+    for name in host.entries("/etc/systemd/system"):
+        if name.endswith(".wants") and unit in host.entries(f"/etc/systemd/system/{name}"):
             links.append(f"/etc/systemd/system/{name}/{unit}")
     return links
 
@@ -61,7 +62,7 @@ async def _k3s(ctx: CheckContext) -> list[Finding]:
         found.append(Finding("k3s", f"binary {binary}"))
     found += [Finding("k3s", f"directory {p}") for p in K3S_PATHS if ctx.host.exists(p)]
     for unit in K3S_UNITS:
-        found += [Finding("k3s", f"unit {u}") for u in unit_files(ctx, unit)]
+        found += [Finding("k3s", f"unit {u}") for u in unit_files(ctx.host, unit)]
         if await unit_active(ctx, unit):
             found.append(Finding("k3s", f"{unit} is active"))
     for p in await ctx.processes():
@@ -77,7 +78,7 @@ async def _kubelet(ctx: CheckContext) -> list[Finding]:
     ]
     found += [
         Finding("kubelet", f"enabled by {link}")
-        for link in unit_enabled_links(ctx, "kubelet.service")
+        for link in unit_enabled_links(ctx.host, "kubelet.service")
     ]
     if await unit_active(ctx, "kubelet.service"):
         found.append(Finding("kubelet", "kubelet.service is active"))

@@ -1,0 +1,1 @@
+"""One module per kedge-agent subcommand: its arguments and its handler."""

@@ -1,0 +1,133 @@
+"""Known failure texts of keadm join and edgecore, and what to do about each."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from agent.report import Cause
+
+
+@dataclass(frozen=True)
+class Known:
+    id: str
+    pattern: re.Pattern[str]
+    summary: str
+    remedy: str
+
+
+KNOWN: tuple[Known, ...] = (
+    Known(
+        "cgroup-driver-mismatch",
+        re.compile(
+            r'kubelet cgroup driver: "(?P<edge>\w+)" is different from docker cgroup driver: "(?P<docker>\w+)"'
+        ),
+        'edgecore uses the "{edge}" cgroup driver but docker uses "{docker}"',
+        'Set cgroup_driver = "auto" so the join follows docker, or run '
+        "`kedge-agent fix --only cgroup-driver` to make docker use the configured driver.",
+    ),
+    Known(
+        "clock-x509",
+        re.compile(r"x509: certificate has expired or is not yet valid"),
+        "the board's clock is outside cloudcore's certificate validity",
+        "Set the clock: `kedge-agent fix --only clock` (or chronyc makestep / ntpdate), then join again.",
+    ),
+    Known(
+        "certificate-address",
+        re.compile(
+            r"x509: certificate is valid for [^,]+, not \S+"
+            r"|doesn't contain any IP SANs|x509: certificate is valid for other"
+        ),
+        "cloudcore's certificate does not name the address the board uses",
+        "Use an address listed in keadm init --advertise-address, or re-run keadm init adding this one.",
+    ),
+    Known(
+        "wrong-ca",
+        re.compile(r"failed to validate CA certificate"),
+        "the token was issued by another cloudcore (its CA hash does not match)",
+        "Take a fresh token from this cloudcore (`keadm gettoken`) and check the cloudcore address.",
+    ),
+    Known(
+        "bad-token",
+        re.compile(r"Invalid authorization token|token credentials are in the wrong format"),
+        "cloudcore rejected the token (wrong, expired, or mangled)",
+        "Take a fresh token on the master with `keadm gettoken`; tokens last 12 to 24 h.",
+    ),
+    Known(
+        "kubelet-running",
+        re.compile(r"kubelet should not running on edge node"),
+        "a kubelet or kube-proxy process runs on the board",
+        "Remove or stop it: `kedge-agent check --only conflicts` lists what is there.",
+    ),
+    Known(
+        "kubepods-exists",
+        re.compile(r"Unit kubepods\.slice already exists"),
+        "another kubelet (often k3s) already owns the kubepods cgroups",
+        "Uninstall k3s/kubeadm, reboot, and join again.",
+    ),
+    Known(
+        "register-layer",
+        re.compile(r"failed to register layer[^\n]*"),
+        "docker could not unpack an image layer (storage driver or data-root filesystem)",
+        "Put docker's data-root on a local ext4 disk (not USB/NFS/overlay-on-overlay) and restart docker, "
+        "or pre-load the images: `kedge-agent fix --only images --from-archive FILE`.",
+    ),
+    Known(
+        "http-registry",
+        re.compile(r"server gave HTTP response to HTTPS client"),
+        "the image registry speaks plain HTTP",
+        'Add the registry to "insecure-registries" in /etc/docker/daemon.json and restart docker.',
+    ),
+    Known(
+        "image-pull",
+        re.compile(r"pull Images failed: (?P<error>[^\n]*)"),
+        "keadm could not pull its images: {error}",
+        "Pre-pull them with `kedge-agent fix --only images` (tries registry_mirrors), or set "
+        "image_repository to a registry that has them.",
+    ),
+    Known(
+        "not-clean",
+        re.compile(
+            r"the management directory /etc/kubeedge/ is not clean|EdgeCore is already running on this node"
+        ),
+        "an earlier join left edgecore or /etc/kubeedge behind",
+        "Run `kedge-agent reset --yes`, then join again.",
+    ),
+    Known(
+        "docker-down",
+        re.compile(r"Cannot connect to the Docker daemon"),
+        "docker does not answer",
+        "systemctl restart docker; journalctl -u docker -e",
+    ),
+)
+
+TIMEOUT = Known(
+    "cert-timeout",
+    re.compile(r"timed out waiting for the condition"),
+    "edgecore never obtained its certificates within keadm's wait",
+    "Read `journalctl -u edgecore` for the reason; check that cloudcore's port 10002 is reachable "
+    "(`kedge-agent check --only cloudcore`).",
+)
+
+
+def recognise(*texts: str) -> list[Cause]:
+    """Every known cause found in the texts, most specific first; the generic timeout
+    only when nothing more specific explains the failure."""
+    blob = "\n".join(texts)
+    causes: list[Cause] = []
+    for known in KNOWN:
+        m = known.pattern.search(blob)
+        if m:
+            causes.append(
+                Cause(
+                    id=known.id,
+                    summary=known.summary.format(**m.groupdict()),
+                    remedy=known.remedy,
+                    evidence=m[0],
+                )
+            )
+    if not causes and (m := TIMEOUT.pattern.search(blob)):
+        causes.append(
+            Cause(id=TIMEOUT.id, summary=TIMEOUT.summary, remedy=TIMEOUT.remedy, evidence=m[0])
+        )
+    return causes

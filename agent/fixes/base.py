@@ -1,0 +1,53 @@
+"""What a fix is: an async function from a check's result to the changes it made."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.docker_api import DockerClient
+from agent.errors import KedgeError
+from agent.host import Host
+from agent.report import Change, CheckResult
+from agent.settings import AgentSettings
+
+
+class CannotFix(KedgeError):
+    """The finding is real but kedge will not (or cannot) repair it; says what to do."""
+
+    def __init__(self, message: str, remedy: str = "") -> None:
+        super().__init__(message)
+        self.remedy = remedy
+
+
+@dataclass
+class FixContext:
+    settings: AgentSettings
+    host: Host
+    docker: DockerClient
+    dry_run: bool
+    emit: Callable[[str], None]
+    from_archive: Path | None = None
+    force_remove_conflicts: bool = False
+    changes: list[Change] = field(default_factory=list)
+
+    def change(self, action: str, target: str, detail: str = "") -> None:
+        """Record (and announce) a change before making it, or instead of it (--dry-run)."""
+        verb = "would" if self.dry_run else "will"
+        self.emit(f"{verb} {action} {target}{f': {detail}' if detail else ''}")
+        self.changes.append(
+            Change(action=action, target=target, detail=detail, done=not self.dry_run)
+        )
+
+
+Fixer = Callable[[FixContext, CheckResult], Awaitable[None]]
+FIXES: dict[str, Fixer] = {}
+
+
+def fixes(check_id: str) -> Callable[[Fixer], Fixer]:
+    def register(func: Fixer) -> Fixer:
+        FIXES[check_id] = func
+        return func
+
+    return register

@@ -1,0 +1,248 @@
+"""`kedge-agent join`: preflight, keadm with flags derived from the board, verification,
+and a clean board again when it fails."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from agent.checks.context import CheckContext
+from agent.diagnose import recognise
+from agent.docker_api import DockerClient
+from agent.errors import CommandError, UserError
+from agent.host import Host
+from agent.kubeedge import DOCKERSHIM_ENDPOINT, EDGECORE_UNIT, supports_docker
+from agent.names import is_dns1123_subdomain
+from agent.preflight import run_preflight
+from agent.report import Cause, Change, CheckResult
+from agent.reset import reset_board
+from agent.settings import AgentSettings
+from agent.state import JoinRecord, StateDir, now
+
+log = structlog.get_logger(__name__)
+
+CERTS = (
+    "/etc/kubeedge/ca/rootCA.crt",
+    "/etc/kubeedge/certs/server.crt",
+    "/etc/kubeedge/certs/server.key",
+)
+REDACTED = "<redacted>"
+
+
+@dataclass
+class JoinOutcome:
+    ok: bool
+    summary: str
+    node: str
+    changes: list[Change] = field(default_factory=list)
+    causes: list[Cause] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)
+
+
+def keadm_join_argv(
+    settings: AgentSettings, *, node: str, token: str, docker_driver: str
+) -> list[str]:
+    """keadm's flags from the board, never from keadm's defaults (remote runtime,
+    containerd's socket and cgroupfs are wrong for a docker board)."""
+    if settings.cloudcore is None:
+        raise UserError(
+            "cloudcore is not set: pass --cloudcore HOST:PORT or set cloudcore in the config"
+        )
+    if not is_dns1123_subdomain(node):
+        raise UserError(
+            f"node name {node!r} is not a valid DNS-1123 subdomain (see kedge-agent check --only node-name)"
+        )
+    argv = [
+        "keadm", "join",
+        f"--cloudcore-ipport={settings.cloudcore}",
+        f"--edgenode-name={node}",
+        f"--kubeedge-version={settings.kubeedge_version}",
+        f"--token={token}",
+    ]  # fmt: skip
+    if settings.cloudcore_cert_port != 10002:
+        argv.append(f"--certport={settings.cloudcore_cert_port}")
+    if settings.runtime == "docker":
+        if not supports_docker(settings.kubeedge_version):
+            raise UserError(
+                f"KubeEdge {settings.kubeedge_version} cannot drive docker (see the kubeedge-version check)"
+            )
+        argv += ["--runtimetype=docker", f"--remote-runtime-endpoint={DOCKERSHIM_ENDPOINT}"]
+        driver = docker_driver if settings.cgroup_driver == "auto" else settings.cgroup_driver
+    else:
+        argv += ["--runtimetype=remote"]
+        if settings.remote_runtime_endpoint:
+            argv.append(f"--remote-runtime-endpoint={settings.remote_runtime_endpoint}")
+        driver = "systemd" if settings.cgroup_driver == "auto" else settings.cgroup_driver
+    argv.append(f"--cgroupdriver={driver}")
+    if settings.image_repository:
+        argv.append(f"--image-repository={settings.image_repository}")
+    if settings.labels:
+        argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in sorted(settings.labels.items())))
+    return argv
+
+
+def redact(text: str, secret: str) -> str:
+    if not secret:
+        return text
+    text = text.replace(secret, REDACTED)
+    jwt = secret.partition(".")[2]  # edgecore may log the bearer part alone
+    return text.replace(jwt, REDACTED) if jwt else text
+
+
+async def _edgecore_active(host: Host) -> bool:
+    if host.which("systemctl") is None:
+        return any(p.program == "edgecore" for p in host.processes())
+    try:
+        result = await host.run(["systemctl", "is-active", EDGECORE_UNIT], timeout=10)
+    except CommandError:
+        return False
+    return result.stdout.strip() == "active"
+
+
+async def _journal(host: Host, lines: int = 60) -> str:
+    if host.which("journalctl") is None:
+        return ""
+    try:
+        result = await host.run(
+            ["journalctl", "-u", EDGECORE_UNIT, "-n", str(lines), "--no-pager"], timeout=15
+        )
+    except CommandError:
+        return ""
+    return result.stdout
+
+
+async def is_joined(host: Host, state: StateDir) -> JoinRecord | None:
+    record = state.load_join()
+    if record is None or record.phase != "joined":
+        return None
+    if not all(host.exists(c) for c in CERTS) or not await _edgecore_active(host):
+        return None
+    return record
+
+
+async def _settle(host: Host, seconds: float) -> bool:
+    """edgecore must stay up for the whole window (a crash loop shows here)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        if not await _edgecore_active(host):
+            return False
+        if loop.time() >= deadline:
+            return True
+        await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
+
+
+async def run_join(
+    settings: AgentSettings,
+    host: Host,
+    state: StateDir,
+    *,
+    ignore: list[str],
+    emit: Callable[[str], None],
+) -> JoinOutcome:
+    async with DockerClient(settings.docker_socket) as docker:
+        token = CheckContext(settings, host, docker).token()
+        if token is None:
+            raise UserError(
+                "no join token: pass --token or --token-file (from `keadm gettoken` on the master)"
+            )
+        joined = await is_joined(host, state)
+        if joined is not None:
+            return JoinOutcome(
+                True,
+                f"already joined to {joined.cloudcore} as {joined.node}: nothing to do",
+                joined.node,
+            )
+
+        changes: list[Change] = []
+        previous = state.load_join()
+        if previous is not None and previous.unfinished:
+            emit(
+                f"cleaning up the unfinished join of {previous.started_at:%Y-%m-%d %H:%M}Z (phase {previous.phase})"
+            )
+            changes += await reset_board(host, docker)
+
+        report = await run_preflight(settings, host, ignore=ignore)
+        blocking = [c for c in report.checks if c.status.blocks]
+        if blocking:
+            names = ", ".join(f"{c.id} ({c.summary})" for c in blocking)
+            return JoinOutcome(
+                False, f"preflight failed: {names}", report.node, changes, checks=report.checks
+            )
+        driver = next(
+            (c.details.get("join") for c in report.checks if c.id == "cgroup-driver"), None
+        )
+        argv = keadm_join_argv(
+            settings, node=report.node, token=token, docker_driver=str(driver or "cgroupfs")
+        )
+        shown = [redact(a, token) for a in argv]
+        record = JoinRecord(
+            phase="keadm", node=report.node, cloudcore=settings.cloudcore or "", argv=shown,
+            kubeedge_version=settings.kubeedge_version, started_at=now(),
+        )  # fmt: skip
+        state.save_join(record)
+        emit("$ " + " ".join(shown))
+        try:
+            result = await _run_keadm(host, argv, token, settings, emit)
+        except asyncio.CancelledError:
+            record.phase, record.finished_at = "interrupted", now()
+            state.save_join(record)
+            raise
+        record.keadm_exit_code = result[0]
+        output = result[1]
+        if result[0] == 0:
+            record.phase = "verify"
+            state.save_join(record)
+            missing = [c for c in CERTS if not host.exists(c)]
+            if not missing and await _settle(host, settings.join_settle_s):
+                record.phase, record.finished_at = "joined", now()
+                state.save_join(record)
+                changes.append(
+                    Change(
+                        action="join", target=settings.cloudcore or "", detail=f"node {report.node}"
+                    )
+                )
+                return JoinOutcome(True, f"joined {settings.cloudcore} as {report.node}; edgecore is active",
+                                   report.node, changes, checks=report.checks, argv=shown)  # fmt: skip
+        journal = redact(await _journal(host), token)
+        causes = recognise(output, journal)
+        record.phase, record.finished_at, record.causes = "failed", now(), causes
+        state.save_join(record)
+        emit("join failed; cleaning the board for a retry")
+        changes += await reset_board(host, docker)
+        state.save_join(record)
+        why = (
+            causes[0].summary if causes else f"keadm exited {result[0]}; see journalctl -u edgecore"
+        )
+        return JoinOutcome(
+            False, f"join failed: {why}", report.node, changes, causes, report.checks, shown
+        )
+
+
+async def _run_keadm(
+    host: Host, argv: list[str], token: str, settings: AgentSettings, emit: Callable[[str], None]
+) -> tuple[int, str]:
+    """Run keadm, streaming its output (token redacted) line by line."""
+    lines: list[str] = []
+
+    def on_line(line: str) -> None:
+        clean = redact(line, token)
+        lines.append(clean)
+        log.info("keadm.output", line=clean)
+        emit(f"keadm: {clean}")
+
+    # keadm pulls through the docker client, which reads DOCKER_HOST.
+    env = {**os.environ, "DOCKER_HOST": f"unix://{settings.docker_socket}"}
+    try:
+        code = await host.run_streaming(
+            argv, timeout=settings.join_timeout_s, env=env, on_line=on_line
+        )
+    except CommandError as exc:
+        lines.append(str(exc))
+        code = -1
+    return code, "\n".join(lines)

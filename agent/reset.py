@@ -1,0 +1,101 @@
+"""Undo a join, in the seed guide's order, tolerating every missing piece."""
+
+from __future__ import annotations
+
+import shutil
+
+import structlog
+
+from agent.docker_api import DockerClient
+from agent.errors import CommandError, DockerError
+from agent.host import Host
+from agent.kubeedge import EDGECORE_UNIT, UNIT_DIRS
+from agent.report import Change
+
+log = structlog.get_logger(__name__)
+
+KUBEEDGE_DIRS = (
+    "/etc/kubeedge",
+    "/var/lib/kubeedge",
+    "/var/lib/edged",
+    "/var/log/kubeedge",
+    "/var/lib/dockershim",
+)
+
+
+async def _systemctl(host: Host, *args: str) -> bool:
+    if host.which("systemctl") is None:
+        return False
+    try:
+        return (await host.run(["systemctl", *args], timeout=60)).ok
+    except CommandError as exc:
+        log.warning("reset.systemctl", args=args, error=str(exc))
+        return False
+
+
+def _is_kubeedge_container(name: str) -> bool:
+    return name == "mqtt" or name.startswith("k8s_")
+
+
+async def reset_board(host: Host, docker: DockerClient, *, dry_run: bool = False) -> list[Change]:
+    """Stop edgecore, remove its unit, containers and directories. Returns what changed
+    (or would change): an already clean board yields no changes."""
+    changes: list[Change] = []
+
+    def did(action: str, target: str, detail: str = "") -> None:
+        changes.append(Change(action=action, target=target, detail=detail, done=not dry_run))
+
+    units = [f"{d}/{EDGECORE_UNIT}" for d in UNIT_DIRS if host.exists(f"{d}/{EDGECORE_UNIT}")]
+    wants = [
+        f"/etc/systemd/system/{d}/{EDGECORE_UNIT}"
+        for d in host.entries("/etc/systemd/system")
+        if d.endswith(".wants") and host.exists(f"/etc/systemd/system/{d}/{EDGECORE_UNIT}")
+    ]
+    if units or wants:
+        if not dry_run:
+            await _systemctl(host, "stop", EDGECORE_UNIT)
+            await _systemctl(host, "disable", EDGECORE_UNIT)
+        did("stop", EDGECORE_UNIT, "stopped and disabled")
+        for path in units + wants:
+            if not dry_run and (host.exists(path)):
+                host.path(path).unlink(missing_ok=True)
+            did("remove", path)
+        if not dry_run:
+            await _systemctl(host, "daemon-reload")
+
+    for proc in host.processes():
+        if proc.program == "edgecore":
+            if not dry_run:
+                host.terminate(proc.pid)
+            did("stop", f"edgecore process {proc.pid}")
+
+    try:
+        containers = await docker.containers()
+    except DockerError as exc:
+        log.warning("reset.docker", error=str(exc))
+        containers = []
+    for c in containers:
+        if _is_kubeedge_container(c.name):
+            if not dry_run:
+                await docker.remove_container(c.id)
+            did("remove", f"container {c.name}", c.image)
+
+    keadm_ran = False
+    if host.which("keadm") is not None and (units or any(host.entries(d) for d in KUBEEDGE_DIRS)):
+        if not dry_run:
+            try:
+                result = await host.run(
+                    ["keadm", "reset", "--force", "--runtimetype=docker"], timeout=120
+                )
+                keadm_ran = result.ok
+            except CommandError as exc:
+                log.warning("reset.keadm", error=str(exc))
+        did("run", "keadm reset --force --runtimetype=docker")
+
+    for d in KUBEEDGE_DIRS:
+        if host.exists(d):
+            if not dry_run:
+                shutil.rmtree(host.path(d), ignore_errors=True)
+            did("remove", d)
+    log.info("reset.done", changes=len(changes), keadm_reset=keadm_ran)
+    return changes
