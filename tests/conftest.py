@@ -85,10 +85,11 @@ def cloudcore() -> Iterator[CloudcoreSim]:
 
 
 @pytest.fixture
-def board(tmp_path: Path) -> Board:
+def board(tmp_path: Path) -> Iterator[Board]:
     b = Board.create(tmp_path)
     b.install_keadm("v1.13.0")
-    return b
+    yield b
+    b.stop_processes()
 
 
 @pytest.fixture

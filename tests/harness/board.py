@@ -3,6 +3,7 @@ units and (simulated) binaries a test needs, plus its kedge-agent config file.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -10,6 +11,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,11 +107,35 @@ class Board:
         )
         return self.write(f"{where}/{name}", script, 0o755)
 
-    def install_keadm(self, version: str = "v1.13.0", platform: str = "linux/amd64") -> None:
+    def install_keadm(
+        self, version: str = "v1.13.0", platform: str = "linux/amd64", cert_wait_s: float = 5
+    ) -> None:
         self.install_sim("keadm", "tests.kubeedge_sim.keadm")
-        self.write(
-            "/var/lib/kedge-sim/keadm.json", json.dumps({"version": version, "platform": platform})
-        )
+        state = {"version": version, "platform": platform, "cert_wait_s": cert_wait_s}
+        self.write("/var/lib/kedge-sim/keadm.json", json.dumps(state))
+
+    def install_systemd(self) -> None:
+        """systemctl and journalctl stand-ins (see tests/kubeedge_sim)."""
+        self.install_sim("systemctl", "tests.kubeedge_sim.systemctl", "/usr/bin")
+        self.install_sim("journalctl", "tests.kubeedge_sim.journalctl", "/usr/bin")
+
+    def inject(self, **faults: object) -> None:
+        self.write("/var/lib/kedge-sim/faults.json", json.dumps(faults))
+
+    def processes(self) -> list[psutil.Process]:
+        """Processes started from this board (simulated edgecore, units)."""
+        mine = []
+        for p in psutil.process_iter(["cmdline"]):
+            if any(str(self.root) in part for part in p.info["cmdline"] or []):
+                mine.append(p)
+        return mine
+
+    def stop_processes(self) -> None:
+        procs = self.processes()
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(procs, timeout=10)
 
     def install_elf(self, p: str, arch: str) -> Path:
         """An ELF header for `arch` (the file is not runnable: only its header matters)."""

@@ -4,9 +4,12 @@ helpers that speak the Engine API to it: import, push, pull, remove images."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
+import os
+import signal
 import socket
 import subprocess
 import tarfile
@@ -69,6 +72,7 @@ def _stream_error(body: bytes) -> str | None:
 class Dockerd:
     cgroup_driver: str = "cgroupfs"
     mirrors: list[str] = field(default_factory=list)
+    config_file: Path | None = None  # e.g. a board's /etc/docker/daemon.json
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kd", dir="/tmp")))
     proc: subprocess.Popen[bytes] | None = None
 
@@ -80,21 +84,26 @@ class Dockerd:
     def log(self) -> Path:
         return self.workdir / "dockerd.log"
 
-    def start(self, timeout: float = 60.0) -> Dockerd:
-        config: dict[str, Any] = {"registry-mirrors": self.mirrors}
-        if self.cgroup_driver == "systemd":
-            config["exec-opts"] = ["native.cgroupdriver=systemd"]
-        (self.workdir / "daemon.json").write_text(json.dumps(config))
-        argv = [
+    @property
+    def argv(self) -> list[str]:
+        config = self.config_file or self.workdir / "daemon.json"
+        return [
             "dockerd",
-            "--config-file", str(self.workdir / "daemon.json"),
+            "--config-file", str(config),
             "--data-root", str(self.workdir / "data"),
             "--exec-root", str(self.workdir / "exec"),
             "--pidfile", str(self.workdir / "dockerd.pid"),
             "-H", f"unix://{self.socket}",
             "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
         ]  # fmt: skip
-        self.proc = spawn(argv, self.log)
+
+    def start(self, timeout: float = 60.0) -> Dockerd:
+        if self.config_file is None:
+            config: dict[str, Any] = {"registry-mirrors": self.mirrors}
+            if self.cgroup_driver == "systemd":
+                config["exec-opts"] = ["native.cgroupdriver=systemd"]
+            (self.workdir / "daemon.json").write_text(json.dumps(config))
+        self.proc = spawn(self.argv, self.log)
         wait_for(self._ready, timeout=timeout, what=f"dockerd on {self.socket}")
         return self
 
@@ -107,6 +116,16 @@ class Dockerd:
         if self.proc is not None:
             stop(self.proc, timeout=30)
             self.proc = None
+        pidfile = self.workdir / "dockerd.pid"
+        if pidfile.exists():  # restarted by someone else (the systemctl simulator)
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+            wait_for(lambda: not pidfile.exists(), timeout=30, what="dockerd to stop")
+
+    def info(self) -> dict[str, Any]:
+        status, body = api(self.socket, "GET", "/info", timeout=10)
+        result: dict[str, Any] = json.loads(body)
+        return result
 
     # -- images ------------------------------------------------------------
     def import_tar(self, tarball: bytes, ref: str) -> None:

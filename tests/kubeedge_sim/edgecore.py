@@ -124,6 +124,12 @@ def main(argv: list[str], root: str) -> int:
     faults = sim.faults(board)
     if faults.get("edgecore_crash"):
         return fatal("edged.go:249", faults["edgecore_crash"])
+    if faults.get("edgecore_stall"):
+        # Connected to nothing, fetching nothing: keadm waits out its certificate timeout.
+        log("W", "certmanager.go:98", "waiting for cloudcore to answer")
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+        return 0
     if os.environ.get("CHECK_EDGECORE_ENVIRONMENT") != "false" and sim.programs_running(
         "kubelet", "kube-proxy"
     ):
@@ -170,6 +176,16 @@ def main(argv: list[str], root: str) -> int:
                 "edged.go:249",
                 "Start edged failed, err: failed to run Kubelet: misconfiguration: kubelet cgroup driver: "
                 f'"{driver}" is different from docker cgroup driver: "{docker_driver}"',
+            )
+    elif runtime == "remote":
+        sock = board / endpoint.lstrip("/")
+        if not sock.exists():
+            return fatal(
+                "edged.go:249",
+                "Start edged failed, err: failed to run Kubelet: validate service connection: CRI v1 runtime API "
+                f'is not implemented for endpoint "unix://{endpoint}": rpc error: code = Unavailable desc = '
+                f'connection error: desc = "transport: Error while dialing dial unix {endpoint}: connect: '
+                'no such file or directory"',
             )
     log("I", "edged.go:278", "Starting edged...")
     log(

@@ -194,7 +194,8 @@ def cmd_join(args: list[str], root: Path) -> int:
         (root / "var/lib/kubeedge/mqtt/config/mosquitto.conf").write_text(
             "listener 1883\nallow_anonymous true\n"
         )
-        body = json.dumps({"Image": images[1], "HostConfig": {"NetworkMode": "none",
+        # The real image brings its CMD; the tiny test image needs one spelled out.
+        body = json.dumps({"Image": images[1], "Cmd": ["/usr/sbin/mosquitto", "-c", "/mosquitto/config/mosquitto.conf"], "HostConfig": {"NetworkMode": "none",
                            "RestartPolicy": {"Name": "unless-stopped"}}}).encode()  # fmt: skip
         status, out = api(
             sock, "POST", "/containers/create?name=mqtt", body, {"Content-Type": "application/json"}

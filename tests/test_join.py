@@ -1,0 +1,259 @@
+"""kedge-agent join end to end: real dockerd + registry, simulated keadm/edgecore/cloudcore."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import AgentRun, AgentRunner, ready_settings
+from tests.harness.board import Board
+from tests.harness.dockerd import Dockerd, api
+from tests.harness.sntp import SntpServer
+from tests.kubeedge_sim.cloudcore import CloudcoreSim
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def joinable(
+    board: Board, dockerd_systemd: Dockerd, ntp: SntpServer, cloudcore: CloudcoreSim
+) -> Iterator[Board]:
+    board.install_systemd()
+    board.configure(join_settings(dockerd_systemd, ntp, cloudcore))
+    yield board
+    board.stop_processes()
+    remove_containers(dockerd_systemd)
+
+
+def join_settings(d: Dockerd, ntp: SntpServer, cc: CloudcoreSim, **extra: Any) -> dict[str, Any]:
+    return ready_settings(d, ntp, cc, join_settle_s=1, state_dir="/var/lib/kedge-agent", **extra)
+
+
+def remove_containers(d: Dockerd) -> None:
+    _, body = api(d.socket, "GET", "/containers/json?all=1")
+    for c in json.loads(body):
+        api(d.socket, "DELETE", f"/containers/{c['Id']}?force=1")
+
+
+def join(agent: AgentRunner, board: Board, *extra: str) -> AgentRun:
+    return agent(board, "join", "--yes", "--json", *extra)
+
+
+def test_fresh_board_joins_and_is_verified(
+    joinable: Board, agent: AgentRunner, cloudcore: CloudcoreSim
+) -> None:
+    run = join(agent, joinable)
+    doc = json.loads(run.out)
+    assert run.rc == 0, run.out + run.err
+    assert doc["ok"] is True
+    assert doc["summary"] == f"joined {cloudcore.cloudcore} as board-1; edgecore is active"
+    argv = doc["details"]["keadm_argv"]
+    assert "--runtimetype=docker" in argv
+    assert "--remote-runtime-endpoint=unix:///var/run/dockershim.sock" in argv
+    assert "--cgroupdriver=systemd" in argv
+    assert "--token=<redacted>" in argv
+    assert cloudcore.pki.token().split(".")[1] not in run.out + run.err
+    for cert in (
+        "etc/kubeedge/ca/rootCA.crt",
+        "etc/kubeedge/certs/server.crt",
+        "etc/kubeedge/certs/server.key",
+    ):
+        assert joinable.path(cert).is_file()
+    record = json.loads(joinable.path("/var/lib/kedge-agent/join.json").read_text())
+    assert record["phase"] == "joined"
+    assert record["keadm_exit_code"] == 0
+    assert cloudcore.events == ["signed the certificate for edgenode: board-1"]
+
+
+def test_second_join_is_a_no_op(joinable: Board, agent: AgentRunner) -> None:
+    assert join(agent, joinable).rc == 0
+    again = json.loads(join(agent, joinable).out)
+    assert again["ok"] is True
+    assert again["summary"].startswith("already joined to ")
+    assert again["summary"].endswith("as board-1: nothing to do")
+    assert again["changes"] == []
+
+
+def test_reset_returns_a_joined_board_to_a_clean_one(
+    joinable: Board, agent: AgentRunner, dockerd_systemd: Dockerd
+) -> None:
+    assert join(agent, joinable).rc == 0
+    assert agent(joinable, "check", "--only", "leftovers").rc == 1
+    run = agent(joinable, "reset", "--yes", "--json")
+    doc = json.loads(run.out)
+    targets = [c["target"] for c in doc["changes"]]
+    assert "edgecore.service" in targets
+    assert "/etc/systemd/system/edgecore.service" in targets
+    assert "container mqtt" in targets
+    assert "/etc/kubeedge" in targets
+    assert "/var/lib/kubeedge" in targets
+    assert not joinable.path("/etc/kubeedge").exists()
+    assert [p for p in joinable.processes() if p.name() == "edgecore"] == []
+    _, body = api(dockerd_systemd.socket, "GET", "/containers/json?all=1")
+    assert json.loads(body) == []
+    assert agent(joinable, "check", "--only", "leftovers").rc == 0
+    again = json.loads(agent(joinable, "reset", "--yes", "--json").out)
+    assert again["summary"] == "nothing to reset: no trace of KubeEdge on this board"
+    assert again["changes"] == []
+
+
+def test_failed_preflight_refuses_and_names_the_checks(joinable: Board, agent: AgentRunner) -> None:
+    joinable.mkdir("/etc/rancher/k3s")  # the seed guide's "ultimate bug"
+    run = join(agent, joinable)
+    doc = json.loads(run.out)
+    assert run.rc == 1
+    assert doc["summary"] == "preflight failed: conflicts (directory /etc/rancher/k3s)"
+    assert not joinable.path("/etc/kubeedge").exists()  # keadm never ran
+    assert "keadm: " not in run.err
+
+
+def test_cgroup_mismatch_crash_loop_is_caught_and_cleaned(
+    joinable: Board,
+    agent: AgentRunner,
+    dockerd_systemd: Dockerd,
+    ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+) -> None:
+    # Forced past the preflight, keadm gets --cgroupdriver=cgroupfs: keadm itself succeeds
+    # (edgecore fetched its certificates), then edgecore crash-loops. Only the agent's
+    # verification notices.
+    joinable.configure(join_settings(dockerd_systemd, ntp, cloudcore, cgroup_driver="cgroupfs"))
+    run = join(agent, joinable, "--ignore", "cgroup-driver")
+    doc = json.loads(run.out)
+    assert run.rc == 1
+    assert "--cgroupdriver=cgroupfs" in doc["details"]["keadm_argv"]
+    assert [c["id"] for c in doc["causes"]] == ["cgroup-driver-mismatch"]
+    assert (
+        doc["causes"][0]["summary"]
+        == 'edgecore uses the "cgroupfs" cgroup driver but docker uses "systemd"'
+    )
+    assert (
+        doc["summary"]
+        == 'join failed: edgecore uses the "cgroupfs" cgroup driver but docker uses "systemd"'
+    )
+    assert not joinable.path("/etc/kubeedge").exists()  # clean for a retry
+    record = json.loads(joinable.path("/var/lib/kedge-agent/join.json").read_text())
+    assert record["phase"] == "failed"
+    assert record["causes"][0]["id"] == "cgroup-driver-mismatch"
+    # Set right, the retry joins.
+    joinable.configure(join_settings(dockerd_systemd, ntp, cloudcore))
+    assert join(agent, joinable).rc == 0
+
+
+def test_board_clock_behind_cloudcore_cert(
+    joinable: Board, agent: AgentRunner, dockerd_systemd: Dockerd, ntp: SntpServer
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.kubeedge_sim.pki import CloudcorePKI
+
+    pki = CloudcorePKI.create(["127.0.0.1"], not_before=datetime.now(UTC) + timedelta(days=1))
+    with CloudcoreSim(pki) as cc:
+        joinable.configure(join_settings(dockerd_systemd, ntp, cc))
+        refused = json.loads(join(agent, joinable).out)
+        assert refused["summary"].startswith("preflight failed: clock (board clock ")
+        forced = json.loads(join(agent, joinable, "--ignore", "clock,cloudcore").out)
+    assert [c["id"] for c in forced["causes"]] == ["clock-x509"]
+    assert "x509: certificate has expired or is not yet valid" in forced["causes"][0]["evidence"]
+
+
+def test_token_for_another_cloudcore(
+    joinable: Board,
+    agent: AgentRunner,
+    dockerd_systemd: Dockerd,
+    ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+) -> None:
+    from tests.kubeedge_sim.pki import CloudcorePKI
+
+    other = CloudcorePKI.create(["127.0.0.1"]).token()
+    joinable.configure(join_settings(dockerd_systemd, ntp, cloudcore, token=other))
+    refused = json.loads(join(agent, joinable).out)
+    assert refused["summary"].startswith("preflight failed: cloudcore (")
+    assert "the token is for another cloudcore" in refused["summary"]
+    forced = json.loads(join(agent, joinable, "--ignore", "cloudcore").out)
+    assert [c["id"] for c in forced["causes"]] == ["wrong-ca"]
+    assert other.split(".")[2] not in json.dumps(forced)
+
+
+def test_expired_token_is_rejected_by_cloudcore(
+    joinable: Board,
+    agent: AgentRunner,
+    dockerd_systemd: Dockerd,
+    ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+) -> None:
+    from datetime import timedelta
+
+    joinable.configure(
+        join_settings(
+            dockerd_systemd,
+            ntp,
+            cloudcore,
+            token=cloudcore.pki.token(expires_in=timedelta(seconds=-5)),
+        )
+    )
+    forced = json.loads(join(agent, joinable, "--ignore", "cloudcore").out)
+    assert [c["id"] for c in forced["causes"]] == ["bad-token"]
+    assert cloudcore.events == [
+        "failed to sign the certificate for edgenode: board-1, invalid token"
+    ]
+
+
+def test_half_finished_earlier_join(joinable: Board, agent: AgentRunner) -> None:
+    joinable.mkdir("/etc/kubeedge/config")
+    joinable.write("/etc/kubeedge/config/edgecore.yaml", "# from a join that died\n")
+    refused = json.loads(join(agent, joinable).out)
+    assert refused["summary"].startswith("preflight failed: leftovers (/etc/kubeedge is not empty")
+    fixed = agent(joinable, "fix", "--only", "leftovers", "--yes", "--json")
+    assert json.loads(fixed.out)["ok"] is True
+    assert join(agent, joinable).rc == 0
+
+
+def test_image_missing_from_the_mirror(
+    joinable: Board,
+    agent: AgentRunner,
+    dockerd_cgroupfs: Dockerd,
+    ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+    registry: Any,
+) -> None:
+    repo = f"{registry.address}/nowhere"
+    joinable.configure(join_settings(dockerd_cgroupfs, ntp, cloudcore, image_repository=repo))
+    try:
+        run = join(agent, joinable)  # images only warn: keadm runs and fails pulling
+        doc = json.loads(run.out)
+    finally:
+        remove_containers(dockerd_cgroupfs)
+    assert run.rc == 1
+    assert [c["id"] for c in doc["causes"]] == ["image-pull"]
+    assert f"{repo}/installation-package" in doc["causes"][0]["summary"]
+    assert not joinable.path("/etc/kubeedge").exists()
+
+
+def test_two_joins_cannot_run_at_once(joinable: Board, agent: AgentRunner) -> None:
+    from agent.host import Host
+    from agent.state import StateDir
+
+    with StateDir(Host(joinable.root), __import__("pathlib").Path("/var/lib/kedge-agent")).lock(
+        "join"
+    ):
+        run = agent(joinable, "join", "--yes")
+    assert run.rc == 1
+    assert run.err.startswith(
+        "kedge-agent: another kedge-agent command is changing this board (kedge-agent join, pid "
+    )
+
+
+def test_join_without_yes_and_without_a_terminal_refuses(
+    joinable: Board, agent: AgentRunner
+) -> None:
+    run = agent(joinable, "join")
+    assert run.rc == 2
+    assert (
+        run.err
+        == "kedge-agent: error: refusing to join without --yes: there is no terminal to ask on\n"
+    )
