@@ -123,7 +123,7 @@ class Dockerd:
             wait_for(lambda: not pidfile.exists(), timeout=30, what="dockerd to stop")
 
     def info(self) -> dict[str, Any]:
-        status, body = api(self.socket, "GET", "/info", timeout=10)
+        _, body = api(self.socket, "GET", "/info", timeout=10)
         result: dict[str, Any] = json.loads(body)
         return result
 
