@@ -39,15 +39,25 @@ async def run_fix(
 ) -> FixOutcome:
     targets = [c for c in FIXABLE if not list(only) or c in only]
     before = await run_preflight(settings, host, only=targets)
-    todo = [c for c in before.checks if c.id in targets and c.status in (Status.FAIL, Status.WARN)]
+    mine = [c for c in before.checks if c.id in targets]
+    todo = [c for c in mine if c.status in (Status.FAIL, Status.WARN)]
+    # A skipped or errored check cannot be repaired blind: say why instead.
+    problems = [
+        {"check": c.id, "problem": f"cannot tell what to fix: {c.summary}",
+         "remedy": c.remedy or "Fix what the check depends on first (see kedge-agent check)."}
+        for c in mine if c.status in (Status.SKIP, Status.ERROR)
+    ]  # fmt: skip
     if not todo:
+        if problems:
+            first = problems[0]
+            return FixOutcome(False, f"nothing fixed: {first['check']}: {first['problem']}", before.node,
+                              problems=problems, checks=before.checks)  # fmt: skip
         return FixOutcome(
             True,
             f"nothing to fix: {', '.join(targets)} already pass",
             before.node,
             checks=before.checks,
         )
-    problems: list[dict[str, str]] = []
     async with DockerClient(settings.docker_socket) as docker:
         fx = FixContext(settings, host, docker, dry_run, emit, from_archive, force_remove_conflicts)
         for result in todo:

@@ -65,6 +65,12 @@ def dockerd_systemd(registry: Registry) -> Iterator[Dockerd]:
 
 
 @pytest.fixture(scope="session")
+def mirror(registry: Registry, dockerd_systemd: Dockerd) -> Registry:
+    """The registry, once it holds KubeEdge v1.13's images under their Docker Hub names."""
+    return registry
+
+
+@pytest.fixture(scope="session")
 def dockerd_cgroupfs(registry: Registry, dockerd_systemd: Dockerd) -> Iterator[Dockerd]:
     """A dockerd with the default cgroupfs driver and no images."""
     daemon = Dockerd("cgroupfs", [registry.url]).start()

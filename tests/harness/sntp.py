@@ -8,6 +8,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 NTP_EPOCH_OFFSET = 2208988800
 
@@ -23,6 +24,10 @@ class SntpServer:
     stratum: int = 2
     answer: bool = True  # False: receive and stay silent (a firewalled server)
     port: int = 0
+    # When set, the offset is read from this file at every request: the simulated
+    # chronyc "steps the board's clock" by writing 0 there (this machine's clock is
+    # never touched).
+    offset_file: Path | None = None
     _sock: socket.socket | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -46,6 +51,11 @@ class SntpServer:
         if self._sock is not None:
             self._sock.close()
 
+    def current_offset(self) -> float:
+        if self.offset_file is not None and self.offset_file.exists():
+            return float(self.offset_file.read_text().strip() or 0)
+        return self.offset_s
+
     def _serve(self) -> None:
         assert self._sock is not None
         while not self._stop.is_set():
@@ -55,11 +65,12 @@ class SntpServer:
             data, peer = self._sock.recvfrom(512)
             if len(data) < 48 or not self.answer:
                 continue
-            now = time.time() + self.offset_s
+            offset = self.current_offset()
+            now = time.time() + offset
             reply = bytearray(48)
             reply[0] = (0 << 6) | (4 << 3) | 4  # LI 0, version 4, mode 4 (server)
             reply[1] = self.stratum
             reply[24:32] = data[40:48]  # originate = client's transmit
             reply[32:40] = _ntp(now)
-            reply[40:48] = _ntp(time.time() + self.offset_s)
+            reply[40:48] = _ntp(time.time() + offset)
             self._sock.sendto(bytes(reply), peer)

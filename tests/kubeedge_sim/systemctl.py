@@ -10,6 +10,7 @@ systemctl(1): is-active prints one state per unit and exits 0 only when all are 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -79,14 +80,15 @@ def stop(root: Path, name: str, data: dict[str, Any]) -> int:
     unit = data["units"].get(name, {})
     pid = unit.pop("pid", None)
     if pid and sim.alive(pid):
-        try:
-            proc = psutil.Process(pid)
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(20)
-        except psutil.TimeoutExpired:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).send_signal(signal.SIGTERM)
+        # Not psutil's wait(): a unit started by someone else may be a zombie we cannot reap.
+        deadline = time.monotonic() + 20
+        while sim.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if sim.alive(pid):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
     pidfile = unit.get("pidfile")
     if pidfile:
         deadline = time.monotonic() + 20
