@@ -242,9 +242,12 @@ class Host:
         return time.time()
 
     def processes(self) -> list[ProcessInfo]:
+        """Running processes; zombies (exited, waiting to be reaped) are not running."""
         procs = []
-        for p in psutil.process_iter(["pid", "name", "exe"]):
+        for p in psutil.process_iter(["pid", "name", "exe", "status"]):
             info = p.info
+            if info["status"] == psutil.STATUS_ZOMBIE:
+                continue
             procs.append(ProcessInfo(info["pid"], info["name"] or "", info["exe"] or ""))
         return procs
 

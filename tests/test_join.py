@@ -257,3 +257,45 @@ def test_join_without_yes_and_without_a_terminal_refuses(
         run.err
         == "kedge-agent: error: refusing to join without --yes: there is no terminal to ask on\n"
     )
+
+
+def test_sigterm_mid_join_leaves_a_board_the_next_join_handles(
+    joinable: Board, agent: AgentRunner
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.harness.wait import wait_for
+
+    joinable.install_keadm(cert_wait_s=120)
+    joinable.inject(edgecore_stall=True)  # edgecore never gets certificates: keadm waits
+    record = joinable.path("/var/lib/kedge-agent/join.json")
+    journal = joinable.path("/var/lib/kedge-sim/journal/edgecore.service.log")
+    argv = [str(Path(sys.executable).with_name("kedge-agent")), "join", "--yes", "--json",
+            "--root", str(joinable.root), "--config", str(joinable.config_path)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: journal.exists() and "waiting for cloudcore" in journal.read_text(),
+                 timeout=60, what="keadm to be waiting for certificates")  # fmt: skip
+        assert json.loads(record.read_text())["phase"] == "keadm"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert err.endswith("kedge-agent: interrupted\n")
+    assert json.loads(record.read_text())["phase"] == "interrupted"
+    assert [
+        p for p in joinable.processes() if "keadm" in " ".join(p.cmdline())
+    ] == []  # keadm reaped
+    assert joinable.path("/etc/kubeedge/config/edgecore.yaml").exists()  # a half-joined board
+    joinable.inject()
+    joinable.install_keadm(cert_wait_s=5)
+    run = join(agent, joinable)
+    assert run.rc == 0, run.out + run.err
+    assert "cleaning up the unfinished join of " in run.err
+    assert "(phase interrupted)" in run.err
+    assert json.loads(record.read_text())["phase"] == "joined"

@@ -48,8 +48,11 @@ def faults(root: Path) -> dict[str, Any]:
 
 
 def programs_running(*names: str) -> list[int]:
+    """pidof: zombies (exited, not yet reaped) do not count."""
     found = []
-    for p in psutil.process_iter(["name", "exe"]):
+    for p in psutil.process_iter(["name", "exe", "status"]):
+        if p.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
         exe = Path(p.info["exe"] or "").name
         if exe in names or p.info["name"] in names:
             found.append(p.pid)
