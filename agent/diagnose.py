@@ -101,33 +101,36 @@ KNOWN: tuple[Known, ...] = (
     ),
 )
 
-TIMEOUT = Known(
-    "cert-timeout",
-    re.compile(r"timed out waiting for the condition"),
-    "edgecore never obtained its certificates within keadm's wait",
-    "Read `journalctl -u edgecore` for the reason; check that cloudcore's port 10002 is reachable "
-    "(`kedge-agent check --only cloudcore`).",
+# Used only when nothing more specific explains the failure.
+GENERIC: tuple[Known, ...] = (
+    Known(
+        "edge-certificate",
+        re.compile(r"failed to get edge certificate from the cloudcore, error: (?P<error>[^\n]*)"),
+        "cloudcore did not issue the edge certificate: {error}",
+        "Check cloudcore's logs on the master (kubectl -n kubeedge logs deploy/cloudcore) and that the "
+        "token is current.",
+    ),
+    Known(
+        "cert-timeout",
+        re.compile(r"timed out waiting for the condition"),
+        "edgecore never obtained its certificates within keadm's wait",
+        "Read `journalctl -u edgecore` for the reason; check that cloudcore's port 10002 is reachable "
+        "(`kedge-agent check --only cloudcore`).",
+    ),
 )
 
 
 def recognise(*texts: str) -> list[Cause]:
-    """Every known cause found in the texts, most specific first; the generic timeout
-    only when nothing more specific explains the failure."""
+    """Every known cause found in the texts, most specific first; a generic one only
+    when nothing more specific explains the failure."""
     blob = "\n".join(texts)
-    causes: list[Cause] = []
-    for known in KNOWN:
-        m = known.pattern.search(blob)
-        if m:
-            causes.append(
-                Cause(
-                    id=known.id,
-                    summary=known.summary.format(**m.groupdict()),
-                    remedy=known.remedy,
-                    evidence=m[0],
-                )
-            )
-    if not causes and (m := TIMEOUT.pattern.search(blob)):
-        causes.append(
-            Cause(id=TIMEOUT.id, summary=TIMEOUT.summary, remedy=TIMEOUT.remedy, evidence=m[0])
-        )
-    return causes
+    return _matches(KNOWN, blob) or _matches(GENERIC, blob)[:1]
+
+
+def _matches(table: tuple[Known, ...], blob: str) -> list[Cause]:
+    found = []
+    for known in table:
+        if m := known.pattern.search(blob):
+            summary = known.summary.format(**m.groupdict())
+            found.append(Cause(id=known.id, summary=summary, remedy=known.remedy, evidence=m[0]))
+    return found

@@ -99,6 +99,26 @@ def board(tmp_path: Path) -> Iterator[Board]:
 
 
 @pytest.fixture
+def board_docker(board: Board, mirror: Registry) -> Iterator[Dockerd]:
+    """A dockerd reading the board's /etc/docker/daemon.json, restartable through the
+    board's systemctl like docker.service."""
+    board.install_systemd()
+    daemon_json = {
+        "registry-mirrors": [mirror.url],
+        "log-level": "warn",
+        "max-concurrent-downloads": 2,
+    }
+    board.write("/etc/docker/daemon.json", json.dumps(daemon_json, indent=4) + "\n", 0o640)
+    d = Dockerd(config_file=board.path("/etc/docker/daemon.json")).start()
+    assert d.proc is not None
+    unit = {"exec": d.argv, "pidfile": str(d.workdir / "dockerd.pid"), "pid": d.proc.pid}
+    board.write("/var/lib/kedge-sim/systemd.json", json.dumps({"units": {"docker.service": unit}}))
+    board.configure({"docker_host": d.socket, "thresholds": {"docker_min_free_mb": 1}})
+    yield d
+    d.stop()
+
+
+@pytest.fixture
 def ready_board(
     board: Board, dockerd_systemd: Dockerd, ntp: SntpServer, cloudcore: CloudcoreSim
 ) -> Board:

@@ -6,7 +6,6 @@ import io
 import json
 import stat
 import tarfile
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,26 +24,6 @@ pytestmark = pytest.mark.docker
 def fix(agent: AgentRunner, board: Board, *args: str) -> tuple[AgentRun, dict[str, Any]]:
     run = agent(board, "fix", "--yes", "--json", *args)
     return run, json.loads(run.out)
-
-
-@pytest.fixture
-def board_docker(board: Board, mirror: Registry) -> Iterator[Dockerd]:
-    """A dockerd reading the board's /etc/docker/daemon.json, restartable through the
-    board's systemctl like docker.service."""
-    board.install_systemd()
-    daemon_json = {
-        "registry-mirrors": [mirror.url],
-        "log-level": "warn",
-        "max-concurrent-downloads": 2,
-    }
-    board.write("/etc/docker/daemon.json", json.dumps(daemon_json, indent=4) + "\n", 0o640)
-    d = Dockerd(config_file=board.path("/etc/docker/daemon.json")).start()
-    assert d.proc is not None
-    unit = {"exec": d.argv, "pidfile": str(d.workdir / "dockerd.pid"), "pid": d.proc.pid}
-    board.write("/var/lib/kedge-sim/systemd.json", json.dumps({"units": {"docker.service": unit}}))
-    board.configure({"docker_host": d.socket, "thresholds": {"docker_min_free_mb": 1}})
-    yield d
-    d.stop()
 
 
 def test_cgroup_driver_fix_merges_daemon_json_and_restarts_docker(

@@ -299,3 +299,27 @@ def test_sigterm_mid_join_leaves_a_board_the_next_join_handles(
     assert "cleaning up the unfinished join of " in run.err
     assert "(phase interrupted)" in run.err
     assert json.loads(record.read_text())["phase"] == "joined"
+
+
+def test_cloudcore_refusing_certificates_is_named(
+    joinable: Board, agent: AgentRunner, dockerd_systemd: Dockerd, ntp: SntpServer
+) -> None:
+    from tests.kubeedge_sim.pki import CloudcorePKI
+
+    with CloudcoreSim(CloudcorePKI.create(["127.0.0.1"]), refuse_edge_crt=True) as cc:
+        joinable.configure(join_settings(dockerd_systemd, ntp, cc))
+        doc = json.loads(join(agent, joinable).out)
+    assert [c["id"] for c in doc["causes"]] == ["edge-certificate"]
+    assert doc["summary"] == (
+        "join failed: cloudcore did not issue the edge certificate: "
+        "certificate requests are refused by this cloudcore"
+    )
+
+
+def test_unknown_failure_falls_back_to_the_journal_hint(
+    joinable: Board, agent: AgentRunner
+) -> None:
+    joinable.inject(edgecore_crash="F1127 panic: something nobody has seen before")
+    doc = json.loads(join(agent, joinable).out)
+    assert [c["id"] for c in doc["causes"]] == ["cert-timeout"]
+    assert "journalctl -u edgecore" in doc["causes"][0]["remedy"]

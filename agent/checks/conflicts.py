@@ -133,6 +133,8 @@ async def conflicts(ctx: CheckContext) -> Outcome:
         return passed("no k3s, kubelet or kube-proxy found", findings=[])
     owners = list(dict.fromkeys(f.owner for f in findings))
     remedy = "\n".join(_REMEDIES[o] for o in owners)
+    if {"k3s", "kubelet"} & set(owners):
+        remedy += "\nOr `kedge-agent fix --only conflicts --force-remove-conflicts` stops and disables their units."
     return failed(
         "; ".join(f.what for f in findings),
         remedy,

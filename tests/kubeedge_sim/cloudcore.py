@@ -58,13 +58,13 @@ class _CertHandler(http.server.BaseHTTPRequestHandler):
 
     def _edge_crt(self) -> None:
         server = self.server
+        length = int(self.headers.get("Content-Length") or 0)
+        csr = self.rfile.read(length)  # read the CSR first: an unread body resets the TLS stream
         if server.refuse_edge_crt:
             self._send(403, b"certificate requests are refused by this cloudcore\n")
             return
         auth = self.headers.get("Authorization", "")
         node = self.headers.get("NodeName", "")
-        length = int(self.headers.get("Content-Length") or 0)
-        csr = self.rfile.read(length)
         if not auth.startswith("Bearer ") or not server.pki.check_bearer(auth[len("Bearer ") :]):
             # cloudcore logs "failed to sign the certificate for edgenode: X, invalid token"
             server.events.append(

@@ -95,6 +95,8 @@ def bootstrap_certs(root: Path, cfg: str) -> str | None:
         if isinstance(reason, ssl.SSLCertVerificationError):
             return f'failed to get edge certificate from the cloudcore, error: Get "{server}/edge.crt": {go_x509(reason)}'
         return f'failed to get edge certificate from the cloudcore, error: Get "{server}/edge.crt": {reason}'
+    except OSError as exc:
+        return f'failed to get edge certificate from the cloudcore, error: Get "{server}/edge.crt": {exc}'
     (root / CERT).parent.mkdir(parents=True, exist_ok=True)
     (root / CERT).write_text(ssl.DER_cert_to_PEM_cert(cert_der))
     (root / KEY).write_bytes(
