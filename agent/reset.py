@@ -80,22 +80,23 @@ async def reset_board(host: Host, docker: DockerClient, *, dry_run: bool = False
                 await docker.remove_container(c.id)
             did("remove", f"container {c.name}", c.image)
 
-    keadm_ran = False
+    keadm_said = ""
     if host.which("keadm") is not None and (units or any(host.entries(d) for d in KUBEEDGE_DIRS)):
         if not dry_run:
             try:
                 result = await host.run(
                     ["keadm", "reset", "--force", "--runtimetype=docker"], timeout=120
                 )
-                keadm_ran = result.ok
+                keadm_said = (result.stdout.strip().splitlines() or [""])[-1]
             except CommandError as exc:
-                log.warning("reset.keadm", error=str(exc))
-        did("run", "keadm reset --force --runtimetype=docker")
+                keadm_said = str(exc)
+                log.warning("reset.keadm", error=keadm_said)
+        did("run", "keadm reset --force --runtimetype=docker", keadm_said)
 
     for d in KUBEEDGE_DIRS:
         if host.exists(d):
             if not dry_run:
                 shutil.rmtree(host.path(d), ignore_errors=True)
             did("remove", d)
-    log.info("reset.done", changes=len(changes), keadm_reset=keadm_ran)
+    log.info("reset.done", changes=len(changes))
     return changes

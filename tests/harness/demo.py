@@ -1,8 +1,15 @@
-"""`make demo`: a throwaway dockerd + registry mirror, two fixture boards, and
-`kedge-agent check` on each, so you see passes, warnings and failures for real."""
+"""`make demo`: one fixture board with the seed guide's problems, taken from
+`kedge-agent check` through `fix` and `join` to a verified edge node, then `reset`.
+
+Real parts: a private dockerd (reading the board's /etc/docker/daemon.json and
+restarted through the board's systemctl) with a loopback registry as its Docker Hub
+mirror, and an SNTP server. Simulated (they cannot run here): keadm, edgecore,
+cloudcore's ports, systemctl/journalctl, chronyc — see tests/kubeedge_sim/.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +22,7 @@ from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, seed_registry
 from tests.harness.registry import start_registry
 from tests.harness.sntp import SntpServer
+from tests.kubeedge_sim.chronyc import OFFSET_FILE
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
 from tests.kubeedge_sim.pki import CloudcorePKI
 
@@ -25,13 +33,31 @@ def banner(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}", flush=True)
 
 
-def run_check(board: Board, *extra: str) -> int:
-    argv = [AGENT, "check", "--root", str(board.root), "--config", str(board.config_path), *extra]
-    print(
-        "$ kedge-agent check --root", board.root, "--config", board.config_path, *extra, flush=True
-    )
+def agent(board: Board, *args: str) -> int:
+    argv = [AGENT, *args, "--root", str(board.root), "--config", str(board.config_path)]
+    print(f"$ kedge-agent {' '.join(args)}", flush=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEDGE_AGENT_")}
-    return subprocess.run(argv, env=env, timeout=120, check=False).returncode
+    return subprocess.run(argv, env=env, timeout=600, check=False).returncode
+
+
+def prepare(work: Path, mirror_url: str) -> tuple[Board, Dockerd]:
+    board = Board.create(work / "board", hostname="rk3000-board1")
+    board.install_keadm("v1.13.0")
+    board.install_systemd()
+    board.install_sim("chronyc", "tests.kubeedge_sim.chronyc", "/usr/bin")
+    board.write(OFFSET_FILE, "-95\n")  # the board's clock runs 95 s fast
+    board.mkdir("/etc/kubeedge/config")  # an earlier keadm join died half-way
+    daemon_json = {"registry-mirrors": [mirror_url], "log-level": "warn"}
+    board.write("/etc/docker/daemon.json", json.dumps(daemon_json, indent=4) + "\n")
+    docker = Dockerd(config_file=board.path("/etc/docker/daemon.json")).start()
+    assert docker.proc is not None
+    unit = {
+        "exec": docker.argv,
+        "pidfile": str(docker.workdir / "dockerd.pid"),
+        "pid": docker.proc.pid,
+    }
+    board.write("/var/lib/kedge-sim/systemd.json", json.dumps({"units": {"docker.service": unit}}))
+    return board, docker
 
 
 def main() -> int:
@@ -39,63 +65,47 @@ def main() -> int:
         print("make demo needs root (it starts a private dockerd)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="kedge-demo-"))
-    images = join_images("v1.13.0")
-    banner("starting a docker registry (the Docker Hub mirror) and a private dockerd")
+    banner("setting up: a docker registry as Docker Hub's mirror, a private dockerd, cloudcore")
     registry = start_registry(work / "registry")
-    docker = Dockerd("systemd", [registry.url])
+    seeder = Dockerd().start()
+    board: Board | None = None
+    docker: Dockerd | None = None
+    rc = 1
     try:
-        docker.start()
-        seed_registry(docker, registry.address, images)
-        for ref in images[1:]:  # leave installation-package out: the images check will say so
-            docker.pull(ref)
-        print(f"dockerd on {docker.socket} (cgroup driver systemd), registry {registry.url}")
+        seed_registry(seeder, registry.address, join_images("v1.13.0"))
+        seeder.stop()
+        board, docker = prepare(work, registry.url)
         pki = CloudcorePKI.create(["127.0.0.1"])
-        with (
-            SntpServer(offset_s=0.0) as ntp_ok,
-            SntpServer(offset_s=-90.0) as ntp_skewed,
-            CloudcoreSim(pki) as cc,
-        ):
-            common = {
-                "docker_host": f"unix://{docker.socket}",
-                "cloudcore": cc.cloudcore,
-                "cloudcore_cert_port": cc.cert_port,
+        with SntpServer(offset_file=board.path(OFFSET_FILE)) as ntp, CloudcoreSim(pki) as cc:
+            board.configure({
+                "docker_host": docker.socket, "ntp_servers": [ntp.address],
+                "cloudcore": cc.cloudcore, "cloudcore_cert_port": cc.cert_port,
+                "token": pki.token(), "cgroup_driver": "systemd", "join_settle_s": 3,
                 "thresholds": {"docker_min_free_mb": 1},
-            }
-            banner("board 1: a board with the seed guide's problems")
-            bad = Board.create(work / "board-1", hostname="RK3000_Board1")
-            bad.install_keadm("v1.12.1")
-            bad.mkdir("/etc/kubeedge/config")
-            bad.write("/etc/kubeedge/config/edgecore.yaml", "# left by an earlier join\n")
-            bad.write("/etc/rancher/k3s/config.yaml", "# k3s was here\n")
-            bad.configure(
-                common
-                | {
-                    "cgroup_driver": "cgroupfs",
-                    "ntp_servers": [ntp_skewed.address],
-                    "token": CloudcorePKI.create(["127.0.0.1"]).token(),
-                }
-            )
-            run_check(bad)
-
-            banner("board 2: the same checks on a board that is ready (after `docker pull`)")
-            docker.pull(images[0])
-            good = Board.create(work / "board-2", hostname="rk3000-board2")
-            good.install_keadm("v1.13.0")
-            good.configure(common | {"ntp_servers": [ntp_ok.address], "token": pki.token()})
-            rc = run_check(good)
-            banner("machine-readable: the same report as JSON (first lines)")
-            out = subprocess.run(
-                [AGENT, "check", "--json", "--only", "clock", "--root", str(good.root),
-                 "--config", str(good.config_path)],
-                capture_output=True, text=True, timeout=60, check=False,
-            )  # fmt: skip
-            print("\n".join(out.stdout.splitlines()[:14]) + "\n  …")
+            })  # fmt: skip
+            print(f"board root {board.root}\ndockerd {docker.socket}; cloudcore {cc.cloudcore}")
+            banner("1. check: what would make `keadm join` fail on this board")
+            agent(board, "check")
+            banner("2. fix: repair what can be repaired (each change is printed first)")
+            agent(board, "fix", "--yes")
+            banner("3. check again")
+            agent(board, "check")
+            banner("4. join: keadm with flags derived from the board, then verification")
+            rc = agent(board, "join", "--yes")
+            banner("5. join again: a no-op")
+            agent(board, "join", "--yes")
+            banner("6. reset: back to a clean board")
+            agent(board, "reset", "--yes")
     finally:
-        docker.stop()
+        if docker is not None:
+            docker.stop()
+        if board is not None:
+            board.stop_processes()
+        seeder.stop()
         registry.stop()
         shutil.rmtree(work, ignore_errors=True)
-    banner(f"done: board 2 check exited {rc}")
-    return 0 if rc == 0 else 1
+    banner("done: the join " + ("succeeded" if rc == 0 else f"failed (exit {rc})"))
+    return rc
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ import contextlib
 import http.client
 import io
 import json
-import os
-import signal
 import socket
 import subprocess
 import tarfile
@@ -18,6 +16,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from tests.harness.procs import spawn, stop, tail
 from tests.harness.wait import wait_for
@@ -118,9 +118,12 @@ class Dockerd:
             self.proc = None
         pidfile = self.workdir / "dockerd.pid"
         if pidfile.exists():  # restarted by someone else (the systemctl simulator)
-            with contextlib.suppress(ValueError, ProcessLookupError):
-                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-            wait_for(lambda: not pidfile.exists(), timeout=30, what="dockerd to stop")
+            with contextlib.suppress(ValueError, psutil.NoSuchProcess):
+                proc = psutil.Process(int(pidfile.read_text().strip()))
+                proc.terminate()
+                wait_for(lambda: not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE,
+                         timeout=30, what="dockerd to stop")  # fmt: skip
+            pidfile.unlink(missing_ok=True)
 
     def info(self) -> dict[str, Any]:
         _, body = api(self.socket, "GET", "/info", timeout=10)
