@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agent.checks import ORDER
 from agent.docker_api import DockerClient
 from agent.fixes import FIXES, CannotFix, FixContext
 from agent.host import Host
 from agent.preflight import run_preflight
-from agent.report import Change, CheckResult, Status
+from agent.report import ActionReport, Status
 from agent.settings import AgentSettings
 
 FIXABLE = tuple(c for c in ORDER if c in FIXES)
 
 
-@dataclass
-class FixOutcome:
-    ok: bool
-    summary: str
-    node: str
-    changes: list[Change] = field(default_factory=list)
-    problems: list[dict[str, str]] = field(default_factory=list)
-    checks: list[CheckResult] = field(default_factory=list)
+def _report(
+    ok: bool, summary: str, node: str, problems: list[dict[str, str]], **fields: Any
+) -> ActionReport:
+    return ActionReport(
+        command="fix", ok=ok, summary=summary, node=node, details={"problems": problems}, **fields
+    )
 
 
 async def run_fix(
@@ -36,7 +34,7 @@ async def run_fix(
     emit: Callable[[str], None],
     from_archive: Path | None = None,
     force_remove_conflicts: bool = False,
-) -> FixOutcome:
+) -> ActionReport:
     targets = [c for c in FIXABLE if not list(only) or c in only]
     before = await run_preflight(settings, host, only=targets)
     mine = [c for c in before.checks if c.id in targets]
@@ -50,14 +48,10 @@ async def run_fix(
     if not todo:
         if problems:
             first = problems[0]
-            return FixOutcome(False, f"nothing fixed: {first['check']}: {first['problem']}", before.node,
-                              problems=problems, checks=before.checks)  # fmt: skip
-        return FixOutcome(
-            True,
-            f"nothing to fix: {', '.join(targets)} already pass",
-            before.node,
-            checks=before.checks,
-        )
+            summary = f"nothing fixed: {first['check']}: {first['problem']}"
+            return _report(False, summary, before.node, problems, checks=before.checks)
+        summary = f"nothing to fix: {', '.join(targets)} already pass"
+        return _report(True, summary, before.node, problems, checks=before.checks)
     async with DockerClient(settings.docker_socket) as docker:
         fx = FixContext(settings, host, docker, dry_run, emit, from_archive, force_remove_conflicts)
         for result in todo:
@@ -69,16 +63,22 @@ async def run_fix(
                 emit(f"{result.id}: not fixed: {exc}")
     if dry_run:
         verb = f"would make {len(fx.changes)} changes" if fx.changes else "would change nothing"
-        return FixOutcome(
-            not problems, f"dry run: {verb}", before.node, fx.changes, problems, before.checks
+        return _report(
+            not problems,
+            f"dry run: {verb}",
+            before.node,
+            problems,
+            changes=fx.changes,
+            checks=before.checks,
         )
     after = await run_preflight(settings, host, only=[c.id for c in todo])
-    still = [c for c in after.checks if c.id in {t.id for t in todo} and c.status.blocks]
-    ok = not still and not problems
+    still = {c.id for c in after.checks if c.id in {t.id for t in todo} and c.status.blocks}
     done = f"{len(fx.changes)} changes" if fx.changes else "no changes"
-    if ok:
+    if not still and not problems:
         summary = f"fixed {', '.join(t.id for t in todo)} ({done})"
     else:
-        failing = sorted({c.id for c in still} | {p["check"] for p in problems})
-        summary = f"{done}; still failing: {', '.join(failing)}"
-    return FixOutcome(ok, summary, before.node, fx.changes, problems, after.checks)
+        summary = (
+            f"{done}; still failing: {', '.join(sorted(still | {p['check'] for p in problems}))}"
+        )
+    ok = not still and not problems
+    return _report(ok, summary, before.node, problems, changes=fx.changes, checks=after.checks)

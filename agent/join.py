@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -18,7 +18,7 @@ from agent.host import Host
 from agent.kubeedge import DOCKERSHIM_ENDPOINT, EDGECORE_UNIT, supports_docker
 from agent.names import is_dns1123_subdomain
 from agent.preflight import run_preflight
-from agent.report import Cause, Change, CheckResult
+from agent.report import ActionReport, Change
 from agent.reset import reset_board
 from agent.settings import AgentSettings
 from agent.state import JoinRecord, StateDir, now
@@ -31,17 +31,6 @@ CERTS = (
     "/etc/kubeedge/certs/server.key",
 )
 REDACTED = "<redacted>"
-
-
-@dataclass
-class JoinOutcome:
-    ok: bool
-    summary: str
-    node: str
-    changes: list[Change] = field(default_factory=list)
-    causes: list[Cause] = field(default_factory=list)
-    checks: list[CheckResult] = field(default_factory=list)
-    argv: list[str] = field(default_factory=list)
 
 
 def keadm_join_argv(
@@ -137,6 +126,10 @@ async def _settle(host: Host, seconds: float) -> bool:
         await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
 
 
+def _report(ok: bool, summary: str, node: str, **fields: Any) -> ActionReport:
+    return ActionReport(command="join", ok=ok, summary=summary, node=node, **fields)
+
+
 async def run_join(
     settings: AgentSettings,
     host: Host,
@@ -144,7 +137,7 @@ async def run_join(
     *,
     ignore: list[str],
     emit: Callable[[str], None],
-) -> JoinOutcome:
+) -> ActionReport:
     async with DockerClient(settings.docker_socket) as docker:
         token = CheckContext(settings, host, docker).token()
         if token is None:
@@ -153,7 +146,7 @@ async def run_join(
             )
         joined = await is_joined(host, state)
         if joined is not None:
-            return JoinOutcome(
+            return _report(
                 True,
                 f"already joined to {joined.cloudcore} as {joined.node}: nothing to do",
                 joined.node,
@@ -167,61 +160,74 @@ async def run_join(
             )
             changes += await reset_board(host, docker)
 
-        report = await run_preflight(settings, host, ignore=ignore)
-        blocking = [c for c in report.checks if c.status.blocks]
+        preflight = await run_preflight(settings, host, ignore=ignore)
+        blocking = [c for c in preflight.checks if c.status.blocks]
         if blocking:
             names = ", ".join(f"{c.id} ({c.summary})" for c in blocking)
-            return JoinOutcome(
-                False, f"preflight failed: {names}", report.node, changes, checks=report.checks
+            return _report(
+                False,
+                f"preflight failed: {names}",
+                preflight.node,
+                changes=changes,
+                checks=preflight.checks,
             )
+
         driver = next(
-            (c.details.get("join") for c in report.checks if c.id == "cgroup-driver"), None
+            (c.details.get("join") for c in preflight.checks if c.id == "cgroup-driver"), None
         )
         argv = keadm_join_argv(
-            settings, node=report.node, token=token, docker_driver=str(driver or "cgroupfs")
+            settings, node=preflight.node, token=token, docker_driver=str(driver or "cgroupfs")
         )
         shown = [redact(a, token) for a in argv]
         record = JoinRecord(
-            phase="keadm", node=report.node, cloudcore=settings.cloudcore or "", argv=shown,
+            phase="keadm", node=preflight.node, cloudcore=settings.cloudcore or "", argv=shown,
             kubeedge_version=settings.kubeedge_version, started_at=now(),
         )  # fmt: skip
         state.save_join(record)
         emit("$ " + " ".join(shown))
         try:
-            result = await _run_keadm(host, argv, token, settings, emit)
+            record.keadm_exit_code, output = await _run_keadm(host, argv, token, settings, emit)
         except asyncio.CancelledError:
             record.phase, record.finished_at = "interrupted", now()
             state.save_join(record)
             raise
-        record.keadm_exit_code = result[0]
-        output = result[1]
-        if result[0] == 0:
-            record.phase = "verify"
-            state.save_join(record)
-            missing = [c for c in CERTS if not host.exists(c)]
-            if not missing and await _settle(host, settings.join_settle_s):
-                record.phase, record.finished_at = "joined", now()
-                state.save_join(record)
-                changes.append(
-                    Change(
-                        action="join", target=settings.cloudcore or "", detail=f"node {report.node}"
-                    )
-                )
-                return JoinOutcome(True, f"joined {settings.cloudcore} as {report.node}; edgecore is active",
-                                   report.node, changes, checks=report.checks, argv=shown)  # fmt: skip
-        journal = redact(await _journal(host), token)
-        causes = recognise(output, journal)
-        record.phase, record.finished_at, record.causes = "failed", now(), causes
+        fields: dict[str, Any] = {"checks": preflight.checks, "details": {"keadm_argv": shown}}
+        if record.keadm_exit_code == 0 and await _verify(
+            host, state, record, settings.join_settle_s
+        ):
+            changes.append(
+                Change(action="join", target=record.cloudcore, detail=f"node {record.node}")
+            )
+            summary = f"joined {record.cloudcore} as {record.node}; edgecore is active"
+            return _report(True, summary, record.node, changes=changes, **fields)
+
+        record.causes = recognise(output, redact(await _journal(host), token))
+        record.phase, record.finished_at = "failed", now()
         state.save_join(record)
         emit("join failed; cleaning the board for a retry")
         changes += await reset_board(host, docker)
-        state.save_join(record)
         why = (
-            causes[0].summary if causes else f"keadm exited {result[0]}; see journalctl -u edgecore"
+            record.causes[0].summary if record.causes else f"keadm exited {record.keadm_exit_code}"
         )
-        return JoinOutcome(
-            False, f"join failed: {why}", report.node, changes, causes, report.checks, shown
+        return _report(
+            False,
+            f"join failed: {why}",
+            record.node,
+            changes=changes,
+            causes=record.causes,
+            **fields,
         )
+
+
+async def _verify(host: Host, state: StateDir, record: JoinRecord, settle_s: float) -> bool:
+    """keadm only waits for certificates; the node is joined when edgecore stays up."""
+    record.phase = "verify"
+    state.save_join(record)
+    if any(not host.exists(c) for c in CERTS) or not await _settle(host, settle_s):
+        return False
+    record.phase, record.finished_at = "joined", now()
+    state.save_join(record)
+    return True
 
 
 async def _run_keadm(

@@ -18,7 +18,6 @@ from agent.commands.common import (
 from agent.confirm import confirm
 from agent.errors import UserError
 from agent.fix import FIXABLE, run_fix
-from agent.report import ActionReport
 from agent.state import StateDir
 
 EPILOG = f"""\
@@ -77,22 +76,11 @@ async def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if not args.dry_run:
             stack.enter_context(StateDir(host, settings.state_dir).lock("fix"))
-        outcome = await run_fix(
+        report = await run_fix(
             settings, host, only=args.only, dry_run=args.dry_run, emit=emit,
             from_archive=args.from_archive, force_remove_conflicts=args.force_remove_conflicts,
         )  # fmt: skip
     if not args.json:
-        for p in outcome.problems:
+        for p in report.details["problems"]:
             emit(f"{p['check']}: {p['problem']}\n  remedy: {p['remedy']}")
-    return finish(
-        args,
-        ActionReport(
-            command="fix",
-            node=outcome.node,
-            ok=outcome.ok,
-            summary=outcome.summary,
-            changes=outcome.changes,
-            checks=outcome.checks,
-            details={"problems": outcome.problems},
-        ),
-    )
+    return finish(args, report)

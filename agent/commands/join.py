@@ -18,7 +18,6 @@ from agent.commands.common import (
 )
 from agent.confirm import confirm
 from agent.join import run_join
-from agent.report import ActionReport
 from agent.state import StateDir
 
 EPILOG = """\
@@ -80,21 +79,9 @@ async def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     state = StateDir(host, settings.state_dir)
     with state.lock("join"):
-        outcome = await run_join(settings, host, state, ignore=args.ignore, emit=emit)
-    if not args.json and not outcome.ok and outcome.checks:
-        for c in outcome.checks:
+        report = await run_join(settings, host, state, ignore=args.ignore, emit=emit)
+    if not args.json and not report.ok:
+        for c in report.checks:
             if c.status.blocks:
                 emit(f"✗ {c.id}: {c.summary}\n    {c.remedy.replace(chr(10), chr(10) + '    ')}")
-    return finish(
-        args,
-        ActionReport(
-            command="join",
-            node=outcome.node,
-            ok=outcome.ok,
-            summary=outcome.summary,
-            changes=outcome.changes,
-            causes=outcome.causes,
-            checks=outcome.checks,
-            details={"keadm_argv": outcome.argv},
-        ),
-    )
+    return finish(args, report)
