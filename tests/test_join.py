@@ -323,3 +323,22 @@ def test_unknown_failure_falls_back_to_the_journal_hint(
     doc = json.loads(join(agent, joinable).out)
     assert [c["id"] for c in doc["causes"]] == ["cert-timeout"]
     assert "journalctl -u edgecore" in doc["causes"][0]["remedy"]
+
+
+def test_reset_without_yes_and_without_a_terminal_refuses(
+    joinable: Board, agent: AgentRunner
+) -> None:
+    joinable.mkdir("/etc/kubeedge/config")
+    run = agent(joinable, "reset")
+    assert run.rc == 2
+    assert (
+        run.err
+        == "kedge-agent: error: refusing to reset without --yes: there is no terminal to ask on\n"
+    )
+    assert joinable.path("/etc/kubeedge/config").is_dir()
+    dry = json.loads(agent(joinable, "reset", "--dry-run", "--json").out)
+    assert [(c["action"], c["target"], c["done"]) for c in dry["changes"]] == [
+        ("run", "keadm reset --force --runtimetype=docker", False),
+        ("remove", "/etc/kubeedge", False),
+    ]
+    assert joinable.path("/etc/kubeedge/config").is_dir()
