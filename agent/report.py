@@ -96,3 +96,90 @@ class ActionReport(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2)
+
+
+class Usage(BaseModel):
+    total_mb: int
+    free_mb: int
+    percent: float
+
+
+class DockerState(BaseModel):
+    up: bool
+    version: str | None = None
+    containers_running: int | None = None
+    error: str | None = None
+
+
+class EdgecoreState(BaseModel):
+    active: bool | None  # None: cannot tell (no systemctl)
+    state: str
+    restarts: int | None = None
+
+
+class ChecksSummary(BaseModel):
+    ok: bool
+    failing: list[str]
+    at: datetime
+
+
+class HealthReport(BaseModel):
+    """What the board says about itself every report_interval (kedge/<node>/health)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_: Literal[1] = Field(SCHEMA_VERSION, alias="schema")
+    node: str
+    seq: int
+    timestamp: datetime
+    replayed: bool = False  # produced while the broker was unreachable
+    agent_version: str
+    uptime_s: float
+    agent_uptime_s: float
+    cpu_percent: float
+    load: tuple[float, float, float]
+    memory: Usage
+    swap: Usage
+    disks: dict[str, Usage]
+    temperature_c: float | None
+    temperatures_c: dict[str, float]
+    network: dict[str, int]
+    docker: DockerState
+    edgecore: EdgecoreState
+    join_phase: str | None
+    checks: ChecksSummary | None
+    clock_offset_s: float | None
+    spool_depth: int
+    spool_dropped: int
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+class RemoteCommand(BaseModel):
+    """A command sent to kedge/<node>/cmd."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    action: str
+    issued_at: datetime
+    expires_at: datetime
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommandResult(BaseModel):
+    """The answer on kedge/<node>/cmd/result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_: Literal[1] = Field(SCHEMA_VERSION, alias="schema")
+    id: str | None
+    action: str | None
+    status: Literal["done", "failed", "rejected"]
+    reason: str = ""
+    result: dict[str, Any] = Field(default_factory=dict)
+    finished_at: datetime
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)

@@ -30,6 +30,7 @@ from agent.names import (
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
     TOKEN_CHARS_RE,
+    TOPIC_LEVELS_RE,
     VERSION_RE,
 )
 
@@ -57,6 +58,36 @@ class Thresholds(BaseModel):
     max_disk_used_pct: float = Field(90.0, gt=0, le=100)
     min_pid_headroom_pct: float = Field(5.0, ge=0, lt=100)
     docker_min_free_mb: int = Field(1024, ge=0)
+
+
+class MqttSettings(BaseModel):
+    """The broker the daemon reports to (`[mqtt]` in the config file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str | None = None
+    port: int = Field(1883, ge=1, le=65535)
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    topic_prefix: str = "kedge"
+    discovery_prefix: str = "homeassistant"
+    spool_max_messages: int = Field(10000, ge=1)
+    spool_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+
+    @field_validator("topic_prefix", "discovery_prefix")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        if not TOPIC_LEVELS_RE.fullmatch(v):
+            raise ValueError(
+                "expected topic levels of letters, digits, '_' and '-' separated by '/'"
+            )
+        return v
 
 
 class AgentSettings(BaseSettings):
@@ -94,6 +125,10 @@ class AgentSettings(BaseSettings):
     join_settle_s: float = Field(15.0, ge=0, le=600)
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    report_interval: float = Field(10.0, ge=0.05, le=3600)
+    check_interval: float = Field(900.0, ge=1, le=86400)
+    allow_remote: list[Literal["fix", "join", "reset"]] = Field(default_factory=list)
 
     @field_validator("cloudcore")
     @classmethod

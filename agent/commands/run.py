@@ -1,0 +1,103 @@
+"""kedge-agent run and kedge-agent status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+
+import psutil
+
+from agent.commands.common import EXIT_FAILED, EXIT_OK, host_from, settings_from
+from agent.daemon import Daemon, status_path
+from agent.settings import AgentSettings
+from agent.state import StateDir
+
+RUN_EPILOG = """\
+Topics (prefix `mqtt.topic_prefix`, default kedge; see docs/mqtt.md):
+  kedge/<node>/status       retained online/offline (offline is the Last Will)
+  kedge/<node>/health       a health report every report_interval (QoS 1, spooled offline)
+  kedge/<node>/checks       the latest preflight report, retained
+  kedge/<node>/cmd          commands in: ping, check, fix, join, reset (JSON)
+  kedge/<node>/cmd/result   their results
+Home Assistant discovery is published under mqtt.discovery_prefix (homeassistant).
+Under systemd: Type=notify readiness, STATUS= lines and watchdog pings; SIGHUP reloads.
+"""
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    run_p = sub.add_parser(
+        "run", parents=[common], help="the board daemon: health over MQTT, remote commands",
+        description="Report the board's health over MQTT (and to Home Assistant) until stopped.",
+        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    run_p.set_defaults(handler=run)
+    status_p = sub.add_parser(
+        "status", parents=[common], help="what the daemon last did (from the state directory)",
+        description="Show the daemon's view: connected or spooling, spool depth, last report, join state, checks.",
+    )  # fmt: skip
+    status_p.set_defaults(handler=status)
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if not args.verbose and settings.log_level == "warning":
+        settings_level = "info"  # a daemon's journal wants its lifecycle events
+        from agent.logs import configure_logging
+
+        configure_logging(settings_level)
+    host = host_from(args)
+
+    def reload() -> AgentSettings:
+        return settings_from(args)
+
+    return await Daemon(settings, host, reload).run()
+
+
+async def status(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    state = StateDir(host_from(args), settings.state_dir)
+    try:
+        daemon = json.loads(status_path(state).read_text())
+    except (FileNotFoundError, ValueError):
+        daemon = None
+    record = state.load_join()
+    running = (
+        daemon is not None
+        and psutil.pid_exists(int(daemon.get("pid", 0)))
+        and daemon.get("pid") != os.getpid()
+    )
+    doc = {
+        "daemon_running": running,
+        "daemon": daemon,
+        "join": record.model_dump(mode="json") if record else None,
+        "now": datetime.now(UTC).isoformat(),
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        if daemon is None:
+            print("daemon: never ran on this board (no daemon.json in the state directory)")
+        else:
+            link = (
+                "connected"
+                if daemon["connected"]
+                else f"spooling ({daemon.get('last_error') or 'not connected'})"
+            )
+            print(f"daemon: {'running' if running else 'not running'}, pid {daemon['pid']}, {link}")
+            print(
+                f"broker: {daemon['broker']}; spool {daemon['spool_depth']} queued, {daemon['spool_dropped']} dropped"
+            )
+            print(f"last report: {daemon['last_report']}")
+            checks = daemon.get("checks")
+            print(
+                f"checks: {'ok' if checks and checks['ok'] else 'failing: ' + ', '.join(checks['failing']) if checks else 'not run yet'}"
+            )
+        print(
+            f"join: {record.phase + ' to ' + record.cloudcore + ' as ' + record.node if record else 'never joined'}"
+        )
+    return EXIT_OK if running else EXIT_FAILED

@@ -1,0 +1,367 @@
+"""`kedge-agent run`: the board daemon.
+
+Tasks, one job each: the connection supervisor (connect, back off with jitter, announce
+online, discovery, subscriptions), the reporter (a health report into the spool every
+report_interval), the sender (spool → broker in order, deleted on PUBACK), the checker
+(preflight every check_interval and on demand), and the watchdog (pings systemd only
+while the others are alive). SIGTERM stops gracefully within a bound; SIGHUP reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent import __version__
+from agent.discovery import Topics, discovery_messages
+from agent.docker_api import DockerClient
+from agent.errors import UserError
+from agent.fix import run_fix
+from agent.health import HealthCollector
+from agent.host import Host
+from agent.join import run_join
+from agent.mqtt import BrokerConfig, Message, MqttClient, MqttError
+from agent.names import is_dns1123_subdomain
+from agent.preflight import run_preflight
+from agent.remote import CommandRunner
+from agent.report import CheckReport, ChecksSummary, RemoteCommand
+from agent.reset import reset_board
+from agent.sdnotify import notify, watchdog_interval
+from agent.settings import AgentSettings
+from agent.spool import Spool
+from agent.state import StateDir
+
+log = structlog.get_logger(__name__)
+
+BACKOFF_BASE_S, BACKOFF_CAP_S = 1.0, 60.0
+STOP_TIMEOUT_S = 10.0
+
+
+def broker_config(settings: AgentSettings, node: str, topics: Topics) -> BrokerConfig:
+    m = settings.mqtt
+    if not m.host:
+        raise UserError('mqtt.host is not set: add [mqtt] host = "broker" to /etc/kedge/agent.toml')
+    password = None
+    if m.password_file is not None:
+        try:
+            password = m.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UserError(
+                f"mqtt.password_file {m.password_file}: cannot read: {exc.strerror}"
+            ) from exc
+    return BrokerConfig(
+        host=m.host, port=m.port, client_id=f"kedge-{node}", protocol=m.protocol, keepalive_s=m.keepalive_s,
+        username=m.username, password=password, tls=m.tls,
+        ca_file=str(m.ca_file) if m.ca_file else None, cert_file=str(m.cert_file) if m.cert_file else None,
+        key_file=str(m.key_file) if m.key_file else None, will_topic=topics.status,
+    )  # fmt: skip
+
+
+class Daemon:
+    def __init__(self, settings: AgentSettings, host: Host, reload: Any) -> None:
+        self.host = host
+        self._reload = reload
+        self.apply(settings)
+        self.state = StateDir(host, settings.state_dir)
+        self.state.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        m = settings.mqtt
+        self.spool = Spool(
+            self.state.path / "spool.db",
+            max_messages=m.spool_max_messages,
+            max_bytes=m.spool_max_bytes,
+        )
+        self.client: MqttClient | None = None
+        self.stopping = asyncio.Event()
+        self.kick = asyncio.Event()
+        self.check_now = asyncio.Event()
+        self.reconnect = asyncio.Event()
+        self.last_checks: CheckReport | None = None
+        self.last_report_at: float = 0.0
+        self.connected_since: str | None = None
+        self.last_error: str | None = None
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def apply(self, settings: AgentSettings) -> None:
+        node = settings.node_name or self.host.hostname()
+        if not is_dns1123_subdomain(node):
+            raise UserError(f"node name {node!r} is not a valid DNS-1123 subdomain; set node_name")
+        self.settings, self.node = settings, node
+        self.topics = Topics(settings.mqtt.topic_prefix, node)
+        self.broker = broker_config(settings, node, self.topics)
+
+    # -- lifecycle -------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        async with DockerClient(self.settings.docker_socket) as docker:
+            self.docker = docker
+            self.collector = HealthCollector(self.host, docker, self.node)
+            self.commands = CommandRunner(
+                self._handlers(), list(self.settings.allow_remote), self.spool.remember_command
+            )
+            for name, job in (("supervisor", self._supervise), ("reporter", self._report_loop),
+                              ("sender", self._send_loop), ("checker", self._check_loop),
+                              ("watchdog", self._watchdog)):  # fmt: skip
+                self.tasks[name] = asyncio.create_task(job(), name=name)
+            await self.stopping.wait()
+            await self._shutdown()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        return 0
+
+    async def _shutdown(self) -> None:
+        notify("STOPPING=1", "STATUS=stopping")
+        log.info("daemon.stopping")
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        client, self.client = self.client, None
+        if client is not None:
+            with contextlib.suppress(MqttError):
+                async with asyncio.timeout(STOP_TIMEOUT_S / 2):
+                    await client.publish(self.topics.status, "offline", retain=True)
+            await client.close()
+        self._write_status()
+        self.spool.close()
+
+    def _on_sighup(self) -> None:
+        try:
+            settings = self._reload()
+            old = self.broker
+            self.apply(settings)
+        except UserError as exc:
+            log.exception("daemon.reload_failed", error=str(exc))
+            return
+        log.info("daemon.reloaded")
+        notify("STATUS=settings reloaded")
+        if self.broker != old:
+            self.reconnect.set()
+
+    # -- connection ------------------------------------------------------------
+    def _on_message(self, msg: Message) -> None:
+        if msg.topic == self.topics.cmd:
+            asyncio.get_running_loop().create_task(self._command(msg.payload))
+        elif (
+            msg.topic == f"{self.settings.mqtt.discovery_prefix}/status"
+            and msg.payload == b"online"
+        ):
+            asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self) -> None:
+        client = self.client
+        if client is None:
+            return
+        for topic, payload in discovery_messages(
+            self.topics, self.settings.mqtt.discovery_prefix, self.settings.report_interval
+        ):
+            await client.publish(topic, payload, retain=True)
+        if self.last_checks is not None:
+            await client.publish(
+                self.topics.checks, self.last_checks.model_dump_json(by_alias=True), retain=True
+            )
+
+    async def _supervise(self) -> None:
+        attempt = 0
+        ready_sent = False
+        while not self.stopping.is_set():
+            client = MqttClient(self.broker, self._on_message)
+            try:
+                await client.connect()
+                await client.publish(self.topics.status, "online", retain=True)
+                await client.subscribe(self.topics.cmd)
+                await client.subscribe(f"{self.settings.mqtt.discovery_prefix}/status")
+                self.client, attempt, self.last_error = client, 0, None
+                self.connected_since = datetime.now(UTC).isoformat()
+                await self._announce()
+            except MqttError as exc:
+                await client.close()
+                self.client, self.last_error = None, str(exc)
+                attempt += 1
+                delay = min(
+                    BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt - 1, 10)
+                ) * random.uniform(0.5, 1.0)  # noqa: S311
+                log.warning("mqtt.unreachable", error=str(exc), retry_in_s=round(delay, 1))
+                if not ready_sent:
+                    ready_sent = notify("READY=1", f"STATUS=spooling: {exc}") or True
+                notify(f"STATUS=spooling ({self.spool.depth()} queued): {exc}")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self.stopping.wait()
+                continue
+            log.info("mqtt.connected", broker=f"{self.broker.host}:{self.broker.port}")
+            if not ready_sent:
+                ready_sent = notify("READY=1") or True
+            notify(f"STATUS=connected to {self.broker.host}:{self.broker.port}")
+            self.kick.set()
+            self.reconnect.clear()
+            waits = [asyncio.create_task(e.wait()) for e in (client.disconnected, self.reconnect)]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            self.client = None
+            if not client.disconnected.is_set():
+                await client.close()
+            log.warning("mqtt.disconnected")
+
+    # -- reports ---------------------------------------------------------------
+    async def _report_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            report = await self.collector.collect(
+                replayed=self.client is None,
+                join_phase=(r.phase if (r := self.state.load_join()) else None),
+                checks=self._checks_summary(),
+                clock_offset_s=self._clock_offset(),
+                spool_depth=self.spool.depth(),
+                spool_dropped=self.spool.dropped(),
+            )
+            dropped = self.spool.put(self.topics.health, report.to_json().encode())
+            if dropped:
+                log.warning("spool.dropped", count=dropped, total=self.spool.dropped())
+            self.last_report_at = time.monotonic()
+            self.kick.set()
+            self._write_status()
+            next_at += self.settings.report_interval
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self.kick.wait()
+            self.kick.clear()
+            while (client := self.client) is not None and (item := self.spool.oldest()) is not None:
+                try:
+                    await client.publish(item.topic, item.payload)
+                except MqttError as exc:
+                    log.info("spool.send_failed", error=str(exc))
+                    break
+                self.spool.ack(item.id)
+
+    # -- checks and commands ---------------------------------------------------
+    def _checks_summary(self) -> ChecksSummary | None:
+        r = self.last_checks
+        if r is None:
+            return None
+        failing = [c.id for c in r.checks if c.status.blocks]
+        return ChecksSummary(ok=r.ok, failing=failing, at=r.started_at)
+
+    def _clock_offset(self) -> float | None:
+        for c in self.last_checks.checks if self.last_checks else []:
+            if c.id == "clock" and isinstance(c.details.get("offset_s"), int | float):
+                return float(c.details["offset_s"])
+        return None
+
+    async def _run_checks(self, only: list[str] | None = None) -> CheckReport:
+        report = await run_preflight(self.settings, self.host, only=only or ())
+        if not only:
+            self.last_checks = report
+            client = self.client
+            if client is not None:
+                with contextlib.suppress(MqttError):
+                    await client.publish(
+                        self.topics.checks, report.model_dump_json(by_alias=True), retain=True
+                    )
+        return report
+
+    async def _check_loop(self) -> None:
+        while True:
+            await self._run_checks()
+            self.check_now.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.check_interval):
+                    await self.check_now.wait()
+
+    def _handlers(self) -> dict[str, Any]:
+        async def ping(cmd: RemoteCommand) -> dict[str, Any]:
+            return {"pong": datetime.now(UTC).isoformat(), "version": __version__}
+
+        async def check(cmd: RemoteCommand) -> dict[str, Any]:
+            only = [str(i) for i in cmd.args.get("only", [])]
+            report = await self._run_checks(only or None)
+            return {"ok": report.ok, "summary": f"{sum(c.status.blocks for c in report.checks)} failing",
+                    "checks": {c.id: c.status.value for c in report.checks}}  # fmt: skip
+
+        async def fix(cmd: RemoteCommand) -> dict[str, Any]:
+            with self.state.lock("fix (remote)"):
+                report = await run_fix(self.settings, self.host, only=[str(i) for i in cmd.args.get("only", [])],
+                                       dry_run=bool(cmd.args.get("dry_run")), emit=self._emit)  # fmt: skip
+            return report.model_dump(mode="json", exclude={"checks"})
+
+        async def join(cmd: RemoteCommand) -> dict[str, Any]:
+            with self.state.lock("join (remote)"):
+                report = await run_join(
+                    self.settings, self.host, self.state, ignore=[], emit=self._emit
+                )
+            self.collector.refresh_edgecore_soon()
+            return report.model_dump(mode="json", exclude={"checks"})
+
+        async def reset(cmd: RemoteCommand) -> dict[str, Any]:
+            with self.state.lock("reset (remote)"):
+                changes = await reset_board(self.host, self.docker)
+                self.state.clear_join()
+            self.collector.refresh_edgecore_soon()
+            return {
+                "summary": f"removed {len(changes)} items",
+                "changes": [c.model_dump() for c in changes],
+            }
+
+        return {"ping": ping, "check": check, "fix": fix, "join": join, "reset": reset}
+
+    def _emit(self, line: str) -> None:
+        log.info("command.progress", line=line)
+
+    async def _command(self, payload: bytes) -> None:
+        result = await self.commands.execute(payload)
+        client = self.client
+        if client is not None:
+            with contextlib.suppress(MqttError):
+                await client.publish(self.topics.cmd_result, result.to_json())
+
+    # -- watchdog and status ---------------------------------------------------
+    async def _watchdog(self) -> None:
+        interval = watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            alive = all(not t.done() for n, t in self.tasks.items() if n != "watchdog")
+            fresh = time.monotonic() - self.last_report_at < 3 * self.settings.report_interval + 5
+            if alive and fresh:
+                notify("WATCHDOG=1")
+            else:
+                log.error("watchdog.withheld", tasks_alive=alive, reports_fresh=fresh)
+            await asyncio.sleep(interval)
+
+    def _write_status(self) -> None:
+        summary = self._checks_summary()
+        status = {
+            "pid": os.getpid(),
+            "node": self.node,
+            "broker": f"{self.broker.host}:{self.broker.port}",
+            "connected": self.client is not None,
+            "connected_since": self.connected_since if self.client is not None else None,
+            "last_error": self.last_error,
+            "spool_depth": self.spool.depth(),
+            "spool_dropped": self.spool.dropped(),
+            "last_report": datetime.now(UTC).isoformat() if self.last_report_at else None,
+            "checks": summary.model_dump(mode="json") if summary else None,
+        }
+        path = self.state.path / "daemon.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status, indent=2))
+        tmp.replace(path)
+
+
+def status_path(state: StateDir) -> Path:
+    return state.path / "daemon.json"
