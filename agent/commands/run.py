@@ -12,6 +12,7 @@ import psutil
 
 from agent.commands.common import EXIT_FAILED, EXIT_OK, host_from, settings_from
 from agent.daemon import Daemon, status_path
+from agent.logs import configure_logging
 from agent.settings import AgentSettings
 from agent.state import StateDir
 
@@ -46,10 +47,7 @@ def register(
 async def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if not args.verbose and settings.log_level == "warning":
-        settings_level = "info"  # a daemon's journal wants its lifecycle events
-        from agent.logs import configure_logging
-
-        configure_logging(settings_level)
+        configure_logging("info")  # a daemon's journal wants its lifecycle events
     host = host_from(args)
 
     def reload() -> AgentSettings:
@@ -94,9 +92,11 @@ async def status(args: argparse.Namespace) -> int:
             )
             print(f"last report: {daemon['last_report']}")
             checks = daemon.get("checks")
-            print(
-                f"checks: {'ok' if checks and checks['ok'] else 'failing: ' + ', '.join(checks['failing']) if checks else 'not run yet'}"
-            )
+            if checks is None:
+                verdict = "not run yet"
+            else:
+                verdict = "ok" if checks["ok"] else "failing: " + ", ".join(checks["failing"])
+            print(f"checks: {verdict}")
         print(
             f"join: {record.phase + ' to ' + record.cloudcore + ' as ' + record.node if record else 'never joined'}"
         )
