@@ -85,11 +85,15 @@ class Daemon:
         self.kick = asyncio.Event()
         self.check_now = asyncio.Event()
         self.reconnect = asyncio.Event()
+        self.first_attempt = (
+            asyncio.Event()
+        )  # the first report waits for it, so it is live when it can be
         self.last_checks: CheckReport | None = None
         self.last_report_at: float = 0.0
         self.connected_since: str | None = None
         self.last_error: str | None = None
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     def apply(self, settings: AgentSettings) -> None:
         node = settings.node_name or self.host.hostname()
@@ -188,6 +192,7 @@ class Daemon:
             except MqttError as exc:
                 await client.close()
                 self.client, self.last_error = None, str(exc)
+                self.first_attempt.set()
                 attempt += 1
                 delay = min(
                     BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt - 1, 10)
@@ -200,6 +205,7 @@ class Daemon:
                     async with asyncio.timeout(delay):
                         await self.stopping.wait()
                 continue
+            self.first_attempt.set()
             log.info("mqtt.connected", broker=f"{self.broker.host}:{self.broker.port}")
             if not ready_sent:
                 ready_sent = notify("READY=1") or True
@@ -218,6 +224,9 @@ class Daemon:
     # -- reports ---------------------------------------------------------------
     async def _report_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(15):
+                await self.first_attempt.wait()
         next_at = loop.time()
         while True:
             report = await self.collector.collect(
@@ -325,9 +334,13 @@ class Daemon:
     async def _command(self, payload: bytes) -> None:
         result = await self.commands.execute(payload)
         client = self.client
-        if client is not None:
-            with contextlib.suppress(MqttError):
-                await client.publish(self.topics.cmd_result, result.to_json())
+        if client is None:
+            log.warning("command.result_lost", id=result.id, reason="not connected")
+            return
+        try:
+            await client.publish(self.topics.cmd_result, result.to_json())
+        except MqttError as exc:
+            log.warning("command.result_lost", id=result.id, error=str(exc))
 
     # -- watchdog and status ---------------------------------------------------
     async def _watchdog(self) -> None:

@@ -120,7 +120,9 @@ def enable(root: Path, name: str, data: dict[str, Any], on: bool) -> int:
 def main(argv: list[str], root: str) -> int:
     board = Path(root)
     now = "--now" in argv
-    args = [a for a in argv if not a.startswith("-")]
+    args = [
+        a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "-p")
+    ]
     if not args:
         sys.stderr.write("systemctl simulator: no command\n")
         return 1
@@ -143,6 +145,14 @@ def main(argv: list[str], root: str) -> int:
         ]
         print("\n".join(flags))
         return 0 if all(f == "enabled" for f in flags) else 1
+    if cmd == "show":
+        # systemctl show -p NRestarts --value UNIT
+        prop = argv[argv.index("-p") + 1] if "-p" in argv else ""
+        unit = data["units"].get(units[-1] if units else "", {})
+        values = {"NRestarts": str(unit.get("restarts", 0)), "ActiveState": active_state(unit)}
+        value = values.get(prop, "")
+        print(value if "--value" in argv else f"{prop}={value}")
+        return 0
     if cmd == "daemon-reload":
         data["reloads"] = data.get("reloads", 0) + 1
     elif cmd == "set-environment":

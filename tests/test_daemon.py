@@ -1,0 +1,396 @@
+"""kedge-agent run against a real mosquitto: online/offline, health, discovery, spool,
+commands, systemd notifications."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.report import CheckReport, HealthReport
+from tests.conftest import ready_settings
+from tests.harness.board import Board
+from tests.harness.dockerd import Dockerd
+from tests.harness.mosquitto import Mosquitto, Recorder
+from tests.harness.sntp import SntpServer
+from tests.harness.wait import wait_for
+from tests.kubeedge_sim.cloudcore import CloudcoreSim
+
+pytestmark = pytest.mark.docker
+AGENT = str(Path(sys.executable).with_name("kedge-agent"))
+INTERVAL = 0.3
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    b = Mosquitto(tmp_path / "mosquitto").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def recorder(broker: Mosquitto) -> Iterator[Recorder]:
+    r = Recorder(broker, "kedge/#", "homeassistant/#")
+    yield r
+    r.close()
+
+
+def daemon_settings(board: Board, docker: Dockerd, ntp: SntpServer, cc: CloudcoreSim, broker: Mosquitto,
+                    **extra: Any) -> dict[str, Any]:  # fmt: skip
+    mqtt = {"host": "127.0.0.1", "port": broker.port, **extra.pop("mqtt", {})}
+    return ready_settings(
+        docker, ntp, cc, report_interval=INTERVAL, check_interval=3600, mqtt=mqtt, **extra
+    )
+
+
+class Agentd:
+    def __init__(self, board: Board, env: dict[str, str] | None = None) -> None:
+        self.board = board
+        self.log = board.root.parent / "agentd.log"
+        argv = [AGENT, "run", "--root", str(board.root), "--config", str(board.config_path)]
+        full_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("KEDGE_AGENT_", "NOTIFY_", "WATCHDOG_"))
+        }
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                argv, stdout=fh, stderr=subprocess.STDOUT, env={**full_env, **(env or {})}
+            )
+
+    def status(self) -> dict[str, Any]:
+        path = self.board.path("/var/lib/kedge-agent/daemon.json")
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_daemon(board: Board) -> Iterator[Callable[..., Agentd]]:
+    started: list[Agentd] = []
+
+    def start(env: dict[str, str] | None = None) -> Agentd:
+        d = Agentd(board, env)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def configured(
+    board: Board,
+    dockerd_systemd: Dockerd,
+    ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+    broker: Mosquitto,
+) -> Board:
+    board.configure(daemon_settings(board, dockerd_systemd, ntp, cloudcore, broker))
+    return board
+
+
+def healths(rec: Recorder) -> list[HealthReport]:
+    return [HealthReport.model_validate_json(p) for p in rec.on("kedge/board-1/health")]
+
+
+REQUIRED_DISCOVERY = {"name", "state_topic", "unique_id", "availability_topic", "device"}
+
+
+def test_online_health_checks_and_discovery(
+    configured: Board, recorder: Recorder, start_daemon: Callable[..., Agentd]
+) -> None:
+    start_daemon()
+    wait_for(lambda: b"online" in recorder.on("kedge/board-1/status"), timeout=30, what="online")
+    wait_for(lambda: len(healths(recorder)) >= 2, timeout=30, what="two health reports")
+    wait_for(lambda: recorder.on("kedge/board-1/checks"), timeout=60, what="checks report")
+    report = healths(recorder)[-1]
+    assert report.node == "board-1"
+    assert report.docker.up is True
+    assert report.docker.version
+    assert report.docker.version.startswith("20.10")
+    assert 0 <= report.cpu_percent <= 100
+    assert "/" in report.disks
+    checks = CheckReport.model_validate_json(recorder.on("kedge/board-1/checks")[-1])
+    assert checks.ok is True
+    configs = [
+        (t, json.loads(p)) for t, p, _ in recorder.messages if t.startswith("homeassistant/")
+    ]
+    assert len(configs) == 14
+    for topic, cfg in configs:
+        assert topic.endswith("/config")
+        assert topic.split("/")[1] in ("sensor", "binary_sensor")
+        assert set(cfg) >= REQUIRED_DISCOVERY, (topic, cfg)
+        assert cfg["availability_topic"] == "kedge/board-1/status"
+        assert cfg["device"]["identifiers"] == ["kedge_board-1"]
+    expire = {c["unique_id"]: c.get("expire_after") for _, c in configs}
+    assert expire["kedge_board-1_cpu"] == 1  # 3 x 0.3 s, rounded, at least 1
+    assert all(not h.replayed for h in healths(recorder))
+
+
+def test_discovery_is_resent_when_home_assistant_comes_online(
+    configured: Board, recorder: Recorder, start_daemon: Callable[..., Agentd]
+) -> None:
+    start_daemon()
+    wait_for(lambda: len([t for t, _, _ in recorder.messages if t.startswith("homeassistant/sensor")]) >= 6,
+             timeout=30, what="discovery")  # fmt: skip
+    before = len([t for t, _, _ in recorder.messages if t.endswith("/config")])
+    recorder.publish("homeassistant/status", "online")
+    wait_for(lambda: len([t for t, _, _ in recorder.messages if t.endswith("/config")]) >= 2 * before,
+             timeout=30, what="discovery again")  # fmt: skip
+
+
+def test_kill_9_leaves_the_will(
+    configured: Board, recorder: Recorder, start_daemon: Callable[..., Agentd]
+) -> None:
+    d = start_daemon()
+    wait_for(lambda: b"online" in recorder.on("kedge/board-1/status"), timeout=30, what="online")
+    d.proc.kill()
+    d.proc.wait(10)
+    wait_for(
+        lambda: recorder.on("kedge/board-1/status")[-1] == b"offline", timeout=30, what="the will"
+    )
+
+
+def test_sigterm_says_offline_itself_and_exits(
+    configured: Board, recorder: Recorder, start_daemon: Callable[..., Agentd]
+) -> None:
+    d = start_daemon()
+    wait_for(lambda: b"online" in recorder.on("kedge/board-1/status"), timeout=30, what="online")
+    assert d.stop() == 0
+    assert recorder.on("kedge/board-1/status")[-1] == b"offline"
+    assert d.status()["connected"] is False
+
+
+def test_outage_loses_no_report(
+    configured: Board, broker: Mosquitto, start_daemon: Callable[..., Agentd]
+) -> None:
+    rec = Recorder(broker, "kedge/board-1/health")
+    d = start_daemon()
+    wait_for(lambda: len(rec.on("kedge/board-1/health")) >= 2, timeout=30, what="reports")
+    rec.close()
+    broker.stop()
+    wait_for(
+        lambda: d.status().get("spool_depth", 0) >= 5,
+        timeout=30,
+        what="reports spooled during the outage",
+    )
+    broker.start()
+    rec = Recorder(broker, "kedge/board-1/health")
+    try:
+        wait_for(lambda: d.status().get("connected") and d.status().get("spool_depth", 99) <= 1, timeout=60,
+                 what="the spool to drain")  # fmt: skip
+        wait_for(
+            lambda: any(not h.replayed for h in healths(rec)),
+            timeout=30,
+            what="a live report after replay",
+        )
+        got = healths(rec)
+    finally:
+        rec.close()
+    seqs = [h.seq for h in got]
+    assert seqs == sorted(seqs), "in order"
+    assert len(seqs) == len(set(seqs)), "exactly once"
+    assert seqs == list(range(seqs[0], seqs[-1] + 1)), "none missing"
+    assert sum(h.replayed for h in got) >= 5
+    assert got[-1].spool_dropped == 0
+
+
+def test_spool_bound_drops_the_oldest_and_counts(
+    board: Board,
+    dockerd_systemd: Dockerd,
+    ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+    broker: Mosquitto,
+    start_daemon: Callable[..., Agentd],
+) -> None:
+    board.configure(
+        daemon_settings(
+            board, dockerd_systemd, ntp, cloudcore, broker, mqtt={"spool_max_messages": 3}
+        )
+    )
+    d = start_daemon()
+    wait_for(lambda: d.status().get("connected"), timeout=30, what="connected")
+    broker.stop()
+    wait_for(lambda: d.status().get("spool_dropped", 0) >= 4, timeout=30, what="drops")
+    assert d.status()["spool_depth"] <= 3
+    broker.start()
+    rec = Recorder(broker, "kedge/board-1/health")
+    try:
+        wait_for(lambda: any(h.spool_dropped >= 4 and not h.replayed for h in healths(rec)), timeout=60,
+                 what="a live report counting the drops")  # fmt: skip
+    finally:
+        rec.close()
+
+
+def command(cid: str, action: str, *, expires_in: float = 60, **args: Any) -> str:
+    now = datetime.now(UTC)
+    return json.dumps({"id": cid, "action": action, "issued_at": now.isoformat(),
+                       "expires_at": (now + timedelta(seconds=expires_in)).isoformat(), "args": args})  # fmt: skip
+
+
+def test_commands_are_answered_and_bad_ones_rejected(
+    configured: Board, recorder: Recorder, start_daemon: Callable[..., Agentd]
+) -> None:
+    start_daemon()
+    wait_for(lambda: b"online" in recorder.on("kedge/board-1/status"), timeout=30, what="online")
+    sent = {
+        "ping-1": command("ping-1", "ping"),
+        "bad-json": "{not json",
+        "bad-types": json.dumps(
+            {"id": "bad-types", "action": "ping", "issued_at": "yesterday", "expires_at": 5}
+        ),
+        "expired": command("expired", "ping", expires_in=-10),
+        "unknown": command("unknown", "reboot"),
+        "not-allowed": command("not-allowed", "reset"),
+        "ping-1-again": command("ping-1", "ping"),
+        "check-1": command("check-1", "check", only=["node-name"]),
+    }
+    for payload in sent.values():
+        recorder.publish("kedge/board-1/cmd", payload)
+    wait_for(
+        lambda: len(recorder.on("kedge/board-1/cmd/result")) >= len(sent),
+        timeout=60,
+        what="all results",
+    )
+    results = recorder.json_on("kedge/board-1/cmd/result")
+    by_reason = {(r["id"], r["status"]): r["reason"] for r in results}
+    assert by_reason[("ping-1", "done")] == ""
+    assert by_reason[(None, "rejected")] == "malformed command: not JSON"
+    assert by_reason[("bad-types", "rejected")].startswith("malformed command: issued_at:")
+    assert by_reason[("expired", "rejected")].startswith("expired at ")
+    assert (
+        by_reason[("unknown", "rejected")]
+        == "unknown action 'reboot' (known: ping, check, fix, join, reset)"
+    )
+    assert by_reason[("not-allowed", "rejected")].startswith(
+        "reset is not allowed remotely on this board"
+    )
+    assert by_reason[("ping-1", "rejected")] == "duplicate id: this command was already received"
+    check = next(r for r in results if r["id"] == "check-1")
+    assert check["status"] == "done"
+    assert check["result"]["checks"] == {"node-name": "pass"}
+    count = len(healths(recorder))
+    wait_for(
+        lambda: len(healths(recorder)) > count + 1, timeout=30, what="the daemon still reporting"
+    )
+
+
+def test_password_auth(
+    board: Board,
+    dockerd_systemd: Dockerd,
+    ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+    tmp_path: Path,
+    start_daemon: Callable[..., Agentd],
+) -> None:
+    broker = Mosquitto(tmp_path / "auth", users={"board-1": "s3cret", "watcher": "w"}).start()
+    try:
+        (tmp_path / "mqtt.pass").write_text("s3cret\n")
+        mqtt = {"username": "board-1", "password_file": str(tmp_path / "mqtt.pass")}
+        board.configure(daemon_settings(board, dockerd_systemd, ntp, cloudcore, broker, mqtt=mqtt))
+        rec = Recorder(broker, "kedge/#", username="watcher", password="w")
+        try:
+            d = start_daemon()
+            wait_for(lambda: rec.on("kedge/board-1/health"), timeout=30, what="health with auth")
+        finally:
+            rec.close()
+        assert "s3cret" not in d.log.read_text()
+    finally:
+        broker.stop()
+
+
+def test_tls_with_a_private_ca(
+    board: Board,
+    dockerd_systemd: Dockerd,
+    ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+    tmp_path: Path,
+    start_daemon: Callable[..., Agentd],
+) -> None:
+    from tests.kubeedge_sim.pki import CloudcorePKI
+
+    pki = CloudcorePKI.create(["127.0.0.1"])
+    ca = tmp_path / "ca.pem"
+    ca.write_text(__import__("ssl").DER_cert_to_PEM_cert(pki.ca_der))
+    pki.write_server_pem(str(tmp_path / "server.pem"), str(tmp_path / "server.key"))
+    broker = Mosquitto(
+        tmp_path / "tls", tls=(ca, tmp_path / "server.pem", tmp_path / "server.key")
+    ).start()
+    try:
+        board.configure(daemon_settings(board, dockerd_systemd, ntp, cloudcore, broker,
+                                        mqtt={"tls": True, "ca_file": str(ca)}))  # fmt: skip
+        rec = Recorder(broker, "kedge/#")
+        try:
+            start_daemon()
+            wait_for(lambda: rec.on("kedge/board-1/health"), timeout=30, what="health over TLS")
+        finally:
+            rec.close()
+    finally:
+        broker.stop()
+
+
+def test_readiness_status_and_watchdog_on_notify_socket(
+    configured: Board, start_daemon: Callable[..., Agentd], tmp_path: Path
+) -> None:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(1)
+    got: list[str] = []
+
+    def receive() -> bool:
+        with contextlib.suppress(TimeoutError):
+            got.extend(sock.recv(4096).decode().splitlines())
+        return "READY=1" in got and got.count("WATCHDOG=1") >= 2
+
+    try:
+        d = start_daemon({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
+        wait_for(receive, timeout=30, what="READY and watchdog pings")
+        assert any(line.startswith("STATUS=connected to 127.0.0.1:") for line in got)
+        d.stop()
+        wait_for(lambda: receive() and "STOPPING=1" in got, timeout=30, what="STOPPING")
+    finally:
+        sock.close()
+
+
+def test_status_command_reads_the_daemons_view(
+    configured: Board, recorder: Recorder, start_daemon: Callable[..., Agentd]
+) -> None:
+    start_daemon()
+    wait_for(lambda: len(healths(recorder)) >= 2, timeout=30, what="reports")
+    argv = [
+        AGENT,
+        "status",
+        "--json",
+        "--root",
+        str(configured.root),
+        "--config",
+        str(configured.config_path),
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0
+    assert doc["daemon_running"] is True
+    assert doc["daemon"]["connected"] is True
+    assert doc["daemon"]["spool_depth"] <= 1
+    assert doc["daemon"]["checks"]["ok"] is True
