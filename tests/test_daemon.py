@@ -394,3 +394,59 @@ def test_status_command_reads_the_daemons_view(
     assert doc["daemon"]["connected"] is True
     assert doc["daemon"]["spool_depth"] <= 1
     assert doc["daemon"]["checks"]["ok"] is True
+
+
+def test_mqtt_3_1_1_fallback(
+    board: Board,
+    dockerd_systemd: Dockerd,
+    ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+    broker: Mosquitto,
+    recorder: Recorder,
+    start_daemon: Callable[..., Agentd],
+) -> None:
+    board.configure(
+        daemon_settings(board, dockerd_systemd, ntp, cloudcore, broker, mqtt={"protocol": "3.1.1"})
+    )
+    d = start_daemon()
+    wait_for(lambda: healths(recorder), timeout=30, what="health over MQTT 3.1.1")
+    d.proc.kill()
+    wait_for(
+        lambda: recorder.on("kedge/board-1/status")[-1] == b"offline", timeout=30, what="the will"
+    )
+
+
+def test_sighup_reloads_settings_and_moves_to_the_new_broker(
+    board: Board,
+    dockerd_systemd: Dockerd,
+    ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+    broker: Mosquitto,
+    tmp_path: Path,
+    start_daemon: Callable[..., Agentd],
+) -> None:
+    board.configure(daemon_settings(board, dockerd_systemd, ntp, cloudcore, broker))
+    d = start_daemon()
+    wait_for(lambda: d.status().get("connected"), timeout=30, what="connected")
+    other = Mosquitto(tmp_path / "other").start()
+    try:
+        rec = Recorder(other, "kedge/#")
+        try:
+            board.configure(daemon_settings(board, dockerd_systemd, ntp, cloudcore, other))
+            d.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: healths(rec), timeout=30, what="reports on the new broker")
+        finally:
+            rec.close()
+        assert d.status()["broker"] == f"127.0.0.1:{other.port}"
+        assert d.proc.poll() is None
+    finally:
+        other.stop()
+
+
+def test_bad_config_stops_the_daemon_with_exit_2(
+    board: Board, start_daemon: Callable[..., Agentd]
+) -> None:
+    board.configure({"mqtt": {"port": 1883}})  # no host
+    d = start_daemon()
+    assert d.proc.wait(60) == 2
+    assert "mqtt.host is not set" in d.log.read_text()

@@ -1,0 +1,134 @@
+"""Benchmark: the daemon's memory and CPU against baselines run side by side.
+
+Three processes run at once against one mosquitto on loopback, for the same window:
+  bare       python importing the same five libraries, doing nothing
+  minimal    psutil + paho-mqtt publishing one small JSON report per interval
+  agent      kedge-agent run (defaults: report_interval 10 s, check_interval 15 min)
+After a warm-up (the agent's start-up preflight), CPU seconds are counted over the
+window and scaled to an hour; RSS is read at the end. Start-up: process start to the
+first MQTT message the broker delivers (the retained `online`), median of several.
+Targets: agent RSS <= 1.15 x bare; agent CPU/h <= 2 x minimal; first message <= 1 s.
+
+    .venv/bin/python -m bench.daemon_footprint [--window 120] [--starts 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import psutil
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.harness.board import Board
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.procs import free_port
+
+AGENT = str(Path(sys.executable).with_name("kedge-agent"))
+BARE = "import aiohttp, psutil, paho.mqtt.client, structlog, pydantic_settings, time; time.sleep(10**6)"
+MINIMAL = """
+import json, sys, time, psutil, paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="minimal")
+c.connect("127.0.0.1", int(sys.argv[1]), 30)
+c.loop_start()
+while True:
+    vm = psutil.virtual_memory()
+    report = {"cpu": psutil.cpu_percent(), "mem": vm.percent, "disk": psutil.disk_usage("/").percent, "t": time.time()}
+    c.publish("minimal/health", json.dumps(report), qos=1)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def cpu_s(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def first_message_s(board: Board, broker: Mosquitto) -> float:
+    got = threading.Event()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{free_port()}")
+    client.on_message = lambda *a: got.set()
+    client.connect("127.0.0.1", broker.port, 30)
+    client.subscribe("kedge/bench-board/#", 1)
+    client.loop_start()
+    time.sleep(0.5)  # let the subscription settle before the clock starts
+    board.path("/var/lib/kedge-agent").mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([AGENT, "run", "--root", str(board.root), "--config", str(board.config_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        if not got.wait(30):
+            raise SystemExit("the agent sent nothing within 30 s")
+        return time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        client.loop_stop()
+        client.disconnect()
+        # a retained "offline" would answer the next probe at once: clear it
+        subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-t", "kedge/bench-board/status", "-r", "-n"],
+                       check=True, timeout=30)  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--window", type=float, default=120.0, help="seconds of steady state to measure")
+    parser.add_argument("--interval", type=float, default=10.0)
+    parser.add_argument("--starts", type=int, default=5)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kedge-bench-"))
+    broker = Mosquitto(work / "mosquitto").start()
+    board = Board.create(work / "board", hostname="bench-board")
+    if shutil.which("systemctl"):  # the real, cheap one: what a board's daemon spawns
+        board.symlink("/usr/bin/systemctl", shutil.which("systemctl") or "")
+    board.configure({"mqtt": {"host": "127.0.0.1", "port": broker.port}, "report_interval": args.interval,
+                     "ntp_servers": [], "docker_host": str(work / "no-docker.sock")})  # fmt: skip
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        starts = [first_message_s(board, broker) for _ in range(args.starts)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEDGE_AGENT_")}
+        procs["bare"] = subprocess.Popen([sys.executable, "-c", BARE])
+        procs["minimal"] = subprocess.Popen([sys.executable, "-c", MINIMAL, str(broker.port), str(args.interval)])
+        procs["agent"] = subprocess.Popen([AGENT, "run", "--root", str(board.root), "--config", str(board.config_path)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+        ps = {k: psutil.Process(p.pid) for k, p in procs.items()}
+        time.sleep(max(15.0, 2 * args.interval))  # warm-up: imports, the start-up preflight
+        before = {k: cpu_s(p) for k, p in ps.items()}
+        t0 = time.monotonic()
+        time.sleep(args.window)
+        elapsed = time.monotonic() - t0
+        per_hour = {k: (cpu_s(p) - before[k]) * 3600 / elapsed for k, p in ps.items()}
+        rss = {k: p.memory_info().rss / 2**20 for k, p in ps.items()}
+    finally:
+        for p in procs.values():
+            p.terminate()
+            p.wait(30)
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"window {elapsed:.0f} s at report_interval {args.interval:g} s; start-up over {args.starts} runs")
+    print(f"{'process':<10}{'RSS MiB':>10}{'CPU s/h':>10}")
+    for k in ("bare", "minimal", "agent"):
+        print(f"{k:<10}{rss[k]:>10.1f}{per_hour[k]:>10.2f}")
+    rss_ratio = rss["agent"] / rss["bare"]
+    cpu_ratio = per_hour["agent"] / per_hour["minimal"] if per_hour["minimal"] > 0 else float("inf")
+    first = statistics.median(starts)
+    print(f"agent RSS / bare: {rss_ratio:.2f} (target <= 1.15)")
+    print(f"agent CPU / minimal publisher: {cpu_ratio:.2f} (target <= 2)")
+    print(f"start to first MQTT message: median {first:.2f} s, all {', '.join(f'{s:.2f}' for s in starts)} (target <= 1 s)")
+    ok = rss_ratio <= 1.15 and cpu_ratio <= 2 and first <= 1.0
+    print("PASS" if ok else "OVER TARGET")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
