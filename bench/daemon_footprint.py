@@ -82,7 +82,9 @@ def first_message_s(board: Board, broker: Mosquitto) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--window", type=float, default=120.0, help="seconds of steady state to measure")
+    parser.add_argument(
+        "--window", type=float, default=120.0, help="seconds of steady state to measure"
+    )
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--starts", type=int, default=5)
     args = parser.parse_args()
@@ -98,7 +100,9 @@ def main() -> int:
         starts = [first_message_s(board, broker) for _ in range(args.starts)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEDGE_AGENT_")}
         procs["bare"] = subprocess.Popen([sys.executable, "-c", BARE])
-        procs["minimal"] = subprocess.Popen([sys.executable, "-c", MINIMAL, str(broker.port), str(args.interval)])
+        procs["minimal"] = subprocess.Popen(
+            [sys.executable, "-c", MINIMAL, str(broker.port), str(args.interval)]
+        )
         procs["agent"] = subprocess.Popen([AGENT, "run", "--root", str(board.root), "--config", str(board.config_path)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
         ps = {k: psutil.Process(p.pid) for k, p in procs.items()}
@@ -115,7 +119,9 @@ def main() -> int:
             p.wait(30)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"window {elapsed:.0f} s at report_interval {args.interval:g} s; start-up over {args.starts} runs")
+    print(
+        f"window {elapsed:.0f} s at report_interval {args.interval:g} s; start-up over {args.starts} runs"
+    )
     print(f"{'process':<10}{'RSS MiB':>10}{'CPU s/h':>10}")
     for k in ("bare", "minimal", "agent"):
         print(f"{k:<10}{rss[k]:>10.1f}{per_hour[k]:>10.2f}")
@@ -124,7 +130,8 @@ def main() -> int:
     first = statistics.median(starts)
     print(f"agent RSS / bare: {rss_ratio:.2f} (target <= 1.15)")
     print(f"agent CPU / minimal publisher: {cpu_ratio:.2f} (target <= 2)")
-    print(f"start to first MQTT message: median {first:.2f} s, all {', '.join(f'{s:.2f}' for s in starts)} (target <= 1 s)")
+    runs = ", ".join(f"{s:.2f}" for s in starts)
+    print(f"start to first MQTT message: median {first:.2f} s, all {runs} (target <= 1 s)")
     ok = rss_ratio <= 1.15 and cpu_ratio <= 2 and first <= 1.0
     print("PASS" if ok else "OVER TARGET")
     return 0 if ok else 1
