@@ -128,9 +128,13 @@ class Daemon:
     async def _shutdown(self) -> None:
         notify("STOPPING=1", "STATUS=stopping")
         log.info("daemon.stopping")
-        for task in self.tasks.values():
+        for task in (*self.tasks.values(), *self._background):
             task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT_S / 2):
+                await asyncio.gather(
+                    *self.tasks.values(), *self._background, return_exceptions=True
+                )
         client, self.client = self.client, None
         if client is not None:
             with contextlib.suppress(MqttError):

@@ -119,6 +119,10 @@ REQUIRED_DISCOVERY = {"name", "state_topic", "unique_id", "availability_topic", 
 def test_online_health_checks_and_discovery(
     configured: Board, recorder: Recorder, start_daemon: Callable[..., Agentd]
 ) -> None:
+    configured.write("/sys/class/thermal/thermal_zone0/type", "soc-thermal\n")
+    configured.write("/sys/class/thermal/thermal_zone0/temp", "47200\n")
+    configured.write("/sys/class/thermal/thermal_zone1/type", "gpu-thermal\n")
+    configured.write("/sys/class/thermal/thermal_zone1/temp", "45000\n")
     start_daemon()
     wait_for(lambda: b"online" in recorder.on("kedge/board-1/status"), timeout=30, what="online")
     wait_for(lambda: len(healths(recorder)) >= 2, timeout=30, what="two health reports")
@@ -130,6 +134,9 @@ def test_online_health_checks_and_discovery(
     assert report.docker.version.startswith("20.10")
     assert 0 <= report.cpu_percent <= 100
     assert "/" in report.disks
+    assert report.temperatures_c == {"soc-thermal": 47.2, "gpu-thermal": 45.0}
+    assert report.temperature_c == 47.2
+    assert report.join_phase is None
     checks = CheckReport.model_validate_json(recorder.on("kedge/board-1/checks")[-1])
     assert checks.ok is True
     configs = [
