@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,16 +65,15 @@ def test_shipped_config_documents_every_setting_validly() -> None:
 
 
 @pytest.fixture(scope="module")
-def debs() -> Iterator[dict[str, Path]]:
+def debs() -> dict[str, Path]:
     need("dpkg-buildpackage", "dh", "lintian", "aarch64-linux-gnu-strip")
     build = subprocess.run([str(REPO / "packaging" / "build"), "--dist", "bookworm", "--arch", "all"],
                            capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
     assert build.returncode == 0, build.stderr[-3000:]
-    found = {
+    return {
         p.name.split("_")[0] + "_" + p.name.rsplit("_", 1)[1][:-4]: p
         for p in (REPO / "dist").glob("*.deb")
     }
-    yield found
 
 
 def test_four_packages_are_built(debs: dict[str, Path]) -> None:
