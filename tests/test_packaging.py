@@ -212,3 +212,131 @@ def test_arm64_payload_runs_under_qemu(debs: dict[str, Path], tmp_path: Path) ->
     }
     arch = next(c for c in report["checks"] if c["id"] == "arch")
     assert arch["details"]["machine"] == "aarch64"  # qemu reports the board's architecture
+
+
+def chroot(
+    root: Path, *argv: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "DEBIAN_FRONTEND": "noninteractive",
+        **(env or {}),
+    }
+    return subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True, timeout=600, check=False,
+                          env=full)  # fmt: skip
+
+
+def bookworm_chroot(dest: Path) -> Path:
+    """A debootstrap minbase bookworm (with python3 and systemd), cached as a tarball."""
+    tarball = CACHE / "bookworm-minbase.tar.gz"
+    if not tarball.exists():
+        need("debootstrap")
+        staging = CACHE / "bookworm-minbase.staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,libstdc++6,systemd,procps",
+                        "bookworm", str(staging), "http://deb.debian.org/debian"],
+                       check=True, timeout=1200, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["tar", "-C", str(staging), "-czf", f"{tarball}.tmp", "."], check=True, timeout=600
+        )
+        Path(f"{tarball}.tmp").rename(tarball)
+        shutil.rmtree(staging, ignore_errors=True)
+    dest.mkdir(parents=True)
+    subprocess.run(["tar", "-C", str(dest), "-xzf", str(tarball)], check=True, timeout=600)
+    return dest
+
+
+def rebuild_with_version(deb: Path, version: str, out: Path) -> Path:
+    """The same package as a newer build, for the upgrade path."""
+    tree = out / "tree"
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True, timeout=120)
+    control = tree / "DEBIAN/control"
+    control.write_text(
+        re.sub(r"^Version: .*$", f"Version: {version}", control.read_text(), flags=re.M)
+    )
+    target = out / deb.name.replace("_0.1.0_", f"_{version}_")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(target)], check=True, timeout=300,
+                   capture_output=True)  # fmt: skip
+    shutil.rmtree(tree)
+    return target
+
+
+IGNORED = ("/proc", "/sys", "/dev", "/run", "/tmp", "/srv/kedge", "/var/lib/apt", "/var/cache", "/var/log",
+           "/var/lib/dpkg", "/etc/apt", "/etc/ld.so.cache", "/var/lib/systemd/deb-systemd")  # fmt: skip
+
+
+def files(root: Path) -> set[str]:
+    out = set()
+    for path in root.rglob("*"):
+        rel = "/" + str(path.relative_to(root))
+        if not rel.startswith(IGNORED):
+            out.add(rel)
+    return out
+
+
+def publish(root: Path, repo_from: Path, tmp: Path) -> None:
+    subprocess.run([str(REPO / "packaging" / "repo"), "--from", str(repo_from), "--out", str(tmp / "repo")],
+                   check=True, timeout=300, capture_output=True)  # fmt: skip
+    shutil.rmtree(root / "srv/kedge", ignore_errors=True)
+    shutil.copytree(tmp / "repo", root / "srv/kedge")
+    (root / "etc/apt/keyrings").mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp / "repo/kedge-archive-keyring.gpg", root / "etc/apt/keyrings/kedge.gpg")
+    (root / "etc/apt/sources.list.d/kedge.sources").write_text(
+        "Types: deb\nURIs: file:/srv/kedge\nSuites: bookworm\nComponents: main\n"
+        "Signed-By: /etc/apt/keyrings/kedge.gpg\n"
+    )
+    update = chroot(root, "apt-get", "update", "-o", "Dir::Etc::sourcelist=/dev/null")
+    assert update.returncode == 0, update.stdout + update.stderr
+
+
+def test_install_upgrade_remove_purge_in_a_bookworm_chroot(
+    debs: dict[str, Path], tmp_path: Path
+) -> None:
+    need("chroot", "tar")
+    root = bookworm_chroot(tmp_path / "chroot")
+    before = files(root)
+    first = tmp_path / "v1"
+    first.mkdir()
+    for name in ("kedge-agent_amd64", "kedge-cloud-api_amd64"):
+        shutil.copy(debs[name], first)
+    publish(root, first, tmp_path / "pub1")
+    install = chroot(root, "apt-get", "install", "-y", "kedge-agent", "kedge-cloud-api")
+    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
+    installed = (
+        "usr/bin/kedge-agent",
+        "etc/kedge/agent.toml",
+        "lib/systemd/system/kedge-agent.service",
+        "etc/systemd/system/multi-user.target.wants/kedge-agent.service",
+        "usr/bin/kedge-cloud-api",
+    )
+    for path in installed:
+        assert (root / path).exists() or (root / path).is_symlink(), (
+            path
+        )  # the link points into the chroot
+    for unit in ("kedge-agent", "kedge-cloud-api"):
+        verify = chroot(
+            root, "systemd-analyze", "verify", "--man=no", f"/lib/systemd/system/{unit}.service"
+        )
+        assert (verify.returncode, verify.stdout + verify.stderr) == (0, ""), unit
+    check = chroot(root, "kedge-agent", "check", "--json", "--only", "node-name,leftovers")
+    assert json.loads(check.stdout)["schema"] == 1, check.stderr
+    conffile = root / "etc/kedge/agent.toml"
+    conffile.write_text(conffile.read_text() + 'node_name = "edited-by-hand"\n')
+
+    second = tmp_path / "v2"
+    second.mkdir()
+    for name in ("kedge-agent_amd64", "kedge-cloud-api_amd64"):
+        rebuild_with_version(debs[name], "0.1.0+2", second)
+    publish(root, second, tmp_path / "pub2")
+    upgrade = chroot(root, "apt-get", "install", "-y", "kedge-agent", "kedge-cloud-api")
+    assert upgrade.returncode == 0, upgrade.stdout[-2000:] + upgrade.stderr[-2000:]
+    assert "0.1.0+2" in chroot(root, "dpkg-query", "-W", "kedge-agent").stdout
+    assert 'node_name = "edited-by-hand"' in conffile.read_text()  # kept, without a prompt
+
+    remove = chroot(root, "apt-get", "remove", "-y", "kedge-agent", "kedge-cloud-api")
+    assert remove.returncode == 0, remove.stderr
+    assert conffile.exists()
+    assert not (root / "usr/lib/kedge-agent").exists()
+    purge = chroot(root, "apt-get", "purge", "-y", "kedge-agent", "kedge-cloud-api")
+    assert purge.returncode == 0, purge.stderr
+    assert files(root) - before == set()
