@@ -340,3 +340,18 @@ def test_install_upgrade_remove_purge_in_a_bookworm_chroot(
     purge = chroot(root, "apt-get", "purge", "-y", "kedge-agent", "kedge-cloud-api")
     assert purge.returncode == 0, purge.stderr
     assert files(root) - before == set()
+
+
+def test_one_command_also_signs_a_repository(debs: dict[str, Path]) -> None:
+    repo = REPO / "dist" / "repo"
+    release = repo / "dists/bookworm/Release"
+    assert "Architectures: amd64 arm64" in release.read_text()
+    for name in ("InRelease", "Release.gpg"):
+        assert (release.parent / name).is_file()
+    verified = subprocess.run(["gpgv", "--keyring", str(repo / "kedge-archive-keyring.gpg"),
+                               str(release.parent / "InRelease")], capture_output=True, text=True, timeout=60,
+                              check=False)  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    packages = (repo / "dists/bookworm/main/binary-arm64/Packages").read_text()
+    assert "Package: kedge-agent" in packages
+    assert "Package: kedge-cloud-api" in packages
