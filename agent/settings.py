@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic.fields import FieldInfo
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
 )
 
 from agent.errors import ConfigError
+from agent.layered import LayeredSettings, load_layered
 from agent.names import (
     HOSTPORT_RE,
     IMAGE_REPOSITORY_RE,
@@ -38,8 +33,6 @@ DEFAULT_CONFIG = Path("/etc/kedge/agent.toml")
 CONFIG_ENV = "KEDGE_AGENT_CONFIG"
 ENV_PREFIX = "KEDGE_AGENT_"
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
-
-_FILE_DATA: ContextVar[dict[str, Any]] = ContextVar("_FILE_DATA", default={})  # noqa: B039
 
 
 class Thresholds(BaseModel):
@@ -90,7 +83,7 @@ class MqttSettings(BaseModel):
         return v
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(LayeredSettings):
     """Every setting of kedge-agent, with the default it has when nothing sets it."""
 
     model_config = SettingsConfigDict(
@@ -198,17 +191,6 @@ class AgentSettings(BaseSettings):
             raise ValueError("expected an http:// or https:// URL")
         return v.rstrip("/") if v else v
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _FileSource(settings_cls))
-
     @property
     def docker_socket(self) -> str:
         """The Docker socket path: setting, else DOCKER_HOST, else the standard path."""
@@ -216,106 +198,17 @@ class AgentSettings(BaseSettings):
         return raw.removeprefix("unix://")
 
 
-class _FileSource(PydanticBaseSettingsSource):
-    """Hands the already-parsed TOML file to pydantic-settings as the lowest layer."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return _FILE_DATA.get().get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(_FILE_DATA.get())
-
-
-def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
-    """Parse the TOML file, turning every way it can be wrong into a ConfigError."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        if required:
-            raise ConfigError(
-                f"{path}: config file not found; create it or drop --config/{CONFIG_ENV}"
-            ) from None
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-
-
 def load_settings(
     config: Path | None = None, overrides: dict[str, Any] | None = None
 ) -> AgentSettings:
     """Build the settings from all layers; raise ConfigError naming the first bad value."""
-    env_path = os.environ.get(CONFIG_ENV)
-    path = config or (Path(env_path) if env_path else DEFAULT_CONFIG)
-    data = read_config_file(path, required=config is not None or env_path is not None)
-    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
-    token = _FILE_DATA.set(data)
-    try:
-        settings = AgentSettings(**flags)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, data, flags)) from None
-    except SettingsError as exc:
-        # pydantic-settings could not even parse an environment value (lists are JSON).
-        found = re.search(r'field "(\w+)"', str(exc))
-        name = found[1] if found else "?"
-        raise ConfigError(
-            f"{_origin(name, path, data, flags)}: key '{name}': not valid JSON "
-            """(lists and tables in the environment are JSON, e.g. '["a", "b"]')"""
-        ) from None
-    finally:
-        _FILE_DATA.reset(token)
+    settings, layers = load_layered(
+        AgentSettings, config=config, default=DEFAULT_CONFIG, config_env=CONFIG_ENV,
+        overrides=overrides, secret_keys=frozenset({"token"}),
+    )  # fmt: skip
     if settings.clock_warn_s >= settings.clock_fail_s:
-        where = _origin("clock_warn_s", path, data, flags)
         raise ConfigError(
-            f"{where}: clock_warn_s ({settings.clock_warn_s:g}) must be below "
+            f"{layers.origin('clock_warn_s')}: clock_warn_s ({settings.clock_warn_s:g}) must be below "
             f"clock_fail_s ({settings.clock_fail_s:g})"
         )
     return settings
-
-
-_SECRET_KEYS = {"token"}
-
-
-def _describe(exc: ValidationError, path: Path, data: dict[str, Any], flags: dict[str, Any]) -> str:
-    """One line per bad value: origin, dotted key, what was wrong; never a secret."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = [str(p) for p in err["loc"]]
-        key = ".".join(loc)
-        where = _origin(loc[0] if loc else "", path, data, flags)
-        if err["type"] == "extra_forbidden":
-            known = ", ".join(_known_keys(loc[:-1]))
-            lines.append(f"{where}: unknown key '{key}' (known keys: {known})")
-            continue
-        got = ""
-        if loc and loc[0] not in _SECRET_KEYS and "input" in err:
-            shown = repr(err["input"])
-            got = f", got {shown[:60]}{'…' if len(shown) > 60 else ''}"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: key '{key}': {msg}{got}")
-    return "\n".join(lines)
-
-
-def _known_keys(prefix: list[str]) -> list[str]:
-    model: type[BaseModel] = AgentSettings
-    for part in prefix:
-        ann = model.model_fields[part].annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-    return sorted(model.model_fields)
-
-
-def _origin(top: str, path: Path, data: dict[str, Any], flags: dict[str, Any]) -> str:
-    if top in flags:
-        return f"command line (--{top.replace('_', '-')})"
-    env_name = f"{ENV_PREFIX}{top.upper()}"
-    if env_name in os.environ or any(k.startswith(env_name + "__") for k in os.environ):
-        return f"environment variable {env_name}"
-    if top in data:
-        return str(path)
-    return "settings"
