@@ -65,6 +65,17 @@ def test_shipped_config_documents_every_setting_validly() -> None:
     )
 
 
+def test_shipped_cloud_api_config_is_valid() -> None:
+    from cloud_api.settings import CloudSettings
+
+    text = (REPO / "packaging" / "cloud-api.toml").read_text()
+    data = tomllib.loads(
+        "\n".join(re.sub(r"^#(?=[\[a-z])", "", line) for line in text.splitlines())
+    )
+    CloudSettings(**data)
+    assert set(data) == set(CloudSettings.model_fields)
+
+
 @pytest.fixture(scope="module")
 def debs() -> dict[str, Path]:
     need("dpkg-buildpackage", "dh", "lintian", "aarch64-linux-gnu-strip")

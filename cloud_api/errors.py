@@ -1,0 +1,25 @@
+"""The API's one error shape: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details or {}
+
+    def response(self, request_id: str) -> web.Response:
+        body = {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        return web.json_response(
+            body, status=self.status, headers={"X-Request-Id": request_id}, dumps=json.dumps
+        )
+
+
+UNAUTHORIZED = ApiError(401, "unauthorized", "missing or wrong credentials")

@@ -1,0 +1,52 @@
+"""`kedge-cloud-api serve`: startup → serve → graceful shutdown on SIGTERM/SIGINT,
+bounded like uvicorn's (open requests get a grace period, then are cut)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+
+import structlog
+from aiohttp import web
+
+from agent.names import split_hostport
+from cloud_api.app import create_app
+from cloud_api.auth import load_or_create_admin_token
+from cloud_api.settings import CloudSettings
+from cloud_api.store import Store
+
+log = structlog.get_logger(__name__)
+GRACE_S = 10.0
+
+
+async def serve(settings: CloudSettings) -> int:
+    store = Store(settings.state_dir / "kedge.db")
+    token = load_or_create_admin_token(settings.state_dir)
+    runner = web.AppRunner(create_app(store, token), access_log=None, shutdown_timeout=GRACE_S)
+    await runner.setup()
+    context = None
+    if settings.tls_cert_file and settings.tls_key_file:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    host, port = split_hostport(settings.listen)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=context).start()
+        log.info(
+            "serving",
+            listen=settings.listen,
+            tls=context is not None,
+            state_dir=str(settings.state_dir),
+        )
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+        store.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0

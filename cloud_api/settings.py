@@ -1,0 +1,58 @@
+"""kedge-cloud-api settings: defaults < /etc/kedge/cloud-api.toml < KEDGE_CLOUD_* < flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from agent.layered import LayeredSettings, load_layered
+from agent.names import HOSTPORT_RE, VERSION_RE
+from agent.settings import MqttSettings
+
+DEFAULT_CONFIG = Path("/etc/kedge/cloud-api.toml")
+CONFIG_ENV = "KEDGE_CLOUD_CONFIG"
+
+
+class CloudSettings(LayeredSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KEDGE_CLOUD_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    listen: str = "127.0.0.1:8080"
+    state_dir: Path = Path("/var/lib/kedge-cloud-api")
+    kubeconfig: Path = Path("/root/.kube/config")
+    keadm_path: Path | None = None
+    kubeedge_version: str = "v1.13.0"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if not HOSTPORT_RE.fullmatch(v):
+            raise ValueError("expected host:port, for example 0.0.0.0:8080")
+        return v
+
+    @field_validator("kubeedge_version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not VERSION_RE.fullmatch(v):
+            raise ValueError("expected a release tag like v1.13.0")
+        return v
+
+
+def load_cloud_settings(
+    config: Path | None = None, overrides: dict[str, Any] | None = None
+) -> CloudSettings:
+    settings, _ = load_layered(CloudSettings, config=config, default=DEFAULT_CONFIG, config_env=CONFIG_ENV,
+                               overrides=overrides)  # fmt: skip
+    if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
+        from agent.errors import ConfigError
+
+        raise ConfigError("tls_cert_file and tls_key_file go together: set both or neither")
+    return settings

@@ -1,0 +1,198 @@
+"""kedge-cloud-api serve as a real process: health, auth, secrets, errors, OpenAPI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud_api.app import ROUTES, create_app, openapi_document
+from cloud_api.store import Store
+from tests.harness.procs import free_port
+from tests.harness.wait import wait_for
+
+SERVER = str(Path(sys.executable).with_name("kedge-cloud-api"))
+
+
+@dataclass
+class Api:
+    url: str
+    state: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def token(self) -> str:
+        return (self.state / "admin.token").read_text().strip()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], Any]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers=headers or {}
+        )
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")
+
+
+def start(state: Path, *extra: str) -> Api:
+    port = free_port()
+    state.mkdir(parents=True, exist_ok=True)
+    with (state.parent / "server.log").open("ab") as log:
+        proc = subprocess.Popen([SERVER, "serve", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state), *extra],
+                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    api = Api(f"http://127.0.0.1:{port}", state, proc)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"kedge-cloud-api exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''!r}"
+            )
+        return api.call("GET", "/healthz")[0] == 200
+
+    wait_for(up, timeout=30, what="the API")
+    return api
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    config = tmp_path / "cloud-api.toml"
+    config.write_text("")
+    a = start(tmp_path / "state", "--config", str(config))
+    yield a
+    if a.proc.poll() is None:
+        a.proc.send_signal(signal.SIGTERM)
+        a.proc.wait(30)
+
+
+@pytest.fixture(autouse=True)
+def _no_cloud_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KEDGE_CLOUD_CONFIG", raising=False)
+
+
+def test_health_readiness_and_request_ids(api: Api) -> None:
+    status, headers, body = api.call("GET", "/healthz")
+    assert (status, body["status"]) == (200, "ok")
+    assert len(headers["X-Request-Id"]) == 16
+    status, headers, body = api.call("GET", "/readyz", headers={"X-Request-Id": "trace-42"})
+    assert (status, body, headers["X-Request-Id"]) == (200, {"status": "ready"}, "trace-42")
+
+
+def test_admin_token_is_created_0600_and_kept(api: Api, tmp_path: Path) -> None:
+    path = api.state / "admin.token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first = api.token
+    api.proc.send_signal(signal.SIGTERM)
+    assert api.proc.wait(30) == 0
+    again = start(api.state)
+    try:
+        assert again.token == first
+    finally:
+        again.proc.send_signal(signal.SIGTERM)
+        again.proc.wait(30)
+
+
+@pytest.mark.parametrize("token", [None, "wrong", ""])
+def test_admin_routes_need_the_token_and_say_nothing_more(api: Api, token: str | None) -> None:
+    status, _, body = api.call("POST", "/api/v1/enrollment-secrets", {"uses": 1}, token=token)
+    assert status == 401
+    assert body == {
+        "error": {"code": "unauthorized", "message": "missing or wrong credentials", "details": {}}
+    }
+
+
+def test_secrets_are_shown_once_and_stored_hashed(api: Api) -> None:
+    status, _, created = api.call("POST", "/api/v1/enrollment-secrets",
+                                  {"ttl_s": 3600, "uses": 4, "note": "plant 3"}, token=api.token)  # fmt: skip
+    assert status == 201
+    assert set(created) == {"id", "secret", "expires_at", "uses_left"}
+    assert created["uses_left"] == 4
+    status, _, listed = api.call("GET", "/api/v1/enrollment-secrets", token=api.token)
+    assert status == 200
+    assert [s["id"] for s in listed] == [created["id"]]
+    assert "secret" not in listed[0]
+    db = b"".join(p.read_bytes() for p in api.state.glob("kedge.db*"))
+    assert created["secret"].encode() not in db
+    api.proc.send_signal(signal.SIGTERM)
+    api.proc.wait(30)
+    log = (api.state.parent / "server.log").read_bytes()
+    assert b'"event": "secret.created"' in log
+    assert created["secret"].encode() not in log
+    assert api.token.encode() not in log
+
+
+def test_bad_requests_get_the_one_error_shape(api: Api) -> None:
+    status, headers, body = api.call(
+        "POST", "/api/v1/enrollment-secrets", raw=b"{not json", token=api.token
+    )
+    assert status == 400
+    assert body["error"]["code"] == "bad_json"
+    assert headers["X-Request-Id"]
+    status, _, body = api.call(
+        "POST", "/api/v1/enrollment-secrets", {"uses": 0, "colour": "red"}, token=api.token
+    )
+    assert status == 422
+    assert body["error"]["code"] == "invalid"
+    assert set(body["error"]["details"]) == {"uses", "colour"}
+    status, _, body = api.call("GET", "/api/v1/nothing-here")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    status, _, body = api.call("DELETE", "/healthz")
+    assert (status, body["error"]["code"]) == (405, "method_not_allowed")
+
+
+def test_openapi_matches_the_routes(api: Api, tmp_path: Path) -> None:
+    status, _, served = api.call("GET", "/api/v1/openapi.json")
+    assert status == 200
+    assert served == json.loads(json.dumps(openapi_document()))
+    assert served["openapi"].startswith("3.")
+    documented = {(m.upper(), p) for p, ops in served["paths"].items() for m in ops}
+    store = Store(tmp_path / "db")
+    app = create_app(store, "t")
+    store.close()
+    registered = {(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"
+                  and r.resource is not None}  # fmt: skip
+    assert documented == registered == {(r.method, r.path) for r in ROUTES}
+    for path, ops in served["paths"].items():
+        for op in ops.values():
+            if "security" in op:
+                assert "401" in op["responses"], path
+
+
+def test_sigterm_stops_cleanly(api: Api) -> None:
+    api.proc.send_signal(signal.SIGTERM)
+    assert api.proc.wait(30) == 0
+
+
+def test_bad_config_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "cloud-api.toml"
+    cfg.write_text('listen = "8080"\n')
+    out = subprocess.run([SERVER, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60,
+                         check=False)  # fmt: skip
+    assert out.returncode == 2
+    assert (
+        out.stderr
+        == f"kedge-cloud-api: error: {cfg}: key 'listen': expected host:port, for example 0.0.0.0:8080, got '8080'\n"
+    )
