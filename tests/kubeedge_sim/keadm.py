@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.dockerd import api
-from tests.kubeedge_sim import sim, systemctl
+from tests.kubeedge_sim import keadm_cloud, sim, systemctl
 from tests.kubeedge_sim.cobra import CobraError, Flag, parse
 
 GIT_COMMITS = {"v1.13.0": "ee357a0d5e4b1c9e8a1c5c4f0d3c9b0b7a0d8e0f"}
@@ -263,6 +263,8 @@ def cmd_join(args: list[str], root: Path) -> int:
 
 def cmd_reset(args: list[str], root: Path) -> int:
     opts = parse(RESET_FLAGS, args)
+    if keadm_cloud.reset_cloud(opts["kube-config"]):
+        return 0
     if not sim.programs_running("edgecore"):
         print("None of KubeEdge components are running in this host, exit")
         return 0
@@ -314,7 +316,8 @@ def main(argv: list[str], root: str) -> int:
         print("keadm: KubeEdge installation tool (simulated)\n\nUsage:\n  keadm [command]")
         return 0
     cmd, rest = argv[0], argv[1:]
-    handlers = {"version": cmd_version, "join": cmd_join, "reset": cmd_reset}
+    handlers = {"version": cmd_version, "join": cmd_join, "reset": cmd_reset,
+                "init": keadm_cloud.cmd_init, "gettoken": keadm_cloud.cmd_gettoken}  # fmt: skip
     try:
         if cmd in handlers:
             return handlers[cmd](rest, Path(root))

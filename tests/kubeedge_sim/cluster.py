@@ -1,0 +1,84 @@
+"""The simulated Kubernetes cluster behind the fake kubectl and keadm init/reset/gettoken:
+one JSON file holding the server version, nodes with taints, namespaces, the cloudcore
+Deployment with its pod, secrets and events. Scheduling follows the one rule that
+matters here: a pod lands on a node whose NoSchedule taints it all tolerates."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT = {
+    "version": "v1.23.17",
+    "nodes": [
+        {"name": "master", "ip": "192.168.31.137",
+         "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+                    {"key": "node-role.kubernetes.io/master", "effect": "NoSchedule"}],
+         "labels": {"node-role.kubernetes.io/control-plane": ""}},
+    ],
+    "namespaces": ["default", "kube-system"],
+    "deployments": {},
+    "secrets": {},
+    "events": [],
+}  # fmt: skip
+
+
+def path_of(kubeconfig: str) -> Path:
+    """The cluster file lives beside the kubeconfig that points at it."""
+    return Path(kubeconfig).with_name("cluster.json")
+
+
+def load(kubeconfig: str) -> dict[str, Any]:
+    if not Path(kubeconfig).exists():
+        raise FileNotFoundError(kubeconfig)
+    p = path_of(kubeconfig)
+    data: dict[str, Any] = json.loads(p.read_text() if p.exists() else json.dumps(DEFAULT))
+    return data
+
+
+def save(kubeconfig: str, data: dict[str, Any]) -> None:
+    p = path_of(kubeconfig)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, p)
+
+
+def tolerated(taint: dict[str, str], tolerations: list[dict[str, str]]) -> bool:
+    """Kubernetes' rule: Exists matches the key (or every key), Equal also the value;
+    an empty effect matches every effect."""
+    for t in tolerations:
+        effect_ok = not t.get("effect") or t.get("effect") == taint.get("effect")
+        if t.get("operator") == "Exists":
+            key_ok = not t.get("key") or t.get("key") == taint["key"]
+        else:
+            key_ok = t.get("key") == taint["key"] and t.get("value", "") == taint.get("value", "")
+        if key_ok and effect_ok:
+            return True
+    return False
+
+
+def schedule(data: dict[str, Any], tolerations: list[dict[str, str]]) -> tuple[str | None, str]:
+    """(node, "") or (None, the scheduler's event message)."""
+    nodes = [n for n in data["nodes"] if "node-role.kubernetes.io/edge" not in n.get("labels", {})]
+    for node in nodes:
+        blocking = [
+            t
+            for t in node.get("taints", [])
+            if t.get("effect") == "NoSchedule" and not tolerated(t, tolerations)
+        ]
+        if not blocking:
+            return node["name"], ""
+    total = len(data["nodes"])
+    taint = next(
+        (t for n in nodes for t in n.get("taints", []) if not tolerated(t, tolerations)), None
+    )
+    if taint is None:
+        return (
+            None,
+            f"0/{total} nodes are available: {total} node(s) didn't match Pod's node affinity/selector.",
+        )
+    value = taint.get("value", "")
+    return None, (f"0/{total} nodes are available: {len(nodes)} node(s) had taint "
+                  f"{{{taint['key']}: {value}}}, that the pod didn't tolerate.")  # fmt: skip

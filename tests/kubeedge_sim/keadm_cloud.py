@@ -1,0 +1,137 @@
+"""keadm v1.13.0's cloud side (init, gettoken, reset of a cloud node) over the simulated
+cluster (cluster.py). Faithful to keadm-facts.md sections 2 and 3: --kubeedge-version is ignored
+(the tag comes from --profile version=…, else the offline default 1.12.0), each --set is
+split at '=' and de-duplicated by key before Helm reads it, a pod that cannot be
+scheduled ends in "timed out waiting for the condition", and cloudcore then creates
+tokensecret with a real CA and token."""
+
+from __future__ import annotations
+
+import base64
+import re
+import sys
+import time
+from pathlib import Path
+
+from tests.kubeedge_sim import cluster, sim
+from tests.kubeedge_sim.cobra import Flag, parse
+from tests.kubeedge_sim.pki import CloudcorePKI
+
+INIT_FLAGS = [
+    Flag("advertise-address"),
+    Flag("kubeedge-version"),
+    Flag("kube-config", None, "/root/.kube/config"),
+    Flag("manifests"),
+    Flag("files", "f"),
+    Flag("dry-run", "d", False, "bool"),
+    Flag("external-helm-root"),
+    Flag("set", None, None, "stringArray"),
+    Flag("profile"),
+    Flag("force", None, False, "bool"),
+]
+GETTOKEN_FLAGS = [Flag("kube-config", None, "/root/.kube/config")]
+OFFLINE_DEFAULT_TAG = "v1.12.0"
+
+
+def fail(msg: str) -> int:
+    sys.stderr.write(f"Error: {msg}\nexecute keadm command failed:  {msg}\n")
+    return 1
+
+
+def rebuild_sets(values: list[str]) -> dict[str, str]:
+    """keadm's rebuildFlagVals: split each value at '=', keep one value per key."""
+    out: dict[str, str] = {}
+    for v in values:
+        parts = v.split("=")
+        out[parts[0]] = parts[1] if len(parts) > 1 else ""
+    return out
+
+
+def tolerations_from(sets: dict[str, str]) -> list[dict[str, str]]:
+    found: dict[int, dict[str, str]] = {}
+    for key, value in sets.items():
+        m = re.fullmatch(r"cloudCore\.tolerations\[(\d+)\]\.(\w+)", key)
+        if m:
+            found.setdefault(int(m[1]), {})[m[2]] = value
+    return [found[i] for i in sorted(found)]
+
+
+def cmd_init(args: list[str], root: Path) -> int:
+    opts = parse(INIT_FLAGS, args)
+    kubeconfig = opts["kube-config"]
+    try:
+        data = cluster.load(kubeconfig)
+    except FileNotFoundError:
+        return fail(f"failed to get kubeconfig: stat {kubeconfig}: no such file or directory")
+    minor = int(re.sub(r"\D.*", "", data["version"].split(".")[1]))
+    if minor < 11:
+        return fail(
+            f"kubernetes version {data['version']} is lower than the minimum required v1.11"
+        )
+    print("Kubernetes version verification passed, KubeEdge installation will start...")
+    sets = rebuild_sets(opts["set"])
+    profile = (
+        dict(p.split("=", 1) for p in opts["profile"].split(",") if "=" in p)
+        if opts["profile"]
+        else {}
+    )
+    tag = sets.get("cloudCore.image.tag") or profile.get("version") or OFFLINE_DEFAULT_TAG
+    advertise = [a for a in (opts["advertise-address"] or "").split(",") if a]
+    if opts["dry-run"]:
+        print(f"dry run: would install cloudcore {tag} advertising {advertise}")
+        return 0
+    if "kubeedge" not in data["namespaces"]:
+        data["namespaces"].append("kubeedge")
+    tolerations = tolerations_from(sets)
+    node, why = cluster.schedule(data, tolerations)
+    data["deployments"]["kubeedge/cloudcore"] = {
+        "image": f"kubeedge/cloudcore:{tag}", "tolerations": tolerations, "advertiseAddress": advertise,
+        "node": node, "phase": "Running" if node else "Pending", "available": node is not None,
+    }  # fmt: skip
+    if node is None:
+        data["events"].append({"namespace": "kubeedge", "object": "pod/cloudcore", "reason": "FailedScheduling",
+                               "type": "Warning", "message": why})  # fmt: skip
+        cluster.save(kubeconfig, data)
+        time.sleep(min(float(sim.load(root, "keadm").get("init_wait_s", 60)), 600))  # helm's --wait
+        return fail("timed out waiting for the condition")
+    pki = CloudcorePKI.create(advertise or ["127.0.0.1"])
+    data["secrets"]["kubeedge/tokensecret"] = {
+        "tokendata": base64.b64encode(pki.token().encode()).decode()
+    }
+    data["secrets"]["kubeedge/casecret"] = {
+        "cadata": base64.b64encode(pki.ca_der).decode(), "cakeydata": base64.b64encode(pki.ca_key_der).decode(),
+    }  # fmt: skip
+    cluster.save(kubeconfig, data)
+    print("CloudCore started")
+    return 0
+
+
+def cmd_gettoken(args: list[str], root: Path) -> int:
+    opts = parse(GETTOKEN_FLAGS, args)
+    try:
+        data = cluster.load(opts["kube-config"])
+    except FileNotFoundError:
+        return fail(
+            f"failed to get kubeconfig: stat {opts['kube-config']}: no such file or directory"
+        )
+    secret = data["secrets"].get("kubeedge/tokensecret")
+    if secret is None:
+        return fail('failed to get token, err is secrets "tokensecret" not found')
+    print(base64.b64decode(secret["tokendata"]).decode())
+    return 0
+
+
+def reset_cloud(kubeconfig: str) -> bool:
+    """Cloud role: any pod in namespace kubeedge. Deletes the namespace (CRDs stay)."""
+    try:
+        data = cluster.load(kubeconfig)
+    except FileNotFoundError:
+        return False
+    if not any(k.startswith("kubeedge/") for k in data["deployments"]):
+        return False
+    data["namespaces"] = [n for n in data["namespaces"] if n != "kubeedge"]
+    for table in ("deployments", "secrets"):
+        data[table] = {k: v for k, v in data[table].items() if not k.startswith("kubeedge/")}
+    cluster.save(kubeconfig, data)
+    print('namespace "kubeedge" deleted')
+    return True

@@ -1,0 +1,126 @@
+"""keadm v1.13.0's cloud commands in the simulator: the traps the cloud API must avoid."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.harness.board import Board
+from tests.kubeedge_sim import cluster
+
+TOLERATE_CONTROL_PLANE = [
+    "--set", "cloudCore.tolerations[0].key=node-role.kubernetes.io/control-plane",
+    "--set", "cloudCore.tolerations[0].operator=Exists",
+    "--set", "cloudCore.tolerations[0].effect=NoSchedule",
+    "--set", "cloudCore.tolerations[1].key=node-role.kubernetes.io/master",
+    "--set", "cloudCore.tolerations[1].operator=Exists",
+    "--set", "cloudCore.tolerations[1].effect=NoSchedule",
+]  # fmt: skip
+
+
+@pytest.fixture
+def master(board: Board, tmp_path: Path) -> tuple[Board, str]:
+    kubeconfig = tmp_path / "kube" / "config"
+    kubeconfig.parent.mkdir()
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    board.write(
+        "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.13.0", "init_wait_s": 0.2})
+    )
+    return board, str(kubeconfig)
+
+
+def keadm(board: Board, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(board.path("/usr/local/bin/keadm")), *args], capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+
+
+def test_tainted_single_master_times_out_with_the_scheduler_event(
+    master: tuple[Board, str],
+) -> None:
+    board, kubeconfig = master
+    out = keadm(board, "init", "--advertise-address=127.0.0.5", f"--kube-config={kubeconfig}",
+                "--profile", "version=v1.13.0")  # fmt: skip
+    assert out.returncode == 1
+    assert "Error: timed out waiting for the condition" in out.stderr
+    data = cluster.load(kubeconfig)
+    assert data["deployments"]["kubeedge/cloudcore"]["phase"] == "Pending"
+    assert data["events"][-1]["message"] == (
+        "0/1 nodes are available: 1 node(s) had taint {node-role.kubernetes.io/control-plane: }, "
+        "that the pod didn't tolerate."
+    )
+
+
+def test_one_key_per_set_tolerates_the_taints_and_creates_the_token(
+    master: tuple[Board, str],
+) -> None:
+    board, kubeconfig = master
+    out = keadm(board, "init", "--advertise-address=127.0.0.5", f"--kube-config={kubeconfig}",
+                "--profile", "version=v1.13.0", *TOLERATE_CONTROL_PLANE)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    deploy = cluster.load(kubeconfig)["deployments"]["kubeedge/cloudcore"]
+    assert (deploy["phase"], deploy["node"], deploy["image"]) == (
+        "Running",
+        "master",
+        "kubeedge/cloudcore:v1.13.0",
+    )
+    token = keadm(board, "gettoken", f"--kube-config={kubeconfig}").stdout.strip()
+    assert len(token.split(".")) == 4
+    ca = base64.b64decode(cluster.load(kubeconfig)["secrets"]["kubeedge/casecret"]["cadata"])
+    assert token.split(".")[0] == hashlib.sha256(ca).hexdigest()
+
+
+def test_comma_joined_set_values_are_mangled(master: tuple[Board, str]) -> None:
+    board, kubeconfig = master
+    joined = ("cloudCore.tolerations[0].key=node-role.kubernetes.io/control-plane,"
+              "cloudCore.tolerations[0].operator=Exists")  # fmt: skip
+    out = keadm(board, "init", f"--kube-config={kubeconfig}", "--set", joined)
+    assert out.returncode == 1
+    tolerations = cluster.load(kubeconfig)["deployments"]["kubeedge/cloudcore"]["tolerations"]
+    assert tolerations == [
+        {"key": "node-role.kubernetes.io/control-plane,cloudCore.tolerations[0].operator"}
+    ]
+
+
+def test_kubeedge_version_flag_is_ignored_by_init(master: tuple[Board, str]) -> None:
+    board, kubeconfig = master
+    keadm(
+        board,
+        "init",
+        f"--kube-config={kubeconfig}",
+        "--kubeedge-version=v1.13.0",
+        *TOLERATE_CONTROL_PLANE,
+    )
+    assert (
+        cluster.load(kubeconfig)["deployments"]["kubeedge/cloudcore"]["image"]
+        == "kubeedge/cloudcore:v1.12.0"
+    )
+
+
+def test_gettoken_before_init_and_without_kubeconfig(
+    master: tuple[Board, str], tmp_path: Path
+) -> None:
+    board, kubeconfig = master
+    out = keadm(board, "gettoken", f"--kube-config={kubeconfig}")
+    assert (out.returncode, out.stderr.splitlines()[0]) == (
+        1,
+        'Error: failed to get token, err is secrets "tokensecret" not found',
+    )
+    missing = keadm(board, "gettoken", f"--kube-config={tmp_path / 'nope'}")
+    assert "no such file or directory" in missing.stderr
+
+
+def test_reset_of_a_cloud_node_deletes_the_namespace(master: tuple[Board, str]) -> None:
+    board, kubeconfig = master
+    assert (
+        keadm(board, "init", f"--kube-config={kubeconfig}", *TOLERATE_CONTROL_PLANE).returncode == 0
+    )
+    out = keadm(board, "reset", "--force", f"--kube-config={kubeconfig}")
+    assert (out.returncode, out.stdout.strip()) == (0, 'namespace "kubeedge" deleted')
+    data = cluster.load(kubeconfig)
+    assert "kubeedge" not in data["namespaces"]
+    assert data["secrets"] == {}
