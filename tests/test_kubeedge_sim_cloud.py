@@ -124,3 +124,64 @@ def test_reset_of_a_cloud_node_deletes_the_namespace(master: tuple[Board, str]) 
     data = cluster.load(kubeconfig)
     assert "kubeedge" not in data["namespaces"]
     assert data["secrets"] == {}
+
+
+def kubectl(board: Board, kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(board.path("/usr/local/bin/kubectl")), f"--kubeconfig={kubeconfig}", *args],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+def test_kubectl_reads_the_cluster_and_the_patch_schedules_cloudcore(
+    master: tuple[Board, str],
+) -> None:
+    board, kubeconfig = master
+    board.install_sim("kubectl", "tests.kubeedge_sim.kubectl")
+    version = json.loads(kubectl(board, kubeconfig, "version", "-o", "json").stdout)
+    assert version["serverVersion"]["gitVersion"] == "v1.23.17"
+    nodes = json.loads(kubectl(board, kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
+    assert nodes[0]["spec"]["taints"][0]["key"] == "node-role.kubernetes.io/control-plane"
+    missing = kubectl(board, kubeconfig, "get", "namespace", "kubeedge", "-o", "json")
+    assert (missing.returncode, missing.stderr) == (
+        1,
+        'Error from server (NotFound): namespaces "kubeedge" not found\n',
+    )
+    assert (
+        keadm(board, "init", f"--kube-config={kubeconfig}").returncode == 1
+    )  # Pending on the taint
+    deploy = json.loads(
+        kubectl(
+            board, kubeconfig, "-n", "kubeedge", "get", "deployment", "cloudcore", "-o", "json"
+        ).stdout
+    )
+    assert deploy["status"]["availableReplicas"] == 0
+    events = json.loads(
+        kubectl(board, kubeconfig, "-n", "kubeedge", "get", "events", "-o", "json").stdout
+    )["items"]
+    assert events[-1]["reason"] == "FailedScheduling"
+    tolerations = [{"key": k, "operator": "Exists", "effect": "NoSchedule"}
+                   for k in ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")]  # fmt: skip
+    patch = json.dumps(
+        [{"op": "add", "path": "/spec/template/spec/tolerations", "value": tolerations}]
+    )
+    patched = kubectl(
+        board,
+        kubeconfig,
+        "-n",
+        "kubeedge",
+        "patch",
+        "deployment",
+        "cloudcore",
+        "--type=json",
+        "-p",
+        patch,
+    )
+    assert patched.returncode == 0, patched.stderr
+    deploy = json.loads(
+        kubectl(
+            board, kubeconfig, "-n", "kubeedge", "get", "deploy", "cloudcore", "-o", "json"
+        ).stdout
+    )
+    assert deploy["status"]["availableReplicas"] == 1
+    assert (
+        len(keadm(board, "gettoken", f"--kube-config={kubeconfig}").stdout.strip().split(".")) == 4
+    )

@@ -82,3 +82,30 @@ def schedule(data: dict[str, Any], tolerations: list[dict[str, str]]) -> tuple[s
     value = taint.get("value", "")
     return None, (f"0/{total} nodes are available: {len(nodes)} node(s) had taint "
                   f"{{{taint['key']}: {value}}}, that the pod didn't tolerate.")  # fmt: skip
+
+
+def start_cloudcore(data: dict[str, Any]) -> bool:
+    """(Re)schedule cloudcore's pod; once it runs, cloudcore creates its CA and tokensecret."""
+    import base64
+
+    from tests.kubeedge_sim.pki import CloudcorePKI
+
+    deploy = data["deployments"].get("kubeedge/cloudcore")
+    if deploy is None:
+        return False
+    node, why = schedule(data, deploy["tolerations"])
+    deploy.update(node=node, phase="Running" if node else "Pending", available=node is not None)
+    if node is None:
+        data["events"].append({"namespace": "kubeedge", "object": "pod/cloudcore", "reason": "FailedScheduling",
+                               "type": "Warning", "message": why})  # fmt: skip
+        return False
+    if "kubeedge/tokensecret" not in data["secrets"]:
+        pki = CloudcorePKI.create(deploy["advertiseAddress"] or ["127.0.0.1"])
+        data["secrets"]["kubeedge/tokensecret"] = {
+            "tokendata": base64.b64encode(pki.token().encode()).decode()
+        }
+        data["secrets"]["kubeedge/casecret"] = {
+            "cadata": base64.b64encode(pki.ca_der).decode(),
+            "cakeydata": base64.b64encode(pki.ca_key_der).decode(),
+        }
+    return True

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from tests.kubeedge_sim import cluster, sim
 from tests.kubeedge_sim.cobra import Flag, parse
-from tests.kubeedge_sim.pki import CloudcorePKI
 
 INIT_FLAGS = [
     Flag("advertise-address"),
@@ -82,26 +81,15 @@ def cmd_init(args: list[str], root: Path) -> int:
         return 0
     if "kubeedge" not in data["namespaces"]:
         data["namespaces"].append("kubeedge")
-    tolerations = tolerations_from(sets)
-    node, why = cluster.schedule(data, tolerations)
     data["deployments"]["kubeedge/cloudcore"] = {
-        "image": f"kubeedge/cloudcore:{tag}", "tolerations": tolerations, "advertiseAddress": advertise,
-        "node": node, "phase": "Running" if node else "Pending", "available": node is not None,
+        "image": f"kubeedge/cloudcore:{tag}", "tolerations": tolerations_from(sets), "advertiseAddress": advertise,
+        "node": None, "phase": "Pending", "available": False,
     }  # fmt: skip
-    if node is None:
-        data["events"].append({"namespace": "kubeedge", "object": "pod/cloudcore", "reason": "FailedScheduling",
-                               "type": "Warning", "message": why})  # fmt: skip
-        cluster.save(kubeconfig, data)
+    started = cluster.start_cloudcore(data)
+    cluster.save(kubeconfig, data)
+    if not started:
         time.sleep(min(float(sim.load(root, "keadm").get("init_wait_s", 60)), 600))  # helm's --wait
         return fail("timed out waiting for the condition")
-    pki = CloudcorePKI.create(advertise or ["127.0.0.1"])
-    data["secrets"]["kubeedge/tokensecret"] = {
-        "tokendata": base64.b64encode(pki.token().encode()).decode()
-    }
-    data["secrets"]["kubeedge/casecret"] = {
-        "cadata": base64.b64encode(pki.ca_der).decode(), "cakeydata": base64.b64encode(pki.ca_key_der).decode(),
-    }  # fmt: skip
-    cluster.save(kubeconfig, data)
     print("CloudCore started")
     return 0
 

@@ -1,0 +1,119 @@
+"""A stand-in for kubectl over the simulated cluster (cluster.py): the few calls the
+cloud API makes, with kubectl's JSON shapes, NotFound texts and exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from tests.kubeedge_sim import cluster
+
+
+def _not_found(kind: str, name: str) -> int:
+    sys.stderr.write(f'Error from server (NotFound): {kind} "{name}" not found\n')
+    return 1
+
+
+def _node(n: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": n["name"], "labels": n.get("labels", {})}, "spec": {"taints": n.get("taints", [])},
+            "status": {"addresses": [{"type": "InternalIP", "address": n.get("ip", "")}]}}  # fmt: skip
+
+
+def _deployment(d: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "cloudcore", "namespace": "kubeedge"},
+        "spec": {"template": {"spec": {"tolerations": d["tolerations"], "hostNetwork": True,
+                                       "containers": [{"name": "cloudcore", "image": d["image"]}]}}},
+        "status": {"availableReplicas": 1 if d["available"] else 0,
+                   "conditions": [{"type": "Available", "status": "True" if d["available"] else "False"}]},
+    }  # fmt: skip
+
+
+VALUED = ("--kubeconfig", "-n", "--namespace", "-o", "--output", "-p", "--patch", "--type")
+
+
+def _split(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Flags with values (both --flag value and --flag=value), and the other words."""
+    flags: dict[str, str] = {}
+    words: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in VALUED and i + 1 < len(argv):
+            flags[a], i = argv[i + 1], i + 2
+        elif a.startswith("--") and "=" in a and a.split("=", 1)[0] in VALUED:
+            key, value = a.split("=", 1)
+            flags[key], i = value, i + 1
+        else:
+            words.append(a)
+            i += 1
+    return flags, words
+
+
+def main(argv: list[str], root: str) -> int:
+    flags, words = _split(argv)
+    kubeconfig = flags.get("--kubeconfig", "/root/.kube/config")
+    namespace = flags.get("-n") or flags.get("--namespace") or "default"
+    patch = flags.get("-p") or flags.get("--patch")
+    try:
+        data = cluster.load(kubeconfig)
+    except FileNotFoundError:
+        sys.stderr.write(f"error: stat {kubeconfig}: no such file or directory\n")
+        return 1
+    major, minor = data["version"].lstrip("v").split(".")[:2]
+    if words[:1] == ["version"]:
+        print(json.dumps({"clientVersion": {"major": "1", "minor": "23", "gitVersion": "v1.23.17"},
+                          "serverVersion": {"major": major, "minor": minor, "gitVersion": data["version"]}}))  # fmt: skip
+        return 0
+    if words[:2] == ["get", "nodes"]:
+        print(json.dumps({"items": [_node(n) for n in data["nodes"]]}))
+        return 0
+    if words[:2] in (["get", "namespace"], ["get", "ns"]):
+        name = words[2]
+        if name not in data["namespaces"]:
+            return _not_found("namespaces", name)
+        print(json.dumps({"metadata": {"name": name}, "status": {"phase": "Active"}}))
+        return 0
+    if words[:2] in (["get", "deployment"], ["get", "deploy"]):
+        d = data["deployments"].get(f"{namespace}/{words[2]}")
+        if d is None:
+            return _not_found("deployments.apps", words[2])
+        print(json.dumps(_deployment(d)))
+        return 0
+    if words[:2] == ["get", "events"]:
+        items = [{"reason": e["reason"], "message": e["message"], "type": e["type"],
+                  "involvedObject": {"name": e["object"].split("/")[1]}}
+                 for e in data["events"] if e["namespace"] == namespace]  # fmt: skip
+        print(json.dumps({"items": items}))
+        return 0
+    if (
+        words[:1] == ["patch"]
+        and words[1:3] in (["deployment", "cloudcore"], ["deploy", "cloudcore"])
+        and patch
+    ):
+        d = data["deployments"].get(f"{namespace}/cloudcore")
+        if d is None:
+            return _not_found("deployments.apps", "cloudcore")
+        for op in json.loads(patch):
+            if op.get("path") == "/spec/template/spec/tolerations" and op.get("op") in (
+                "add",
+                "replace",
+            ):
+                d["tolerations"] = op["value"]
+        cluster.start_cloudcore(data)
+        cluster.save(kubeconfig, data)
+        print("deployment.apps/cloudcore patched")
+        return 0
+    if words[:3] == ["taint", "nodes", "--all"] or (
+        words[:2] == ["taint", "nodes"] and "--all" in argv
+    ):
+        removals = [w[:-1] for w in words[2:] if w.endswith("-")]
+        for n in data["nodes"]:
+            n["taints"] = [t for t in n.get("taints", []) if t["key"] not in removals]
+            print(f"node/{n['name']} untainted")
+        cluster.start_cloudcore(data)
+        cluster.save(kubeconfig, data)
+        return 0
+    sys.stderr.write(f'error: unknown command "{" ".join(words)}" for "kubectl"\n')
+    return 1
