@@ -1,0 +1,114 @@
+"""What `keadm init` needs to succeed on this cluster, decided before running it: the
+advertise addresses, the Kubernetes version range, keadm's architecture, and the
+tolerations a tainted single master needs (keadm-facts.md sections 2 and 6)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from agent.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE
+from agent.names import version_tuple
+from cloud_api.kube import Node
+
+# KubeEdge minor -> the Kubernetes minors it works with (the matrix's exact and "+" cells).
+SUPPORTED_K8S: Mapping[tuple[int, int], tuple[int, int]] = {
+    (1, 12): (20, 22),
+    (1, 13): (20, 23),
+    (1, 14): (20, 24),
+    (1, 15): (20, 26),
+    (1, 16): (25, 27),
+}
+MASTER_TAINTS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+
+
+class PlanError(ValueError):
+    """keadm init would fail: the message says why and what to do."""
+
+    def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    address: str
+
+
+def check_advertise(addresses: Sequence[str], interfaces: Sequence[Interface]) -> dict[str, str]:
+    """Each address must be bound here and not loopback: boards must reach it. Returns
+    address → interface name."""
+    where: dict[str, str] = {}
+    host_addrs = sorted(
+        {i.address for i in interfaces if not ipaddress.ip_address(i.address).is_loopback}
+    )
+    for a in addresses:
+        try:
+            ip = ipaddress.ip_address(a)
+        except ValueError as exc:
+            raise PlanError(f"advertise address {a!r} is not an IP address") from exc
+        if ip.is_loopback:
+            raise PlanError(f"advertise address {a} is loopback: edge boards cannot reach it",
+                            {"host_addresses": host_addrs})  # fmt: skip
+        match = next((i.name for i in interfaces if ipaddress.ip_address(i.address) == ip), None)
+        if match is None:
+            raise PlanError(
+                f"advertise address {a} is not on any interface of this host (a NAT address of a VM "
+                "cannot be reached from the boards: use a bridged interface)",
+                {"host_addresses": host_addrs},
+            )
+        where[a] = match
+    return where
+
+
+def check_k8s(kubeedge_version: str, k8s: tuple[int, int], *, allow_unsupported: bool) -> None:
+    major, minor, _ = version_tuple(kubeedge_version)
+    low_high = SUPPORTED_K8S.get((major, minor))
+    if low_high is None or allow_unsupported:
+        return
+    low, high = low_high
+    if not (k8s[0] == 1 and low <= k8s[1] <= high):
+        raise PlanError(
+            f"Kubernetes 1.{k8s[1]} is outside KubeEdge {kubeedge_version}'s supported range 1.{low} to 1.{high}; "
+            "pick a matching KubeEdge version or pass allow_unsupported_kubernetes",
+            {"kubernetes": f"1.{k8s[1]}", "supported": f"1.{low}-1.{high}"},
+        )
+
+
+def check_keadm_arch(elf_machine: int | None, machine: str) -> None:
+    if elf_machine is None:
+        return  # a script (the simulator) or unreadable: keadm itself will say
+    keadm_arch, host_arch = ARCH_BY_ELF_MACHINE.get(elf_machine), ARCH_BY_MACHINE.get(machine)
+    if keadm_arch != host_arch:
+        raise PlanError(f"keadm is built for {keadm_arch or hex(elf_machine)} but this host is {host_arch or machine}",
+                        {"keadm": keadm_arch, "host": host_arch})  # fmt: skip
+
+
+def tolerations_needed(nodes: Sequence[Node]) -> list[dict[str, str]]:
+    """Tolerations for the master taints, when no untainted non-edge node can take cloudcore."""
+    candidates = [n for n in nodes if not n.edge]
+    if any(not any(t.effect == "NoSchedule" for t in n.taints) for n in candidates):
+        return []
+    keys = sorted(
+        {
+            t.key
+            for n in candidates
+            for t in n.taints
+            if t.key in MASTER_TAINTS and t.effect == "NoSchedule"
+        }
+    )
+    return [{"key": k, "operator": "Exists", "effect": "NoSchedule"} for k in keys]
+
+
+def init_argv(addresses: Sequence[str], kubeconfig: str, kubeedge_version: str,
+              tolerations: Sequence[dict[str, str]]) -> list[str]:  # fmt: skip
+    """keadm init's argv: --profile (keadm 1.13.0 ignores --kubeedge-version) and one key
+    per --set (keadm splits values at '=' and ',')."""
+    argv = ["keadm", "init", f"--advertise-address={','.join(addresses)}", f"--kube-config={kubeconfig}",
+            "--profile", f"version={kubeedge_version}"]  # fmt: skip
+    for i, t in enumerate(tolerations):
+        for field in ("key", "operator", "effect"):
+            argv += ["--set", f"cloudCore.tolerations[{i}].{field}={t[field]}"]
+    return argv
