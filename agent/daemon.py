@@ -152,6 +152,10 @@ class Daemon:
         except UserError as exc:
             log.exception("daemon.reload_failed", error=str(exc))
             return
+        # Everything read per report or per command follows the new settings at once.
+        self.commands.allowed = set(settings.allow_remote)
+        self.spool.max_messages = settings.mqtt.spool_max_messages
+        self.spool.max_bytes = settings.mqtt.spool_max_bytes
         log.info("daemon.reloaded")
         notify("STATUS=settings reloaded")
         if self.broker != old:
