@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -162,14 +163,22 @@ class Daemon:
             self.reconnect.set()
 
     # -- connection ------------------------------------------------------------
-    def _on_message(self, msg: Message) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        # The loop keeps only weak references to tasks: hold them until they finish.
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _on_message(self, client: MqttClient, msg: Message) -> None:
+        # Answer through the connection the command came in on: it may arrive while
+        # the supervisor is still announcing, before that connection becomes self.client.
         if msg.topic == self.topics.cmd:
-            asyncio.get_running_loop().create_task(self._command(msg.payload))
+            self._spawn(self._command(client, msg.payload), "command")
         elif (
             msg.topic == f"{self.settings.mqtt.discovery_prefix}/status"
             and msg.payload == b"online"
         ):
-            asyncio.get_running_loop().create_task(self._announce())
+            self._spawn(self._announce(), "announce")
 
     async def _announce(self) -> None:
         client = self.client
@@ -339,12 +348,8 @@ class Daemon:
     def _emit(self, line: str) -> None:
         log.info("command.progress", line=line)
 
-    async def _command(self, payload: bytes) -> None:
+    async def _command(self, client: MqttClient, payload: bytes) -> None:
         result = await self.commands.execute(payload)
-        client = self.client
-        if client is None:
-            log.warning("command.result_lost", id=result.id, reason="not connected")
-            return
         try:
             await client.publish(self.topics.cmd_result, result.to_json())
         except MqttError as exc:

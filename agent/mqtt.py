@@ -57,7 +57,9 @@ class MqttClient:
     """One connection to the broker. connect() then publish()/subscribe(); messages
     arrive through on_message; `disconnected` is set when the link drops."""
 
-    def __init__(self, config: BrokerConfig, on_message: Callable[[Message], None]) -> None:
+    def __init__(
+        self, config: BrokerConfig, on_message: Callable[[MqttClient, Message], None]
+    ) -> None:
         self.config = config
         self._loop = asyncio.get_running_loop()
         self._on_message = on_message
@@ -143,7 +145,7 @@ class MqttClient:
         self._on_ack(client, userdata, mid, None, props)
 
     def _on_paho_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        self._on_message(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+        self._on_message(self, Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     async def _misc_loop(self) -> None:
         # loop_misc sends PINGREQ and notices a dead link; a quarter keepalive is often

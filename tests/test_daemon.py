@@ -457,3 +457,32 @@ def test_bad_config_stops_the_daemon_with_exit_2(
     d = start_daemon()
     assert d.proc.wait(60) == 2
     assert "mqtt.host is not set" in d.log.read_text()
+
+
+def test_sighup_applies_allow_remote(
+    board: Board,
+    dockerd_systemd: Dockerd,
+    ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+    broker: Mosquitto,
+    recorder: Recorder,
+    start_daemon: Callable[..., Agentd],
+) -> None:
+    board.configure(daemon_settings(board, dockerd_systemd, ntp, cloudcore, broker))
+    d = start_daemon()
+    wait_for(lambda: b"online" in recorder.on("kedge/board-1/status"), timeout=30, what="online")
+    recorder.publish("kedge/board-1/cmd", command("reset-1", "reset"))
+    wait_for(lambda: recorder.on("kedge/board-1/cmd/result"), timeout=30, what="first result")
+    assert recorder.json_on("kedge/board-1/cmd/result")[0]["status"] == "rejected"
+    board.configure(
+        daemon_settings(board, dockerd_systemd, ntp, cloudcore, broker, allow_remote=["reset"])
+    )
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "daemon.reloaded" in d.log.read_text(), timeout=30, what="the reload")
+    recorder.publish("kedge/board-1/cmd", command("reset-2", "reset"))
+    wait_for(
+        lambda: len(recorder.on("kedge/board-1/cmd/result")) >= 2, timeout=60, what="second result"
+    )
+    second = recorder.json_on("kedge/board-1/cmd/result")[1]
+    assert (second["id"], second["status"]) == ("reset-2", "done")
+    assert second["reason"] == "removed 0 items"

@@ -44,16 +44,16 @@ def register(
     status_p.set_defaults(handler=status)
 
 
-async def run(args: argparse.Namespace) -> int:
+def _daemon_settings(args: argparse.Namespace) -> AgentSettings:
     settings = settings_from(args)
     if not args.verbose and settings.log_level == "warning":
         configure_logging("info")  # a daemon's journal wants its lifecycle events
-    host = host_from(args)
+    return settings
 
-    def reload() -> AgentSettings:
-        return settings_from(args)
 
-    return await Daemon(settings, host, reload).run()
+async def run(args: argparse.Namespace) -> int:
+    settings = _daemon_settings(args)
+    return await Daemon(settings, host_from(args), lambda: _daemon_settings(args)).run()
 
 
 async def status(args: argparse.Namespace) -> int:
