@@ -137,7 +137,8 @@ def ready_settings(
         "cloudcore": cc.cloudcore,
         "cloudcore_cert_port": cc.cert_port,
         "token": cc.pki.token(),
-        "thresholds": {"docker_min_free_mb": 1, "cpu_sample_s": 0.1},
+        # The machine's own load is not what these tests are about (test_check_board covers it).
+        "thresholds": {"docker_min_free_mb": 1, "cpu_sample_s": 0.1, "max_cpu_used_pct": 100},
         **extra,
     }
 
