@@ -136,3 +136,23 @@ def test_ports_in_an_isolated_network(board: Board, tmp_path: Path) -> None:
         f"1883 (the MQTT broker keadm starts) is taken by {names[mqtt]} (pid {mqtt}) on 127.0.0.1",
     ]
     assert "systemctl disable --now mosquitto" in taken["remedy"]
+
+
+def test_a_busy_cpu_warns(board: Board, agent: AgentRunner) -> None:
+    import subprocess
+    import sys
+
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(psutil.cpu_count() or 1)
+    ]
+    try:
+        board.configure({"thresholds": {"cpu_sample_s": 0.5, "max_cpu_used_pct": 50}})
+        result = check_one(agent, board, "resources")
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait(10)
+    assert result.status == "warn"
+    assert result.summary.startswith("CPU busy ")
+    assert result.summary.endswith("(limit ≤ 50 %)")
