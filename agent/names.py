@@ -42,6 +42,13 @@ def split_hostport(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def check_release_tag(tag: str) -> str:
+    """For settings: a KubeEdge release tag (the one form keadm and images accept)."""
+    if not VERSION_RE.fullmatch(tag):
+        raise ValueError("expected a release tag like v1.13.0")
+    return tag
+
+
 def version_tuple(tag: str) -> tuple[int, int, int]:
     m = VERSION_RE.fullmatch(tag)
     if m is None:

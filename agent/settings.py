@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     SettingsConfigDict,
 )
@@ -26,7 +26,7 @@ from agent.names import (
     LABEL_VALUE_RE,
     TOKEN_CHARS_RE,
     TOPIC_LEVELS_RE,
-    VERSION_RE,
+    check_release_tag,
 )
 
 DEFAULT_CONFIG = Path("/etc/kedge/agent.toml")
@@ -98,7 +98,7 @@ class AgentSettings(LayeredSettings):
     cloudcore_cert_port: int = Field(10002, ge=1, le=65535)
     token: SecretStr | None = None
     token_file: Path | None = None
-    kubeedge_version: str = "v1.13.0"
+    kubeedge_version: Annotated[str, AfterValidator(check_release_tag)] = "v1.13.0"
     runtime: Literal["docker", "remote"] = "docker"
     remote_runtime_endpoint: str | None = None
     cgroup_driver: Literal["auto", "systemd", "cgroupfs"] = "auto"
@@ -136,13 +136,6 @@ class AgentSettings(LayeredSettings):
         for item in v:
             if not HOSTPORT_RE.fullmatch(item) and not HOSTPORT_RE.fullmatch(f"{item}:123"):
                 raise ValueError(f"expected a list of host or host:port, got {item!r}")
-        return v
-
-    @field_validator("kubeedge_version")
-    @classmethod
-    def _version(cls, v: str) -> str:
-        if not VERSION_RE.fullmatch(v):
-            raise ValueError("expected a release tag like v1.13.0")
         return v
 
     @field_validator("token")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from agent.layered import LayeredSettings, load_layered
-from agent.names import HOSTPORT_RE, VERSION_RE
+from agent.names import HOSTPORT_RE, check_release_tag
 from agent.settings import MqttSettings
 
 DEFAULT_CONFIG = Path("/etc/kedge/cloud-api.toml")
@@ -25,7 +25,7 @@ class CloudSettings(LayeredSettings):
     state_dir: Path = Path("/var/lib/kedge-cloud-api")
     kubeconfig: Path = Path("/root/.kube/config")
     keadm_path: Path | None = None
-    kubeedge_version: str = "v1.13.0"
+    kubeedge_version: Annotated[str, AfterValidator(check_release_tag)] = "v1.13.0"
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -36,13 +36,6 @@ class CloudSettings(LayeredSettings):
     def _listen(cls, v: str) -> str:
         if not HOSTPORT_RE.fullmatch(v):
             raise ValueError("expected host:port, for example 0.0.0.0:8080")
-        return v
-
-    @field_validator("kubeedge_version")
-    @classmethod
-    def _version(cls, v: str) -> str:
-        if not VERSION_RE.fullmatch(v):
-            raise ValueError("expected a release tag like v1.13.0")
         return v
 
 

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,10 +55,16 @@ def test_agent_unit_keeps_what_psutil_and_the_watchdog_need() -> None:
     assert "KillMode=mixed" in unit
 
 
+def shipped_config(name: str) -> dict[str, Any]:
+    """A shipped example config with its commented-out settings switched on."""
+    text = (REPO / "packaging" / name).read_text()
+    return tomllib.loads(
+        "\n".join(re.sub(r"^#(?=[\[a-z])", "", line) for line in text.splitlines())
+    )
+
+
 def test_shipped_config_documents_every_setting_validly() -> None:
-    text = (REPO / "packaging" / "agent.toml").read_text()
-    uncommented = "\n".join(re.sub(r"^#(?=[\[a-z])", "", line) for line in text.splitlines())
-    data = tomllib.loads(uncommented)
+    data = shipped_config("agent.toml")
     AgentSettings(**data)  # every key known, every example value valid
     documented = set(data) | {"token"}
     assert documented == set(AgentSettings.model_fields), (
@@ -68,10 +75,7 @@ def test_shipped_config_documents_every_setting_validly() -> None:
 def test_shipped_cloud_api_config_is_valid() -> None:
     from cloud_api.settings import CloudSettings
 
-    text = (REPO / "packaging" / "cloud-api.toml").read_text()
-    data = tomllib.loads(
-        "\n".join(re.sub(r"^#(?=[\[a-z])", "", line) for line in text.splitlines())
-    )
+    data = shipped_config("cloud-api.toml")
     CloudSettings(**data)
     assert set(data) == set(CloudSettings.model_fields)
 
