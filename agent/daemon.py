@@ -200,9 +200,10 @@ class Daemon:
             client = MqttClient(self.broker, self._on_message)
             try:
                 await client.connect()
-                await client.publish(self.topics.status, "online", retain=True)
+                # Subscribed before announcing: "online" means commands are heard.
                 await client.subscribe(self.topics.cmd)
                 await client.subscribe(f"{self.settings.mqtt.discovery_prefix}/status")
+                await client.publish(self.topics.status, "online", retain=True)
                 self.client, attempt, self.last_error = client, 0, None
                 self.connected_since = datetime.now(UTC).isoformat()
                 await self._announce()
