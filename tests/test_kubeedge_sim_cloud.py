@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
+import ssl
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.harness.board import Board
-from tests.kubeedge_sim import cluster
+from tests.harness.wait import wait_for
+from tests.kubeedge_sim import cluster, sim
 
 TOLERATE_CONTROL_PLANE = [
     "--set", "cloudCore.tolerations[0].key=node-role.kubernetes.io/control-plane",
@@ -24,14 +28,16 @@ TOLERATE_CONTROL_PLANE = [
 
 
 @pytest.fixture
-def master(board: Board, tmp_path: Path) -> tuple[Board, str]:
+def master(board: Board, tmp_path: Path) -> Iterator[tuple[Board, str]]:
     kubeconfig = tmp_path / "kube" / "config"
     kubeconfig.parent.mkdir()
     kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
     board.write(
         "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.13.0", "init_wait_s": 0.2})
     )
-    return board, str(kubeconfig)
+    yield board, str(kubeconfig)
+    with cluster.update(str(kubeconfig)) as data:
+        cluster.stop_pod(data)
 
 
 def keadm(board: Board, *args: str) -> subprocess.CompletedProcess[str]:
@@ -185,3 +191,49 @@ def test_kubectl_reads_the_cluster_and_the_patch_schedules_cloudcore(
     assert (
         len(keadm(board, "gettoken", f"--kube-config={kubeconfig}").stdout.strip().split(".")) == 4
     )
+
+
+def _ca_from_port(address: str) -> bytes:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # as edgecore fetches /ca.crt
+    with socket.create_connection((address, 10002), timeout=5) as raw, ctx.wrap_socket(raw) as tls:
+        tls.sendall(b"GET /ca.crt HTTP/1.0\r\n\r\n")
+        reply = b""
+        while chunk := tls.recv(65536):
+            reply += chunk
+    return reply.split(b"\r\n\r\n", 1)[1]
+
+
+def test_the_pod_serves_cloudhub_and_a_second_init_needs_force(master: tuple[Board, str]) -> None:
+    board, kubeconfig = master
+    init = [
+        "init",
+        "--advertise-address=127.0.0.5",
+        f"--kube-config={kubeconfig}",
+        *TOLERATE_CONTROL_PLANE,
+    ]
+    assert keadm(board, *init).returncode == 0
+    pid = cluster.load(kubeconfig)["deployments"]["kubeedge/cloudcore"]["pid"]
+    wait_for(lambda: sim.programs_running("cloudcore") == [pid], timeout=20, what="cloudcore pod")
+    token = keadm(board, "gettoken", f"--kube-config={kubeconfig}").stdout.strip()
+    ca = wait_for(lambda: _ca_from_port("127.0.0.5"), timeout=20, what="cloudhub port 10002")
+    assert hashlib.sha256(ca).hexdigest() == token.split(".")[0]
+
+    again = keadm(board, *init)
+    assert (again.returncode, again.stderr.splitlines()[0]) == (
+        1, "Error: CloudCore is already running on this node, please run reset to clean up first")  # fmt: skip
+    forced = keadm(board, *init[:3], "--profile", "version=v1.13.0", "--force")
+    assert forced.returncode == 0
+    assert 'Release "cloudcore" has been upgraded.' in forced.stdout
+    # --force does not wait: the rolled pod lost its tolerations, so it is Pending now.
+    assert cluster.load(kubeconfig)["deployments"]["kubeedge/cloudcore"]["phase"] == "Pending"
+    assert not sim.programs_running("cloudcore")
+
+
+def test_reset_ends_the_pod(master: tuple[Board, str]) -> None:
+    board, kubeconfig = master
+    assert keadm(board, "init", "--advertise-address=127.0.0.5", f"--kube-config={kubeconfig}",
+                 *TOLERATE_CONTROL_PLANE).returncode == 0  # fmt: skip
+    wait_for(lambda: sim.programs_running("cloudcore"), timeout=20, what="cloudcore pod")
+    assert keadm(board, "reset", "--force", f"--kube-config={kubeconfig}").returncode == 0
+    assert sim.programs_running("cloudcore") == []

@@ -13,6 +13,7 @@ import socketserver
 import ssl
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ class _CertHandler(http.server.BaseHTTPRequestHandler):
             self._send(401, b"Invalid authorization token")
             return
         server.events.append(f"signed the certificate for edgenode: {node}")
+        if server.on_signed is not None:
+            server.on_signed(node)
         self._send(200, server.pki.sign_csr(csr, node))
 
     def log_message(self, *args: object) -> None:
@@ -85,6 +88,7 @@ class _CertServer(_TLSMixin, http.server.ThreadingHTTPServer):
     pki: CloudcorePKI
     refuse_edge_crt: bool
     events: list[str]
+    on_signed: Callable[[str], None] | None
 
 
 class _HoldHandler(socketserver.BaseRequestHandler):
@@ -104,6 +108,7 @@ class CloudcoreSim:
     host: str = "127.0.0.1"
     refuse_edge_crt: bool = False  # fault: the certificate port turns edges away
     events: list[str] = field(default_factory=list)  # what cloudcore would log
+    on_signed: Callable[[str], None] | None = None  # an edge node got its certificate
     _servers: list[socketserver.BaseServer] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     websocket_port: int = 0
@@ -125,6 +130,7 @@ class CloudcoreSim:
         cert = _CertServer((self.host, self.cert_port), _CertHandler)
         cert.pki, cert.ssl_context = self.pki, ctx
         cert.refuse_edge_crt, cert.events = self.refuse_edge_crt, self.events
+        cert.on_signed = self.on_signed
         ws = _WebsocketServer((self.host, self.websocket_port), _HoldHandler)
         ws.ssl_context = ctx
         self.cert_port = cert.server_address[1]

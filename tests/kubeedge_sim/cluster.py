@@ -5,10 +5,19 @@ matters here: a pod lands on a node whose NoSchedule taints it all tolerates."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
 
 DEFAULT = {
     "version": "v1.23.17",
@@ -43,6 +52,58 @@ def save(kubeconfig: str, data: dict[str, Any]) -> None:
     tmp = p.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, p)
+
+
+@contextlib.contextmanager
+def update(kubeconfig: str) -> Iterator[dict[str, Any]]:
+    """Read, change and write the cluster under a lock (the pod writes beside keadm)."""
+    with path_of(kubeconfig).with_name("cluster.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = load(kubeconfig)
+        yield data
+        save(kubeconfig, data)
+
+
+def _pod_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def ensure_pod(kubeconfig: str) -> None:
+    """The kubelet's part: a scheduled cloudcore Deployment gets a running pod process."""
+    with update(kubeconfig) as data:
+        deploy = data["deployments"].get("kubeedge/cloudcore")
+        if deploy is None or deploy["node"] is None or _pod_alive(deploy.get("pid")):
+            return
+        # posix_spawn, not Popen: the pod outlives whoever started it (keadm, kubectl).
+        log = str(path_of(kubeconfig).with_name("cloudcore-pod.log"))
+        deploy["pid"] = os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-m", "tests.kubeedge_sim.cloudcore_pod", str(Path(kubeconfig).resolve())],
+            {**os.environ, "PYTHONPATH": str(REPO)},
+            file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                          (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+                          (os.POSIX_SPAWN_DUP2, 1, 2)],
+            setsid=True,
+        )  # fmt: skip
+
+
+def stop_pod(data: dict[str, Any]) -> None:
+    """Delete the pod (rollout or namespace deletion): its process ends."""
+    deploy = data["deployments"].get("kubeedge/cloudcore") or {}
+    pid = deploy.pop("pid", None)
+    if not _pod_alive(pid):
+        return
+    with contextlib.suppress(psutil.Error):
+        proc = psutil.Process(pid)
+        proc.send_signal(signal.SIGTERM)
+        psutil.wait_procs([proc], timeout=10)
+        if proc.is_running():
+            proc.kill()
 
 
 def tolerated(taint: dict[str, str], tolerations: list[dict[str, str]]) -> bool:

@@ -67,6 +67,8 @@ def cmd_init(args: list[str], root: Path) -> int:
         return fail(
             f"kubernetes version {data['version']} is lower than the minimum required v1.11"
         )
+    if not opts["force"] and sim.programs_running("cloudcore"):
+        return fail("CloudCore is already running on this node, please run reset to clean up first")
     print("Kubernetes version verification passed, KubeEdge installation will start...")
     sets = rebuild_sets(opts["set"])
     profile = (
@@ -79,14 +81,20 @@ def cmd_init(args: list[str], root: Path) -> int:
     if opts["dry-run"]:
         print(f"dry run: would install cloudcore {tag} advertising {advertise}")
         return 0
+    upgrade = "kubeedge/cloudcore" in data["deployments"]
     if "kubeedge" not in data["namespaces"]:
         data["namespaces"].append("kubeedge")
+    cluster.stop_pod(data)  # helm upgrade rolls the pod
     data["deployments"]["kubeedge/cloudcore"] = {
         "image": f"kubeedge/cloudcore:{tag}", "tolerations": tolerations_from(sets), "advertiseAddress": advertise,
         "node": None, "phase": "Pending", "available": False,
     }  # fmt: skip
     started = cluster.start_cloudcore(data)
     cluster.save(kubeconfig, data)
+    cluster.ensure_pod(kubeconfig)
+    print(f'Release "cloudcore" has been {"upgraded" if upgrade else "installed"}.')
+    if opts["force"]:
+        return 0  # --force: no wait for the pod
     if not started:
         time.sleep(min(float(sim.load(root, "keadm").get("init_wait_s", 60)), 600))  # helm's --wait
         return fail("timed out waiting for the condition")
@@ -117,6 +125,7 @@ def reset_cloud(kubeconfig: str) -> bool:
         return False
     if not any(k.startswith("kubeedge/") for k in data["deployments"]):
         return False
+    cluster.stop_pod(data)
     data["namespaces"] = [n for n in data["namespaces"] if n != "kubeedge"]
     for table in ("deployments", "secrets"):
         data[table] = {k: v for k, v in data[table].items() if not k.startswith("kubeedge/")}

@@ -101,8 +101,10 @@ def main(argv: list[str], root: str) -> int:
                 "replace",
             ):
                 d["tolerations"] = op["value"]
+        cluster.stop_pod(data)  # a new pod template: the old pod goes
         cluster.start_cloudcore(data)
         cluster.save(kubeconfig, data)
+        cluster.ensure_pod(kubeconfig)
         print("deployment.apps/cloudcore patched")
         return 0
     if words[:3] == ["taint", "nodes", "--all"] or (
@@ -114,6 +116,7 @@ def main(argv: list[str], root: str) -> int:
             print(f"node/{n['name']} untainted")
         cluster.start_cloudcore(data)
         cluster.save(kubeconfig, data)
+        cluster.ensure_pod(kubeconfig)
         return 0
     sys.stderr.write(f'error: unknown command "{" ".join(words)}" for "kubectl"\n')
     return 1

@@ -67,6 +67,19 @@ class CloudcorePKI:
             )
             .sign(ca_key, hashes.SHA256())
         )  # fmt: skip
+        return cls.with_ca(ca_key, ca_cert, advertise, start)
+
+    @classmethod
+    def from_secret(cls, ca_der: bytes, ca_key_der: bytes, advertise: list[str]) -> CloudcorePKI:
+        """cloudcore restarted: the CA from casecret, a fresh server certificate."""
+        ca_key = serialization.load_der_private_key(ca_key_der, password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        start = datetime.now(UTC) - timedelta(minutes=1)
+        return cls.with_ca(ca_key, x509.load_der_x509_certificate(ca_der), advertise, start)
+
+    @classmethod
+    def with_ca(cls, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+                advertise: list[str], start: datetime) -> CloudcorePKI:  # fmt: skip
         # As cloudhub's SignCerts: CN and O "KubeEdge", server auth, the advertise
         # addresses as SANs, made by cloudcore's clock, valid for 100 years.
         server_key = ec.generate_private_key(ec.SECP256R1())

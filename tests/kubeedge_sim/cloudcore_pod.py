@@ -1,0 +1,58 @@
+"""The cloudcore pod of the simulated cluster, as a process: started when the scheduler
+places the Deployment (cluster.ensure_pod), named `cloudcore` (hostNetwork: `pidof
+cloudcore` on the master sees it, as keadm init's preflight does), serving cloudhub's
+ports 10000 and 10002 on every advertise address with the CA from casecret. An edge
+node that gets its certificate is registered as a Node, as cloudcore does.
+
+Run: python -m tests.kubeedge_sim.cloudcore_pod KUBECONFIG
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import signal
+import sys
+
+from tests.kubeedge_sim import cluster
+from tests.kubeedge_sim.cloudcore import CloudcoreSim
+from tests.kubeedge_sim.pki import CloudcorePKI
+
+WEBSOCKET_PORT, CERT_PORT = 10000, 10002
+PR_SET_NAME = 15
+
+
+def main(argv: list[str]) -> int:
+    kubeconfig = argv[0]
+    ctypes.CDLL(None).prctl(PR_SET_NAME, b"cloudcore", 0, 0, 0)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    data = cluster.load(kubeconfig)
+    deploy = data["deployments"]["kubeedge/cloudcore"]
+    ca = data["secrets"]["kubeedge/casecret"]
+    advertise: list[str] = deploy["advertiseAddress"] or ["127.0.0.1"]
+    pki = CloudcorePKI.from_secret(
+        base64.b64decode(ca["cadata"]), base64.b64decode(ca["cakeydata"]), advertise
+    )
+
+    def register(node: str) -> None:
+        with cluster.update(kubeconfig) as state:
+            if not any(n["name"] == node for n in state["nodes"]):
+                state["nodes"].append({"name": node, "ip": "", "taints": [], "labels": {
+                    "node-role.kubernetes.io/edge": "", "node-role.kubernetes.io/agent": ""}})  # fmt: skip
+
+    with contextlib.ExitStack() as stack:
+        for address in advertise:
+            try:
+                stack.enter_context(CloudcoreSim(pki, host=address, websocket_port=WEBSOCKET_PORT,
+                                                 cert_port=CERT_PORT, on_signed=register))  # fmt: skip
+            except OSError as exc:
+                print(f"cloudcore: listen on {address}: {exc.strerror}", flush=True)
+                return 1
+        print(f"cloudcore: serving on {', '.join(advertise)}", flush=True)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
