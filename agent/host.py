@@ -271,6 +271,15 @@ class Host:
             result.append(Listener(c.laddr.port, c.laddr.ip, c.pid, name))
         return result
 
+    def addresses(self) -> list[tuple[str, str]]:
+        """(interface, IP address) for every IPv4/IPv6 address of this network namespace."""
+        return [
+            (name, a.address.split("%", 1)[0])
+            for name, addrs in sorted(psutil.net_if_addrs().items())
+            for a in addrs
+            if a.family in (socket.AF_INET, socket.AF_INET6)
+        ]
+
     def terminate(self, pid: int, timeout: float = 10.0) -> bool:
         """SIGTERM, then SIGKILL after `timeout`; False if the process was already gone."""
         try:

@@ -15,11 +15,26 @@ class KubeError(HostError):
     """kubectl failed or answered something unexpected."""
 
 
+class NotFound(KubeError):
+    """The object does not exist (kubectl's "Error from server (NotFound)")."""
+
+
 @dataclass(frozen=True)
 class Taint:
     key: str
     effect: str
     value: str = ""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    image: str
+    available: bool
+    tolerations: tuple[dict[str, str], ...]
+
+    @property
+    def tag(self) -> str:
+        return self.image.rpartition(":")[2] if ":" in self.image else "latest"
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,8 @@ class Kubectl:
                                          timeout=self.timeout)  # fmt: skip
         except CommandError as exc:
             raise KubeError(str(exc)) from exc
+        if not result.ok and "(NotFound)" in result.stderr:
+            raise NotFound(result.stderr.strip())
         if not result.ok:
             raise KubeError(
                 f"kubectl {' '.join(args)}: {result.stderr.strip() or f'exit {result.returncode}'}"
@@ -67,3 +84,32 @@ class Kubectl:
             )
             for i in items
         ]
+
+    async def namespace_exists(self, name: str) -> bool:
+        try:
+            await self.json("get", "namespace", name)
+        except NotFound:
+            return False
+        return True
+
+    async def deployment(self, namespace: str, name: str) -> Deployment | None:
+        try:
+            d = await self.json("-n", namespace, "get", "deployment", name)
+        except NotFound:
+            return None
+        spec = d["spec"]["template"]["spec"]
+        conditions = {c["type"]: c["status"] for c in d.get("status", {}).get("conditions", [])}
+        return Deployment(image=spec["containers"][0]["image"], available=conditions.get("Available") == "True",
+                          tolerations=tuple(spec.get("tolerations") or ()))  # fmt: skip
+
+    async def pod_nodes(self, namespace: str) -> list[tuple[str, str]]:
+        """(pod phase, node name or "") for each pod of the namespace."""
+        items = (await self.json("-n", namespace, "get", "pods"))["items"]
+        return [
+            (i.get("status", {}).get("phase", ""), i["spec"].get("nodeName", "")) for i in items
+        ]
+
+    async def warning_events(self, namespace: str) -> list[str]:
+        """The namespace's Warning events, newest last, as "Reason: message"."""
+        items = (await self.json("-n", namespace, "get", "events"))["items"]
+        return [f"{e['reason']}: {e['message']}" for e in items if e.get("type") == "Warning"]

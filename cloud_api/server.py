@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 
+from agent.host import Host
 from agent.names import split_hostport
 from cloud_api.app import create_app
 from cloud_api.auth import load_or_create_admin_token
@@ -20,10 +22,19 @@ log = structlog.get_logger(__name__)
 GRACE_S = 10.0
 
 
-async def serve(settings: CloudSettings) -> int:
+def host_for(settings: CloudSettings, root: Path) -> Host:
+    """The host seam; keadm_path's directory leads the search path."""
+    base = Host(root)
+    if settings.keadm_path is None:
+        return base
+    return Host(root, search_path=[str(settings.keadm_path.parent), *base.search_path])
+
+
+async def serve(settings: CloudSettings, root: Path = Path("/")) -> int:
     store = Store(settings.state_dir / "kedge.db")
     token = load_or_create_admin_token(settings.state_dir)
-    runner = web.AppRunner(create_app(store, token), access_log=None, shutdown_timeout=GRACE_S)
+    app = create_app(settings, store, token, host_for(settings, root))
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=GRACE_S)
     await runner.setup()
     context = None
     if settings.tls_cert_file and settings.tls_key_file:

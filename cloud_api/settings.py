@@ -26,6 +26,8 @@ class CloudSettings(LayeredSettings):
     kubeconfig: Path = Path("/root/.kube/config")
     keadm_path: Path | None = None
     kubeedge_version: Annotated[str, AfterValidator(check_release_tag)] = "v1.13.0"
+    init_timeout_s: float = Field(300.0, gt=0, le=3600)
+    ready_timeout_s: float = Field(180.0, gt=0, le=3600)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -18,6 +18,12 @@ MIGRATIONS = (
         node_name TEXT PRIMARY KEY, arch TEXT NOT NULL, agent_version TEXT NOT NULL,
         enrolled_at REAL NOT NULL, secret_id TEXT);
     """,
+    """
+    ALTER TABLE boards ADD COLUMN machine_id TEXT;
+    CREATE TABLE cloudcore (
+        id INTEGER PRIMARY KEY CHECK (id = 1), advertise TEXT NOT NULL, version TEXT NOT NULL,
+        installed_at REAL NOT NULL);
+    """,
 )
 
 
@@ -28,6 +34,31 @@ class EnrollmentSecret:
     expires_at: float | None
     uses_left: int | None
     note: str
+
+
+@dataclass(frozen=True)
+class Board:
+    node_name: str
+    arch: str
+    agent_version: str
+    enrolled_at: float
+    secret_id: str | None
+    machine_id: str | None
+
+
+@dataclass(frozen=True)
+class CloudcoreRecord:
+    advertise: tuple[str, ...]
+    version: str
+    installed_at: float
+
+
+class SecretRefused(Exception):
+    """The enrollment secret is unknown (reason "unknown"), expired or used up."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _hash(secret: str) -> str:
@@ -63,9 +94,12 @@ class Store:
         """A new enrollment secret: the secret is returned once, only its hash is kept."""
         secret = secrets.token_urlsafe(24)
         record = EnrollmentSecret(
-            id=secrets.token_hex(6), created=time.time(),
-            expires_at=time.time() + ttl_s if ttl_s else None, uses_left=uses, note=note,
-        )  # fmt: skip
+            id=secrets.token_hex(6),
+            created=time.time(),
+            expires_at=time.time() + ttl_s if ttl_s else None,
+            uses_left=uses,
+            note=note,
+        )
         self._db.execute(
             "INSERT INTO enrollment_secrets (id, secret_sha256, created, expires_at, uses_left, note) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -85,3 +119,78 @@ class Store:
             "SELECT id, created, expires_at, uses_left, note FROM enrollment_secrets ORDER BY created"
         ).fetchall()
         return [EnrollmentSecret(*row) for row in rows]
+
+    # -- enrollment ------------------------------------------------------------
+    def _usable_secret(self, secret: str) -> str:
+        row = self._db.execute(
+            "SELECT id, expires_at, uses_left FROM enrollment_secrets WHERE secret_sha256 = ?",
+            (_hash(secret),),
+        ).fetchone()
+        if row is None:
+            raise SecretRefused("unknown")
+        if row[1] is not None and row[1] <= time.time():
+            raise SecretRefused("expired")
+        if row[2] is not None and row[2] <= 0:
+            raise SecretRefused("used up")
+        return str(row[0])
+
+    def check_secret(self, secret: str) -> str:
+        """The secret's id if it may enroll a board now; SecretRefused otherwise."""
+        return self._usable_secret(secret)
+
+    def enroll(self, secret: str, board: Board) -> Board:
+        """Spend one use of the secret and record the board, in one transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            secret_id = self._usable_secret(secret)
+            self._db.execute(
+                "UPDATE enrollment_secrets SET uses_left = uses_left - 1 "
+                "WHERE id = ? AND uses_left IS NOT NULL",
+                (secret_id,),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO boards (node_name, arch, agent_version, enrolled_at, secret_id, machine_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    board.node_name,
+                    board.arch,
+                    board.agent_version,
+                    board.enrolled_at,
+                    secret_id,
+                    board.machine_id,
+                ),
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return Board(**{**vars(board), "secret_id": secret_id})
+
+    def board(self, node_name: str) -> Board | None:
+        row = self._db.execute(
+            "SELECT node_name, arch, agent_version, enrolled_at, secret_id, machine_id FROM boards "
+            "WHERE node_name = ?",
+            (node_name,),
+        ).fetchone()
+        return Board(*row) if row else None
+
+    def boards(self) -> list[Board]:
+        rows = self._db.execute(
+            "SELECT node_name, arch, agent_version, enrolled_at, secret_id, machine_id FROM boards "
+            "ORDER BY node_name"
+        ).fetchall()
+        return [Board(*row) for row in rows]
+
+    # -- what this API installed ----------------------------------------------
+    def cloudcore(self) -> CloudcoreRecord | None:
+        row = self._db.execute("SELECT advertise, version, installed_at FROM cloudcore").fetchone()
+        return CloudcoreRecord(tuple(row[0].split(",")), row[1], row[2]) if row else None
+
+    def set_cloudcore(self, advertise: list[str], version: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO cloudcore (id, advertise, version, installed_at) VALUES (1, ?, ?, ?)",
+            (",".join(advertise), version, time.time()),
+        )
+
+    def clear_cloudcore(self) -> None:
+        self._db.execute("DELETE FROM cloudcore")

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from agent.host import Host
 from cloud_api.app import ROUTES, create_app, openapi_document
+from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
 from tests.harness.procs import free_port
 from tests.harness.wait import wait_for
@@ -170,7 +172,7 @@ def test_openapi_matches_the_routes(api: Api, tmp_path: Path) -> None:
     assert served["openapi"].startswith("3.")
     documented = {(m.upper(), p) for p, ops in served["paths"].items() for m in ops}
     store = Store(tmp_path / "db")
-    app = create_app(store, "t")
+    app = create_app(CloudSettings(), store, "t", Host())
     store.close()
     registered = {(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"
                   and r.resource is not None}  # fmt: skip

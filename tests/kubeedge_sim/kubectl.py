@@ -81,6 +81,13 @@ def main(argv: list[str], root: str) -> int:
             return _not_found("deployments.apps", words[2])
         print(json.dumps(_deployment(d)))
         return 0
+    if words[:2] in (["get", "pods"], ["get", "pod"]):
+        d = data["deployments"].get(f"{namespace}/cloudcore")
+        pods = [] if d is None else [{"metadata": {"name": "cloudcore-5876c76687-9xkqm", "namespace": namespace},
+                                      "spec": {"nodeName": d["node"]} if d["node"] else {},
+                                      "status": {"phase": d["phase"]}}]  # fmt: skip
+        print(json.dumps({"items": pods}))
+        return 0
     if words[:2] == ["get", "events"]:
         items = [{"reason": e["reason"], "message": e["message"], "type": e["type"],
                   "involvedObject": {"name": e["object"].split("/")[1]}}

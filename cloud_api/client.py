@@ -1,0 +1,102 @@
+"""A small client of the cloud API (used by the kedge-cloud-api CLI verbs and by
+`kedge-agent enroll`): JSON in and out, server-sent events for jobs, and one exception
+boundary: every transport failure becomes ClientError, every error answer ApiAnswerError."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+
+class ClientError(Exception):
+    """The API could not be reached or answered something that is not the API."""
+
+
+class ApiAnswerError(ClientError):
+    """The API answered with its error shape."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+class ApiClient:
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
+        self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> ApiClient:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout)
+        )
+        return self
+
+    async def __aexit__(
+        self, *exc: type[BaseException] | BaseException | TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        assert self._session is not None, "use ApiClient as an async context manager"
+        try:
+            async with self._session.request(
+                method, self.url + path, json=body, headers=self._headers()
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ClientError(
+                f"cannot reach the cloud API at {self.url}: {exc or type(exc).__name__}"
+            ) from exc
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError as exc:
+            raise ClientError(
+                f"{self.url}{path} answered HTTP {status} with something that is not JSON"
+            ) from exc
+        if status >= 400:
+            err = data.get("error") if isinstance(data, dict) else None
+            if not isinstance(err, dict):
+                raise ClientError(
+                    f"{self.url}{path} answered HTTP {status} without the API's error shape"
+                )
+            raise ApiAnswerError(
+                status,
+                str(err.get("code")),
+                str(err.get("message")),
+                dict(err.get("details") or {}),
+            )
+        return status, data
+
+    async def events(self, path: str) -> AsyncIterator[tuple[str, Any]]:
+        """(event, data) from a server-sent event stream; keep-alive comments are skipped."""
+        assert self._session is not None, "use ApiClient as an async context manager"
+        event, data = "message", ""
+        try:
+            async with self._session.get(self.url + path, headers=self._headers()) as resp:
+                if resp.status >= 400:
+                    raise ClientError(f"{self.url}{path} answered HTTP {resp.status}")
+                async for raw in resp.content:
+                    line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                    if line.startswith(":"):
+                        continue
+                    if not line:
+                        if data:
+                            yield event, json.loads(data)
+                        event, data = "message", ""
+                    elif line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data += line[5:].strip()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ClientError(
+                f"lost the event stream from {self.url}: {exc or type(exc).__name__}"
+            ) from exc

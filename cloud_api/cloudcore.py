@@ -1,0 +1,257 @@
+"""Cloudcore's lifecycle on this master: what is installed, install or upgrade it with the
+fixes the field needs (cloudcore_plan), reset it, read its join token. Everything runs
+through the host seam (keadm and kubectl on its search path)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import structlog
+
+from agent.elf import elf_machine
+from agent.errors import CommandError, ProbeError
+from agent.host import Host
+from agent.probes import tcp_connect
+from agent.token import parse_token
+from cloud_api import cloudcore_plan as plan
+from cloud_api.jobs import Job, JobFailed
+from cloud_api.kube import Kubectl, KubeError
+from cloud_api.settings import CloudSettings
+from cloud_api.store import Store
+
+log = structlog.get_logger(__name__)
+NAMESPACE = "kubeedge"
+EDGE_PORTS = (10000, 10002)  # cloudhub websocket and certificate port: what edges need
+POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    advertise: list[str]
+    interfaces: dict[str, str]
+    version: str
+    kubernetes: str
+    tolerations: list[dict[str, str]]
+    upgrade_from: str | None
+
+
+@dataclass(frozen=True)
+class Status:
+    installed: bool
+    version: str | None
+    image: str | None
+    node: str | None
+    pod_phase: str | None
+    available: bool
+    advertise_addresses: list[str] | None
+    ports: dict[str, bool]
+    managed: bool
+
+
+class Cloudcore:
+    def __init__(self, host: Host, settings: CloudSettings, store: Store) -> None:
+        self.host, self.settings, self.store = host, settings, store
+        self.kubectl = Kubectl(host, settings.kubeconfig)
+
+    @property
+    def keadm(self) -> str:
+        # keadm_path's directory leads the host's search path (see server.py)
+        return self.settings.keadm_path.name if self.settings.keadm_path else "keadm"
+
+    # -- reading ------------------------------------------------------------
+    async def ports_open(self, addresses: list[str]) -> dict[str, bool]:
+        async def one(address: str, port: int) -> tuple[str, bool]:
+            try:
+                await tcp_connect(address, port, timeout=2.0)
+            except ProbeError:
+                return f"{address}:{port}", False
+            return f"{address}:{port}", True
+
+        results = await asyncio.gather(*(one(a, p) for a in addresses for p in EDGE_PORTS))
+        return dict(results)
+
+    async def status(self) -> Status:
+        record = self.store.cloudcore()
+        deploy = (
+            await self.kubectl.deployment(NAMESPACE, "cloudcore")
+            if await self.kubectl.namespace_exists(NAMESPACE)
+            else None
+        )
+        if deploy is None:
+            return Status(False, None, None, None, None, False, None, {}, record is not None)
+        pods = await self.kubectl.pod_nodes(NAMESPACE)
+        phase, node = pods[0] if pods else (None, None)
+        advertise = list(record.advertise) if record else None
+        ports = await self.ports_open(advertise) if advertise else {}
+        return Status(
+            True,
+            deploy.tag,
+            deploy.image,
+            node or None,
+            phase,
+            deploy.available,
+            advertise,
+            ports,
+            record is not None,
+        )
+
+    async def token(self) -> tuple[str, float | None]:
+        """The current join token and its expiry (epoch seconds) decoded from the JWT."""
+        try:
+            result = await self.host.run(
+                [self.keadm, "gettoken", f"--kube-config={self.settings.kubeconfig}"], timeout=30
+            )
+        except CommandError as exc:
+            raise KubeError(str(exc)) from exc
+        if not result.ok:
+            raise KubeError(
+                _keadm_error(result.stderr) or f"keadm gettoken: exit {result.returncode}"
+            )
+        token = result.stdout.strip()
+        try:
+            expires = parse_token(token).expires_at
+        except ValueError as exc:
+            raise KubeError(
+                f"keadm gettoken printed something that is not a join token ({exc})"
+            ) from exc
+        return token, expires.timestamp() if expires else None
+
+    # -- deciding -----------------------------------------------------------
+    async def plan(
+        self, advertise: list[str], version: str | None, *, allow_unsupported: bool
+    ) -> InstallPlan:
+        """Every reason keadm init would fail, found before running it (PlanError)."""
+        version = version or self.settings.kubeedge_version
+        interfaces = [plan.Interface(n, a) for n, a in self.host.addresses()]
+        where = plan.check_advertise(advertise, interfaces)
+        keadm = self.host.which(self.keadm)
+        if keadm is None:
+            raise plan.PlanError(
+                f"keadm not found on {':'.join(self.host.search_path)}; install it or set keadm_path"
+            )
+        try:
+            machine = elf_machine(self.host.path(keadm))
+        except OSError as exc:
+            raise plan.PlanError(f"cannot read {keadm}: {exc.strerror}") from exc
+        plan.check_keadm_arch(machine, self.host.machine())
+        k8s = await self.kubectl.server_version()
+        plan.check_k8s(version, k8s, allow_unsupported=allow_unsupported)
+        current = await self.kubectl.deployment(NAMESPACE, "cloudcore")
+        return InstallPlan(
+            advertise=advertise,
+            interfaces=where,
+            version=version,
+            kubernetes=f"{k8s[0]}.{k8s[1]}",
+            tolerations=plan.tolerations_needed(await self.kubectl.nodes()),
+            upgrade_from=current.tag if current else None,
+        )
+
+    # -- changing -----------------------------------------------------------
+    async def _keadm(self, job: Job, argv: list[str], timeout: float) -> int:
+        job.log("$ " + " ".join(argv))
+        try:
+            return await self.host.run_streaming(
+                [self.keadm, *argv[1:]], timeout=timeout, on_line=job.log
+            )
+        except CommandError as exc:
+            raise JobFailed(str(exc)) from exc
+
+    async def install(self, job: Job, p: InstallPlan) -> dict[str, Any]:
+        job.enter("keadm init")
+        for address, interface in p.interfaces.items():
+            job.log(f"advertise address {address} is on interface {interface}")
+        if p.tolerations:
+            job.log(
+                "the only schedulable node is a tainted control plane: cloudcore gets tolerations for "
+                + ", ".join(t["key"] for t in p.tolerations)
+            )
+        argv = plan.init_argv(p.advertise, str(self.settings.kubeconfig), p.version, p.tolerations)
+        if p.upgrade_from is not None:
+            job.log(
+                f"cloudcore {p.upgrade_from} is installed: upgrading to {p.version} (keadm init --force)"
+            )
+            argv.append("--force")
+        code = await self._keadm(job, argv, timeout=self.settings.init_timeout_s)
+        if code != 0:
+            raise JobFailed(await self._why_not_running(f"keadm init failed (exit {code})"))
+        self.store.set_cloudcore(p.advertise, p.version)
+        job.enter("waiting for the cloudcore Deployment")
+        await self._wait(job, p.advertise)
+        return {
+            "version": p.version,
+            "advertise_addresses": p.advertise,
+            "upgraded_from": p.upgrade_from,
+            "tolerations": p.tolerations,
+            "status": asdict(await self.status()),
+        }
+
+    async def _wait(self, job: Job, advertise: list[str]) -> None:
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        available = False
+        while time.monotonic() < deadline:
+            deploy = await self.kubectl.deployment(NAMESPACE, "cloudcore")
+            if deploy is not None and deploy.available:
+                if not available:
+                    job.enter("waiting for ports " + ", ".join(map(str, EDGE_PORTS)))
+                available = True
+                ports = await self.ports_open(advertise)
+                if all(ports.values()):
+                    job.log(
+                        "cloudcore is available and " + ", ".join(ports) + " accept connections"
+                    )
+                    return
+            await asyncio.sleep(POLL_S)
+        if available:
+            closed = [k for k, v in (await self.ports_open(advertise)).items() if not v]
+            raise JobFailed(
+                f"cloudcore is Available but {', '.join(closed)} refuse connections: is cloudcore's "
+                "node the one that holds the advertise address (hostNetwork)?",
+                {"closed": closed},
+            )
+        raise JobFailed(
+            await self._why_not_running(
+                f"cloudcore is not Available after {self.settings.ready_timeout_s:g} s"
+            )
+        )
+
+    async def _why_not_running(self, what: str) -> str:
+        """The scheduler's or kubelet's word for it, instead of "timed out waiting for the condition"."""
+        try:
+            events = await self.kubectl.warning_events(NAMESPACE)
+        except KubeError:
+            events = []
+        return f"{what}: {events[-1]}" if events else what
+
+    async def reset(self, job: Job) -> dict[str, Any]:
+        job.enter("keadm reset")
+        argv = ["keadm", "reset", "--force", f"--kube-config={self.settings.kubeconfig}"]
+        code = await self._keadm(job, argv, timeout=300)
+        if code != 0:
+            raise JobFailed(f"keadm reset failed (exit {code}); see the job's log lines")
+        job.enter(f"waiting for namespace {NAMESPACE} to go")
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        while await self.kubectl.namespace_exists(NAMESPACE):
+            if time.monotonic() > deadline:
+                raise JobFailed(
+                    f"namespace {NAMESPACE} still exists {self.settings.ready_timeout_s:g} s after "
+                    f"keadm reset: kubectl get namespace {NAMESPACE} -o yaml shows what holds it"
+                )
+            await asyncio.sleep(POLL_S)
+        self.store.clear_cloudcore()
+        job.log(f"namespace {NAMESPACE} is gone")
+        return {"removed": True}
+
+
+def _keadm_error(stderr: str) -> str:
+    """keadm's "Error: …" line (cobra prints it twice; the first is enough)."""
+    return next(
+        (
+            line.removeprefix("Error: ")
+            for line in stderr.splitlines()
+            if line.startswith("Error: ")
+        ),
+        "",
+    )

@@ -1,0 +1,183 @@
+"""Background jobs: one mutating cloudcore operation at a time, each with phases, log
+lines (secrets redacted before they are stored) and a final result, followed live by
+GET /api/v1/jobs/{id}/events (server-sent events)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+
+log = structlog.get_logger(__name__)
+KEPT_JOBS = 50
+
+# A KubeEdge join token (CA hash + JWT), a bare JWT, a bearer credential.
+_SECRET_PATTERNS = (
+    re.compile(r"\b[0-9a-f]{64}\.[\w-]+\.[\w-]+\.[\w-]+"),
+    re.compile(r"\beyJ[\w-]*\.[\w-]+\.[\w-]+"),
+    re.compile(r"(Bearer\s+)\S+", re.IGNORECASE),
+)
+
+
+def redact(text: str, extra: tuple[str, ...] = ()) -> str:
+    for secret in extra:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "<redacted>", text)
+    return text
+
+
+class JobFailed(Exception):
+    """The job's operation failed: the message is what the user reads; details add evidence."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
+class Busy(Exception):
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.id} ({job.kind}) is still running")
+        self.job = job
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    state: Literal["running", "succeeded", "failed"] = "running"
+    phase: str = "queued"
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    secrets: tuple[str, ...] = ()
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def log(self, line: str) -> None:
+        self.lines.append(
+            {"t": round(time.time(), 3), "phase": self.phase, "line": redact(line, self.secrets)}
+        )
+        self._notify()
+
+    def enter(self, phase: str) -> None:
+        self.phase = phase
+        self.log(f"-- {phase}")
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def finish(self, result: dict[str, Any] | None, error: dict[str, Any] | None) -> None:
+        self.state = "failed" if error else "succeeded"
+        self.result, self.error, self.finished = result, error, time.time()
+        self._notify()
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "phase": self.phase,
+            "created": self.created,
+            "finished": self.finished,
+            "lines": self.lines,
+            "result": self.result,
+            "error": self.error,
+        }
+
+    async def follow(
+        self, start: int = 0, *, idle_s: float = 15.0
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """("line", line) for each log line from `start`, ("ping", None) when idle, then
+        ("end", view) once the job is done."""
+        sent = start
+        while True:
+            changed = self._changed
+            while sent < len(self.lines):
+                yield "line", self.lines[sent]
+                sent += 1
+            if self.state != "running":
+                yield "end", self.view()
+                return
+            try:
+                async with asyncio.timeout(idle_s):
+                    await changed.wait()
+            except TimeoutError:
+                yield "ping", None
+
+
+class Jobs:
+    """The registry; at most one job runs at a time (keadm and the cluster are one)."""
+
+    def __init__(self) -> None:
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def running(self) -> Job | None:
+        return next((j for j in self._jobs.values() if j.state == "running"), None)
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def start(
+        self,
+        kind: str,
+        work: Callable[[Job], Awaitable[dict[str, Any]]],
+        *,
+        secrets_: tuple[str, ...] = (),
+    ) -> Job:
+        if (busy := self.running()) is not None:
+            raise Busy(busy)
+        job = Job(id=secrets.token_hex(6), kind=kind, secrets=secrets_)
+        self._jobs[job.id] = job
+        while len(self._jobs) > KEPT_JOBS:
+            self._jobs.popitem(last=False)
+        task = asyncio.create_task(self._run(job, work), name=f"job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    async def _run(self, job: Job, work: Callable[[Job], Awaitable[dict[str, Any]]]) -> None:
+        with structlog.contextvars.bound_contextvars(job_id=job.id, job=job.kind):
+            log.info("job.started")
+            try:
+                result = await work(job)
+            except JobFailed as exc:
+                job.log(f"failed: {exc}")
+                job.finish(None, {"message": redact(str(exc), job.secrets), "details": exc.details})
+            except asyncio.CancelledError:
+                job.finish(
+                    None, {"message": "the service stopped before the job finished", "details": {}}
+                )
+                raise
+            except Exception as exc:
+                log.exception("job.crashed")
+                job.finish(
+                    None,
+                    {
+                        "message": f"internal error: {type(exc).__name__}; see the server log",
+                        "details": {},
+                    },
+                )
+            else:
+                job.finish(result, None)
+            log.info("job.finished", state=job.state, phase=job.phase)
+
+    async def close(self) -> None:
+        """Shutdown: cancel what still runs (its subprocesses are killed and reaped)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

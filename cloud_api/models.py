@@ -1,0 +1,163 @@
+"""The API's request and response bodies. Requests forbid unknown keys, so a typo is a
+422 naming the key instead of a silently ignored setting."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.names import check_release_tag, is_dns1123_subdomain
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- enrollment secrets --------------------------------------------------------
+class SecretRequest(Strict):
+    ttl_s: float | None = Field(None, gt=0, le=365 * 86400, description="seconds until it expires")
+    uses: int | None = Field(
+        None, ge=1, le=100000, description="how many boards may enroll with it"
+    )
+    note: str = Field("", max_length=200)
+
+
+class SecretCreated(BaseModel):
+    id: str
+    secret: str = Field(description="shown once; only its hash is stored")
+    expires_at: float | None
+    uses_left: int | None
+
+
+class SecretInfo(BaseModel):
+    id: str
+    created: float
+    expires_at: float | None
+    uses_left: int | None
+    note: str
+
+
+# -- cloudcore -------------------------------------------------------------------
+class CloudcoreRequest(Strict):
+    advertise_address: list[str] = Field(
+        min_length=1,
+        max_length=8,
+        description="IP addresses of this host the boards reach (a list, or comma-separated)",
+    )
+    kubeedge_version: str | None = Field(
+        None, description="release tag, default the service's kubeedge_version"
+    )
+    allow_unsupported_kubernetes: bool = Field(
+        False,
+        description="install even if the Kubernetes version is outside KubeEdge's supported range",
+    )
+
+    @field_validator("advertise_address", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        return [a.strip() for a in v.split(",") if a.strip()] if isinstance(v, str) else v
+
+    @field_validator("kubeedge_version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        return check_release_tag(v) if v is not None else None
+
+
+class CloudcoreStatus(BaseModel):
+    installed: bool
+    version: str | None = Field(description="the image tag cloudcore runs")
+    image: str | None
+    node: str | None = Field(description="the node cloudcore's pod runs on")
+    pod_phase: str | None
+    available: bool = Field(description="the Deployment's Available condition")
+    advertise_addresses: list[str] | None = Field(
+        description="null when installed outside this API"
+    )
+    ports: dict[str, bool] = Field(description="address:port -> accepts TCP connections")
+    managed: bool = Field(description="installed through this API")
+
+
+class JobLine(BaseModel):
+    t: float
+    phase: str
+    line: str
+
+
+class JobError(BaseModel):
+    message: str
+    details: dict[str, Any]
+
+
+class JobView(BaseModel):
+    id: str
+    kind: str
+    state: Literal["running", "succeeded", "failed"]
+    phase: str
+    created: float
+    finished: float | None
+    lines: list[JobLine]
+    result: dict[str, Any] | None
+    error: JobError | None
+
+
+class Accepted(BaseModel):
+    message: str
+    changed: bool = Field(description="false when there was nothing to do")
+    job: JobView | None = Field(description="the background job doing it, when there is one")
+
+
+class TokenView(BaseModel):
+    token: str = Field(description="the join token (keadm gettoken); a secret")
+    expires_at: float | None = Field(description="epoch seconds, from the JWT's exp claim")
+
+
+# -- boards ------------------------------------------------------------------------
+class EnrollRequest(Strict):
+    node_name: str = Field(
+        max_length=253, description="the board's Kubernetes node name (DNS-1123 subdomain)"
+    )
+    secret: str = Field(min_length=1, max_length=200, description="an enrollment secret")
+    arch: Literal["amd64", "arm64", "arm"]
+    agent_version: str = Field(max_length=64, pattern=r"^[0-9A-Za-z.+~-]+$")
+    machine_id: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of /etc/machine-id: re-enrolling the same board is allowed",
+    )
+
+    @field_validator("node_name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not is_dns1123_subdomain(v):
+            raise ValueError(
+                "expected a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', "
+                "starting and ending with a letter or digit"
+            )
+        return v
+
+
+class MqttAnswer(BaseModel):
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+class Enrolled(BaseModel):
+    node_name: str
+    cloudcore: str = Field(description="host:10000, for keadm join --cloudcore-ipport")
+    cloudcore_cert_port: int
+    token: str
+    token_expires_at: float | None
+    kubeedge_version: str
+    mqtt: MqttAnswer | None
+
+
+class BoardInfo(BaseModel):
+    node_name: str
+    arch: str
+    agent_version: str
+    enrolled_at: float
+    joined: bool = Field(description="a Node of this name exists in the cluster")

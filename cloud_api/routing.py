@@ -1,0 +1,130 @@
+"""The route table's shape, the app's shared objects, request-body parsing, and the
+OpenAPI document generated from the route table (so the two cannot drift)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from cloud_api import __version__
+from cloud_api.cloudcore import Cloudcore
+from cloud_api.errors import ApiError
+from cloud_api.jobs import Jobs
+from cloud_api.settings import CloudSettings
+from cloud_api.store import Store
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STORE = web.AppKey("store", Store)
+ADMIN_TOKEN = web.AppKey("admin_token", str)
+JOBS = web.AppKey("jobs", Jobs)
+CLOUDCORE = web.AppKey("cloudcore", Cloudcore)
+SETTINGS = web.AppKey("settings", CloudSettings)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    admin: bool = False
+    request: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    many: bool = False
+    status: int = 200
+    # other documented outcomes: status -> (description, body model or None for the error shape)
+    also: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        raw = await request.json() if request.can_read_body else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"request body is not JSON: {exc}") from exc
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        details = {
+            ".".join(str(p) for p in e["loc"]) or "body": e["msg"].removeprefix("Value error, ")
+            for e in exc.errors(include_url=False)
+        }
+        raise ApiError(422, "invalid", "the request body is not valid", details) from exc
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+
+
+def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+    def ref(model: type[BaseModel]) -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        responses: dict[str, Any] = {"default": {"description": "error", "content": error}}
+        if r.content_type == "application/json":
+            ok: dict[str, Any] = {"type": "object"}
+            if r.response is not None:
+                ok = {"type": "array", "items": ref(r.response)} if r.many else ref(r.response)
+        else:
+            ok = {"type": "string"}
+        responses[str(r.status)] = {
+            "description": "success",
+            "content": {r.content_type: {"schema": ok}},
+        }
+        for status, (description, model) in r.also.items():
+            body = {"application/json": {"schema": ref(model)}} if model else error
+            responses[str(status)] = {"description": description, "content": body}
+        op: dict[str, Any] = {"summary": r.summary, "responses": responses}
+        params = re.findall(r"{(\w+)}", r.path)
+        if params:
+            op["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+        if r.request is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref(r.request)}},
+            }
+            responses.setdefault("400", {"description": "the body is not JSON", "content": error})
+            responses.setdefault("422", {"description": "the body is not valid", "content": error})
+        if r.admin:
+            op["security"] = [{"admin": []}]
+            responses["401"] = {"description": "missing or wrong credentials", "content": error}
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "kedge cloud API", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+        },
+    }

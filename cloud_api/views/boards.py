@@ -1,0 +1,157 @@
+"""Boards: enrollment with a secret (no admin token: the secret is the credential) and
+the list of enrolled boards (admin)."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from aiohttp import web
+
+from cloud_api.errors import UNAUTHORIZED, ApiError
+from cloud_api.kube import KubeError
+from cloud_api.models import BoardInfo, Enrolled, EnrollRequest, MqttAnswer
+from cloud_api.routing import CLOUDCORE, SETTINGS, STORE, Route, read_body
+from cloud_api.store import Board, SecretRefused
+from cloud_api.views.cloudcore import kube_unavailable
+
+log = structlog.get_logger(__name__)
+CLOUDHUB_PORT, CERT_PORT = 10000, 10002
+
+
+def _mqtt(request: web.Request) -> MqttAnswer | None:
+    mqtt = request.app[SETTINGS].mqtt
+    if mqtt.host is None:
+        return None
+    password = None
+    if mqtt.password_file is not None:
+        try:
+            password = mqtt.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ApiError(
+                503,
+                "mqtt_password_unreadable",
+                f"mqtt.password_file {mqtt.password_file}: {exc.strerror}",
+            ) from exc
+    return MqttAnswer(
+        host=mqtt.host, port=mqtt.port, tls=mqtt.tls, username=mqtt.username, password=password
+    )
+
+
+async def enroll(request: web.Request) -> web.Response:
+    body: EnrollRequest = await read_body(request, EnrollRequest)
+    store, cloudcore = request.app[STORE], request.app[CLOUDCORE]
+    try:
+        store.check_secret(body.secret)
+    except SecretRefused as exc:
+        if exc.reason == "unknown":
+            raise UNAUTHORIZED from None
+        raise ApiError(
+            403,
+            "secret_" + exc.reason.replace(" ", "_"),
+            f"this enrollment secret is {exc.reason}: ask the cluster admin for a new one "
+            "(kedge-cloud-api secret create)",
+        ) from None
+    record = store.cloudcore()
+    if record is None:
+        raise ApiError(
+            409,
+            "no_cloudcore",
+            "cloudcore is not installed through this API yet: "
+            "run kedge-cloud-api init --advertise-address ... on the master first",
+        )
+    taken = ApiError(
+        409,
+        "name_taken",
+        f"node name {body.node_name!r} is already used by another board: pick "
+        "another (--node-name), or remove the old node (kubectl delete node "
+        f"{body.node_name}) if that board is gone",
+        {"node_name": body.node_name},
+    )
+    known = store.board(body.node_name)
+    if known is not None and (known.machine_id is None or known.machine_id != body.machine_id):
+        raise taken
+    try:
+        in_cluster = any(n.name == body.node_name for n in await cloudcore.kubectl.nodes())
+        if known is None and in_cluster:
+            raise taken
+        token, expires = await cloudcore.token()
+    except KubeError as exc:
+        raise kube_unavailable(exc) from exc
+    mqtt = _mqtt(request)
+    try:
+        store.enroll(
+            body.secret,
+            Board(
+                body.node_name, body.arch, body.agent_version, time.time(), None, body.machine_id
+            ),
+        )
+    except SecretRefused as exc:  # spent by a concurrent enrollment meanwhile
+        raise ApiError(
+            403, "secret_" + exc.reason.replace(" ", "_"), f"this enrollment secret is {exc.reason}"
+        ) from None
+    log.info(
+        "board.enrolled",
+        node_name=body.node_name,
+        arch=body.arch,
+        agent_version=body.agent_version,
+        again=known is not None,
+    )
+    answer = Enrolled(
+        node_name=body.node_name,
+        cloudcore=f"{record.advertise[0]}:{CLOUDHUB_PORT}",
+        cloudcore_cert_port=CERT_PORT,
+        token=token,
+        token_expires_at=expires,
+        kubeedge_version=record.version,
+        mqtt=mqtt,
+    )
+    return web.json_response(answer.model_dump())
+
+
+async def list_boards(request: web.Request) -> web.Response:
+    try:
+        nodes = {n.name for n in await request.app[CLOUDCORE].kubectl.nodes()}
+    except KubeError as exc:
+        raise kube_unavailable(exc) from exc
+    return web.json_response(
+        [
+            BoardInfo(
+                node_name=b.node_name,
+                arch=b.arch,
+                agent_version=b.agent_version,
+                enrolled_at=b.enrolled_at,
+                joined=b.node_name in nodes,
+            ).model_dump()
+            for b in request.app[STORE].boards()
+        ]
+    )
+
+
+ROUTES = (
+    Route(
+        "POST",
+        "/api/v1/enroll",
+        enroll,
+        "enroll a board: its join parameters, for an enrollment secret",
+        request=EnrollRequest,
+        response=Enrolled,
+        also={
+            401: ("unknown secret", None),
+            403: ("the secret is expired or used up", None),
+            409: ("the node name is taken, or cloudcore is not installed", None),
+            502: ("the cluster did not answer", None),
+            503: ("the broker password is unreadable", None),
+        },
+    ),
+    Route(
+        "GET",
+        "/api/v1/boards",
+        list_boards,
+        "enrolled boards and whether they joined",
+        admin=True,
+        response=BoardInfo,
+        many=True,
+        also={502: ("the cluster did not answer", None)},
+    ),
+)

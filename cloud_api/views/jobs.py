@@ -1,0 +1,76 @@
+"""Background jobs: their state, and their log lines live as server-sent events."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from cloud_api.errors import ApiError
+from cloud_api.jobs import Job
+from cloud_api.models import JobView
+from cloud_api.routing import JOBS, Route
+
+
+def _job(request: web.Request) -> Job:
+    job = request.app[JOBS].get(request.match_info["id"])
+    if job is None:
+        raise ApiError(
+            404,
+            "not_found",
+            f"no job {request.match_info['id']!r} (jobs are kept in memory: "
+            "a restart of the service forgets them)",
+        )
+    return job
+
+
+async def get_job(request: web.Request) -> web.Response:
+    return web.json_response(JobView.model_validate(_job(request).view()).model_dump())
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """`event: line` per log line (its id is the line's index, so Last-Event-ID resumes),
+    comments as keep-alives, then `event: end` with the whole job."""
+    job = _job(request)
+    try:
+        start = int(request.headers.get("Last-Event-ID", "-1")) + 1
+    except ValueError:
+        start = 0
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    response.headers["X-Request-Id"] = request.get("request_id", "")
+    await response.prepare(request)
+    index = max(start, 0)
+    async for kind, data in job.follow(index):
+        if kind == "ping":
+            await response.write(b": ping\n\n")
+        elif kind == "line":
+            await response.write(f"id: {index}\nevent: line\ndata: {json.dumps(data)}\n\n".encode())
+            index += 1
+        else:
+            await response.write(f"event: end\ndata: {json.dumps(data)}\n\n".encode())
+    await response.write_eof()
+    return response
+
+
+ROUTES = (
+    Route(
+        "GET",
+        "/api/v1/jobs/{id}",
+        get_job,
+        "a background job: phase, log lines, result",
+        admin=True,
+        response=JobView,
+        also={404: ("no such job", None)},
+    ),
+    Route(
+        "GET",
+        "/api/v1/jobs/{id}/events",
+        job_events,
+        "a job's log lines as server-sent events, then its end",
+        admin=True,
+        content_type="text/event-stream",
+        also={404: ("no such job", None)},
+    ),
+)
