@@ -85,7 +85,7 @@ class ActionReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_: Literal[1] = Field(SCHEMA_VERSION, alias="schema")
-    command: Literal["fix", "join", "reset"]
+    command: Literal["fix", "join", "reset", "enroll"]
     node: str
     ok: bool
     summary: str

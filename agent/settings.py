@@ -17,8 +17,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from agent import enrollment
 from agent.errors import ConfigError
-from agent.layered import LayeredSettings, load_layered
+from agent.layered import LayeredSettings, Layers, load_layered
 from agent.names import (
     HOSTPORT_RE,
     IMAGE_REPOSITORY_RE,
@@ -191,8 +192,24 @@ class AgentSettings(LayeredSettings):
         return raw.removeprefix("unix://")
 
 
+def _with_enrollment(settings: AgentSettings, layers: Layers, root: Path) -> AgentSettings:
+    """Fill what the user left at its default from `kedge-agent enroll`'s answer."""
+    state_dir = root / str(settings.state_dir).lstrip("/")
+    found = enrollment.load(state_dir)
+    if found is None:
+        return settings
+    update: dict[str, Any] = {}
+    for key, value in enrollment.as_defaults(found, state_dir).items():
+        if layers.origin(key) != "settings":
+            continue  # the user's own setting wins
+        if key == "token" and layers.origin("token_file") != "settings":
+            continue
+        update[key] = MqttSettings(**value) if key == "mqtt" else value
+    return settings.model_copy(update=update)
+
+
 def load_settings(
-    config: Path | None = None, overrides: dict[str, Any] | None = None
+    config: Path | None = None, overrides: dict[str, Any] | None = None, root: Path = Path("/")
 ) -> AgentSettings:
     """Build the settings from all layers; raise ConfigError naming the first bad value."""
     settings, layers = load_layered(
@@ -204,4 +221,4 @@ def load_settings(
             f"{layers.origin('clock_warn_s')}: clock_warn_s ({settings.clock_warn_s:g}) must be below "
             f"clock_fail_s ({settings.clock_fail_s:g})"
         )
-    return settings
+    return _with_enrollment(settings, layers, root)

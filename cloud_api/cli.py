@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.cloud_client import ApiAnswerError, ApiClient, ClientError
 from agent.confirm import confirm
 from agent.errors import UserError
 from agent.logs import configure_logging
 from cloud_api import __version__
 from cloud_api.auth import ADMIN_TOKEN_FILENAME
-from cloud_api.client import ApiAnswerError, ApiClient, ClientError
 from cloud_api.settings import DEFAULT_CONFIG, CloudSettings, load_cloud_settings
 
 EPILOG = """The whole cloud setup on the master:

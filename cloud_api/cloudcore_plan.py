@@ -41,16 +41,21 @@ def check_advertise(addresses: Sequence[str], interfaces: Sequence[Interface]) -
     """Each address must be bound here and not loopback: boards must reach it. Returns
     address → interface name."""
     where: dict[str, str] = {}
+
+    def reachable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return not (ip.is_loopback or ip.is_link_local)
+
     host_addrs = sorted(
-        {i.address for i in interfaces if not ipaddress.ip_address(i.address).is_loopback}
+        {i.address for i in interfaces if reachable(ipaddress.ip_address(i.address))}
     )
     for a in addresses:
         try:
             ip = ipaddress.ip_address(a)
         except ValueError as exc:
             raise PlanError(f"advertise address {a!r} is not an IP address") from exc
-        if ip.is_loopback:
-            raise PlanError(f"advertise address {a} is loopback: edge boards cannot reach it",
+        if not reachable(ip):
+            kind = "loopback" if ip.is_loopback else "link-local"
+            raise PlanError(f"advertise address {a} is {kind}: edge boards cannot reach it",
                             {"host_addresses": host_addrs})  # fmt: skip
         match = next((i.name for i in interfaces if ipaddress.ip_address(i.address) == ip), None)
         if match is None:

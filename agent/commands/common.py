@@ -36,7 +36,7 @@ def id_list(value: str) -> list[str]:
 def settings_from(
     args: argparse.Namespace, overrides: dict[str, Any] | None = None
 ) -> AgentSettings:
-    settings = load_settings(args.config, overrides)
+    settings = load_settings(args.config, overrides, root=args.root)
     level = (
         ["warning", "info", "debug"][min(args.verbose, 2)] if args.verbose else settings.log_level
     )

@@ -92,6 +92,8 @@ async def status(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     cloudcore, jobs = request.app[CLOUDCORE], request.app[JOBS]
+    if (running := jobs.running()) is not None:
+        raise busy(Busy(running))
     try:
         installed = await cloudcore.kubectl.namespace_exists("kubeedge")
     except KubeError as exc:

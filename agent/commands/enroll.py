@@ -1,0 +1,182 @@
+"""kedge-agent enroll: trade an enrollment secret for this board's join parameters."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from agent import __version__, enrollment
+from agent.cloud_client import ApiAnswerError, ApiClient, ClientError
+from agent.commands.common import EXIT_FAILED, EXIT_USAGE, emitter, finish, host_from, settings_from
+from agent.errors import UserError
+from agent.kubeedge import ARCH_BY_MACHINE
+from agent.names import is_dns1123_subdomain
+from agent.report import ActionReport, Change
+from agent.state import StateDir
+
+EPILOG = """\
+The cloud admin creates the secret on the master (kedge-cloud-api secret create).
+The answer (cloudcore's address, the join token, the KubeEdge version, the MQTT broker)
+is kept in <state_dir>/enrollment.json, mode 0600, and used wherever the settings say
+nothing, so `kedge-agent join` needs no flags afterwards. Enrolling again with the same
+cloud API and node name changes nothing while the token is valid; --again forces it.
+"""
+URL_RE = re.compile(r"https?://[^\s/]+/?")
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    p = sub.add_parser(
+        "enroll",
+        parents=[common],
+        help="get this board's join parameters from the cloud API",
+        description="Enroll this board with kedge-cloud-api using an enrollment secret.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--cloud-api",
+        required=True,
+        metavar="URL",
+        help="the cloud API, e.g. http://192.168.1.10:8080",
+    )
+    secret = p.add_mutually_exclusive_group(required=True)
+    secret.add_argument(
+        "--secret", metavar="SECRET", help="enrollment secret (visible in ps; prefer --secret-file)"
+    )
+    secret.add_argument(
+        "--secret-file", type=Path, metavar="FILE", help="file holding the enrollment secret"
+    )
+    p.add_argument(
+        "--node-name",
+        metavar="NAME",
+        help="the node's name (default: node_name setting, then hostname)",
+    )
+    p.add_argument(
+        "--again", action="store_true", help="enroll even if already enrolled with this cloud API"
+    )
+    p.set_defaults(handler=run)
+
+
+def _secret(args: argparse.Namespace) -> str:
+    if args.secret is not None:
+        return str(args.secret).strip()
+    try:
+        return str(args.secret_file.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise UserError(f"--secret-file {args.secret_file}: {exc.strerror}") from exc
+
+
+async def run(args: argparse.Namespace) -> int:
+    if not URL_RE.fullmatch(args.cloud_api):
+        raise UserError(
+            f"--cloud-api {args.cloud_api!r}: expected http://HOST:PORT or https://HOST:PORT"
+        )
+    url = args.cloud_api.rstrip("/")
+    secret = _secret(args)
+    settings = settings_from(args, {"node_name": args.node_name})
+    host = host_from(args)
+    node = settings.node_name or host.hostname()
+    if not is_dns1123_subdomain(node):
+        raise UserError(
+            f"node name {node!r} is not a DNS-1123 subdomain (lower-case letters, digits, '-', '.'): "
+            "pass --node-name"
+        )
+    arch = ARCH_BY_MACHINE.get(host.machine())
+    if arch is None:
+        raise UserError(
+            f"this machine ({host.machine()}) is not one KubeEdge runs on (amd64, arm64, arm)"
+        )
+    state = StateDir(host, settings.state_dir)
+    emit = emitter(args)
+    with state.lock("enroll"):
+        known = enrollment.load(state.path)
+        fresh = known is not None and (known.token_expires_at or float("inf")) > time.time() + 600
+        if (
+            known
+            and fresh
+            and not args.again
+            and (known.cloud_api_url, known.node_name) == (url, node)
+        ):
+            report = ActionReport(
+                command="enroll",
+                node=node,
+                ok=True,
+                summary=f"already enrolled as {node} with {url}: nothing changed",
+            )
+            return finish(args, report)
+        machine_id = host.read_text("/etc/machine-id")
+        body: dict[str, Any] = {
+            "node_name": node,
+            "secret": secret,
+            "arch": arch,
+            "agent_version": __version__,
+        }
+        if machine_id and machine_id.strip():
+            body["machine_id"] = hashlib.sha256(machine_id.strip().encode()).hexdigest()
+        emit(f"enrolling {node} ({arch}) with {url}")
+        try:
+            async with ApiClient(url, timeout=30) as api:
+                _, answer = await api.call("POST", "/api/v1/enroll", body)
+        except ApiAnswerError as exc:
+            print(f"kedge-agent: enroll refused: {exc.message}", file=sys.stderr)
+            return EXIT_USAGE if exc.status in (401, 403, 409, 422) else EXIT_FAILED
+        except ClientError as exc:
+            print(f"kedge-agent: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        mqtt = answer.get("mqtt")
+        saved = enrollment.Enrollment(
+            cloud_api_url=url,
+            node_name=answer["node_name"],
+            cloudcore=answer["cloudcore"],
+            cloudcore_cert_port=answer["cloudcore_cert_port"],
+            token=SecretStr(answer["token"]),
+            token_expires_at=answer["token_expires_at"],
+            kubeedge_version=answer["kubeedge_version"],
+            mqtt=enrollment.EnrolledMqtt(
+                **{k: mqtt[k] for k in ("host", "port", "tls", "username")}
+            )
+            if mqtt
+            else None,
+            enrolled_at=time.time(),
+        )
+        enrollment.save(state.path, saved, mqtt.get("password") if mqtt else None)
+    expires = saved.token_expires_at
+    until = (
+        datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if expires else "never"
+    )
+    changes = [
+        Change(
+            action="write",
+            target=str(settings.state_dir / enrollment.ENROLLMENT_FILE),
+            detail=f"cloudcore {saved.cloudcore}, KubeEdge {saved.kubeedge_version}, token until {until}",
+        )
+    ]
+    if mqtt:
+        changes.append(
+            Change(
+                action="write",
+                target=str(settings.state_dir / enrollment.MQTT_PASSWORD_FILE),
+                detail=f"broker {mqtt['host']}:{mqtt['port']}",
+            )
+        )
+    report = ActionReport(
+        command="enroll",
+        node=node,
+        ok=True,
+        changes=changes,
+        summary=f"enrolled as {node} with {url}; next: kedge-agent join",
+    )
+    if not args.json:
+        for c in changes:
+            emit(f"  wrote {c.target}: {c.detail}")
+    return finish(args, report)
