@@ -1,0 +1,183 @@
+"""Enrollment: a secret from the admin, `kedge-agent enroll` on a board, and `kedge-agent
+join` with no flags joins through the simulated cloudcore; refusals are clear 4xx."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import AgentRunner
+from tests.harness.board import Board
+from tests.harness.dockerd import Dockerd
+from tests.harness.master import MASTER_IP, Master, master
+from tests.harness.sntp import SntpServer
+from tests.harness.wait import wait_for
+from tests.test_join import remove_containers
+
+pytestmark = pytest.mark.netns
+MACHINE_A, MACHINE_B = "a" * 64, "b" * 64
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[Master]:
+    with master(tmp_path) as m:
+        m.start()
+        status, body = m.call("POST", "/api/v1/cloudcore", {"advertise_address": [MASTER_IP]})
+        assert status == 202, body
+        assert m.wait_job(body["job"]["id"])["state"] == "succeeded"
+        yield m
+
+
+def secret(cloud: Master, **spec: Any) -> dict[str, Any]:
+    status, body = cloud.call("POST", "/api/v1/enrollment-secrets", spec)
+    assert status == 201, body
+    return dict(body)
+
+
+def enroll(
+    cloud: Master, secret_value: str, name: str = "board-1", machine: str | None = MACHINE_A
+) -> tuple[int, Any]:
+    body = {"node_name": name, "secret": secret_value, "arch": "arm64", "agent_version": "0.1.0"}
+    if machine:
+        body["machine_id"] = machine
+    return cloud.call("POST", "/api/v1/enroll", body, admin=False)
+
+
+def test_enroll_answers_the_join_parameters_and_spends_one_use(cloud: Master) -> None:
+    s = secret(cloud, uses=1)
+    status, body = enroll(cloud, s["secret"])
+    assert status == 200, body
+    assert body["node_name"] == "board-1"
+    assert body["cloudcore"] == f"{MASTER_IP}:10000"
+    assert (body["cloudcore_cert_port"], body["kubeedge_version"], body["mqtt"]) == (
+        10002,
+        "v1.13.0",
+        None,
+    )
+    assert len(body["token"].split(".")) == 4
+    assert body["token_expires_at"] > time.time() + 12 * 3600
+    status, again = enroll(cloud, s["secret"], name="board-2", machine=MACHINE_B)
+    assert (status, again["error"]["code"]) == (403, "secret_used_up")
+    assert "ask the cluster admin for a new one" in again["error"]["message"]
+
+
+def test_refusals(cloud: Master) -> None:
+    s = secret(cloud)["secret"]
+    status, body = enroll(cloud, s, name="Board_1")
+    assert (status, body["error"]["code"]) == (422, "invalid")
+    assert body["error"]["details"]["node_name"].startswith("expected a DNS-1123 subdomain")
+    status, body = enroll(cloud, "not-a-secret")
+    assert (status, body) == (
+        401,
+        {
+            "error": {
+                "code": "unauthorized",
+                "message": "missing or wrong credentials",
+                "details": {},
+            }
+        },
+    )
+    short = secret(cloud, ttl_s=0.05)
+    wait_for(lambda: time.time() > short["expires_at"], timeout=5, what="the secret's expiry")
+    status, body = enroll(cloud, short["secret"])
+    assert (status, body["error"]["code"]) == (403, "secret_expired")
+
+
+def test_a_name_is_kept_for_its_board(cloud: Master) -> None:
+    s = secret(cloud)["secret"]
+    assert enroll(cloud, s, machine=MACHINE_A)[0] == 200
+    assert enroll(cloud, s, machine=MACHINE_A)[0] == 200  # the same board again
+    status, body = enroll(cloud, s, machine=MACHINE_B)
+    assert (status, body["error"]["code"]) == (409, "name_taken")
+    assert body["error"]["message"].startswith(
+        "node name 'board-1' is already used by another board"
+    )
+    nodes = cloud.cluster()["nodes"]
+    nodes.append(
+        {"name": "edge-7", "ip": "", "taints": [], "labels": {"node-role.kubernetes.io/edge": ""}}
+    )
+    cloud.edit_cluster(nodes=nodes)
+    status, body = enroll(cloud, s, name="edge-7")
+    assert (status, body["error"]["code"]) == (409, "name_taken")
+
+
+def test_enroll_before_cloudcore_is_installed(tmp_path: Path) -> None:
+    with master(tmp_path) as m:
+        m.start()
+        s = secret(m)["secret"]
+        status, body = enroll(m, s)
+        assert (status, body["error"]["code"]) == (409, "no_cloudcore")
+        assert m.call("GET", "/api/v1/enrollment-secrets")[1][0]["uses_left"] is None
+
+
+def test_agent_enroll_refused_is_exit_2_and_writes_nothing(
+    cloud: Master, board: Board, agent: AgentRunner
+) -> None:
+    board.configure({"state_dir": "/var/lib/kedge-agent"})
+    run = agent(board, "enroll", "--cloud-api", cloud.url, "--secret", "wrong")
+    assert (run.rc, run.err.splitlines()[-1]) == (
+        2,
+        "kedge-agent: enroll refused: missing or wrong credentials",
+    )
+    assert not board.path("/var/lib/kedge-agent/enrollment.json").exists()
+    run = agent(board, "enroll", "--cloud-api", "ftp://x", "--secret", "s")
+    assert (run.rc, run.err) == (
+        2,
+        "kedge-agent: error: --cloud-api 'ftp://x': expected http://HOST:PORT or "
+        "https://HOST:PORT\n",
+    )
+
+
+@pytest.mark.docker
+def test_secret_enroll_join_with_no_flags_joins_the_node(
+    cloud: Master, board: Board, dockerd_systemd: Dockerd, ntp: SntpServer, agent: AgentRunner
+) -> None:
+    board.install_systemd()
+    board.configure(
+        {
+            "docker_host": f"unix://{dockerd_systemd.socket}",
+            "ntp_servers": [ntp.address],
+            "join_settle_s": 1,
+            "state_dir": "/var/lib/kedge-agent",
+            "thresholds": {"docker_min_free_mb": 1, "cpu_sample_s": 0.1, "max_cpu_used_pct": 100},
+        }
+    )
+    try:
+        created = cloud.cli("secret", "create", "--uses", "4", "--ttl", "24h", "--note", "plant 3")
+        assert created.returncode == 0, created.stderr
+        run = agent(board, "enroll", "--cloud-api", cloud.url, "--secret", created.stdout.strip())
+        assert run.rc == 0, run.out + run.err
+        assert "enrolled as board-1" in run.out
+        saved = board.path("/var/lib/kedge-agent/enrollment.json")
+        assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+        again = agent(board, "enroll", "--cloud-api", cloud.url, "--secret", created.stdout.strip())
+        assert (again.rc, again.out.splitlines()[-1]) == (
+            0,
+            f"✓ already enrolled as board-1 with {cloud.url}: nothing changed",
+        )
+
+        check = agent(board, "check", "--json", "--only", "clock")
+        assert "cloud_api_offset_s" in check.result("clock").details
+
+        run = agent(board, "join", "--yes", "--json")
+        assert run.rc == 0, run.out + run.err
+        doc = json.loads(run.out)
+        assert doc["summary"] == f"joined {MASTER_IP}:10000 as board-1; edgecore is active"
+        token = json.loads(saved.read_text())["token"]
+        assert token.split(".")[2] not in run.out + run.err
+        node = next(n for n in cloud.cluster()["nodes"] if n["name"] == "board-1")
+        assert "node-role.kubernetes.io/edge" in node["labels"]
+        boards = cloud.cli("boards", "--json")
+        assert [(b["node_name"], b["arch"], b["joined"]) for b in json.loads(boards.stdout)] == [
+            ("board-1", "amd64" if os.uname().machine == "x86_64" else "arm64", True)
+        ]
+    finally:
+        board.stop_processes()
+        remove_containers(dockerd_systemd)
