@@ -54,6 +54,8 @@ async def errors_and_ids(request: web.Request, handler: Handler) -> web.StreamRe
                 exc.status, "http_error"
             )
             response = ApiError(exc.status, code, exc.reason).response(request_id)
+            if isinstance(exc, web.HTTPMethodNotAllowed):
+                response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
         except Exception:
             log.exception("request.crashed", path=request.path)
             response = ApiError(500, "internal", "internal error; see the server log").response(

@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.names import check_release_tag, is_dns1123_subdomain
+from agent.names import DNS1123_SUBDOMAIN_RE, check_release_tag, is_dns1123_subdomain
+
+DNS1123_SUBDOMAIN_PATTERN = f"^{DNS1123_SUBDOMAIN_RE.pattern}$"
+
+
+# The shape of an IPv4 or IPv6 address; whether it is one of this host's is checked later.
+IpText = Annotated[str, Field(min_length=2, max_length=45, pattern=r"^[0-9A-Fa-f.:]+$")]
 
 
 class Strict(BaseModel):
@@ -40,7 +46,7 @@ class SecretInfo(BaseModel):
 
 # -- cloudcore -------------------------------------------------------------------
 class CloudcoreRequest(Strict):
-    advertise_address: list[str] = Field(
+    advertise_address: list[IpText] = Field(
         min_length=1,
         max_length=8,
         description="IP addresses of this host the boards reach (a list, or comma-separated)",
@@ -115,7 +121,9 @@ class TokenView(BaseModel):
 # -- boards ------------------------------------------------------------------------
 class EnrollRequest(Strict):
     node_name: str = Field(
-        max_length=253, description="the board's Kubernetes node name (DNS-1123 subdomain)"
+        max_length=253,
+        description="the board's Kubernetes node name (DNS-1123 subdomain)",
+        json_schema_extra={"pattern": DNS1123_SUBDOMAIN_PATTERN},
     )
     secret: str = Field(min_length=1, max_length=200, description="an enrollment secret")
     arch: Literal["amd64", "arm64", "arm"]

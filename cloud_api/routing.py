@@ -44,8 +44,12 @@ class Route:
 
 
 async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
+    if not request.can_read_body:
+        raise ApiError(
+            400, "no_body", "a JSON object is required as the request body ({} for the defaults)"
+        )
     try:
-        raw = await request.json() if request.can_read_body else {}
+        raw = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"request body is not JSON: {exc}") from exc
     try:
