@@ -1,10 +1,13 @@
-"""`make demo`: one fixture board with the seed guide's problems, taken from
-`kedge-agent check` through `fix` and `join` to a verified edge node, then `reset`.
+"""`make demo`: the seed guide's setup. On a simulated single-master cluster (its own
+network namespace), `kedge-cloud-api init` installs cloudcore and makes a secret; one
+fixture board with the guide's problems enrolls with it and is taken from `kedge-agent
+check` through `fix` and `join` to a verified edge node, then `reset`.
 
-Real parts: a private dockerd (reading the board's /etc/docker/daemon.json and
-restarted through the board's systemctl) with a loopback registry as its Docker Hub
-mirror, and an SNTP server. Simulated (they cannot run here): keadm, edgecore,
-cloudcore's ports, systemctl/journalctl, chronyc — see tests/kubeedge_sim/.
+Real parts: the cloud API process, a private dockerd (reading the board's
+/etc/docker/daemon.json and restarted through the board's systemctl) with a loopback
+registry as its Docker Hub mirror, and an SNTP server. Simulated (they cannot run
+here): keadm, kubectl and the cluster, cloudcore (a process serving its ports),
+edgecore, systemctl/journalctl, chronyc — see tests/kubeedge_sim/.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from pathlib import Path
 from agent.kubeedge import join_images
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, seed_registry
+from tests.harness.master import CLI as CLOUD_CLI
+from tests.harness.master import MASTER_IP, Master, master
 from tests.harness.registry import start_registry
 from tests.harness.sntp import SntpServer
 from tests.kubeedge_sim.chronyc import OFFSET_FILE
-from tests.kubeedge_sim.cloudcore import CloudcoreSim
-from tests.kubeedge_sim.pki import CloudcorePKI
 
 AGENT = str(Path(sys.executable).with_name("kedge-agent"))
 
@@ -38,6 +41,19 @@ def agent(board: Board, *args: str) -> int:
     print(f"$ kedge-agent {' '.join(args)}", flush=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEDGE_AGENT_")}
     return subprocess.run(argv, env=env, timeout=600, check=False).returncode
+
+
+def cloud(m: Master, *args: str, capture: bool = False) -> str:
+    argv = [*args, "--api", m.url, "--token-file", str(m.state / "admin.token")]
+    print(f"$ kedge-cloud-api {' '.join(args)}", flush=True)
+    out = subprocess.run(
+        [CLOUD_CLI, *argv],
+        timeout=600,
+        check=False,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+    )
+    return out.stdout.strip() if capture else ""
 
 
 def prepare(work: Path, mirror_url: str) -> tuple[Board, Dockerd]:
@@ -65,7 +81,7 @@ def main() -> int:
         print("make demo needs root (it starts a private dockerd)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="kedge-demo-"))
-    banner("setting up: a docker registry as Docker Hub's mirror, a private dockerd, cloudcore")
+    banner("setting up: a docker registry as Docker Hub's mirror, a private dockerd, the master")
     registry = start_registry(work / "registry")
     seeder = Dockerd().start()
     board: Board | None = None
@@ -75,15 +91,26 @@ def main() -> int:
         seed_registry(seeder, registry.address, join_images("v1.13.0"))
         seeder.stop()
         board, docker = prepare(work, registry.url)
-        pki = CloudcorePKI.create(["127.0.0.1"])
-        with SntpServer(offset_file=board.path(OFFSET_FILE)) as ntp, CloudcoreSim(pki) as cc:
-            board.configure({
-                "docker_host": docker.socket, "ntp_servers": [ntp.address],
-                "cloudcore": cc.cloudcore, "cloudcore_cert_port": cc.cert_port,
-                "token": pki.token(), "cgroup_driver": "systemd", "join_settle_s": 3,
-                "thresholds": {"docker_min_free_mb": 1},
-            })  # fmt: skip
-            print(f"board root {board.root}\ndockerd {docker.socket}; cloudcore {cc.cloudcore}")
+        with SntpServer(offset_file=board.path(OFFSET_FILE)) as ntp, master(work) as m:
+            m.start()
+            board.configure(
+                {
+                    "docker_host": docker.socket,
+                    "ntp_servers": [ntp.address],
+                    "cgroup_driver": "systemd",
+                    "join_settle_s": 3,
+                    "thresholds": {"docker_min_free_mb": 1},
+                }
+            )
+            print(
+                f"board root {board.root}\ndockerd {docker.socket}\nmaster {MASTER_IP} (single tainted "
+                f"control plane, Kubernetes v1.23.17); cloud API {m.url}"
+            )
+            banner("0. on the master: cloudcore, then a secret for the boards")
+            cloud(m, "init", "--advertise-address", MASTER_IP)
+            secret = cloud(m, "secret", "create", "--uses", "4", "--ttl", "24h", capture=True)
+            banner("0. on the board: enroll (no token copied by hand)")
+            agent(board, "enroll", "--cloud-api", m.url, "--secret", secret)
             banner("1. check: what would make `keadm join` fail on this board")
             agent(board, "check")
             banner("2. fix: repair what can be repaired (each change is printed first)")
