@@ -223,7 +223,9 @@ class Cloudcore:
             events = await self.kubectl.warning_events(NAMESPACE)
         except KubeError:
             events = []
-        return f"{what}: {events[-1]}" if events else what
+        # "BackOff" only repeats that a pull failed; the event before it says why.
+        telling = [e for e in events if not e.startswith("BackOff:")] or events
+        return f"{what}: {telling[-1]}" if telling else what
 
     async def reset(self, job: Job) -> dict[str, Any]:
         job.enter("keadm reset")

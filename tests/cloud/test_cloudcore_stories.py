@@ -132,6 +132,16 @@ def test_a_pod_that_cannot_be_scheduled_ends_with_the_schedulers_reason(cloud: M
     )
 
 
+def test_an_image_that_cannot_be_pulled_ends_with_the_kubelets_reason(cloud: Master) -> None:
+    out = cloud.cli("init", "--advertise-address", MASTER_IP, "--kubeedge-version", "v1.13.9")
+    assert out.returncode == 1
+    assert out.stdout.rstrip().splitlines()[-1] == (
+        '✗ keadm init failed (exit 1): Failed: Failed to pull image "kubeedge/cloudcore:v1.13.9": rpc error: '
+        "code = Unknown desc = Error response from daemon: manifest for kubeedge/cloudcore:v1.13.9 not found: "
+        "manifest unknown: manifest unknown"
+    )
+
+
 def test_one_job_at_a_time(cloud: Master) -> None:
     cloud.root.write(
         "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.13.0", "init_wait_s": 5})

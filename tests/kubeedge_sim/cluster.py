@@ -17,21 +17,39 @@ from typing import Any
 
 import psutil
 
+from tests.kubeedge_sim import sim
+
 REPO = Path(__file__).resolve().parents[2]
 
 DEFAULT = {
     "version": "v1.23.17",
     "nodes": [
-        {"name": "master", "ip": "192.168.31.137",
-         "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
-                    {"key": "node-role.kubernetes.io/master", "effect": "NoSchedule"}],
-         "labels": {"node-role.kubernetes.io/control-plane": ""}},
+        {
+            "name": "master",
+            "ip": "192.168.31.137",
+            "taints": [
+                {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+                {"key": "node-role.kubernetes.io/master", "effect": "NoSchedule"},
+            ],
+            "labels": {"node-role.kubernetes.io/control-plane": ""},
+        },
     ],
     "namespaces": ["default", "kube-system"],
     "deployments": {},
     "secrets": {},
     "events": [],
-}  # fmt: skip
+    # kubeedge/cloudcore tags the registry has: another tag ends in ImagePullBackOff
+    "registry_tags": [
+        "v1.12.0",
+        "v1.12.1",
+        "v1.12.2",
+        "v1.13.0",
+        "v1.13.1",
+        "v1.13.2",
+        "v1.14.0",
+        "v1.15.0",
+    ],
+}
 
 
 def path_of(kubeconfig: str) -> Path:
@@ -64,39 +82,37 @@ def update(kubeconfig: str) -> Iterator[dict[str, Any]]:
         save(kubeconfig, data)
 
 
-def _pod_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def ensure_pod(kubeconfig: str) -> None:
     """The kubelet's part: a scheduled cloudcore Deployment gets a running pod process."""
     with update(kubeconfig) as data:
         deploy = data["deployments"].get("kubeedge/cloudcore")
-        if deploy is None or deploy["node"] is None or _pod_alive(deploy.get("pid")):
+        if deploy is None or not deploy["available"] or sim.alive(deploy.get("pid")):
             return
         # posix_spawn, not Popen: the pod outlives whoever started it (keadm, kubectl).
         log = str(path_of(kubeconfig).with_name("cloudcore-pod.log"))
         deploy["pid"] = os.posix_spawn(
             sys.executable,
-            [sys.executable, "-m", "tests.kubeedge_sim.cloudcore_pod", str(Path(kubeconfig).resolve())],
+            [
+                sys.executable,
+                "-m",
+                "tests.kubeedge_sim.cloudcore_pod",
+                str(Path(kubeconfig).resolve()),
+            ],
             {**os.environ, "PYTHONPATH": str(REPO)},
-            file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                          (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
-                          (os.POSIX_SPAWN_DUP2, 1, 2)],
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
             setsid=True,
-        )  # fmt: skip
+        )
 
 
 def stop_pod(data: dict[str, Any]) -> None:
     """Delete the pod (rollout or namespace deletion): its process ends."""
     deploy = data["deployments"].get("kubeedge/cloudcore") or {}
     pid = deploy.pop("pid", None)
-    if not _pod_alive(pid):
+    if not sim.alive(pid):
         return
     with contextlib.suppress(psutil.Error):
         proc = psutil.Process(pid)
@@ -141,8 +157,10 @@ def schedule(data: dict[str, Any], tolerations: list[dict[str, str]]) -> tuple[s
             f"0/{total} nodes are available: {total} node(s) didn't match Pod's node affinity/selector.",
         )
     value = taint.get("value", "")
-    return None, (f"0/{total} nodes are available: {len(nodes)} node(s) had taint "
-                  f"{{{taint['key']}: {value}}}, that the pod didn't tolerate.")  # fmt: skip
+    return None, (
+        f"0/{total} nodes are available: {len(nodes)} node(s) had taint "
+        f"{{{taint['key']}: {value}}}, that the pod didn't tolerate."
+    )
 
 
 def start_cloudcore(data: dict[str, Any]) -> bool:
@@ -157,8 +175,37 @@ def start_cloudcore(data: dict[str, Any]) -> bool:
     node, why = schedule(data, deploy["tolerations"])
     deploy.update(node=node, phase="Running" if node else "Pending", available=node is not None)
     if node is None:
-        data["events"].append({"namespace": "kubeedge", "object": "pod/cloudcore", "reason": "FailedScheduling",
-                               "type": "Warning", "message": why})  # fmt: skip
+        data["events"].append(
+            {
+                "namespace": "kubeedge",
+                "object": "pod/cloudcore",
+                "reason": "FailedScheduling",
+                "type": "Warning",
+                "message": why,
+            }
+        )
+        return False
+    image = deploy["image"]
+    if image.rpartition(":")[2] not in data.get("registry_tags", [image.rpartition(":")[2]]):
+        # the kubelet's (dockershim's) words for a tag that was never published
+        deploy.update(phase="Pending", available=False)
+        for reason, message in (
+            (
+                "Failed",
+                f'Failed to pull image "{image}": rpc error: code = Unknown desc = Error response from '
+                f"daemon: manifest for {image} not found: manifest unknown: manifest unknown",
+            ),
+            ("BackOff", f'Back-off pulling image "{image}"'),
+        ):
+            data["events"].append(
+                {
+                    "namespace": "kubeedge",
+                    "object": "pod/cloudcore",
+                    "reason": reason,
+                    "type": "Warning",
+                    "message": message,
+                }
+            )
         return False
     if "kubeedge/tokensecret" not in data["secrets"]:
         pki = CloudcorePKI.create(deploy["advertiseAddress"] or ["127.0.0.1"])
