@@ -5,7 +5,9 @@ boundary: every transport failure becomes ClientError, every error answer ApiAns
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -25,13 +27,28 @@ class ApiAnswerError(ClientError):
 
 
 class ApiClient:
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
-        self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        ca_file: Path | None = None,
+    ) -> None:
+        self.url, self.token, self.timeout, self.ca_file = url.rstrip("/"), token, timeout, ca_file
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ApiClient:
+        try:
+            # A private CA (the API's own certificate) instead of the system's trust store.
+            context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientError(
+                f"CA file {self.ca_file}: {getattr(exc, 'strerror', None) or exc}"
+            ) from exc
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout)
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout),
+            connector=aiohttp.TCPConnector(ssl=context) if context else None,
         )
         return self
 

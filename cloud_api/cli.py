@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"admin token (default <state_dir>/{ADMIN_TOKEN_FILENAME})",
     )
+    client.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="FILE",
+        help="CA certificate for an https service with a private CA",
+    )
     client.add_argument("--json", action="store_true", help="print the API's JSON answer")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -203,7 +209,7 @@ def _print_status(s: dict[str, Any]) -> None:
 
 async def run_client(args: argparse.Namespace, settings: CloudSettings) -> int:
     url, token = _api_and_token(args, settings)
-    async with ApiClient(url, token) as api:
+    async with ApiClient(url, token, ca_file=args.ca_file) as api:
         if args.command == "init":
             body = {
                 "advertise_address": args.advertise_address,
@@ -280,7 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {key}: {value}", file=sys.stderr)
         return 2 if exc.status in (400, 401, 403, 404, 422) else 1
     except ClientError as exc:
-        print(f"kedge-cloud-api: error: {exc}", file=sys.stderr)
+        print(
+            f"kedge-cloud-api: error: {exc} (is the service running? systemctl status kedge-cloud-api)",
+            file=sys.stderr,
+        )
         return 1
     except UserError as exc:
         print(f"kedge-cloud-api: error: {exc}", file=sys.stderr)

@@ -62,6 +62,12 @@ def register(
         help="the node's name (default: node_name setting, then hostname)",
     )
     p.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="FILE",
+        help="CA certificate that signed the cloud API's (for https with a private CA)",
+    )
+    p.add_argument(
         "--again", action="store_true", help="enroll even if already enrolled with this cloud API"
     )
     p.set_defaults(handler=run)
@@ -125,7 +131,7 @@ async def run(args: argparse.Namespace) -> int:
             body["machine_id"] = hashlib.sha256(machine_id.strip().encode()).hexdigest()
         emit(f"enrolling {node} ({arch}) with {url}")
         try:
-            async with ApiClient(url, timeout=30) as api:
+            async with ApiClient(url, timeout=30, ca_file=args.ca_file) as api:
                 _, answer = await api.call("POST", "/api/v1/enroll", body)
         except ApiAnswerError as exc:
             print(f"kedge-agent: enroll refused: {exc.message}", file=sys.stderr)

@@ -64,8 +64,11 @@ def start(state: Path, *extra: str) -> Api:
     port = free_port()
     state.mkdir(parents=True, exist_ok=True)
     with (state.parent / "server.log").open("ab") as log:
-        proc = subprocess.Popen([SERVER, "serve", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state), *extra],
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [SERVER, "serve", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state), *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     api = Api(f"http://127.0.0.1:{port}", state, proc)
 
     def up() -> bool:
@@ -127,8 +130,12 @@ def test_admin_routes_need_the_token_and_say_nothing_more(api: Api, token: str |
 
 
 def test_secrets_are_shown_once_and_stored_hashed(api: Api) -> None:
-    status, _, created = api.call("POST", "/api/v1/enrollment-secrets",
-                                  {"ttl_s": 3600, "uses": 4, "note": "plant 3"}, token=api.token)  # fmt: skip
+    status, _, created = api.call(
+        "POST",
+        "/api/v1/enrollment-secrets",
+        {"ttl_s": 3600, "uses": 4, "note": "plant 3"},
+        token=api.token,
+    )
     assert status == 201
     assert set(created) == {"id", "secret", "expires_at", "uses_left"}
     assert created["uses_left"] == 4
@@ -174,8 +181,11 @@ def test_openapi_matches_the_routes(api: Api, tmp_path: Path) -> None:
     store = Store(tmp_path / "db")
     app = create_app(CloudSettings(), store, "t", Host())
     store.close()
-    registered = {(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"
-                  and r.resource is not None}  # fmt: skip
+    registered = {
+        (r.method, r.resource.canonical)
+        for r in app.router.routes()
+        if r.method != "HEAD" and r.resource is not None
+    }
     assert documented == registered == {(r.method, r.path) for r in ROUTES}
     for path, ops in served["paths"].items():
         for op in ops.values():
@@ -191,10 +201,104 @@ def test_sigterm_stops_cleanly(api: Api) -> None:
 def test_bad_config_is_exit_2_with_one_line(tmp_path: Path) -> None:
     cfg = tmp_path / "cloud-api.toml"
     cfg.write_text('listen = "8080"\n')
-    out = subprocess.run([SERVER, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60,
-                         check=False)  # fmt: skip
+    out = subprocess.run(
+        [SERVER, "serve", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 2
     assert (
         out.stderr
         == f"kedge-cloud-api: error: {cfg}: key 'listen': expected host:port, for example 0.0.0.0:8080, got '8080'\n"
     )
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kedge-cloud-api")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "api.crt", directory / "api.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls_with_a_private_ca_needs_ca_file(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    config = tmp_path / "cloud-api.toml"
+    config.write_text(f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\n')
+    port = free_port()
+    state = tmp_path / "state"
+    with (tmp_path / "server.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                SERVER,
+                "serve",
+                "--config",
+                str(config),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--state-dir",
+                str(state),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: (
+                (state / "admin.token").exists()
+                and b"serving" in (tmp_path / "server.log").read_bytes()
+            ),
+            timeout=30,
+            what="the TLS API",
+        )
+        base = [
+            SERVER,
+            "secret",
+            "list",
+            "--api",
+            f"https://127.0.0.1:{port}",
+            "--token-file",
+            str(state / "admin.token"),
+        ]
+        trusted = subprocess.run(
+            [*base, "--ca-file", str(cert)], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (trusted.returncode, trusted.stdout) == (0, "")
+        untrusted = subprocess.run(base, capture_output=True, text=True, timeout=60, check=False)
+        assert untrusted.returncode == 1
+        assert "certificate verify failed" in untrusted.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
