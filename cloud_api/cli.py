@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--uses", type=int, metavar="N", help="how many boards may enroll with it")
     create.add_argument("--note", default="", help="what it is for (shown in the list)")
     secret.add_parser("list", parents=[client], help="list enrollment secrets (never the secrets)")
+    revoke = secret.add_parser(
+        "revoke",
+        parents=[client],
+        help="revoke an enrollment secret by its id",
+        description="Boards can no longer enroll with it; enrolled boards stay.",
+    )
+    revoke.add_argument("id", help="the secret's id (from secret create or secret list)")
     return parser
 
 
@@ -237,6 +244,12 @@ async def run_client(args: argparse.Namespace, settings: CloudSettings) -> int:
             _, data = await api.call(
                 "POST", path, {"ttl_s": args.ttl, "uses": args.uses, "note": args.note}
             )
+        elif args.command == "secret" and args.secret_command == "revoke":  # noqa: S105 - a verb
+            if not re.fullmatch(r"[0-9a-f]{1,64}", args.id):
+                raise UserError(
+                    f"secret id {args.id!r}: expected the hex id that secret list shows"
+                )
+            _, data = await api.call("DELETE", f"{path}/{args.id}")
         else:
             _, data = await api.call("GET", path)
     if args.json:
@@ -252,6 +265,8 @@ async def run_client(args: argparse.Namespace, settings: CloudSettings) -> int:
                 f"{b['node_name']:30} {b['arch']:6} agent {b['agent_version']:10} "
                 f"enrolled {_when(b['enrolled_at'])}  {'joined' if b['joined'] else 'not joined'}"
             )
+    elif args.secret_command == "revoke":  # noqa: S105 - a verb
+        print(f"revoked {data['revoked']}")
     elif args.secret_command == "create":  # noqa: S105 - a verb
         print(data["secret"])
         print(

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from agent.host import Host
 from agent.names import split_hostport
+from agent.sdnotify import notify
 from cloud_api.app import create_app
 from cloud_api.auth import load_or_create_admin_token
 from cloud_api.settings import CloudSettings
@@ -53,8 +54,10 @@ async def serve(settings: CloudSettings, root: Path = Path("/")) -> int:
             tls=context is not None,
             state_dir=str(settings.state_dir),
         )
+        notify("READY=1", f"STATUS=serving on {settings.listen}")
         await stop.wait()
         log.info("stopping")
+        notify("STOPPING=1", "STATUS=stopping")
     finally:
         await runner.cleanup()
         store.close()

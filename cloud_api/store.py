@@ -120,6 +120,13 @@ class Store:
         ).fetchall()
         return [EnrollmentSecret(*row) for row in rows]
 
+    def revoke_secret(self, secret_id: str) -> bool:
+        """Forget a secret: boards can no longer enroll with it. False if unknown."""
+        return (
+            self._db.execute("DELETE FROM enrollment_secrets WHERE id = ?", (secret_id,)).rowcount
+            > 0
+        )
+
     # -- enrollment ------------------------------------------------------------
     def _usable_secret(self, secret: str) -> str:
         row = self._db.execute(

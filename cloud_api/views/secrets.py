@@ -6,6 +6,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from cloud_api.errors import ApiError
 from cloud_api.models import SecretCreated, SecretInfo, SecretRequest
 from cloud_api.routing import STORE, Route, read_body
 
@@ -30,6 +31,16 @@ async def list_secrets(request: web.Request) -> web.Response:
     )
 
 
+async def revoke_secret(request: web.Request) -> web.Response:
+    secret_id = request.match_info["id"]
+    if not request.app[STORE].revoke_secret(secret_id):
+        raise ApiError(
+            404, "not_found", f"no enrollment secret {secret_id!r} (kedge-cloud-api secret list)"
+        )
+    log.info("secret.revoked", id=secret_id)
+    return web.json_response({"revoked": secret_id})
+
+
 ROUTES = (
     Route(
         "POST",
@@ -49,5 +60,13 @@ ROUTES = (
         admin=True,
         response=SecretInfo,
         many=True,
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/enrollment-secrets/{id}",
+        revoke_secret,
+        "revoke an enrollment secret",
+        admin=True,
+        also={404: ("no such secret", None)},
     ),
 )

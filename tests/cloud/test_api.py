@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -302,3 +305,34 @@ def test_tls_with_a_private_ca_needs_ca_file(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def test_tells_systemd_when_it_is_ready_and_stopping(tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    got: list[str] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(1)
+
+        def received(line: str) -> bool:
+            with contextlib.suppress(TimeoutError):
+                got.extend(sock.recv(4096).decode().splitlines())
+            return line in got
+
+        port = free_port()
+        proc = subprocess.Popen(
+            [SERVER, "serve", "--listen", f"127.0.0.1:{port}", "--state-dir", str(tmp_path / "s")],
+            env={**os.environ, "NOTIFY_SOCKET": str(path)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: received("READY=1"), timeout=30, what="READY=1")
+            assert f"STATUS=serving on 127.0.0.1:{port}" in got
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as resp:
+                assert resp.status == 200  # READY came after the socket was listening
+            proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: received("STOPPING=1"), timeout=30, what="STOPPING=1")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)

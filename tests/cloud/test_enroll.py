@@ -84,6 +84,11 @@ def test_refusals(cloud: Master) -> None:
             }
         },
     )
+    revoked = secret(cloud)
+    out = cloud.cli("secret", "revoke", revoked["id"])
+    assert (out.returncode, out.stdout) == (0, f"revoked {revoked['id']}\n")
+    assert enroll(cloud, revoked["secret"])[0] == 401
+    assert cloud.cli("secret", "revoke", revoked["id"]).returncode == 2
     short = secret(cloud, ttl_s=0.05)
     wait_for(lambda: time.time() > short["expires_at"], timeout=5, what="the secret's expiry")
     status, body = enroll(cloud, short["secret"])
