@@ -79,7 +79,8 @@ async def install(request: web.Request) -> web.Response:
         else "installing cloudcore"
     )
     log.info("cloudcore.install", job=job.id, version=plan.version, advertise=plan.advertise)
-    return accepted(f"{verb} {plan.version} advertising {', '.join(plan.advertise)}", job)
+    where = ", ".join(f"{a} (on {i})" for a, i in plan.interfaces.items())
+    return accepted(f"{verb} {plan.version} advertising {where}", job)
 
 
 async def status(request: web.Request) -> web.Response:
