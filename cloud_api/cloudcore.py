@@ -80,22 +80,33 @@ class Cloudcore:
             if await self.kubectl.namespace_exists(NAMESPACE)
             else None
         )
+        managed = record is not None
         if deploy is None:
-            return Status(False, None, None, None, None, False, None, {}, record is not None)
+            return Status(
+                installed=False,
+                version=None,
+                image=None,
+                node=None,
+                pod_phase=None,
+                available=False,
+                advertise_addresses=None,
+                ports={},
+                managed=managed,
+            )
         pods = await self.kubectl.pod_nodes(NAMESPACE)
         phase, node = pods[0] if pods else (None, None)
         advertise = list(record.advertise) if record else None
         ports = await self.ports_open(advertise) if advertise else {}
         return Status(
-            True,
-            deploy.tag,
-            deploy.image,
-            node or None,
-            phase,
-            deploy.available,
-            advertise,
-            ports,
-            record is not None,
+            installed=True,
+            version=deploy.tag,
+            image=deploy.image,
+            node=node or None,
+            pod_phase=phase,
+            available=deploy.available,
+            advertise_addresses=advertise,
+            ports=ports,
+            managed=managed,
         )
 
     async def token(self) -> tuple[str, float | None]:
