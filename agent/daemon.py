@@ -52,14 +52,7 @@ def broker_config(settings: AgentSettings, node: str, topics: Topics) -> BrokerC
     m = settings.mqtt
     if not m.host:
         raise UserError('mqtt.host is not set: add [mqtt] host = "broker" to /etc/kedge/agent.toml')
-    password = None
-    if m.password_file is not None:
-        try:
-            password = m.password_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UserError(
-                f"mqtt.password_file {m.password_file}: cannot read: {exc.strerror}"
-            ) from exc
+    password = m.read_password()
     return BrokerConfig(
         host=m.host, port=m.port, client_id=f"kedge-{node}", protocol=m.protocol, keepalive_s=m.keepalive_s,
         username=m.username, password=password, tls=m.tls,

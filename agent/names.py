@@ -19,6 +19,7 @@ LABEL_KEY_RE = re.compile(
 )
 LABEL_VALUE_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?")
 TOPIC_LEVELS_RE = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
+HTTP_URL_RE = re.compile(r"https?://[^\s/]+(?:/\S*)?")
 _DNS1123_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 DNS1123_SUBDOMAIN_RE = re.compile(rf"{_DNS1123_LABEL}(?:\.{_DNS1123_LABEL})*")
 

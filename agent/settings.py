@@ -8,7 +8,6 @@ environment variable, or flag), what was found and what is expected.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,6 +21,7 @@ from agent.errors import ConfigError
 from agent.layered import LayeredSettings, Layers, load_layered
 from agent.names import (
     HOSTPORT_RE,
+    HTTP_URL_RE,
     IMAGE_REPOSITORY_RE,
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
@@ -73,6 +73,17 @@ class MqttSettings(BaseModel):
     discovery_prefix: str = "homeassistant"
     spool_max_messages: int = Field(10000, ge=1)
     spool_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+
+    def read_password(self) -> str | None:
+        """The broker password from password_file (None without one); ConfigError if unreadable."""
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"mqtt.password_file {self.password_file}: cannot read: {exc.strerror}"
+            ) from exc
 
     @field_validator("topic_prefix", "discovery_prefix")
     @classmethod
@@ -181,7 +192,7 @@ class AgentSettings(LayeredSettings):
     @field_validator("cloud_api_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
+        if v is not None and not HTTP_URL_RE.fullmatch(v):
             raise ValueError("expected an http:// or https:// URL")
         return v.rstrip("/") if v else v
 

@@ -75,11 +75,7 @@ class Cloudcore:
 
     async def status(self) -> Status:
         record = self.store.cloudcore()
-        deploy = (
-            await self.kubectl.deployment(NAMESPACE, "cloudcore")
-            if await self.kubectl.namespace_exists(NAMESPACE)
-            else None
-        )
+        deploy = await self.kubectl.deployment(NAMESPACE, "cloudcore")
         managed = record is not None
         if deploy is None:
             return Status(

@@ -61,13 +61,10 @@ class Job:
     lines: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    secrets: tuple[str, ...] = ()
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def log(self, line: str) -> None:
-        self.lines.append(
-            {"t": round(time.time(), 3), "phase": self.phase, "line": redact(line, self.secrets)}
-        )
+        self.lines.append({"t": round(time.time(), 3), "phase": self.phase, "line": redact(line)})
         self._notify()
 
     def enter(self, phase: str) -> None:
@@ -130,16 +127,10 @@ class Jobs:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
-    def start(
-        self,
-        kind: str,
-        work: Callable[[Job], Awaitable[dict[str, Any]]],
-        *,
-        secrets_: tuple[str, ...] = (),
-    ) -> Job:
+    def start(self, kind: str, work: Callable[[Job], Awaitable[dict[str, Any]]]) -> Job:
         if (busy := self.running()) is not None:
             raise Busy(busy)
-        job = Job(id=secrets.token_hex(6), kind=kind, secrets=secrets_)
+        job = Job(id=secrets.token_hex(6), kind=kind)
         self._jobs[job.id] = job
         while len(self._jobs) > KEPT_JOBS:
             self._jobs.popitem(last=False)
@@ -155,7 +146,7 @@ class Jobs:
                 result = await work(job)
             except JobFailed as exc:
                 job.log(f"failed: {exc}")
-                job.finish(None, {"message": redact(str(exc), job.secrets), "details": exc.details})
+                job.finish(None, {"message": redact(str(exc)), "details": exc.details})
             except asyncio.CancelledError:
                 job.finish(
                     None, {"message": "the service stopped before the job finished", "details": {}}

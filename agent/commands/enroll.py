@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import re
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import ValidationError
 
 from agent import __version__, enrollment
 from agent.cloud_client import ApiAnswerError, ApiClient, ClientError
 from agent.commands.common import EXIT_FAILED, EXIT_USAGE, emitter, finish, host_from, settings_from
 from agent.errors import UserError
 from agent.kubeedge import ARCH_BY_MACHINE
-from agent.names import is_dns1123_subdomain
+from agent.names import HTTP_URL_RE, is_dns1123_subdomain
 from agent.report import ActionReport, Change
 from agent.state import StateDir
 
@@ -29,7 +28,6 @@ is kept in <state_dir>/enrollment.json, mode 0600, and used wherever the setting
 nothing, so `kedge-agent join` needs no flags afterwards. Enrolling again with the same
 cloud API and node name changes nothing while the token is valid; --again forces it.
 """
-URL_RE = re.compile(r"https?://[^\s/]+/?")
 
 
 def register(
@@ -83,7 +81,7 @@ def _secret(args: argparse.Namespace) -> str:
 
 
 async def run(args: argparse.Namespace) -> int:
-    if not URL_RE.fullmatch(args.cloud_api):
+    if not HTTP_URL_RE.fullmatch(args.cloud_api):
         raise UserError(
             f"--cloud-api {args.cloud_api!r}: expected http://HOST:PORT or https://HOST:PORT"
         )
@@ -139,23 +137,24 @@ async def run(args: argparse.Namespace) -> int:
         except ClientError as exc:
             print(f"kedge-agent: {exc}", file=sys.stderr)
             return EXIT_FAILED
-        mqtt = answer.get("mqtt")
-        saved = enrollment.Enrollment(
-            cloud_api_url=url,
-            node_name=answer["node_name"],
-            cloudcore=answer["cloudcore"],
-            cloudcore_cert_port=answer["cloudcore_cert_port"],
-            token=SecretStr(answer["token"]),
-            token_expires_at=answer["token_expires_at"],
-            kubeedge_version=answer["kubeedge_version"],
-            mqtt=enrollment.EnrolledMqtt(
-                **{k: mqtt[k] for k in ("host", "port", "tls", "username")}
+        try:
+            saved = enrollment.Enrollment.model_validate(
+                {
+                    **(answer if isinstance(answer, dict) else {}),
+                    "cloud_api_url": url,
+                    "enrolled_at": time.time(),
+                }
             )
-            if mqtt
-            else None,
-            enrolled_at=time.time(),
-        )
-        enrollment.save(state.path, saved, mqtt.get("password") if mqtt else None)
+        except ValidationError as exc:
+            print(
+                f"kedge-agent: {url} answered something that is not an enrollment ({exc.error_count()} "
+                "problems): is it kedge-cloud-api?",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        password = answer["mqtt"].get("password") if saved.mqtt is not None else None
+        password = password if isinstance(password, str) else None
+        enrollment.save(state.path, saved, password)
     expires = saved.token_expires_at
     until = (
         datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if expires else "never"
@@ -167,12 +166,12 @@ async def run(args: argparse.Namespace) -> int:
             detail=f"cloudcore {saved.cloudcore}, KubeEdge {saved.kubeedge_version}, token until {until}",
         )
     ]
-    if mqtt:
+    if saved.mqtt is not None:
         changes.append(
             Change(
                 action="write",
                 target=str(settings.state_dir / enrollment.MQTT_PASSWORD_FILE),
-                detail=f"broker {mqtt['host']}:{mqtt['port']}",
+                detail=f"broker {saved.mqtt.host}:{saved.mqtt.port}",
             )
         )
     report = ActionReport(

@@ -8,6 +8,7 @@ import time
 import structlog
 from aiohttp import web
 
+from agent.errors import ConfigError
 from cloud_api.errors import UNAUTHORIZED, ApiError
 from cloud_api.kube import KubeError
 from cloud_api.models import BoardInfo, Enrolled, EnrollRequest, MqttAnswer
@@ -23,16 +24,10 @@ def _mqtt(request: web.Request) -> MqttAnswer | None:
     mqtt = request.app[SETTINGS].mqtt
     if mqtt.host is None:
         return None
-    password = None
-    if mqtt.password_file is not None:
-        try:
-            password = mqtt.password_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ApiError(
-                503,
-                "mqtt_password_unreadable",
-                f"mqtt.password_file {mqtt.password_file}: {exc.strerror}",
-            ) from exc
+    try:
+        password = mqtt.read_password()
+    except ConfigError as exc:
+        raise ApiError(503, "mqtt_password_unreadable", str(exc)) from exc
     return MqttAnswer(
         host=mqtt.host, port=mqtt.port, tls=mqtt.tls, username=mqtt.username, password=password
     )

@@ -23,6 +23,7 @@ from agent.host import Host
 from cloud_api.app import ROUTES, create_app, openapi_document
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
+from tests.harness.http import call_json
 from tests.harness.procs import free_port
 from tests.harness.wait import wait_for
 
@@ -49,18 +50,9 @@ class Api:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], Any]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(
-            self.url + path, data=data, method=method, headers=headers or {}
+        return call_json(
+            method, self.url + path, data=data, token=token, headers=headers, timeout=10
         )
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")
 
 
 def start(state: Path, *extra: str) -> Api:

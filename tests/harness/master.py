@@ -10,8 +10,6 @@ import json
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.board import Board, toml_dumps
+from tests.harness.http import call_json
 from tests.harness.netns import Netns, netns
 from tests.harness.wait import wait_for
 from tests.kubeedge_sim import cluster
@@ -117,22 +116,19 @@ class Master:
         self, method: str, path: str, body: Any = None, *, admin: bool = True
     ) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        if admin:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+        status, _, answer = call_json(
+            method, self.url + path, data=data, token=self.token if admin else None
+        )
+        return status, answer
 
-    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        """The kedge-cloud-api CLI from the boards' side of the link."""
+    def cli(
+        self, *args: str, timeout: float = 180, capture: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """The kedge-cloud-api CLI from the boards' side of the link (capture=False: output
+        goes to this process's)."""
         return subprocess.run(
             [CLI, *args, "--api", self.url, "--token-file", str(self.state / "admin.token")],
-            capture_output=True,
+            capture_output=capture,
             text=True,
             timeout=timeout,
             check=False,
