@@ -13,12 +13,24 @@ from aiohttp import web
 from agent.host import Host
 from cloud_api.auth import bearer_matches
 from cloud_api.cloudcore import Cloudcore
+from cloud_api.connections import Guard
 from cloud_api.errors import UNAUTHORIZED, ApiError
 from cloud_api.jobs import Jobs
-from cloud_api.routing import ADMIN_TOKEN, CLOUDCORE, JOBS, SETTINGS, STORE, Handler, Route
+from cloud_api.routing import (
+    ADMIN_TOKEN,
+    CLOUDCORE,
+    ENROLL_THROTTLE,
+    GUARD,
+    JOBS,
+    SETTINGS,
+    STORE,
+    Handler,
+    Route,
+)
 from cloud_api.routing import openapi_document as _openapi_document
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
+from cloud_api.throttle import Throttle
 from cloud_api.views import boards, cloudcore, jobs, meta
 from cloud_api.views import secrets as secret_views
 
@@ -44,6 +56,8 @@ async def errors_and_ids(request: web.Request, handler: Handler) -> web.StreamRe
         request_id = secrets.token_hex(8)
     request["request_id"] = request_id
     start = time.monotonic()
+    guard = request.app[GUARD]
+    guard.request_started(request)
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             response = await handler(request)
@@ -61,6 +75,8 @@ async def errors_and_ids(request: web.Request, handler: Handler) -> web.StreamRe
             response = ApiError(500, "internal", "internal error; see the server log").response(
                 request_id
             )
+        finally:
+            guard.request_finished(request)
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
         log.info(
@@ -91,6 +107,8 @@ def create_app(
     app = web.Application(middlewares=[errors_and_ids], client_max_size=1024 * 1024)
     app[SETTINGS], app[STORE], app[ADMIN_TOKEN] = settings, store, admin_token
     app[JOBS] = Jobs()
+    app[GUARD] = Guard(settings.max_connections, settings.header_timeout_s)
+    app[ENROLL_THROTTLE] = Throttle(settings.enroll_rate_per_s, settings.enroll_burst)
     app[CLOUDCORE] = Cloudcore(host, settings, store)
     app[meta.OPENAPI] = openapi_document()
     for r in ROUTES:

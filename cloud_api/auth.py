@@ -1,29 +1,58 @@
-"""The admin token: a file created 0600 on first start, compared in constant time."""
+"""The admin token: made on first start (written atomically, 0600), refused at start
+when it is empty or short, compared in constant time, never matched by an empty or
+non-ASCII credential."""
 
 from __future__ import annotations
 
 import hmac
-import os
+import re
 import secrets
 from pathlib import Path
 
+from agent.errors import ConfigError
+from agent.private_files import write_private
+
 ADMIN_TOKEN_FILENAME = "admin.token"  # noqa: S105 - a file name
+MIN_TOKEN_CHARS = 32
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def load_or_create_admin_token(state_dir: Path) -> str:
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """The token in <state_dir>/admin.token, made when there is none. ConfigError (exit 2)
+    for a token file that is unreadable, empty, short or not a token: an empty stored
+    token must never be usable."""
     path = state_dir / ADMIN_TOKEN_FILENAME
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(token + "\n")
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        token = secrets.token_urlsafe(32)
+        try:
+            write_private(path, token + "\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the admin token {path}: {exc.strerror or exc} "
+                "(free space or fix the state directory's permissions, then start again)"
+            ) from exc
+        return token
+    except OSError as exc:
+        raise ConfigError(f"cannot read the admin token {path}: {exc.strerror}") from exc
+    token = text.strip(" \t\r\n")
+    if len(token) < MIN_TOKEN_CHARS or not _TOKEN_RE.fullmatch(token):
+        raise ConfigError(
+            f"the admin token {path} is empty, short or damaged ({len(token)} characters, "
+            f"at least {MIN_TOKEN_CHARS} of [A-Za-z0-9_-] expected): remove the file and start "
+            "again to make a new one"
+        )
     return token
 
 
 def bearer_matches(header: str | None, token: str) -> bool:
-    if not header or not header.startswith("Bearer "):
+    """`Authorization: Bearer <token>`, exactly. Only ASCII space and tab around the
+    credential are ignored: str.strip() would also remove U+00A0 and U+3000, turning a
+    "blank" credential into an empty one."""
+    if not token or not header or not header.isascii() or not header.startswith("Bearer "):
         return False
-    return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), token.encode())
+    presented = header[len("Bearer ") :].strip(" \t")
+    if not presented:
+        return False
+    return hmac.compare_digest(presented.encode("ascii"), token.encode("ascii"))

@@ -10,15 +10,24 @@ from aiohttp import web
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details or {}
+        self.headers = headers or {}
 
     def response(self, request_id: str) -> web.Response:
         body = {"error": {"code": self.code, "message": self.message, "details": self.details}}
         return web.json_response(
-            body, status=self.status, headers={"X-Request-Id": request_id}, dumps=json.dumps
+            body,
+            status=self.status,
+            headers={**self.headers, "X-Request-Id": request_id},
+            dumps=json.dumps,
         )
 
 

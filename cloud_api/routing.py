@@ -3,6 +3,7 @@ OpenAPI document generated from the route table (so the two cannot drift)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,10 +15,12 @@ from pydantic import BaseModel, ValidationError
 
 from cloud_api import __version__
 from cloud_api.cloudcore import Cloudcore
+from cloud_api.connections import Guard
 from cloud_api.errors import ApiError
 from cloud_api.jobs import Jobs
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
+from cloud_api.throttle import Throttle
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORE = web.AppKey("store", Store)
@@ -25,6 +28,8 @@ ADMIN_TOKEN = web.AppKey("admin_token", str)
 JOBS = web.AppKey("jobs", Jobs)
 CLOUDCORE = web.AppKey("cloudcore", Cloudcore)
 SETTINGS = web.AppKey("settings", CloudSettings)
+GUARD = web.AppKey("guard", Guard)
+ENROLL_THROTTLE = web.AppKey("enroll_throttle", Throttle)
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,21 @@ async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
         raise ApiError(
             400, "no_body", "a JSON object is required as the request body ({} for the defaults)"
         )
+    deadline = request.app[SETTINGS].body_timeout_s
     try:
-        raw = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_json", f"request body is not JSON: {exc}") from exc
+        async with asyncio.timeout(deadline):
+            data = await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408, "body_timeout", f"the request body did not arrive within {deadline:g} s"
+        ) from None
+    try:
+        raw = json.loads(data)
+    except RecursionError:
+        raise ApiError(400, "bad_json", "request body is not JSON: nested too deeply") from None
+    except ValueError as exc:
+        # JSONDecodeError, UnicodeDecodeError and int()'s digit limit are all ValueErrors.
+        raise ApiError(400, "bad_json", f"request body is not JSON: {exc}") from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -4,6 +4,7 @@ bounded like uvicorn's (open requests get a grace period, then are cut)."""
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 import ssl
 from pathlib import Path
@@ -11,16 +12,37 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from agent.errors import ConfigError
 from agent.host import Host
 from agent.names import split_hostport
 from agent.sdnotify import notify
 from cloud_api.app import create_app
 from cloud_api.auth import load_or_create_admin_token
+from cloud_api.connections import GuardedSite
+from cloud_api.routing import GUARD
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
 
 log = structlog.get_logger(__name__)
 GRACE_S = 10.0
+KEEPALIVE_S = 15.0
+# Descriptors beyond the connections: the database, keadm/kubectl pipes, logs.
+SPARE_FILES = 128
+
+
+def ensure_file_limit(max_connections: int) -> None:
+    """Raise the soft RLIMIT_NOFILE as far as needed (up to the hard limit), or refuse to
+    start: running out of descriptors makes asyncio log every failed accept."""
+    need = max_connections + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= need or soft == resource.RLIM_INFINITY:
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise ConfigError(
+            f"max_connections = {max_connections} needs {need} open files, but the limit is "
+            f"{hard}: lower max_connections or raise LimitNOFILE= in the unit"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
 def host_for(settings: CloudSettings, root: Path) -> Host:
@@ -32,10 +54,13 @@ def host_for(settings: CloudSettings, root: Path) -> Host:
 
 
 async def serve(settings: CloudSettings, root: Path = Path("/")) -> int:
-    store = Store(settings.state_dir / "kedge.db")
     token = load_or_create_admin_token(settings.state_dir)
+    store = Store(settings.state_dir / "kedge.db")
     app = create_app(settings, store, token, host_for(settings, root))
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=GRACE_S)
+    ensure_file_limit(settings.max_connections)
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=GRACE_S, keepalive_timeout=KEEPALIVE_S
+    )
     await runner.setup()
     context = None
     if settings.tls_cert_file and settings.tls_key_file:
@@ -47,7 +72,7 @@ async def serve(settings: CloudSettings, root: Path = Path("/")) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await web.TCPSite(runner, host, port, ssl_context=context).start()
+        await GuardedSite(runner, host, port, ssl_context=context, guard=app[GUARD]).start()
         log.info(
             "serving",
             listen=settings.listen,

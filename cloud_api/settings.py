@@ -28,6 +28,12 @@ class CloudSettings(LayeredSettings):
     kubeedge_version: Annotated[str, AfterValidator(check_release_tag)] = "v1.13.0"
     init_timeout_s: float = Field(300.0, gt=0, le=3600)
     ready_timeout_s: float = Field(180.0, gt=0, le=3600)
+    # Limits for anyone who can reach the port (docs/robustness.md).
+    max_connections: int = Field(512, ge=8, le=60000)
+    header_timeout_s: float = Field(10.0, gt=0, le=300)
+    body_timeout_s: float = Field(30.0, gt=0, le=600)
+    enroll_rate_per_s: float = Field(1.0, gt=0, le=1000)
+    enroll_burst: int = Field(20, ge=1, le=100000)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

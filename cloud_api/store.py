@@ -9,6 +9,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.errors import ConfigError
+from agent.private_files import create_private
+
 MIGRATIONS = (
     """
     CREATE TABLE enrollment_secrets (
@@ -67,10 +70,19 @@ def _hash(secret: str) -> str:
 
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._migrate()
+        try:
+            # 0600 before SQLite opens it: its -wal and -shm files take the same mode.
+            create_private(path)
+            self._db = sqlite3.connect(
+                path, timeout=5, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot open the database {path}: {exc} (free space, or fix the state "
+                "directory's permissions, then start again)"
+            ) from exc
 
     def _migrate(self) -> None:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
@@ -141,12 +153,10 @@ class Store:
             raise SecretRefused("used up")
         return str(row[0])
 
-    def check_secret(self, secret: str) -> str:
-        """The secret's id if it may enroll a board now; SecretRefused otherwise."""
-        return self._usable_secret(secret)
-
-    def enroll(self, secret: str, board: Board) -> Board:
-        """Spend one use of the secret and record the board, in one transaction."""
+    def spend_use(self, secret: str) -> str:
+        """Take one use of the secret now, before any slow work, so concurrent
+        enrollments with a one-use secret cannot all get through; returns its id.
+        SecretRefused when it may not enroll a board."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             secret_id = self._usable_secret(secret)
@@ -155,23 +165,27 @@ class Store:
                 "WHERE id = ? AND uses_left IS NOT NULL",
                 (secret_id,),
             )
-            self._db.execute(
-                "INSERT OR REPLACE INTO boards (node_name, arch, agent_version, enrolled_at, secret_id, machine_id) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    board.node_name,
-                    board.arch,
-                    board.agent_version,
-                    board.enrolled_at,
-                    secret_id,
-                    board.machine_id,
-                ),
-            )
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-        return Board(**{**vars(board), "secret_id": secret_id})
+        return secret_id
+
+    def give_back_use(self, secret_id: str) -> None:
+        """The enrollment failed after spend_use: the board may try again."""
+        self._db.execute(
+            "UPDATE enrollment_secrets SET uses_left = uses_left + 1 "
+            "WHERE id = ? AND uses_left IS NOT NULL",
+            (secret_id,),
+        )
+
+    def record_board(self, board: Board) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO boards (node_name, arch, agent_version, enrolled_at, secret_id, machine_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (board.node_name, board.arch, board.agent_version, board.enrolled_at,
+             board.secret_id, board.machine_id),
+        )  # fmt: skip
 
     def board(self, node_name: str) -> Board | None:
         row = self._db.execute(

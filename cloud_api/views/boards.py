@@ -12,8 +12,9 @@ from agent.errors import ConfigError
 from cloud_api.errors import UNAUTHORIZED, ApiError
 from cloud_api.kube import KubeError
 from cloud_api.models import BoardInfo, Enrolled, EnrollRequest, MqttAnswer
-from cloud_api.routing import CLOUDCORE, SETTINGS, STORE, Route, read_body
+from cloud_api.routing import CLOUDCORE, ENROLL_THROTTLE, SETTINGS, STORE, Route, read_body
 from cloud_api.store import Board, SecretRefused
+from cloud_api.throttle import Throttle
 from cloud_api.views.cloudcore import kube_unavailable
 
 log = structlog.get_logger(__name__)
@@ -33,20 +34,48 @@ def _mqtt(request: web.Request) -> MqttAnswer | None:
     )
 
 
-async def enroll(request: web.Request) -> web.Response:
-    body: EnrollRequest = await read_body(request, EnrollRequest)
-    store, cloudcore = request.app[STORE], request.app[CLOUDCORE]
-    try:
-        store.check_secret(body.secret)
-    except SecretRefused as exc:
-        if exc.reason == "unknown":
-            raise UNAUTHORIZED from None
+def _refused(exc: SecretRefused) -> ApiError:
+    if exc.reason == "unknown":
+        return UNAUTHORIZED
+    return ApiError(
+        403,
+        "secret_" + exc.reason.replace(" ", "_"),
+        f"this enrollment secret is {exc.reason}: ask the cluster admin for a new one "
+        "(kedge-cloud-api secret create)",
+    )
+
+
+def _throttle(request: web.Request) -> None:
+    wait = request.app[ENROLL_THROTTLE].take(request.remote or "?")
+    if wait > 0:
         raise ApiError(
-            403,
-            "secret_" + exc.reason.replace(" ", "_"),
-            f"this enrollment secret is {exc.reason}: ask the cluster admin for a new one "
-            "(kedge-cloud-api secret create)",
-        ) from None
+            429,
+            "too_many_requests",
+            "too many enrollment attempts from this address: wait and try again",
+            {"retry_after_s": Throttle.retry_after(wait)},
+            headers={"Retry-After": Throttle.retry_after(wait)},
+        )
+
+
+async def enroll(request: web.Request) -> web.Response:
+    _throttle(request)
+    body: EnrollRequest = await read_body(request, EnrollRequest)
+    store = request.app[STORE]
+    try:
+        secret_id = store.spend_use(body.secret)
+    except SecretRefused as exc:
+        raise _refused(exc) from None
+    try:
+        answer = await _enroll(request, body, secret_id)
+    except BaseException:
+        store.give_back_use(secret_id)
+        raise
+    return web.json_response(answer.model_dump())
+
+
+async def _enroll(request: web.Request, body: EnrollRequest, secret_id: str) -> Enrolled:
+    """The slow part, once a use of the secret is held."""
+    store, cloudcore = request.app[STORE], request.app[CLOUDCORE]
     record = store.cloudcore()
     if record is None:
         raise ApiError(
@@ -74,17 +103,10 @@ async def enroll(request: web.Request) -> web.Response:
     except KubeError as exc:
         raise kube_unavailable(exc) from exc
     mqtt = _mqtt(request)
-    try:
-        store.enroll(
-            body.secret,
-            Board(
-                body.node_name, body.arch, body.agent_version, time.time(), None, body.machine_id
-            ),
-        )
-    except SecretRefused as exc:  # spent by a concurrent enrollment meanwhile
-        raise ApiError(
-            403, "secret_" + exc.reason.replace(" ", "_"), f"this enrollment secret is {exc.reason}"
-        ) from None
+    store.record_board(
+        Board(body.node_name, body.arch, body.agent_version, time.time(), secret_id,
+              body.machine_id)
+    )  # fmt: skip
     log.info(
         "board.enrolled",
         node_name=body.node_name,
@@ -92,7 +114,7 @@ async def enroll(request: web.Request) -> web.Response:
         agent_version=body.agent_version,
         again=known is not None,
     )
-    answer = Enrolled(
+    return Enrolled(
         node_name=body.node_name,
         cloudcore=f"{record.advertise[0]}:{CLOUDHUB_PORT}",
         cloudcore_cert_port=CERT_PORT,
@@ -101,7 +123,6 @@ async def enroll(request: web.Request) -> web.Response:
         kubeedge_version=record.version,
         mqtt=mqtt,
     )
-    return web.json_response(answer.model_dump())
 
 
 async def list_boards(request: web.Request) -> web.Response:
@@ -135,6 +156,7 @@ ROUTES = (
             401: ("unknown secret", None),
             403: ("the secret is expired or used up", None),
             409: ("the node name is taken, or cloudcore is not installed", None),
+            429: ("too many attempts from this address (Retry-After)", None),
             502: ("the cluster did not answer", None),
             503: ("the broker password is unreadable", None),
         },
