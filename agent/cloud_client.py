@@ -93,12 +93,18 @@ class ApiClient:
             )
         return status, data
 
-    async def events(self, path: str) -> AsyncIterator[tuple[str, Any]]:
-        """(event, data) from a server-sent event stream; keep-alive comments are skipped."""
+    async def events(
+        self, path: str, *, after: int | None = None
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """(event, data) from a server-sent event stream; keep-alive comments are skipped.
+        `after`: the events after that id (-1: from the first), as Last-Event-ID."""
         assert self._session is not None, "use ApiClient as an async context manager"
         event, data = "message", ""
         try:
-            async with self._session.get(self.url + path, headers=self._headers()) as resp:
+            headers = self._headers()
+            if after is not None:
+                headers["Last-Event-ID"] = str(after)
+            async with self._session.get(self.url + path, headers=headers) as resp:
                 if resp.status >= 400:
                     raise ClientError(f"{self.url}{path} answered HTTP {resp.status}")
                 async for raw in resp.content:

@@ -33,6 +33,8 @@ DEFAULT_SEARCH_PATH = (
 )
 _COMMAND_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 MAX_READ = 4 * 1024 * 1024
+READ_CHUNK = 64 * 1024
+MAX_LINE = 8 * 1024
 
 
 @dataclass(frozen=True)
@@ -216,16 +218,20 @@ class Host:
         except OSError as exc:
             raise CommandError(f"{argv[0]}: cannot start: {exc.strerror or exc}") from exc
         assert proc.stdout is not None
+        lines = _LineCutter(on_line)
         try:
             async with asyncio.timeout(timeout):
-                while line := await proc.stdout.readline():
-                    on_line(line.decode("utf-8", errors="replace").rstrip("\n"))
+                while chunk := await proc.stdout.read(READ_CHUNK):
+                    lines.feed(chunk)
+                lines.close()
                 return await proc.wait()
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            await _kill_and_reap(proc)
-            if isinstance(exc, TimeoutError):
-                raise CommandError(f"{argv[0]}: no result within {timeout:g} s") from None
-            raise
+        except TimeoutError:
+            raise CommandError(f"{argv[0]}: no result within {timeout:g} s") from None
+        finally:
+            # Whatever ended the wait (deadline, cancellation, on_line raising), the child
+            # and its children must not outlive it, blocked on a pipe nobody reads.
+            if proc.returncode is None:
+                await _kill_and_reap(proc)
 
     # -- the running kernel ------------------------------------------------
     def machine(self) -> str:
@@ -321,6 +327,41 @@ class Host:
         except OSError as exc:
             raise HostError(f"cannot stat {real_path}: {exc.strerror}") from exc
         return DiskUsage(du.total, du.free, du.percent)
+
+
+class _LineCutter:
+    """Bytes in, lines out: each line at most MAX_LINE bytes, a longer one cut with a
+    marker saying how much was dropped (a 200 KB line without a newline must neither
+    fail the read nor fill memory)."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self.on_line = on_line
+        self.buffer = bytearray()
+        self.dropped = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        while (end := self.buffer.find(b"\n")) >= 0:
+            self._emit(bytes(self.buffer[:end]))
+            del self.buffer[: end + 1]
+        if len(self.buffer) > MAX_LINE:
+            self.dropped += len(self.buffer) - MAX_LINE
+            del self.buffer[MAX_LINE:]
+
+    def close(self) -> None:
+        if self.buffer or self.dropped:
+            self._emit(bytes(self.buffer))
+        self.buffer.clear()
+
+    def _emit(self, line: bytes) -> None:
+        if len(line) > MAX_LINE:
+            self.dropped += len(line) - MAX_LINE
+            line = line[:MAX_LINE]
+        text = line.decode("utf-8", errors="replace").rstrip("\r")
+        if self.dropped:
+            text += f" [line cut: {self.dropped} more bytes]"
+            self.dropped = 0
+        self.on_line(text)
 
 
 async def _kill_and_reap(proc: asyncio.subprocess.Process) -> None:

@@ -181,7 +181,7 @@ async def _follow(api: ApiClient, answer: dict[str, Any], as_json: bool) -> int:
             print(json.dumps(answer, indent=2))
         return 0
     end: dict[str, Any] = job
-    async for event, data in api.events(f"/api/v1/jobs/{job['id']}/events"):
+    async for event, data in api.events(f"/api/v1/jobs/{job['id']}/events", after=-1):
         if event == "line" and not as_json:
             print("  " + data["line"], flush=True)
         elif event == "end":

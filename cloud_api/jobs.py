@@ -9,7 +9,7 @@ import contextlib
 import re
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +18,11 @@ import structlog
 
 log = structlog.get_logger(__name__)
 KEPT_JOBS = 50
+# A job keeps its first HEAD_LINES and its last TAIL_LINES log lines, each cut at
+# MAX_LINE_CHARS: a keadm that prints without end costs at most a few MB.
+HEAD_LINES, TAIL_LINES, MAX_LINE_CHARS = 200, 1000, 4096
+# An event stream without Last-Event-ID starts this many lines before the end.
+STREAM_BACKLOG = 200
 
 # A KubeEdge join token (CA hash + JWT), a bare JWT, a bearer credential.
 _SECRET_PATTERNS = (
@@ -58,14 +63,42 @@ class Job:
     phase: str = "queued"
     created: float = field(default_factory=time.time)
     finished: float | None = None
-    lines: list[dict[str, Any]] = field(default_factory=list)
+    head: list[dict[str, Any]] = field(default_factory=list)
+    tail: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    total: int = 0  # lines ever logged; a line's number is its event id
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def log(self, line: str) -> None:
-        self.lines.append({"t": round(time.time(), 3), "phase": self.phase, "line": redact(line)})
+        if len(line) > MAX_LINE_CHARS:
+            line = (
+                f"{line[:MAX_LINE_CHARS]} [line cut: {len(line) - MAX_LINE_CHARS} more characters]"
+            )
+        entry = {"t": round(time.time(), 3), "phase": self.phase, "line": redact(line)}
+        (self.head if len(self.head) < HEAD_LINES else self.tail).append(entry)
+        self.total += 1
         self._notify()
+
+    @property
+    def dropped(self) -> int:
+        return self.total - len(self.head) - len(self.tail)
+
+    def line(self, n: int) -> dict[str, Any] | None:
+        """Line number n, or None when it was dropped from the middle."""
+        if n < len(self.head):
+            return self.head[n]
+        first_tail = self.total - len(self.tail)
+        return self.tail[n - first_tail] if n >= first_tail else None
+
+    def _gap(self) -> dict[str, Any]:
+        return {"t": round(time.time(), 3), "phase": self.phase,
+                "line": f"[{self.dropped} lines not kept]"}  # fmt: skip
+
+    @property
+    def lines(self) -> list[dict[str, Any]]:
+        """The kept lines, a marker where the middle was dropped."""
+        return [*self.head, *([self._gap()] if self.dropped else []), *self.tail]
 
     def enter(self, phase: str) -> None:
         self.phase = phase
@@ -89,20 +122,27 @@ class Job:
             "created": self.created,
             "finished": self.finished,
             "lines": self.lines,
+            "lines_dropped": self.dropped,
             "result": self.result,
             "error": self.error,
         }
 
     async def follow(
-        self, start: int = 0, *, idle_s: float = 15.0
+        self, start: int | None = 0, *, idle_s: float = 15.0
     ) -> AsyncIterator[tuple[str, Any]]:
-        """("line", line) for each log line from `start`, ("ping", None) when idle, then
-        ("end", view) once the job is done."""
-        sent = start
+        """("line", (n, line)) for each kept log line from number `start` (None: the last
+        STREAM_BACKLOG), one ("line", (n, marker)) where lines were not kept, ("ping",
+        None) when idle, then ("end", view) once the job is done."""
+        sent = max(0, self.total - STREAM_BACKLOG) if start is None else max(0, start)
         while True:
             changed = self._changed
-            while sent < len(self.lines):
-                yield "line", self.lines[sent]
+            while sent < self.total:
+                line = self.line(sent)
+                if line is None:  # dropped: say so once, continue from the oldest kept
+                    sent = self.total - len(self.tail)
+                    yield "line", (sent - 1, self._gap())
+                    continue
+                yield "line", (sent, line)
                 sent += 1
             if self.state != "running":
                 yield "end", self.view()

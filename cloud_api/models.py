@@ -102,7 +102,10 @@ class JobView(BaseModel):
     phase: str
     created: float
     finished: float | None
-    lines: list[JobLine]
+    lines: list[JobLine] = Field(
+        description="the first and the last lines; a marker line where the middle was dropped"
+    )
+    lines_dropped: int = Field(0, description="log lines not kept (from the middle)")
     result: dict[str, Any] | None
     error: JobError | None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from aiohttp import web
@@ -29,25 +30,24 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    """`event: line` per log line (its id is the line's index, so Last-Event-ID resumes),
-    comments as keep-alives, then `event: end` with the whole job."""
+    """`event: line` per log line (its id is the line's number, so Last-Event-ID
+    resumes; without it the stream starts near the end), comments as keep-alives, then
+    `event: end` with the whole job."""
     job = _job(request)
-    try:
-        start = int(request.headers.get("Last-Event-ID", "-1")) + 1
-    except ValueError:
-        start = 0
+    start: int | None = None  # the tail, not the whole log
+    with contextlib.suppress(ValueError):
+        start = int(request.headers.get("Last-Event-ID", "")) + 1
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     response.headers["X-Request-Id"] = request.get("request_id", "")
     await response.prepare(request)
-    index = max(start, 0)
-    async for kind, data in job.follow(index):
+    async for kind, data in job.follow(start):
         if kind == "ping":
             await response.write(b": ping\n\n")
         elif kind == "line":
-            await response.write(f"id: {index}\nevent: line\ndata: {json.dumps(data)}\n\n".encode())
-            index += 1
+            n, line = data
+            await response.write(f"id: {n}\nevent: line\ndata: {json.dumps(line)}\n\n".encode())
         else:
             await response.write(f"event: end\ndata: {json.dumps(data)}\n\n".encode())
     await response.write_eof()

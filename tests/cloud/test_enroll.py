@@ -186,3 +186,36 @@ def test_secret_enroll_join_with_no_flags_joins_the_node(
     finally:
         board.stop_processes()
         remove_containers(dockerd_systemd)
+
+
+@pytest.mark.faults
+def test_a_one_use_secret_enrolls_one_of_many_concurrent_boards(cloud: Master) -> None:
+    """The use is spent before the slow cluster work: of 16 concurrent enrollments with
+    a one-use secret exactly one gets through, and the others are refused at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = secret(cloud, uses=1)
+    with ThreadPoolExecutor(16) as pool:
+        results = list(
+            pool.map(
+                lambda n: enroll(cloud, s["secret"], name=f"board-{n}", machine=f"{n:064x}"),
+                range(16),
+            )
+        )
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200] + [403] * 15, results
+    status, listed = cloud.call("GET", "/api/v1/enrollment-secrets")
+    assert [x["uses_left"] for x in listed if x["id"] == s["id"]] == [0]
+
+
+@pytest.mark.faults
+def test_a_refused_enrollment_gives_its_use_back(cloud: Master) -> None:
+    s = secret(cloud, uses=1)
+    nodes = cloud.cluster()["nodes"]
+    nodes.append({"name": "edge-9", "ip": "", "taints": [], "labels": {}})
+    cloud.edit_cluster(nodes=nodes)
+    status, body = enroll(cloud, s["secret"], name="edge-9")
+    assert (status, body["error"]["code"]) == (409, "name_taken")
+    status, listed = cloud.call("GET", "/api/v1/enrollment-secrets")
+    assert [x["uses_left"] for x in listed if x["id"] == s["id"]] == [1]
+    assert enroll(cloud, s["secret"], name="board-2")[0] == 200

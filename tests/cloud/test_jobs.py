@@ -38,7 +38,7 @@ async def test_a_job_runs_alone_logs_redacted_and_is_followed_to_its_end() -> No
             seen.append(event)
             if len(seen) == 2:
                 release.set()  # both lines were seen live, before the job ended
-    lines = [d["line"] for kind, d in seen if kind == "line"]
+    lines = [d[1]["line"] for kind, d in seen if kind == "line"]
     assert lines == ["-- step one", "got <redacted>"]
     assert seen[-1][0] == "end"
     assert seen[-1][1]["state"] == "succeeded"
