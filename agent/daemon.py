@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from agent import __version__
+from agent.checks import CHECKS
 from agent.discovery import Topics, discovery_messages
 from agent.docker_api import DockerClient
 from agent.errors import UserError
@@ -34,18 +35,24 @@ from agent.join import run_join
 from agent.mqtt import BrokerConfig, Message, MqttClient, MqttError
 from agent.names import is_dns1123_subdomain
 from agent.preflight import run_preflight
+from agent.private_files import write_private
 from agent.remote import CommandRunner
 from agent.report import CheckReport, ChecksSummary, RemoteCommand
 from agent.reset import reset_board
 from agent.sdnotify import notify, watchdog_interval
 from agent.settings import AgentSettings
 from agent.spool import Spool
-from agent.state import StateDir
+from agent.state import StateCorrupt, StateDir
 
 log = structlog.get_logger(__name__)
 
 BACKOFF_BASE_S, BACKOFF_CAP_S = 1.0, 60.0
 STOP_TIMEOUT_S = 10.0
+ACK_TIMEOUT_S = 10.0
+# The status file is rewritten when what it says changes, and at least this often (so
+# `kedge-agent status` shows a recent last_report) — not at every report.
+STATUS_REFRESH_S = 300.0
+ANNOUNCE_DELAY_S = 2.0
 
 
 def broker_config(settings: AgentSettings, node: str, topics: Topics) -> BrokerConfig:
@@ -88,6 +95,10 @@ class Daemon:
         self.last_error: str | None = None
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._announce_pending = False
+        self._troubles: dict[str, str] = {}
+        self._status_written: tuple[dict[str, Any], float] | None = None
+        self.started_at = time.monotonic()
 
     def apply(self, settings: AgentSettings) -> None:
         node = settings.node_name or self.host.hostname()
@@ -107,7 +118,10 @@ class Daemon:
             self.docker = docker
             self.collector = HealthCollector(self.host, docker, self.node)
             self.commands = CommandRunner(
-                self._handlers(), list(self.settings.allow_remote), self.spool.remember_command
+                self._handlers(),
+                list(self.settings.allow_remote),
+                self.spool.remember_command,
+                known_checks=list(CHECKS),
             )
             for name, job in (("supervisor", self._supervise), ("reporter", self._report_loop),
                               ("sender", self._send_loop), ("checker", self._check_loop),
@@ -135,7 +149,8 @@ class Daemon:
                 async with asyncio.timeout(STOP_TIMEOUT_S / 2):
                     await client.publish(self.topics.status, "offline", retain=True)
             await client.close()
-        self._write_status()
+        self.spool.spill()
+        self._write_status(force=True)
         self.spool.close()
 
     def _on_sighup(self) -> None:
@@ -166,12 +181,26 @@ class Daemon:
         # Answer through the connection the command came in on: it may arrive while
         # the supervisor is still announcing, before that connection becomes self.client.
         if msg.topic == self.topics.cmd:
+            if msg.retain:
+                # A retained command would run again at every reconnect, long after
+                # whoever sent it stopped caring: commands are live or not at all.
+                log.warning("command.retained_ignored", bytes=len(msg.payload))
+                return
             self._spawn(self._command(client, msg.payload), "command")
         elif (
             msg.topic == f"{self.settings.mqtt.discovery_prefix}/status"
             and msg.payload == b"online"
+            and not self._announce_pending
         ):
-            self._spawn(self._announce(), "announce")
+            # Coalesced: a burst of "online" (or a flapping Home Assistant) is one
+            # re-announce, after a short random delay as HA's discovery docs advise.
+            self._announce_pending = True
+            self._spawn(self._announce_later(), "announce")
+
+    async def _announce_later(self) -> None:
+        await asyncio.sleep(random.uniform(0.5, ANNOUNCE_DELAY_S))  # noqa: S311
+        self._announce_pending = False
+        await self._announce()
 
     async def _announce(self) -> None:
         client = self.client
@@ -240,22 +269,47 @@ class Daemon:
                 await self.first_attempt.wait()
         next_at = loop.time()
         while True:
-            report = await self.collector.collect(
-                replayed=self.client is None,
-                join_phase=(r.phase if (r := self.state.load_join()) else None),
-                checks=self._checks_summary(),
-                clock_offset_s=self._clock_offset(),
-                spool_depth=self.spool.depth(),
-                spool_dropped=self.spool.dropped(),
-            )
-            dropped = self.spool.put(self.topics.health, report.to_json().encode())
-            if dropped:
-                log.warning("spool.dropped", count=dropped, total=self.spool.dropped())
-            self.last_report_at = time.monotonic()
-            self.kick.set()
-            self._write_status()
+            try:
+                await self._report_once()
+            except Exception as exc:  # noqa: BLE001 - one bad report must not end reporting
+                self._trouble("report", exc)
             next_at += self.settings.report_interval
             await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    async def _report_once(self) -> None:
+        report = await self.collector.collect(
+            replayed=self.client is None,
+            join_phase=self._join_phase(),
+            checks=self._checks_summary(),
+            clock_offset_s=self._clock_offset(),
+            spool_depth=self.spool.depth(),
+            spool_dropped=self.spool.dropped(),
+            spool_error=self.spool.error,
+        )
+        # While the link is down the report goes to disk at once: it must survive a
+        # restart. Otherwise it waits in memory for its PUBACK (spool.py).
+        dropped = self.spool.put(
+            self.topics.health, report.to_json().encode(), durable=self.client is None
+        )
+        if dropped:
+            log.warning("spool.dropped", count=dropped, total=self.spool.dropped())
+        self.last_report_at = time.monotonic()
+        self.kick.set()
+        self._write_status()
+
+    def _join_phase(self) -> str | None:
+        try:
+            record = self.state.load_join()
+        except StateCorrupt:
+            return "unknown"
+        return record.phase if record else None
+
+    def _trouble(self, what: str, exc: BaseException) -> None:
+        """Log a failing task's error once per distinct message, not once per interval."""
+        message = f"{type(exc).__name__}: {exc}"
+        if self._troubles.get(what) != message:
+            self._troubles[what] = message
+            log.error(f"{what}.failed", error=message, exc_info=exc)
 
     async def _send_loop(self) -> None:
         while True:
@@ -263,11 +317,14 @@ class Daemon:
             self.kick.clear()
             while (client := self.client) is not None and (item := self.spool.oldest()) is not None:
                 try:
-                    await client.publish(item.topic, item.payload)
+                    await client.publish(item.topic, item.payload, timeout=ACK_TIMEOUT_S)
                 except MqttError as exc:
+                    # Not acknowledged in time or the link broke: what waits in memory
+                    # must now survive a restart.
                     log.info("spool.send_failed", error=str(exc))
+                    self.spool.spill()
                     break
-                self.spool.ack(item.id)
+                self.spool.ack(item)
 
     # -- checks and commands ---------------------------------------------------
     def _checks_summary(self) -> ChecksSummary | None:
@@ -356,14 +413,17 @@ class Daemon:
             return
         while True:
             alive = all(not t.done() for n, t in self.tasks.items() if n != "watchdog")
-            fresh = time.monotonic() - self.last_report_at < 3 * self.settings.report_interval + 5
+            # Before the first report the clock starts at the daemon's start (which waits
+            # up to 15 s for the broker), so a start is not reported as a hang.
+            since = max(self.last_report_at, self.started_at + 15)
+            fresh = time.monotonic() - since < 3 * self.settings.report_interval + 5
             if alive and fresh:
                 notify("WATCHDOG=1")
             else:
                 log.error("watchdog.withheld", tasks_alive=alive, reports_fresh=fresh)
             await asyncio.sleep(interval)
 
-    def _write_status(self) -> None:
+    def _write_status(self, *, force: bool = False) -> None:
         summary = self._checks_summary()
         status = {
             "pid": os.getpid(),
@@ -374,13 +434,25 @@ class Daemon:
             "last_error": self.last_error,
             "spool_depth": self.spool.depth(),
             "spool_dropped": self.spool.dropped(),
-            "last_report": datetime.now(UTC).isoformat() if self.last_report_at else None,
+            "spool_error": self.spool.error,
             "checks": summary.model_dump(mode="json") if summary else None,
         }
-        path = self.state.path / "daemon.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status, indent=2))
-        tmp.replace(path)
+        now = time.monotonic()
+        if not force and self._status_written is not None:
+            written, at = self._status_written
+            if written == status and now - at < STATUS_REFRESH_S:
+                return
+        self._status_written = (status, now)
+        document = {
+            **status,
+            "last_report": datetime.now(UTC).isoformat() if self.last_report_at else None,
+        }
+        try:
+            write_private(
+                self.state.path / "daemon.json", json.dumps(document, indent=2), fsync=False
+            )
+        except OSError as exc:
+            self._trouble("status_file", exc)
 
 
 def status_path(state: StateDir) -> Path:

@@ -111,6 +111,7 @@ class HealthCollector:
     async def collect(
         self, *, replayed: bool, join_phase: str | None, checks: ChecksSummary | None,
         clock_offset_s: float | None, spool_depth: int, spool_dropped: int,
+        spool_error: str | None = None,
     ) -> HealthReport:  # fmt: skip
         docker, edgecore = await asyncio.gather(self._docker_state(), self._edgecore_state())
         system, temps = await asyncio.to_thread(lambda: (self._system(), self._temperatures()))
@@ -121,5 +122,6 @@ class HealthCollector:
             temperature_c=max(temps.values()) if temps else None, temperatures_c=temps,
             docker=docker, edgecore=edgecore, join_phase=join_phase, checks=checks,
             clock_offset_s=clock_offset_s, spool_depth=spool_depth, spool_dropped=spool_dropped,
+            spool_error=spool_error,
             **system,
         )  # fmt: skip

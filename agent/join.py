@@ -21,7 +21,7 @@ from agent.preflight import run_preflight
 from agent.report import ActionReport, Change
 from agent.reset import reset_board
 from agent.settings import AgentSettings
-from agent.state import JoinRecord, StateDir, now
+from agent.state import JoinRecord, StateCorrupt, StateDir, now
 
 log = structlog.get_logger(__name__)
 
@@ -106,7 +106,10 @@ async def _journal(host: Host, lines: int = 60) -> str:
 
 
 async def is_joined(host: Host, state: StateDir) -> JoinRecord | None:
-    record = state.load_join()
+    try:
+        record = state.load_join()
+    except StateCorrupt:
+        return None
     if record is None or record.phase != "joined":
         return None
     if not all(host.exists(c) for c in CERTS) or not await _edgecore_active(host):
@@ -153,7 +156,13 @@ async def run_join(
             )
 
         changes: list[Change] = []
-        previous = state.load_join()
+        try:
+            previous = state.load_join()
+        except StateCorrupt as exc:
+            emit(f"{exc}; cleaning up as after an unfinished join")
+            changes += await reset_board(host, docker)
+            state.clear_join()
+            previous = None
         if previous is not None and previous.unfinished:
             emit(
                 f"cleaning up the unfinished join of {previous.started_at:%Y-%m-%d %H:%M}Z (phase {previous.phase})"

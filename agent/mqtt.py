@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
 from collections.abc import Callable
@@ -15,9 +16,15 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.errors import KedgeError
+
+# Commands are at most 16 KiB (remote.MAX_COMMAND_BYTES); discovery birth messages are
+# a few bytes. Anything larger is not for the agent.
+MAX_INBOUND_PACKET = 64 * 1024
 
 
 class MqttError(KedgeError):
@@ -163,8 +170,9 @@ class MqttClient:
         try:
             async with asyncio.timeout(timeout):
                 rc = await self._loop.run_in_executor(
-                    None, self._client.connect, c.host, c.port, c.keepalive_s
-                )
+                    None, functools.partial(self._client.connect, c.host, c.port, c.keepalive_s,
+                                            properties=self._connect_properties())
+                )  # fmt: skip
                 _check_rc(rc, f"cannot connect to {c.host}:{c.port}")
                 self._misc = asyncio.create_task(self._misc_loop(), name="mqtt-misc")
                 await self._connected
@@ -177,6 +185,16 @@ class MqttClient:
         except MqttError:
             await self.close()
             raise
+
+    def _connect_properties(self) -> Properties | None:
+        """MQTT 5: tell the broker the largest packet this client takes, so it drops a
+        huge message for us instead of sending it (3.1.1 has no such property; the
+        receiver checks sizes itself)."""
+        if self.config.protocol != "5":
+            return None
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.MaximumPacketSize = MAX_INBOUND_PACKET
+        return props
 
     async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1, retain: bool = False,
                       timeout: float = 10.0) -> None:  # fmt: skip
@@ -203,8 +221,10 @@ class MqttClient:
             async with asyncio.timeout(timeout):
                 await fut
         except TimeoutError as exc:
-            self._acks.pop(mid, None)
             raise MqttError(f"{what}: no acknowledgement within {timeout:g} s") from exc
+        finally:
+            # Cancelled or timed out, the waiter must not stay behind.
+            self._acks.pop(mid, None)
 
     async def close(self) -> None:
         """Disconnect cleanly (the will is not sent); safe to call twice."""

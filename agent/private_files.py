@@ -17,9 +17,10 @@ from pathlib import Path
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def write_private(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
+def write_private(path: Path, data: bytes | str, *, mode: int = 0o600, fsync: bool = True) -> None:
     """Replace `path` atomically with `data`; OSError (ENOSPC, EACCES, …) leaves the old
-    file and no temporary behind."""
+    file and no temporary behind. fsync=False for files that may be lost in a power cut
+    (a status file): the rename is still atomic for readers, and flash is spared."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -32,7 +33,8 @@ def write_private(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         tmp.replace(path)
@@ -40,7 +42,8 @@ def write_private(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    if fsync:
+        _fsync_dir(path.parent)
 
 
 def create_private(path: Path) -> None:

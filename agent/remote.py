@@ -1,13 +1,16 @@
-"""Remote commands from kedge/<node>/cmd: validated, run at most once, mutating ones
-only when allowed by the board's settings and one at a time. A bad command gets a
-rejected result that says why; it never takes the daemon down."""
+"""Remote commands from kedge/<node>/cmd: size-checked before parsing, validated, run at
+most once, within a bounded lifetime, mutating ones only when allowed by the board's
+settings, and one board-wide action at a time. Every command that is not run gets a
+`rejected` (or `busy`) result saying why; nothing a sender puts in a command can take
+the daemon down or make it echo more than a short id and action back."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+import re
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -19,7 +22,16 @@ log = structlog.get_logger(__name__)
 
 ACTIONS = ("ping", "check", "fix", "join", "reset")
 MUTATING = ("fix", "join", "reset")
+# These drive keadm, docker and the checks: one at a time per board, others are busy.
+EXCLUSIVE = ("check", "fix", "join", "reset")
 COMMAND_TIMEOUT_S = 900.0
+MAX_COMMAND_BYTES = 16 * 1024
+MAX_LIFETIME_S = 3600.0  # expires_at - issued_at
+CLOCK_SKEW_S = 300.0  # how far in the future issued_at may be (the sender's clock)
+# Ids are remembered for as long as a command can live, plus the skew allowance.
+REMEMBER_S = MAX_LIFETIME_S + 2 * CLOCK_SKEW_S
+ARGS = {"check": {"only"}, "fix": {"only", "dry_run"}, "ping": set(), "join": set(), "reset": set()}
+_ECHO_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 Handler = Callable[[RemoteCommand], Awaitable[dict[str, Any]]]
 
@@ -29,79 +41,110 @@ def _now() -> datetime:
 
 
 def rejected(
-    reason: str, command_id: str | None = None, action: str | None = None
+    reason: str, command_id: str | None = None, action: str | None = None, status: str = "rejected"
 ) -> CommandResult:
-    return CommandResult(
-        id=command_id, action=action, status="rejected", reason=reason, finished_at=_now()
-    )
+    fields = {"id": command_id, "action": action, "status": status, "reason": reason}
+    return CommandResult.model_validate({**fields, "finished_at": _now()})
+
+
+def _echo(raw: Any, key: str) -> str | None:
+    """A field of a rejected command, repeated only when it is short and plain."""
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and _ECHO_RE.fullmatch(value) else None
 
 
 class CommandRunner:
     def __init__(
         self,
-        handlers: dict[str, Handler],
+        handlers: Mapping[str, Handler],
         allowed: list[str],
         remember: Callable[[str], bool],
+        known_checks: Collection[str] = (),
+        clock: Callable[[], datetime] = _now,
     ) -> None:
         self.handlers = handlers
         self.allowed = set(allowed)
         self.remember = remember
-        self._mutating = asyncio.Lock()
+        self.known_checks = set(known_checks)
+        self.clock = clock
+        self._exclusive = asyncio.Lock()
 
     def parse(self, payload: bytes) -> RemoteCommand | CommandResult:
+        if len(payload) > MAX_COMMAND_BYTES:
+            return rejected(f"command too large: {len(payload)} bytes (limit {MAX_COMMAND_BYTES})")
         try:
             raw = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except RecursionError:
+            return rejected("malformed command: JSON nested too deeply")
+        except ValueError:
             return rejected("malformed command: not JSON")
-        cid = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
-        action = (
-            raw.get("action")
-            if isinstance(raw, dict) and isinstance(raw.get("action"), str)
-            else None
-        )
+        cid, action = _echo(raw, "id"), _echo(raw, "action")
         try:
             command = RemoteCommand.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "command"
-            return rejected(
-                f"malformed command: {where}: {first['msg']}",
-                cid if cid and len(cid) <= 64 else None,
-                action,
-            )
+        except (ValidationError, RecursionError) as exc:
+            where, msg = "command", "nested too deeply"
+            if isinstance(exc, ValidationError):
+                first = exc.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in first["loc"]) or "command"
+                msg = first["msg"]
+            return rejected(f"malformed command: {where}: {msg}", cid, action)
         if command.action not in ACTIONS:
             return rejected(
-                f"unknown action {command.action!r} (known: {', '.join(ACTIONS)})",
-                command.id,
-                command.action,
+                f"unknown action {command.action!r} (known: {', '.join(ACTIONS)})", command.id
             )
-        if command.expires_at <= _now():
-            return rejected(
-                f"expired at {command.expires_at.isoformat()}", command.id, command.action
-            )
-        if command.action in MUTATING and command.action not in self.allowed:
-            return rejected(
-                f"{command.action} is not allowed remotely on this board (allow_remote in /etc/kedge/agent.toml)",
-                command.id, command.action,
-            )  # fmt: skip
+        if (reason := self._refusal(command)) is not None:
+            return rejected(reason, command.id, command.action)
         if not self.remember(command.id):
             return rejected(
                 "duplicate id: this command was already received", command.id, command.action
             )
         return command
 
+    def _refusal(self, command: RemoteCommand) -> str | None:
+        """Why a well-formed command must not run, or None."""
+        now = self.clock()
+        if command.issued_at > now + timedelta(seconds=CLOCK_SKEW_S):
+            return (
+                f"issued_at {command.issued_at.isoformat()} is in the future (this board's clock says "
+                f"{now.isoformat()}; allowance {CLOCK_SKEW_S:g} s): check both clocks"
+            )
+        if (command.expires_at - command.issued_at).total_seconds() > MAX_LIFETIME_S:
+            return f"expires_at is more than {MAX_LIFETIME_S:g} s after issued_at"
+        if command.expires_at <= now:
+            return f"expired at {command.expires_at.isoformat()}"
+        unknown_args = set(command.args) - ARGS[command.action]
+        if unknown_args:
+            return f"unknown args for {command.action}: {', '.join(sorted(unknown_args))}"
+        only = command.args.get("only", [])
+        if not isinstance(only, list) or not all(isinstance(i, str) for i in only):
+            return 'args.only must be a list of check ids, for example ["clock", "docker"]'
+        if self.known_checks and (bad := [i for i in only if i not in self.known_checks]):
+            return f"args.only: unknown check id {bad[0][:64]!r} (known: {', '.join(sorted(self.known_checks))})"
+        if not isinstance(command.args.get("dry_run", False), bool):
+            return "args.dry_run must be true or false"
+        if command.action in MUTATING and command.action not in self.allowed:
+            return f"{command.action} is not allowed remotely on this board (allow_remote in /etc/kedge/agent.toml)"
+        return None
+
     async def execute(self, payload: bytes) -> CommandResult:
-        parsed = self.parse(payload)
+        try:
+            parsed = self.parse(payload)
+        except Exception as exc:  # whatever a sender sends, they get an answer
+            log.exception("command.parse_crashed")
+            parsed = rejected(f"malformed command ({type(exc).__name__})")
         if isinstance(parsed, CommandResult):
-            log.warning("command.rejected", id=parsed.id, reason=parsed.reason)
+            log.warning("command.rejected", id=parsed.id, reason=parsed.reason[:200])
             return parsed
         command = parsed
-        if command.action in MUTATING and self._mutating.locked():
-            return rejected("another mutating command is running", command.id, command.action)
+        if command.action in EXCLUSIVE and self._exclusive.locked():
+            return rejected(
+                "busy: another check, fix, join or reset is running; send it again later",
+                command.id, command.action, status="busy",
+            )  # fmt: skip
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT_S):
-                if command.action in MUTATING:
-                    async with self._mutating:
+                if command.action in EXCLUSIVE:
+                    async with self._exclusive:
                         result = await self.handlers[command.action](command)
                 else:
                     result = await self.handlers[command.action](command)

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -151,6 +151,7 @@ class HealthReport(BaseModel):
     clock_offset_s: float | None
     spool_depth: int
     spool_dropped: int
+    spool_error: str | None = None  # the disk queue failed: reports are held in memory only
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)
@@ -162,9 +163,10 @@ class RemoteCommand(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    action: str
-    issued_at: datetime
-    expires_at: datetime
+    action: str = Field(max_length=64)
+    # With a zone: a naive time means a different instant on each board.
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
     args: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -176,7 +178,7 @@ class CommandResult(BaseModel):
     schema_: Literal[1] = Field(SCHEMA_VERSION, alias="schema")
     id: str | None
     action: str | None
-    status: Literal["done", "failed", "rejected"]
+    status: Literal["done", "failed", "rejected", "busy"]
     reason: str = ""
     result: dict[str, Any] = Field(default_factory=dict)
     finished_at: datetime

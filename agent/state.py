@@ -15,9 +15,14 @@ from pydantic import BaseModel, ValidationError
 
 from agent.errors import KedgeError
 from agent.host import Host
+from agent.private_files import write_private
 from agent.report import Cause
 
 JoinPhase = Literal["preflight", "keadm", "verify", "joined", "failed", "interrupted"]
+
+
+class StateCorrupt(KedgeError):
+    """A state file exists but is not what kedge-agent wrote (damaged, edited, truncated)."""
 
 
 class Busy(KedgeError):
@@ -39,6 +44,13 @@ class JoinRecord(BaseModel):
     def unfinished(self) -> bool:
         """kedge started this join and never saw it through: its leftovers are ours."""
         return self.phase not in ("joined",)
+
+
+def _first_error(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        e = exc.errors(include_url=False)[0]
+        return f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}"
+    return str(exc)
 
 
 def now() -> datetime:
@@ -71,17 +83,21 @@ class StateDir:
             os.close(fd)
 
     def load_join(self) -> JoinRecord | None:
+        """The last join's record; None when there is none. StateCorrupt when the file is
+        damaged: "never joined" would be a lie that hides leftovers."""
+        path = self._file("join.json")
         try:
-            return JoinRecord.model_validate_json(self._file("join.json").read_text())
-        except (FileNotFoundError, ValidationError, ValueError):
+            return JoinRecord.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
             return None
+        except (ValidationError, ValueError) as exc:
+            raise StateCorrupt(
+                f"{path} is damaged ({_first_error(exc)}): run kedge-agent reset --yes to "
+                "clean up whatever that join left, which also removes the record"
+            ) from None
 
     def save_join(self, record: JoinRecord) -> None:
-        path = self._file("join.json")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(record.model_dump_json(indent=2))
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        write_private(self._file("join.json"), record.model_dump_json(indent=2))
 
     def clear_join(self) -> bool:
         try:

@@ -368,7 +368,8 @@ def test_readiness_status_and_watchdog_on_notify_socket(
     def receive() -> bool:
         with contextlib.suppress(TimeoutError):
             got.extend(sock.recv(4096).decode().splitlines())
-        return "READY=1" in got and got.count("WATCHDOG=1") >= 2
+        connected = any(line.startswith("STATUS=connected to 127.0.0.1:") for line in got)
+        return "READY=1" in got and got.count("WATCHDOG=1") >= 2 and connected
 
     try:
         d = start_daemon({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})

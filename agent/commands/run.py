@@ -14,7 +14,7 @@ from agent.commands.common import EXIT_FAILED, EXIT_OK, host_from, settings_from
 from agent.daemon import Daemon, status_path
 from agent.logs import configure_logging
 from agent.settings import AgentSettings
-from agent.state import StateDir
+from agent.state import StateCorrupt, StateDir
 
 RUN_EPILOG = """\
 Topics (prefix `mqtt.topic_prefix`, default kedge; see docs/mqtt.md):
@@ -63,7 +63,11 @@ async def status(args: argparse.Namespace) -> int:
         daemon = json.loads(status_path(state).read_text())
     except (FileNotFoundError, ValueError):
         daemon = None
-    record = state.load_join()
+    join_error = None
+    try:
+        record = state.load_join()
+    except StateCorrupt as exc:
+        record, join_error = None, str(exc)
     running = (
         daemon is not None
         and psutil.pid_exists(int(daemon.get("pid", 0)))
@@ -73,6 +77,7 @@ async def status(args: argparse.Namespace) -> int:
         "daemon_running": running,
         "daemon": daemon,
         "join": record.model_dump(mode="json") if record else None,
+        "join_error": join_error,
         "now": datetime.now(UTC).isoformat(),
     }
     if args.json:
@@ -97,7 +102,10 @@ async def status(args: argparse.Namespace) -> int:
             else:
                 verdict = "ok" if checks["ok"] else "failing: " + ", ".join(checks["failing"])
             print(f"checks: {verdict}")
-        print(
-            f"join: {record.phase + ' to ' + record.cloudcore + ' as ' + record.node if record else 'never joined'}"
-        )
+        if join_error:
+            print(f"join: unknown: {join_error}")
+        else:
+            print(
+                f"join: {record.phase + ' to ' + record.cloudcore + ' as ' + record.node if record else 'never joined'}"
+            )
     return EXIT_OK if running else EXIT_FAILED

@@ -205,6 +205,7 @@ def test_a_one_use_secret_enrolls_one_of_many_concurrent_boards(cloud: Master) -
     statuses = sorted(status for status, _ in results)
     assert statuses == [200] + [403] * 15, results
     status, listed = cloud.call("GET", "/api/v1/enrollment-secrets")
+    assert status == 200
     assert [x["uses_left"] for x in listed if x["id"] == s["id"]] == [0]
 
 
