@@ -15,6 +15,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from agent import __version__
 from agent.checks import CHECKS
 from agent.discovery import Topics, discovery_messages
 from agent.docker_api import DockerClient
-from agent.errors import UserError
+from agent.errors import KedgeError, UserError
 from agent.fix import run_fix
 from agent.health import HealthCollector
 from agent.host import Host
@@ -309,7 +310,9 @@ class Daemon:
         message = f"{type(exc).__name__}: {exc}"
         if self._troubles.get(what) != message:
             self._troubles[what] = message
-            log.error(f"{what}.failed", error=message, exc_info=exc)
+            # A storage or host error is a fact about the board; anything else is a bug.
+            trace = None if isinstance(exc, OSError | KedgeError | sqlite3.Error) else exc
+            log.error(f"{what}.failed", error=message, exc_info=trace)
 
     async def _send_loop(self) -> None:
         while True:

@@ -17,6 +17,7 @@ made. The ids of received commands are remembered here too (a bounded table).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections import OrderedDict, deque
@@ -60,7 +61,7 @@ class Spool:
         self._memory_bytes = 0
         self._next_id = 0
         self._disk_count = self._disk_bytes = 0
-        self._dropped = 0
+        self._dropped = self._dropped_saved = 0
         self._commands: OrderedDict[str, float] = OrderedDict()
         self._open()
 
@@ -91,6 +92,7 @@ class Spool:
         self._disk_count, self._disk_bytes = int(count), int(size)
         row = self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
         self._dropped = max(self._dropped, int(row[0]))
+        self._dropped_saved = int(row[0])
 
     def _connect(self) -> sqlite3.Connection:
         # 0600 before SQLite opens it: its -wal and -shm files take the same mode.
@@ -130,8 +132,15 @@ class Spool:
 
     def close(self) -> None:
         if self._db is not None:
+            if self._dropped != self._dropped_saved:
+                with contextlib.suppress(sqlite3.Error), self._db:
+                    self._save_dropped(self._db)
             self._db.close()
             self._db = None
+
+    def _save_dropped(self, db: sqlite3.Connection) -> None:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'dropped'", (self._dropped,))
+        self._dropped_saved = self._dropped
 
     # -- the queue ------------------------------------------------------------------
     def put(self, topic: str, payload: bytes, *, durable: bool = False) -> int:
@@ -154,7 +163,7 @@ class Spool:
         try:
             with db:
                 db.executemany("INSERT INTO spool (topic, payload, created) VALUES (?, ?, ?)", rows)
-                db.execute("UPDATE meta SET value = ? WHERE key = 'dropped'", (self._dropped,))
+                self._save_dropped(db)
         except sqlite3.Error as exc:
             self._failed(exc)
             return

@@ -105,5 +105,5 @@ class Recorder:
         self._client.loop_stop()
         self._client.disconnect()
 
-    def publish(self, topic: str, payload: str) -> None:
-        self._client.publish(topic, payload, qos=1).wait_for_publish(10)
+    def publish(self, topic: str, payload: str | bytes, *, retain: bool = False) -> None:
+        self._client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
