@@ -107,7 +107,10 @@ def test_a_storm_of_home_assistant_births_is_one_reannounce(
     configured: Board, recorder: Recorder, start_daemon: Callable[..., Agentd]
 ) -> None:
     start_daemon()
-    configs = lambda: [t for t, _, _ in recorder.messages if t.endswith("/config")]  # noqa: E731
+
+    def configs() -> list[str]:
+        return [t for t, _, _ in recorder.messages if t.endswith("/config")]
+
     wait_for(lambda: len(configs()) >= 6, timeout=30, what="discovery")
     wait_for(lambda: healths(recorder), timeout=30, what="a report")
     first = len(configs())
