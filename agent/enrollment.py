@@ -5,13 +5,13 @@ defaults < enrollment < settings file < environment < flags."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from agent.errors import ConfigError
+from agent.private_files import write_private
 
 ENROLLMENT_FILE = "enrollment.json"
 MQTT_PASSWORD_FILE = "mqtt.password"  # noqa: S105 - a file name
@@ -36,23 +36,14 @@ class Enrollment(BaseModel):
     enrolled_at: float
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    tmp.replace(path)
-
-
 def save(state_dir: Path, enrollment: Enrollment, mqtt_password: str | None) -> None:
     data = enrollment.model_dump(mode="json")
     data["token"] = enrollment.token.get_secret_value()
     if mqtt_password is not None:
-        _write_private(state_dir / MQTT_PASSWORD_FILE, mqtt_password + "\n")
+        write_private(state_dir / MQTT_PASSWORD_FILE, mqtt_password + "\n")
     else:
         (state_dir / MQTT_PASSWORD_FILE).unlink(missing_ok=True)
-    _write_private(state_dir / ENROLLMENT_FILE, json.dumps(data, indent=1) + "\n")
+    write_private(state_dir / ENROLLMENT_FILE, json.dumps(data, indent=1) + "\n")
 
 
 def load(state_dir: Path) -> Enrollment | None:

@@ -11,7 +11,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     SettingsConfigDict,
 )
@@ -215,8 +223,18 @@ def _with_enrollment(settings: AgentSettings, layers: Layers, root: Path) -> Age
             continue  # the user's own setting wins
         if key == "token" and layers.origin("token_file") != "settings":
             continue
-        update[key] = MqttSettings(**value) if key == "mqtt" else value
-    return settings.model_copy(update=update)
+        update[key] = value
+    # Validated as if the user had written them: enrollment.json is a file on the board,
+    # and a value that reaches keadm's argv must pass the same checks as a setting.
+    try:
+        return AgentSettings.model_validate({**dict(settings), **update})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{state_dir / enrollment.ENROLLMENT_FILE}: {where}: "
+            f"{first['msg'].removeprefix('Value error, ')}: run kedge-agent enroll --again"
+        ) from None
 
 
 def load_settings(

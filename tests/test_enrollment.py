@@ -69,3 +69,47 @@ def test_a_damaged_enrollment_is_a_config_error(
     config.write_text("")
     with pytest.raises(ConfigError, match="not an enrollment kedge-agent wrote: remove it"):
         load_settings(config, root=tmp_path)
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("cloudcore", "1.2.3.4:10000 --help", "cloudcore: expected host:port"),
+        (
+            "cloudcore_cert_port",
+            0,
+            "cloudcore_cert_port: Input should be greater than or equal to 1",
+        ),
+        ("kubeedge_version", "../../../x", "kubeedge_version:"),
+        ("token", "abc def", "token: expected the output of `keadm gettoken`"),
+    ],
+)
+def test_hostile_enrollment_values_are_refused_like_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, value: object, says: str
+) -> None:
+    import json
+
+    monkeypatch.delenv("KEDGE_AGENT_CONFIG", raising=False)
+    state = enrolled(tmp_path)
+    doc = json.loads((state / "enrollment.json").read_text())
+    doc[key] = value
+    (state / "enrollment.json").write_text(json.dumps(doc))
+    config = tmp_path / "agent.toml"
+    config.write_text("")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config, root=tmp_path)
+    assert str(err.value).startswith(f"{state / 'enrollment.json'}: {says}")
+    assert "kedge-agent enroll --again" in str(err.value)
+
+
+@pytest.mark.faults
+def test_a_leftover_temporary_file_cannot_widen_the_secrets_mode(tmp_path: Path) -> None:
+    state = tmp_path / "var/lib/kedge-agent"
+    state.mkdir(parents=True)
+    for name in (".enrollment.json.tmp", ".mqtt.password.tmp"):
+        (state / name).write_text("old")
+        (state / name).chmod(0o644)
+    enrolled(tmp_path)
+    for name in ("enrollment.json", "mqtt.password"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
