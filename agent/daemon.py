@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from agent import __version__
+from agent import __version__, transient
 from agent.checks import CHECKS
 from agent.discovery import Topics, discovery_messages
 from agent.docker_api import DockerClient
@@ -70,8 +70,11 @@ def broker_config(settings: AgentSettings, node: str, topics: Topics) -> BrokerC
 
 
 class Daemon:
-    def __init__(self, settings: AgentSettings, host: Host, reload: Any) -> None:
+    def __init__(
+        self, settings: AgentSettings, host: Host, reload: Any, cli_args: tuple[str, ...] = ()
+    ) -> None:
         self.host = host
+        self.cli_args = cli_args  # --config FILE, passed on to transient commands
         self._reload = reload
         self.apply(settings)
         self.state = StateDir(host, settings.state_dir)
@@ -374,12 +377,23 @@ class Daemon:
                     "checks": {c.id: c.status.value for c in report.checks}}  # fmt: skip
 
         async def fix(cmd: RemoteCommand) -> dict[str, Any]:
+            only = [str(i) for i in cmd.args.get("only", [])]
+            dry_run = bool(cmd.args.get("dry_run"))
+            if transient.available(self.host):
+                args = [
+                    *(["--only", ",".join(only)] if only else []),
+                    *(["--dry-run"] if dry_run else []),
+                ]
+                return await self._outside_sandbox(cmd, args)
             with self.state.lock("fix (remote)"):
-                report = await run_fix(self.settings, self.host, only=[str(i) for i in cmd.args.get("only", [])],
-                                       dry_run=bool(cmd.args.get("dry_run")), emit=self._emit)  # fmt: skip
+                report = await run_fix(
+                    self.settings, self.host, only=only, dry_run=dry_run, emit=self._emit
+                )
             return report.model_dump(mode="json", exclude={"checks"})
 
         async def join(cmd: RemoteCommand) -> dict[str, Any]:
+            if transient.available(self.host):
+                return await self._outside_sandbox(cmd, [])
             with self.state.lock("join (remote)"):
                 report = await run_join(
                     self.settings, self.host, self.state, ignore=[], emit=self._emit
@@ -388,6 +402,8 @@ class Daemon:
             return report.model_dump(mode="json", exclude={"checks"})
 
         async def reset(cmd: RemoteCommand) -> dict[str, Any]:
+            if transient.available(self.host):
+                return await self._outside_sandbox(cmd, [])
             with self.state.lock("reset (remote)"):
                 changes = await reset_board(self.host, self.docker)
                 self.state.clear_join()
@@ -398,6 +414,16 @@ class Daemon:
             }
 
         return {"ping": ping, "check": check, "fix": fix, "join": join, "reset": reset}
+
+    async def _outside_sandbox(self, cmd: RemoteCommand, args: list[str]) -> dict[str, Any]:
+        """The CLI command as a transient unit (agent/transient.py); its report."""
+        report = await transient.run_action(
+            self.host, cmd.action, [*self.cli_args, *args], command_id=cmd.id,
+            timeout=self.settings.join_timeout_s + 120, emit=self._emit,
+        )  # fmt: skip
+        self.collector.refresh_edgecore_soon()
+        report.pop("checks", None)
+        return report
 
     def _emit(self, line: str) -> None:
         log.info("command.progress", line=line)

@@ -7,7 +7,10 @@ Three processes run at once against one mosquitto on loopback, for the same wind
 After a warm-up (the agent's start-up preflight), CPU seconds are counted over the
 window and scaled to an hour; RSS is read at the end. Start-up: process start to the
 first MQTT message the broker delivers (the retained `online`), median of several.
-Targets: agent RSS <= 1.15 x bare; agent CPU/h <= 2 x minimal; first message <= 1 s.
+Storage: bytes the process caused to be written to disk (/proc/PID/io write_bytes),
+scaled to an hour — what wears a board's SD card or eMMC.
+Targets: agent RSS <= 1.15 x bare; agent CPU/h <= 2 x minimal; first message <= 1 s;
+agent writes <= 100 KB/h with the broker up.
 
     .venv/bin/python -m bench.daemon_footprint [--window 120] [--starts 5]
 """
@@ -64,6 +67,13 @@ def cpu_s(p: psutil.Process) -> float:
     return ns / 1e9 + t.children_user + t.children_system
 
 
+def written(p: psutil.Process) -> int:
+    for line in Path(f"/proc/{p.pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
 def first_message_s(board: Board, broker: Mosquitto) -> float:
     got = threading.Event()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{free_port()}")
@@ -118,10 +128,14 @@ def main() -> int:
         ps = {k: psutil.Process(p.pid) for k, p in procs.items()}
         time.sleep(max(15.0, 2 * args.interval))  # warm-up: imports, the start-up preflight
         before = {k: cpu_s(p) for k, p in ps.items()}
+        wrote_before = {k: written(p) for k, p in ps.items()}
         t0 = time.monotonic()
         time.sleep(args.window)
         elapsed = time.monotonic() - t0
         per_hour = {k: (cpu_s(p) - before[k]) * 3600 / elapsed for k, p in ps.items()}
+        kb_per_hour = {
+            k: (written(p) - wrote_before[k]) * 3600 / elapsed / 1000 for k, p in ps.items()
+        }
         rss = {k: p.memory_info().rss / 2**20 for k, p in ps.items()}
     finally:
         for p in procs.values():
@@ -132,9 +146,9 @@ def main() -> int:
     print(
         f"window {elapsed:.0f} s at report_interval {args.interval:g} s; start-up over {args.starts} runs"
     )
-    print(f"{'process':<10}{'RSS MiB':>10}{'CPU s/h':>10}")
+    print(f"{'process':<10}{'RSS MiB':>10}{'CPU s/h':>10}{'KB written/h':>14}")
     for k in ("bare", "minimal", "agent"):
-        print(f"{k:<10}{rss[k]:>10.1f}{per_hour[k]:>10.2f}")
+        print(f"{k:<10}{rss[k]:>10.1f}{per_hour[k]:>10.2f}{kb_per_hour[k]:>14.1f}")
     rss_ratio = rss["agent"] / rss["bare"]
     cpu_ratio = per_hour["agent"] / per_hour["minimal"] if per_hour["minimal"] > 0 else float("inf")
     first = statistics.median(starts)
@@ -142,7 +156,9 @@ def main() -> int:
     print(f"agent CPU / minimal publisher: {cpu_ratio:.2f} (target <= 2)")
     runs = ", ".join(f"{s:.2f}" for s in starts)
     print(f"start to first MQTT message: median {first:.2f} s, all {runs} (target <= 1 s)")
-    ok = rss_ratio <= 1.15 and cpu_ratio <= 2 and first <= 1.0
+    kb, kb_minimal = kb_per_hour["agent"], kb_per_hour["minimal"]
+    print(f"agent writes: {kb:.1f} KB/h (minimal publisher {kb_minimal:.1f}; target <= 100)")
+    ok = rss_ratio <= 1.15 and cpu_ratio <= 2 and first <= 1.0 and kb <= 100
     print("PASS" if ok else "OVER TARGET")
     return 0 if ok else 1
 

@@ -53,7 +53,10 @@ def _daemon_settings(args: argparse.Namespace) -> AgentSettings:
 
 async def run(args: argparse.Namespace) -> int:
     settings = _daemon_settings(args)
-    return await Daemon(settings, host_from(args), lambda: _daemon_settings(args)).run()
+    cli_args = ("--config", str(args.config)) if args.config else ()
+    return await Daemon(
+        settings, host_from(args), lambda: _daemon_settings(args), cli_args=cli_args
+    ).run()
 
 
 async def status(args: argparse.Namespace) -> int:
