@@ -419,7 +419,7 @@ class Daemon:
         """The CLI command as a transient unit (agent/transient.py); its report."""
         report = await transient.run_action(
             self.host, cmd.action, [*self.cli_args, *args], command_id=cmd.id,
-            timeout=self.settings.join_timeout_s + 120, emit=self._emit,
+            report_dir=self.state.path, timeout=self.settings.join_timeout_s + 120, emit=self._emit,
         )  # fmt: skip
         self.collector.refresh_edgecore_soon()
         report.pop("checks", None)

@@ -13,6 +13,7 @@ daemon's process as before.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from agent.errors import CommandError
 from agent.host import Host
 
 _UNIT_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+POLL_S = 0.5
 
 
 def available(host: Host) -> bool:
@@ -47,26 +49,56 @@ async def run_action(
     args: Sequence[str],
     *,
     command_id: str,
+    report_dir: Path,
     timeout: float,
     emit: Callable[[str], None],
 ) -> dict[str, Any]:
-    """`kedge-agent <action> --yes --json ARGS` as a transient unit; its JSON report."""
+    """`kedge-agent <action> --yes --json ARGS` as a transient unit; its JSON report.
+
+    Started without --wait or --pipe: those need a D-Bus daemon, which a minimal board
+    may lack, while starting a unit and asking for its state work over systemd's own
+    socket. The report comes back through a file in the state directory."""
     unit = f"kedge-agent-{action}-{_UNIT_SAFE.sub('_', command_id)[:40]}"
+    report_file = report_dir / f"{unit}.json"
     argv = ["systemd-run", f"--unit={unit}", f"--description=kedge-agent {action} (remote command)",
-            "--wait", "--collect", "--pipe", "--quiet", "--property=KillMode=mixed",
+            "--collect", "--quiet", "--property=KillMode=mixed",
             # The service's own environment (KEDGE_AGENT_*), never on a command line.
             "--property=EnvironmentFile=-/etc/default/kedge-agent",
             f"--property=RuntimeMaxSec={int(timeout)}",
+            f"--property=StandardOutput=truncate:{report_file}",
+            "--property=StandardError=journal", "--property=UMask=0077",
             "--", agent_executable(), action, "--yes", "--json", *args]  # fmt: skip
     emit(f"running {action} as the transient unit {unit}")
-    result = await host.run(argv, timeout=timeout + 30)
-    for line in result.stderr.splitlines()[-20:]:
-        emit(line)
+    started = await host.run(argv, timeout=30)
+    if not started.ok:
+        raise CommandError(f"systemd-run could not start {unit}: {started.stderr.strip()[-300:]}")
     try:
-        report = json.loads(result.stdout)
+        await _wait_until_done(host, unit, timeout + 30)
+        try:
+            text = report_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+    finally:
+        report_file.unlink(missing_ok=True)
+    try:
+        report = json.loads(text)
     except ValueError:
-        tail = " / ".join(result.stderr.strip().splitlines()[-3:]) or "no output"
-        raise CommandError(f"{unit} ended with exit code {result.returncode}: {tail}") from None
+        raise CommandError(
+            f"{unit} printed no report: see journalctl -u {unit} (or the daemon's journal)"
+        ) from None
     if not isinstance(report, dict):
         raise CommandError(f"{unit} printed no report")
     return report
+
+
+async def _wait_until_done(host: Host, unit: str, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        state = (await host.run(["systemctl", "is-active", unit], timeout=15)).stdout.strip()
+        if state not in ("active", "activating", "deactivating", "reloading"):
+            return
+        if loop.time() >= deadline:
+            await host.run(["systemctl", "stop", unit], timeout=60)
+            raise CommandError(f"{unit} did not finish within {timeout:g} s; stopped it")
+        await asyncio.sleep(POLL_S)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,3 +194,25 @@ def dump(run: AgentRun) -> str:
 def check_one(agent: AgentRunner, board: Board, check_id: str) -> CheckResult:
     """Run a single check (and what it needs) on the board; return its result."""
     return agent(board, "check", "--json", "--only", check_id).result(check_id)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (`make test` installs them)")
+
+
+@pytest.fixture(scope="session")
+def debs() -> dict[str, Path]:
+    """The Debian packages, built once per test session (packaging/build)."""
+    need("dpkg-buildpackage", "dh", "lintian", "aarch64-linux-gnu-strip")
+    build = subprocess.run([str(REPO / "packaging" / "build"), "--dist", "bookworm", "--arch", "all"],
+                           capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    return {
+        p.name.split("_")[0] + "_" + p.name.rsplit("_", 1)[1][:-4]: p
+        for p in (REPO / "dist").glob("*.deb")
+    }

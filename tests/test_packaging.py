@@ -18,16 +18,10 @@ import pytest
 
 from agent.elf import elf_machine
 from agent.settings import AgentSettings
+from tests.conftest import REPO, need
 
 pytestmark = pytest.mark.packaging
-REPO = Path(__file__).resolve().parents[1]
 UNITS = {"kedge-agent": 4.0, "kedge-cloud-api": 2.0}  # exposure limits from the packaging issue
-
-
-def need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (`make test` installs them)")
 
 
 @pytest.mark.parametrize("unit", sorted(UNITS))
@@ -78,18 +72,6 @@ def test_shipped_cloud_api_config_is_valid() -> None:
     data = shipped_config("cloud-api.toml")
     CloudSettings(**data)
     assert set(data) == set(CloudSettings.model_fields)
-
-
-@pytest.fixture(scope="module")
-def debs() -> dict[str, Path]:
-    need("dpkg-buildpackage", "dh", "lintian", "aarch64-linux-gnu-strip")
-    build = subprocess.run([str(REPO / "packaging" / "build"), "--dist", "bookworm", "--arch", "all"],
-                           capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
-    assert build.returncode == 0, build.stderr[-3000:]
-    return {
-        p.name.split("_")[0] + "_" + p.name.rsplit("_", 1)[1][:-4]: p
-        for p in (REPO / "dist").glob("*.deb")
-    }
 
 
 def test_four_packages_are_built(debs: dict[str, Path]) -> None:
