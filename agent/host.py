@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -214,6 +215,7 @@ class Host:
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, start_new_session=True,
                 env=dict(env) if env is not None else self._env,
+                preexec_fn=_die_with_parent,  # one call, no locks: safe after fork
             )  # fmt: skip
         except OSError as exc:
             raise CommandError(f"{argv[0]}: cannot start: {exc.strerror or exc}") from exc
@@ -327,6 +329,16 @@ class Host:
         except OSError as exc:
             raise HostError(f"cannot stat {real_path}: {exc.strerror}") from exc
         return DiskUsage(du.total, du.free, du.percent)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: if kedge is killed (SIGKILL, OOM), a long command such
+    as keadm is killed too instead of running on with nobody reading its output."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class _LineCutter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -14,16 +15,18 @@ from agent.checks.context import CheckContext
 from agent.diagnose import recognise
 from agent.docker_api import DockerClient
 from agent.errors import CommandError, UserError
+from agent.fix import run_fix
 from agent.host import Host
 from agent.kubeedge import DOCKERSHIM_ENDPOINT, EDGECORE_UNIT, supports_docker
 from agent.names import is_dns1123_subdomain
 from agent.preflight import run_preflight
-from agent.report import ActionReport, Change
+from agent.report import ActionReport, Change, Status
 from agent.reset import reset_board
 from agent.settings import AgentSettings
 from agent.state import JoinRecord, StateCorrupt, StateDir, now
 
 log = structlog.get_logger(__name__)
+KEPT_KEADM_LINES = 2000
 
 CERTS = (
     "/etc/kubeedge/ca/rootCA.crt",
@@ -181,6 +184,14 @@ async def run_join(
                 checks=preflight.checks,
             )
 
+        # keadm v1.13 takes the token only as --token, readable in /proc/<pid>/cmdline
+        # by any local user while keadm runs (mount /proc with hidepid=invisible to stop
+        # that: docs/robustness.md). Pulling the images first makes that window seconds
+        # instead of the minutes keadm spends pulling.
+        if any(c.id == "images" and c.status is Status.WARN for c in preflight.checks):
+            emit("pulling the images keadm join needs before starting it")
+            pulled = await run_fix(settings, host, only=["images"], dry_run=False, emit=emit)
+            changes += pulled.changes
         driver = next(
             (c.details.get("join") for c in preflight.checks if c.id == "cgroup-driver"), None
         )
@@ -242,8 +253,9 @@ async def _verify(host: Host, state: StateDir, record: JoinRecord, settle_s: flo
 async def _run_keadm(
     host: Host, argv: list[str], token: str, settings: AgentSettings, emit: Callable[[str], None]
 ) -> tuple[int, str]:
-    """Run keadm, streaming its output (token redacted) line by line."""
-    lines: list[str] = []
+    """Run keadm, streaming its output (token redacted) line by line; the last
+    KEPT_KEADM_LINES are kept for the diagnosis."""
+    lines: deque[str] = deque(maxlen=KEPT_KEADM_LINES)
 
     def on_line(line: str) -> None:
         clean = redact(line, token)

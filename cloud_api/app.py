@@ -106,7 +106,9 @@ def create_app(
 ) -> web.Application:
     app = web.Application(middlewares=[errors_and_ids], client_max_size=1024 * 1024)
     app[SETTINGS], app[STORE], app[ADMIN_TOKEN] = settings, store, admin_token
-    app[JOBS] = Jobs()
+    for job_id in store.interrupt_running_jobs():
+        log.warning("job.interrupted", job_id=job_id, reason="the service stopped before it ended")
+    app[JOBS] = Jobs(store.record_job)
     app[GUARD] = Guard(settings.max_connections, settings.header_timeout_s)
     app[ENROLL_THROTTLE] = Throttle(settings.enroll_rate_per_s, settings.enroll_burst)
     app[CLOUDCORE] = Cloudcore(host, settings, store)

@@ -59,7 +59,7 @@ class Busy(Exception):
 class Job:
     id: str
     kind: str
-    state: Literal["running", "succeeded", "failed"] = "running"
+    state: Literal["running", "succeeded", "failed", "interrupted"] = "running"
     phase: str = "queued"
     created: float = field(default_factory=time.time)
     finished: float | None = None
@@ -157,9 +157,19 @@ class Job:
 class Jobs:
     """The registry; at most one job runs at a time (keadm and the cluster are one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Each job's start and end are kept (the store) so that after a crash or SIGKILL
+        # of the service, the job is reported as interrupted rather than forgotten.
+        self._record = record
+
+    def _save(self, job: Job) -> None:
+        if self._record is not None:
+            try:
+                self._record(job.view())
+            except Exception:
+                log.exception("job.record_failed", job_id=job.id)
 
     def running(self) -> Job | None:
         return next((j for j in self._jobs.values() if j.state == "running"), None)
@@ -174,6 +184,7 @@ class Jobs:
         self._jobs[job.id] = job
         while len(self._jobs) > KEPT_JOBS:
             self._jobs.popitem(last=False)
+        self._save(job)
         task = asyncio.create_task(self._run(job, work), name=f"job-{job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -191,6 +202,7 @@ class Jobs:
                 job.finish(
                     None, {"message": "the service stopped before the job finished", "details": {}}
                 )
+                self._save(job)
                 raise
             except Exception as exc:
                 log.exception("job.crashed")
@@ -203,6 +215,7 @@ class Jobs:
                 )
             else:
                 job.finish(result, None)
+            self._save(job)
             log.info("job.finished", state=job.state, phase=job.phase)
 
     async def close(self) -> None:

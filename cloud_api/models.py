@@ -98,7 +98,7 @@ class JobError(BaseModel):
 class JobView(BaseModel):
     id: str
     kind: str
-    state: Literal["running", "succeeded", "failed"]
+    state: Literal["running", "succeeded", "failed", "interrupted"]
     phase: str
     created: float
     finished: float | None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.errors import ConfigError
 from agent.private_files import create_private
@@ -27,7 +29,17 @@ MIGRATIONS = (
         id INTEGER PRIMARY KEY CHECK (id = 1), advertise TEXT NOT NULL, version TEXT NOT NULL,
         installed_at REAL NOT NULL);
     """,
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, phase TEXT NOT NULL,
+        created REAL NOT NULL, finished REAL, error TEXT);
+    """,
 )
+INTERRUPTED = (
+    "the service stopped or was killed before the job finished (its keadm was stopped "
+    "with it): check kedge-cloud-api status, then run the command again"
+)
+KEPT_JOB_RECORDS = 200
 
 
 @dataclass(frozen=True)
@@ -201,6 +213,41 @@ class Store:
             "ORDER BY node_name"
         ).fetchall()
         return [Board(*row) for row in rows]
+
+    # -- jobs: in memory while they run, their outcome kept here ---------------------
+    def record_job(self, view: dict[str, Any]) -> None:
+        error = json.dumps(view["error"]) if view["error"] else None
+        self._db.execute(
+            "INSERT OR REPLACE INTO jobs (id, kind, state, phase, created, finished, error) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (view["id"], view["kind"], view["state"], view["phase"], view["created"],
+             view["finished"], error),
+        )  # fmt: skip
+        self._db.execute(
+            "DELETE FROM jobs WHERE id NOT IN (SELECT id FROM jobs ORDER BY created DESC LIMIT ?)",
+            (KEPT_JOB_RECORDS,),
+        )
+
+    def interrupt_running_jobs(self) -> list[str]:
+        """At start: jobs still 'running' belonged to a process that is gone."""
+        ids = [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE state = 'running'")]
+        error = json.dumps({"message": INTERRUPTED, "details": {}})
+        self._db.execute(
+            "UPDATE jobs SET state = 'interrupted', finished = ?, error = ? WHERE state = 'running'",
+            (time.time(), error),
+        )
+        return ids
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT id, kind, state, phase, created, finished, error FROM jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "kind", "state", "phase", "created", "finished")
+        return {**dict(zip(keys, row[:6], strict=True)), "lines": [], "lines_dropped": 0,
+                "result": None, "error": json.loads(row[6]) if row[6] else None}  # fmt: skip
 
     # -- what this API installed ----------------------------------------------
     def cloudcore(self) -> CloudcoreRecord | None:

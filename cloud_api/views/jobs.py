@@ -4,29 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import json
+from typing import Any
 
 from aiohttp import web
 
 from cloud_api.errors import ApiError
 from cloud_api.jobs import Job
 from cloud_api.models import JobView
-from cloud_api.routing import JOBS, Route
+from cloud_api.routing import JOBS, STORE, Route
 
 
-def _job(request: web.Request) -> Job:
-    job = request.app[JOBS].get(request.match_info["id"])
-    if job is None:
-        raise ApiError(
-            404,
-            "not_found",
-            f"no job {request.match_info['id']!r} (jobs are kept in memory: "
-            "a restart of the service forgets them)",
-        )
-    return job
+def _job(request: web.Request) -> Job | dict[str, Any]:
+    """The running or recent job, or the kept outcome of one from an earlier run of
+    the service (its log lines are not kept)."""
+    job_id = request.match_info["id"]
+    job = request.app[JOBS].get(job_id)
+    if job is not None:
+        return job
+    kept = request.app[STORE].job(job_id)
+    if kept is not None:
+        return kept
+    raise ApiError(404, "not_found", f"no job {job_id!r}")
 
 
 async def get_job(request: web.Request) -> web.Response:
-    return web.json_response(JobView.model_validate(_job(request).view()).model_dump())
+    job = _job(request)
+    view = job.view() if isinstance(job, Job) else job
+    return web.json_response(JobView.model_validate(view).model_dump())
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
@@ -34,13 +38,18 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     resumes; without it the stream starts near the end), comments as keep-alives, then
     `event: end` with the whole job."""
     job = _job(request)
-    start: int | None = None  # the tail, not the whole log
-    with contextlib.suppress(ValueError):
-        start = int(request.headers.get("Last-Event-ID", "")) + 1
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     response.headers["X-Request-Id"] = request.get("request_id", "")
+    if not isinstance(job, Job):
+        await response.prepare(request)
+        await response.write(f"event: end\ndata: {json.dumps(job)}\n\n".encode())
+        await response.write_eof()
+        return response
+    start: int | None = None  # the tail, not the whole log
+    with contextlib.suppress(ValueError):
+        start = int(request.headers.get("Last-Event-ID", "")) + 1
     await response.prepare(request)
     async for kind, data in job.follow(start):
         if kind == "ping":

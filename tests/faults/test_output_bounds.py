@@ -16,6 +16,7 @@ import pytest
 from agent.errors import CommandError
 from agent.host import MAX_LINE, Host
 from cloud_api.jobs import HEAD_LINES, STREAM_BACKLOG, TAIL_LINES, Job, Jobs
+from tests.harness.wait import wait_for
 
 pytestmark = pytest.mark.faults
 PY = sys.executable
@@ -135,3 +136,66 @@ async def test_a_stream_starts_at_the_tail_or_resumes_across_the_gap() -> None:
     assert texts[50] == f"[{5000 - HEAD_LINES - TAIL_LINES} lines not kept]"
     assert numbers[51:] == list(range(5000 - TAIL_LINES, 5000))
     assert resumed[-1][0] == "end"
+
+
+def test_a_killed_parent_takes_its_long_command_with_it(tmp_path: Path) -> None:
+    """SIGKILL of kedge (the cloud API during `keadm init`, the agent during `keadm
+    join`) must not leave keadm running with nobody reading it."""
+    import signal
+    import subprocess
+
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen(
+        [PY, "-c",
+         "import asyncio, sys; from agent.host import Host\n"
+         f"h = Host('/', search_path=['/usr/bin', '/bin'])\n"
+         f"asyncio.run(h.run_streaming(['sh', '-c', 'echo $$ > {pid_file}; exec sleep 300'],"
+         " timeout=600, on_line=print))"],
+    )  # fmt: skip
+    try:
+        written = wait_for(
+            lambda: pid_file.read_text().strip() if pid_file.exists() else None,
+            timeout=30,
+            what="the child",
+        )
+        child = int(written)
+        assert psutil.pid_exists(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(30)
+
+        def gone() -> bool:
+            try:
+                return psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        wait_for(gone, timeout=30, what="the child to die with its parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_jobs_of_a_killed_service_are_reported_interrupted(tmp_path: Path) -> None:
+    from cloud_api.store import INTERRUPTED, Store
+
+    async def scenario() -> str:
+        store = Store(tmp_path / "kedge.db")
+        jobs = Jobs(store.record_job)
+        gate = asyncio.Event()
+
+        async def work(job: Job) -> dict[str, Any]:
+            await gate.wait()
+            return {}
+
+        job = jobs.start("install", work)
+        await asyncio.sleep(0)
+        store.close()  # the process dies here: no finish is ever recorded
+        return job.id
+
+    job_id = asyncio.run(scenario())
+    again = Store(tmp_path / "kedge.db")
+    assert again.interrupt_running_jobs() == [job_id]
+    kept = again.job(job_id)
+    assert kept is not None
+    assert (kept["state"], kept["error"]["message"]) == ("interrupted", INTERRUPTED)
+    assert again.interrupt_running_jobs() == []
