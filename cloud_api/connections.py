@@ -5,10 +5,11 @@ aiohttp closes a connection that sends nothing (its keep-alive timeout), but one
 sends part of a request line or of its headers is waited on forever; a thousand of them
 used every file descriptor and starved /healthz. Each connection is wrapped in a thin
 protocol that forwards everything to aiohttp's own handler and keeps two facts: whether
-a request is being handled (the middleware says so) and since when bytes of an
-unfinished request have been arriving. A request whose headers have not arrived within
-`header_timeout_s` is cut. At the connection limit a new connection replaces the one
-that has been waiting longest for its headers; with none such, it is refused.
+a request is being handled (the middleware says so) and since when a request has been
+awaited (from the accept, or from the first byte after the previous request). A request
+whose headers are not in within `header_timeout_s` of that is cut. At the connection
+limit a new connection replaces the one that has been waiting longest for its headers
+(at least a second); with none such, it is refused.
 Request bodies have their own deadline where they are read (routing.read_body).
 """
 
@@ -62,7 +63,14 @@ class Guard:
             guarded.in_request = max(0, guarded.in_request - 1)
 
     def _evict(self) -> bool:
-        waiting = [g for g in self._live.values() if g.waiting_since is not None]
+        # Only a connection that has had a fair chance to send its request: a burst of
+        # new ones must not push out a client that connected a moment ago.
+        grace = min(1.0, self.header_timeout_s / 4)
+        now = time.monotonic()
+        waiting = [
+            g for g in self._live.values()
+            if g.waiting_since is not None and now - g.waiting_since >= grace
+        ]  # fmt: skip
         if not waiting:
             return False
         oldest = min(waiting, key=lambda g: g.waiting_since or 0.0)
@@ -101,15 +109,21 @@ class _Guarded(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.guard._track(self)
+        # From the accept on, a request is awaited: a burst of new connections is
+        # evictable before any of them has sent a byte.
+        self._arm()
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.in_request == 0 and self.waiting_since is None:
-            self.waiting_since = time.monotonic()
-            self._timer = asyncio.get_running_loop().call_later(
-                self.guard.header_timeout_s, self.guard._timed_out, self
-            )
+            self._arm()
         self.inner.data_received(data)
+
+    def _arm(self) -> None:
+        self.waiting_since = time.monotonic()
+        self._timer = asyncio.get_running_loop().call_later(
+            self.guard.header_timeout_s, self.guard._timed_out, self
+        )
 
     def disarm(self) -> None:
         self.waiting_since = None

@@ -108,21 +108,20 @@ def test_a_failing_disk_keeps_reporting_in_memory_and_recovers(
     if os.access(state, os.W_OK):  # root ignores modes: take the directory away instead
         state.chmod(0o700)
         monkeypatch.setattr(spool_module, "create_private", _failing_create)
+    # One capture for both phases: a logger cached on first use keeps the first sink.
     with structlog.testing.capture_logs() as logs:
         s = Spool(path, max_messages=5, max_bytes=1 << 20)
         for n in range(8):
             s.put("t", str(n).encode(), durable=True)
         assert s.remember_command("c-1")
         assert not s.remember_command("c-1")
-    assert s.error is not None
-    assert [e["event"] for e in logs].count("spool.unavailable") == 1
-    assert (s.depth(), s.dropped()) == (5, 3)  # the bounds hold in memory too
-    state.chmod(0o700)
-    monkeypatch.undo()
-    monkeypatch.setattr(spool_module, "RETRY_S", 0.0)
-    with structlog.testing.capture_logs() as logs:
+        assert s.error is not None
+        assert (s.depth(), s.dropped()) == (5, 3)  # the bounds hold in memory too
+        state.chmod(0o700)
+        monkeypatch.undo()
+        monkeypatch.setattr(spool_module, "RETRY_S", 0.0)
         s.spill()
-    assert [e["event"] for e in logs] == ["spool.recovered"]
+    assert [e["event"] for e in logs] == ["spool.unavailable", "spool.recovered"]
     assert s.error is None
     assert disk_rows(path) == 5
     assert drain(s) == [b"3", b"4", b"5", b"6", b"7"]
