@@ -23,6 +23,7 @@ class Mosquitto:
     port: int = field(default_factory=free_port)
     users: dict[str, str] = field(default_factory=dict)
     tls: tuple[Path, Path, Path] | None = None  # ca, cert, key
+    also_on: tuple[str, ...] = ()  # more addresses to listen on (a veth's, for partitions)
     proc: subprocess.Popen[bytes] | None = None
 
     def config(self) -> str:
@@ -30,6 +31,7 @@ class Mosquitto:
         # longer read the test's password file, keys or log directory.
         lines = ["user root", f"listener {self.port} 127.0.0.1", "persistence false", "max_queued_messages 0",
                  f"log_dest file {self.workdir / 'mosquitto.log'}", "log_type error", "log_type warning"]  # fmt: skip
+        lines[2:2] = [f"listener {self.port} {address}" for address in self.also_on]
         if self.users:
             lines += [f"password_file {self.workdir / 'passwd'}", "allow_anonymous false"]
         else:
