@@ -49,6 +49,11 @@ def _mapped(socket_path: str, what: str) -> Iterator[None]:
     except aiohttp.ClientConnectorError as exc:
         reason = exc.os_error.strerror if exc.os_error else str(exc)
         raise DockerUnavailable(f"{what}: cannot connect to {socket_path}: {reason}") from exc
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+        raise DockerUnavailable(
+            f"{what}: docker stopped answering on {socket_path} in the middle of it "
+            "(dockerd stopped, crashed or restarted)"
+        ) from exc
     except aiohttp.ClientError as exc:
         raise DockerUnavailable(f"{what}: {socket_path}: {exc}") from exc
 

@@ -73,7 +73,8 @@ async def run_fix(
         )
     after = await run_preflight(settings, host, only=[c.id for c in todo])
     still = {c.id for c in after.checks if c.id in {t.id for t in todo} and c.status.blocks}
-    done = f"{len(fx.changes)} changes" if fx.changes else "no changes"
+    made = [c for c in fx.changes if c.done]
+    done = f"{len(made)} changes" if made else "no changes"
     if not still and not problems:
         summary = f"fixed {', '.join(t.id for t in todo)} ({done})"
     else:

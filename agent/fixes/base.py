@@ -16,9 +16,10 @@ from agent.settings import AgentSettings
 class CannotFix(KedgeError):
     """The finding is real but kedge will not (or cannot) repair it; says what to do."""
 
-    def __init__(self, message: str, remedy: str = "") -> None:
+    def __init__(self, message: str, remedy: str = "", *, docker_gone: bool = False) -> None:
         super().__init__(message)
         self.remedy = remedy
+        self.docker_gone = docker_gone  # docker itself stopped answering: stop trying
 
 
 @dataclass
@@ -39,6 +40,11 @@ class FixContext:
         self.changes.append(
             Change(action=action, target=target, detail=detail, done=not self.dry_run)
         )
+
+    def failed(self, why: str) -> None:
+        """The change announced last could not be made: it stays in the report, not done."""
+        last = self.changes[-1]
+        self.changes[-1] = last.model_copy(update={"done": False, "detail": why[:300]})
 
 
 Fixer = Callable[[FixContext, CheckResult], Awaitable[None]]

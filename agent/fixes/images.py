@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from agent.diagnose import recognise
-from agent.errors import DockerError
+from agent.errors import DockerError, DockerUnavailable
 from agent.fixes.base import CannotFix, FixContext, fixes
 from agent.kubeedge import join_images
 from agent.report import CheckResult
@@ -70,6 +70,14 @@ async def pull_with_retries(fx: FixContext, ref: str) -> str:
         for attempt in range(1, fx.settings.pull_retries + 1):
             try:
                 await _pull_once(fx, ref, source)
+            except DockerUnavailable as exc:
+                # Another source or attempt cannot help while docker itself is gone.
+                raise CannotFix(
+                    f"cannot pull {ref}: {exc}",
+                    "Check docker: systemctl status docker; journalctl -u docker. Then run "
+                    "kedge-agent fix --only images again (an interrupted pull leaves no image).",
+                    docker_gone=True,
+                ) from exc
             except DockerError as exc:
                 errors.append(f"{source} (attempt {attempt}): {exc}")
                 fx.emit(
@@ -113,6 +121,9 @@ async def fix_images(fx: FixContext, result: CheckResult) -> None:
             source = await pull_with_retries(fx, ref)
             fx.emit(f"  pulled {ref}{f' from {source}' if source != ref else ''}")
         except CannotFix as exc:
+            fx.failed(str(exc))
             failures.append(exc)
+            if exc.docker_gone:
+                break
     if failures:
         raise CannotFix("; ".join(str(f) for f in failures), failures[0].remedy)
