@@ -44,6 +44,12 @@ def api(tmp_path: Path) -> Iterator[Api]:
         a.proc.wait(30)
 
 
+def serve(state: Path) -> subprocess.CompletedProcess[str]:
+    """`kedge-cloud-api serve` that is expected to refuse to start."""
+    argv = [SERVER, "serve", "--listen", f"127.0.0.1:{free_port()}", "--state-dir", str(state)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+
 def raw_request(api: Api, request: bytes) -> tuple[int, bytes]:
     host, port = api.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -87,12 +93,7 @@ def test_serve_refuses_an_empty_or_short_admin_token(tmp_path: Path, content: st
     state = tmp_path / "state"
     state.mkdir()
     (state / "admin.token").write_text(content)
-    proc = subprocess.run(
-        [SERVER, "serve", "--listen", f"127.0.0.1:{free_port()}", "--state-dir", str(state)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = serve(state)
     assert proc.returncode == 2, proc.stderr
     assert f"the admin token {state / 'admin.token'} is empty, short or damaged" in proc.stderr
     assert "remove the file and start again" in proc.stderr
@@ -116,12 +117,7 @@ def test_a_full_disk_leaves_no_empty_token_behind(tmp_path: Path) -> None:
         filler = state / "filler"
         with contextlib.suppress(OSError), filler.open("wb") as fh:
             fh.write(b"x" * 128 * 1024)
-        proc = subprocess.run(
-            [SERVER, "serve", "--listen", f"127.0.0.1:{free_port()}", "--state-dir", str(state)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        proc = serve(state)
         assert proc.returncode == 2, proc.stderr
         assert "cannot create the admin token" in proc.stderr
         assert "No space left on device" in proc.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd
-from tests.harness.master import LAN_IP, MASTER_IP
+from tests.harness.master import LAN_IP, lan
 from tests.harness.mosquitto import Mosquitto, Recorder
 from tests.harness.netns import Netns, netns
 from tests.harness.sntp import SntpServer
@@ -27,29 +26,15 @@ from tests.kubeedge_sim.cloudcore import CloudcoreSim
 from tests.test_daemon import AGENT, daemon_settings, healths
 
 pytestmark = [pytest.mark.faults, pytest.mark.netns, pytest.mark.docker]
-BOARD_IP = MASTER_IP  # the board's end of the link; the broker's side is LAN_IP
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, timeout=30, capture_output=True)
 
 
 @pytest.fixture
 def board_ns() -> Iterator[tuple[Netns, str]]:
+    """The board's own network: MASTER_IP behind a veth whose other end is LAN_IP."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
-    with netns() as ns:
-        outside, inside = f"kv{uuid.uuid4().hex[:8]}", f"kb{uuid.uuid4().hex[:8]}"
-        _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
-        try:
-            _ip("link", "set", inside, "netns", ns.name)
-            _ip("addr", "add", f"{LAN_IP}/24", "dev", outside)
-            _ip("link", "set", outside, "up")
-            ns.run("ip", "addr", "add", f"{BOARD_IP}/24", "dev", inside).check_returncode()
-            ns.run("ip", "link", "set", inside, "up").check_returncode()
-            yield ns, inside
-        finally:
-            subprocess.run(["ip", "link", "delete", outside], check=False, timeout=30)
+    with netns() as ns, lan(ns) as link:
+        yield ns, link
 
 
 @pytest.fixture

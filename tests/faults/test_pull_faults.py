@@ -14,8 +14,9 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -142,23 +143,38 @@ def _configure(board: Board, docker: Dockerd) -> None:
                      "thresholds": {"docker_min_free_mb": 1}})  # fmt: skip
 
 
-def _finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, object], str]:
+def _finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
     out, err = proc.communicate(timeout=180)
     return proc.returncode, json.loads(out), err
 
 
-def test_registry_killed_mid_pull(board: Board, parts: tuple[Registry, SlowRelay, Dockerd]) -> None:
-    registry, relay, docker = parts
+def _fix_cut_by(board: Board, relay: SlowRelay, docker: Dockerd,
+                kill: Callable[[], None]) -> tuple[int, dict[str, Any], str]:  # fmt: skip
+    """Run fix, call `kill` once the big pull is under way, return fix's outcome."""
     _configure(board, docker)
     proc = _fix(board)
     wait_for(lambda: relay.relayed >= CUT_AFTER, timeout=60, what="the pull to be under way")
-    assert registry.proc is not None
-    registry.proc.send_signal(signal.SIGKILL)
-    registry.proc.wait(30)
-    rc, doc, err = _finish(proc)
+    kill()
+    return _finish(proc)
+
+
+def _sigkill(proc: subprocess.Popen[bytes] | None) -> None:
+    assert proc is not None
+    # Its children too: dockerd's containerd is a service of its own on a real board.
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+            child.wait(30)
+
+
+def test_registry_killed_mid_pull(board: Board, parts: tuple[Registry, SlowRelay, Dockerd]) -> None:
+    registry, relay, docker = parts
+    rc, doc, err = _fix_cut_by(board, relay, docker, lambda: _sigkill(registry.proc))
     assert rc == 1, err
-    print("FIX-OUTPUT", json.dumps(doc.get("details")), doc.get("summary"))
-    problems = doc["details"]["problems"]  # type: ignore[index]
+    problems = doc["details"]["problems"]
     assert any(BIG in p["problem"] for p in problems), problems
     assert "Traceback" not in err
     assert doc["summary"] == "no changes; still failing: images"
@@ -171,23 +187,10 @@ def test_registry_killed_mid_pull(board: Board, parts: tuple[Registry, SlowRelay
 
 def test_dockerd_killed_mid_pull(board: Board, parts: tuple[Registry, SlowRelay, Dockerd]) -> None:
     _, relay, docker = parts
-    _configure(board, docker)
-    proc = _fix(board)
-    wait_for(lambda: relay.relayed >= CUT_AFTER, timeout=60, what="the pull to be under way")
-    assert docker.proc is not None
-    # dockerd dies; its containerd (a separate service on a real board) goes with it here
-    children = psutil.Process(docker.proc.pid).children(recursive=True)
-    docker.proc.send_signal(signal.SIGKILL)
-    docker.proc.wait(30)
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-            child.wait(30)
-    rc, doc, err = _finish(proc)
+    rc, doc, err = _fix_cut_by(board, relay, docker, lambda: _sigkill(docker.proc))
     assert rc == 1, err
-    print("FIX-OUTPUT", json.dumps(doc.get("details")), doc.get("summary"))
     assert "Traceback" not in err
-    problem = doc["details"]["problems"][0]  # type: ignore[index]
+    problem = doc["details"]["problems"][0]
     assert problem["problem"].startswith(f"cannot pull {BIG}: ")
     assert "docker stopped answering on" in problem["problem"]
     assert "cannot connect to" not in problem["problem"], "the other images were not tried"

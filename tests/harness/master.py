@@ -33,8 +33,9 @@ def _ip(*args: str) -> None:
 
 
 @contextmanager
-def lan(ns: Netns) -> Iterator[None]:
-    """veth: MASTER_IP/24 inside the namespace, LAN_IP/24 on this side."""
+def lan(ns: Netns) -> Iterator[str]:
+    """veth: MASTER_IP/24 inside the namespace, LAN_IP/24 on this side; yields the
+    inside link's name (to cut it: ns.run("ip", "link", "set", name, "down"))."""
     outside, inside = f"kv{uuid.uuid4().hex[:8]}", f"kp{uuid.uuid4().hex[:8]}"
     _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
     try:
@@ -43,7 +44,7 @@ def lan(ns: Netns) -> Iterator[None]:
         _ip("link", "set", outside, "up")
         ns.run("ip", "addr", "add", f"{MASTER_IP}/24", "dev", inside).check_returncode()
         ns.run("ip", "link", "set", inside, "up").check_returncode()
-        yield
+        yield inside
     finally:
         subprocess.run(
             ["ip", "link", "delete", outside], check=False, timeout=30, capture_output=True
