@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.harness.master import MASTER_IP, Master, master
+from tests.harness.wait import wait_for
 from tests.kubeedge_sim import sim
 
 pytestmark = pytest.mark.netns
@@ -180,3 +183,41 @@ def test_token_and_reset(cloud: Master) -> None:
     log = cloud.log.read_text()
     assert token.split(".")[1] not in log
     assert cloud.token not in log
+
+
+def _keadm_init_running() -> list[int]:
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "keadm" in cmd and " init" in cmd and p.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(p.info["pid"])
+    return found
+
+
+@pytest.mark.faults
+def test_a_killed_service_leaves_no_keadm_and_reports_the_job_interrupted(cloud: Master) -> None:
+    cloud.root.write(
+        "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.13.0", "init_wait_s": 120})
+    )
+    node = cloud.cluster()["nodes"][0]
+    untainted = json.loads(json.dumps(node))
+    node["taints"].append({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"})
+    cloud.edit_cluster(nodes=[node])
+    status, first = cloud.call("POST", "/api/v1/cloudcore", {"advertise_address": [MASTER_IP]})
+    assert status == 202
+    wait_for(_keadm_init_running, timeout=30, what="keadm init waiting for the pod")
+    assert cloud.proc is not None
+    cloud.proc.send_signal(signal.SIGKILL)
+    cloud.proc.wait(30)
+    wait_for(lambda: not _keadm_init_running(), timeout=30, what="keadm to die with the service")
+    cloud.start()
+    status, job = cloud.call("GET", f"/api/v1/jobs/{first['job']['id']}")
+    assert (status, job["state"]) == (200, "interrupted")
+    assert job["error"]["message"].startswith("the service stopped or was killed")
+    cloud.edit_cluster(nodes=[untainted])
+    cloud.root.write(
+        "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.13.0", "init_wait_s": 1})
+    )
+    status, again = cloud.call("POST", "/api/v1/cloudcore", {"advertise_address": [MASTER_IP]})
+    assert status == 202, again
+    assert cloud.wait_job(again["job"]["id"])["state"] == "succeeded"
