@@ -342,3 +342,31 @@ def test_reset_without_yes_and_without_a_terminal_refuses(
         ("remove", "/etc/kubeedge", False),
     ]
     assert joinable.path("/etc/kubeedge/config").is_dir()
+
+
+@pytest.mark.faults
+def test_images_are_pulled_before_keadm_gets_the_token(
+    joinable: Board, agent: AgentRunner, dockerd_cgroupfs: Dockerd, ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+) -> None:  # fmt: skip
+    """keadm v1.13 takes the token on its command line, readable in /proc while it runs:
+    the join pulls the images itself first, so keadm's run (and the token's exposure)
+    is seconds, not the minutes of keadm's own pulls."""
+    from tests.conftest import HUB_IMAGES
+
+    joinable.configure(join_settings(dockerd_cgroupfs, ntp, cloudcore))
+    try:
+        run = join(agent, joinable)
+        doc = json.loads(run.out)
+        assert run.rc == 0, run.err
+        assert [(c["action"], c["target"]) for c in doc["changes"]][: len(HUB_IMAGES)] == [
+            ("pull", ref) for ref in HUB_IMAGES
+        ]
+        assert doc["changes"][-1]["action"] == "join"
+        lines = run.err.splitlines()
+        first_keadm = next(i for i, line in enumerate(lines) if line.startswith("$ keadm join"))
+        assert all(i < first_keadm for i, line in enumerate(lines) if "pulled " in line)
+    finally:
+        remove_containers(dockerd_cgroupfs)
+        for ref in HUB_IMAGES:  # the daemon's contract: no images
+            dockerd_cgroupfs.remove_image(ref)
