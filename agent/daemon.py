@@ -52,7 +52,7 @@ STOP_TIMEOUT_S = 10.0
 ACK_TIMEOUT_S = 10.0
 # The status file is rewritten when what it says changes, and at least this often (so
 # `kedge-agent status` shows a recent last_report) — not at every report.
-STATUS_REFRESH_S = 300.0
+STATUS_REFRESH_S = 600.0
 ANNOUNCE_DELAY_S = 2.0
 
 
@@ -290,6 +290,10 @@ class Daemon:
             spool_dropped=self.spool.dropped(),
             spool_error=self.spool.error,
         )
+        self.last_report_at = time.monotonic()
+        # Before the report is queued: at steady state the status then reads the same
+        # at every report (depth 0), and the file is not rewritten.
+        self._write_status()
         # While the link is down the report goes to disk at once: it must survive a
         # restart. Otherwise it waits in memory for its PUBACK (spool.py).
         dropped = self.spool.put(
@@ -297,9 +301,7 @@ class Daemon:
         )
         if dropped:
             log.warning("spool.dropped", count=dropped, total=self.spool.dropped())
-        self.last_report_at = time.monotonic()
         self.kick.set()
-        self._write_status()
 
     def _join_phase(self) -> str | None:
         try:
