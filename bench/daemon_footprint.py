@@ -18,6 +18,7 @@ agent writes <= 100 KB/h with the broker up.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -35,6 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tests.harness.board import Board
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.procs import free_port
+from tests.harness.wait import wait_for
 
 AGENT = str(Path(sys.executable).with_name("kedge-agent"))
 BARE = "import aiohttp, psutil, paho.mqtt.client, structlog, pydantic_settings, time; time.sleep(10**6)"
@@ -126,7 +128,12 @@ def main() -> int:
         procs["agent"] = subprocess.Popen([AGENT, "run", "--root", str(board.root), "--config", str(board.config_path)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
         ps = {k: psutil.Process(p.pid) for k, p in procs.items()}
-        time.sleep(max(15.0, 2 * args.interval))  # warm-up: imports, the start-up preflight
+        # Warm-up: imports, and the start-up preflight finished and reported (its one-off
+        # writes — the status file's first checks summary — are start-up, not steady state).
+        status = board.path("/var/lib/kedge-agent/daemon.json")
+        wait_for(lambda: status.exists() and json.loads(status.read_text()).get("checks"),
+                 timeout=180, what="the agent's start-up preflight")  # fmt: skip
+        time.sleep(max(15.0, 2 * args.interval))
         before = {k: cpu_s(p) for k, p in ps.items()}
         wrote_before = {k: written(p) for k, p in ps.items()}
         t0 = time.monotonic()

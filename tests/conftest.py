@@ -6,12 +6,13 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from agent.cli import main
 from agent.kubeedge import join_images
@@ -216,3 +217,14 @@ def debs() -> dict[str, Path]:
         p.name.split("_")[0] + "_" + p.name.rsplit("_", 1)[1][:-4]: p
         for p in (REPO / "dist").glob("*.deb")
     }
+
+
+@pytest.fixture
+def logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """The structlog events of the test, at every level: the configuration an earlier
+    test (a CLI run in this process) left behind may filter below warning and cache
+    its loggers, so it is reset for the test and again after it."""
+    structlog.reset_defaults()
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+    structlog.reset_defaults()

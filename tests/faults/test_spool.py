@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
-import structlog
 
 from agent import spool as spool_module
+from agent.private_files import create_private
 from agent.spool import Spool
 
 pytestmark = pytest.mark.faults
@@ -73,7 +75,9 @@ def test_bounds_drop_the_oldest_across_disk_and_memory(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_a_damaged_database_is_moved_aside_with_one_line(tmp_path: Path, damage: str) -> None:
+def test_a_damaged_database_is_moved_aside_with_one_line(
+    tmp_path: Path, damage: str, logs: list[MutableMapping[str, Any]]
+) -> None:
     path = tmp_path / "spool.db"
     s = Spool(path, max_messages=100, max_bytes=1 << 20)
     for _ in range(200):
@@ -85,8 +89,7 @@ def test_a_damaged_database_is_moved_aside_with_one_line(tmp_path: Path, damage:
     else:
         with path.open("r+b") as fh:
             fh.truncate(path.stat().st_size // 3)
-    with structlog.testing.capture_logs() as logs:
-        fresh = Spool(path, max_messages=100, max_bytes=1 << 20)
+    fresh = Spool(path, max_messages=100, max_bytes=1 << 20)
     assert [entry["event"] for entry in logs] == ["spool.corrupt_moved_aside"]
     assert (tmp_path / "spool.db.corrupt-1").exists()
     assert fresh.error is None
@@ -95,7 +98,7 @@ def test_a_damaged_database_is_moved_aside_with_one_line(tmp_path: Path, damage:
 
 
 def test_a_failing_disk_keeps_reporting_in_memory_and_recovers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logs: list[MutableMapping[str, Any]]
 ) -> None:
     monkeypatch.setattr(spool_module, "RETRY_S", 0.0)
     state = tmp_path / "state"
@@ -108,19 +111,16 @@ def test_a_failing_disk_keeps_reporting_in_memory_and_recovers(
     if os.access(state, os.W_OK):  # root ignores modes: take the directory away instead
         state.chmod(0o700)
         monkeypatch.setattr(spool_module, "create_private", _failing_create)
-    # One capture for both phases: a logger cached on first use keeps the first sink.
-    with structlog.testing.capture_logs() as logs:
-        s = Spool(path, max_messages=5, max_bytes=1 << 20)
-        for n in range(8):
-            s.put("t", str(n).encode(), durable=True)
-        assert s.remember_command("c-1")
-        assert not s.remember_command("c-1")
-        assert s.error is not None
-        assert (s.depth(), s.dropped()) == (5, 3)  # the bounds hold in memory too
-        state.chmod(0o700)
-        monkeypatch.undo()
-        monkeypatch.setattr(spool_module, "RETRY_S", 0.0)
-        s.spill()
+    s = Spool(path, max_messages=5, max_bytes=1 << 20)
+    for n in range(8):
+        s.put("t", str(n).encode(), durable=True)
+    assert s.remember_command("c-1")
+    assert not s.remember_command("c-1")
+    assert s.error is not None
+    assert (s.depth(), s.dropped()) == (5, 3)  # the bounds hold in memory too
+    state.chmod(0o700)
+    monkeypatch.setattr(spool_module, "create_private", create_private)
+    s.spill()
     assert [e["event"] for e in logs] == ["spool.unavailable", "spool.recovered"]
     assert s.error is None
     assert disk_rows(path) == 5
