@@ -12,6 +12,8 @@ KedgeError
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class KedgeError(Exception):
     """Base of every error kedge raises on purpose."""
@@ -47,3 +49,11 @@ class DockerUnavailable(DockerError):
 
 class ProbeError(HostError):
     """A network probe failed (unreachable, refused, timed out, bad answer)."""
+
+
+def first_problem(exc: ValidationError, whole: str) -> str:
+    """`key.path: message` for the first error pydantic found in a document (`whole`
+    names the document when the error is about all of it)."""
+    e = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in e["loc"]) or whole
+    return f"{where}: {e['msg'].removeprefix('Value error, ')}"

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from agent.errors import first_problem
 from agent.report import CommandResult, RemoteCommand
 
 log = structlog.get_logger(__name__)
@@ -81,13 +82,10 @@ class CommandRunner:
         cid, action = _echo(raw, "id"), _echo(raw, "action")
         try:
             command = RemoteCommand.model_validate(raw)
-        except (ValidationError, RecursionError) as exc:
-            where, msg = "command", "nested too deeply"
-            if isinstance(exc, ValidationError):
-                first = exc.errors(include_url=False)[0]
-                where = ".".join(str(p) for p in first["loc"]) or "command"
-                msg = first["msg"]
-            return rejected(f"malformed command: {where}: {msg}", cid, action)
+        except ValidationError as exc:
+            return rejected(f"malformed command: {first_problem(exc, 'command')}", cid, action)
+        except RecursionError:
+            return rejected("malformed command: command: nested too deeply", cid, action)
         if command.action not in ACTIONS:
             return rejected(
                 f"unknown action {command.action!r} (known: {', '.join(ACTIONS)})", command.id

@@ -25,7 +25,7 @@ from pydantic_settings import (
 )
 
 from agent import enrollment
-from agent.errors import ConfigError
+from agent.errors import ConfigError, first_problem
 from agent.layered import LayeredSettings, Layers, load_layered
 from agent.names import (
     HOSTPORT_RE,
@@ -229,11 +229,9 @@ def _with_enrollment(settings: AgentSettings, layers: Layers, root: Path) -> Age
     try:
         return AgentSettings.model_validate({**dict(settings), **update})
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(
-            f"{state_dir / enrollment.ENROLLMENT_FILE}: {where}: "
-            f"{first['msg'].removeprefix('Value error, ')}: run kedge-agent enroll --again"
+            f"{state_dir / enrollment.ENROLLMENT_FILE}: {first_problem(exc, 'document')}: "
+            "run kedge-agent enroll --again"
         ) from None
 
 

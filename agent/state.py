@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from agent.errors import KedgeError
+from agent.errors import KedgeError, first_problem
 from agent.host import Host
 from agent.private_files import write_private
 from agent.report import Cause
@@ -44,13 +44,6 @@ class JoinRecord(BaseModel):
     def unfinished(self) -> bool:
         """kedge started this join and never saw it through: its leftovers are ours."""
         return self.phase not in ("joined",)
-
-
-def _first_error(exc: ValueError) -> str:
-    if isinstance(exc, ValidationError):
-        e = exc.errors(include_url=False)[0]
-        return f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}"
-    return str(exc)
 
 
 def now() -> datetime:
@@ -90,9 +83,9 @@ class StateDir:
             return JoinRecord.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             return None
-        except (ValidationError, ValueError) as exc:
+        except ValidationError as exc:
             raise StateCorrupt(
-                f"{path} is damaged ({_first_error(exc)}): run kedge-agent reset --yes to "
+                f"{path} is damaged ({first_problem(exc, 'document')}): run kedge-agent reset --yes to "
                 "clean up whatever that join left, which also removes the record"
             ) from None
 

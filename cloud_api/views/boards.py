@@ -48,12 +48,13 @@ def _refused(exc: SecretRefused) -> ApiError:
 def _throttle(request: web.Request) -> None:
     wait = request.app[ENROLL_THROTTLE].take(request.remote or "?")
     if wait > 0:
+        after = Throttle.retry_after(wait)
         raise ApiError(
             429,
             "too_many_requests",
             "too many enrollment attempts from this address: wait and try again",
-            {"retry_after_s": Throttle.retry_after(wait)},
-            headers={"Retry-After": Throttle.retry_after(wait)},
+            {"retry_after_s": after},
+            headers={"Retry-After": after},
         )
 
 
