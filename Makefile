@@ -18,6 +18,7 @@ $(STAMP): requirements/dev.txt pyproject.toml scripts/setup-host
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: setup
 	$(BIN)/mypy

@@ -1,3 +1,5 @@
 """kedge-agent: preflight, repair, join and health reporting for KubeEdge edge boards."""
 
-__version__ = "0.1.0"
+from kedge.version import __version__
+
+__all__ = ["__version__"]

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from agent import __version__
 from agent.commands import check, enroll, fix, join, reset, run
 from agent.commands.common import EXIT_FAILED, EXIT_USAGE, common_parser
-from agent.errors import UserError
 from agent.state import Busy
+from kedge.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent.report import Cause
+from kedge.wire import Cause
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ all tied to the board's availability topic (the Last Will)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from agent import __version__
+from kedge.wire import AVAILABLE, NOT_AVAILABLE, Device, DiscoveryConfig, Origin, Topics
 
 # Check groups shown as one "problem" binary sensor each.
 CHECK_GROUPS: dict[str, tuple[str, ...]] = {
@@ -20,36 +20,6 @@ CHECK_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class Topics:
-    prefix: str
-    node: str
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}/{self.node}"
-
-    @property
-    def status(self) -> str:
-        return f"{self.base}/status"
-
-    @property
-    def health(self) -> str:
-        return f"{self.base}/health"
-
-    @property
-    def checks(self) -> str:
-        return f"{self.base}/checks"
-
-    @property
-    def cmd(self) -> str:
-        return f"{self.base}/cmd"
-
-    @property
-    def cmd_result(self) -> str:
-        return f"{self.base}/cmd/result"
-
-
 def object_id(node: str) -> str:
     return node.replace(".", "_")
 
@@ -59,19 +29,14 @@ def discovery_messages(
 ) -> list[tuple[str, str]]:
     """(topic, payload) pairs to publish retained."""
     oid = object_id(topics.node)
-    device = {
-        "identifiers": [f"kedge_{oid}"],
-        "name": topics.node,
-        "manufacturer": "kedge",
-        "model": "KubeEdge edge board",
-        "sw_version": __version__,
-    }
+    device = Device(identifiers=[f"kedge_{oid}"], name=topics.node, manufacturer="kedge",
+                    model="KubeEdge edge board", sw_version=__version__)  # fmt: skip
     common: dict[str, Any] = {
         "availability_topic": topics.status,
-        "payload_available": "online",
-        "payload_not_available": "offline",
+        "payload_available": AVAILABLE,
+        "payload_not_available": NOT_AVAILABLE,
         "device": device,
-        "origin": {"name": "kedge-agent", "sw_version": __version__},
+        "origin": Origin(name="kedge-agent", sw_version=__version__),
     }
     expire = max(1, round(3 * report_interval))
 
@@ -156,6 +121,8 @@ def discovery_messages(
     messages = []
     for component, key, config in entities:
         unique = f"kedge_{oid}_{key}"
-        payload = {**common, **config, "unique_id": unique, "object_id": unique}
-        messages.append((f"{discovery_prefix}/{component}/{unique}/config", json.dumps(payload)))
+        payload = DiscoveryConfig.model_validate(
+            {**common, **config, "unique_id": unique, "object_id": unique}, extra="forbid"
+        )
+        messages.append((f"{discovery_prefix}/{component}/{unique}/config", payload.to_json()))
     return messages

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from agent.errors import DockerError, DockerUnavailable
+from kedge.errors import DockerError, DockerUnavailable
 
 _BASE = "http://docker"
 _NO_AUTH = base64.urlsafe_b64encode(b"{}").decode()

@@ -4,46 +4,34 @@ defaults < enrollment < settings file < environment < flags."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import ValidationError
 
-from agent.errors import ConfigError
-from agent.private_files import write_private
+from kedge.errors import ConfigError, first_problem
+from kedge.private_files import write_private
+from kedge.wire import Enrolled
 
 ENROLLMENT_FILE = "enrollment.json"
 MQTT_PASSWORD_FILE = "mqtt.password"  # noqa: S105 - a file name
 
 
-class EnrolledMqtt(BaseModel):
-    host: str
-    port: int
-    tls: bool
-    username: str | None
+class Enrollment(Enrolled):
+    """The cloud's answer as kept on the board (the broker password in its own file)."""
 
-
-class Enrollment(BaseModel):
     cloud_api_url: str
-    node_name: str
-    cloudcore: str
-    cloudcore_cert_port: int
-    token: SecretStr
-    token_expires_at: float | None
-    kubeedge_version: str
-    mqtt: EnrolledMqtt | None
     enrolled_at: float
 
 
-def save(state_dir: Path, enrollment: Enrollment, mqtt_password: str | None) -> None:
-    data = enrollment.model_dump(mode="json")
-    data["token"] = enrollment.token.get_secret_value()
-    if mqtt_password is not None:
-        write_private(state_dir / MQTT_PASSWORD_FILE, mqtt_password + "\n")
+def save(state_dir: Path, enrollment: Enrollment) -> None:
+    password = enrollment.mqtt.password if enrollment.mqtt is not None else None
+    if password is not None:
+        write_private(state_dir / MQTT_PASSWORD_FILE, password.get_secret_value() + "\n")
     else:
         (state_dir / MQTT_PASSWORD_FILE).unlink(missing_ok=True)
-    write_private(state_dir / ENROLLMENT_FILE, json.dumps(data, indent=1) + "\n")
+    text = enrollment.model_dump_json(indent=1, exclude={"mqtt": {"password"}})
+    write_private(state_dir / ENROLLMENT_FILE, text + "\n")
 
 
 def load(state_dir: Path) -> Enrollment | None:
@@ -54,10 +42,10 @@ def load(state_dir: Path) -> Enrollment | None:
         return None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except ValidationError:
+    except ValidationError as exc:
         raise ConfigError(
-            f"{path}: not an enrollment kedge-agent wrote: remove it and run kedge-agent enroll "
-            "again"
+            f"{path}: {first_problem(exc, 'enrollment')} (not an enrollment kedge-agent wrote: "
+            "remove it and run kedge-agent enroll --again)"
         ) from None
 
 
@@ -74,7 +62,7 @@ def as_defaults(enrollment: Enrollment, state_dir_setting: Path) -> dict[str, An
     }
     if enrollment.mqtt is not None:
         values["mqtt"] = {
-            **enrollment.mqtt.model_dump(),
+            **enrollment.mqtt.model_dump(exclude={"password"}),
             "password_file": state_dir_setting / MQTT_PASSWORD_FILE,
         }
     return values

@@ -9,10 +9,10 @@ from typing import Any
 from agent.checks import ORDER
 from agent.docker_api import DockerClient
 from agent.fixes import FIXES, CannotFix, FixContext
-from agent.host import Host
 from agent.preflight import run_preflight
-from agent.report import ActionReport, Status
 from agent.settings import AgentSettings
+from kedge.host import Host
+from kedge.wire import ActionReport, Status
 
 FIXABLE = tuple(c for c in ORDER if c in FIXES)
 
@@ -36,7 +36,8 @@ async def run_fix(
     force_remove_conflicts: bool = False,
 ) -> ActionReport:
     targets = [c for c in FIXABLE if not list(only) or c in only]
-    before = await run_preflight(settings, host, only=targets)
+    found = await run_preflight(settings, host, only=targets)
+    before = found.report
     mine = [c for c in before.checks if c.id in targets]
     todo = [c for c in mine if c.status in (Status.FAIL, Status.WARN)]
     # A skipped or errored check cannot be repaired blind: say why instead.
@@ -53,7 +54,8 @@ async def run_fix(
         summary = f"nothing to fix: {', '.join(targets)} already pass"
         return _report(True, summary, before.node, problems, checks=before.checks)
     async with DockerClient(settings.docker_socket) as docker:
-        fx = FixContext(settings, host, docker, dry_run, emit, from_archive, force_remove_conflicts)
+        fx = FixContext(settings, host, docker, dry_run, emit, found.facts, from_archive,
+                        force_remove_conflicts)  # fmt: skip
         for result in todo:
             emit(f"{result.id}: {result.summary}")
             try:
@@ -71,7 +73,7 @@ async def run_fix(
             changes=fx.changes,
             checks=before.checks,
         )
-    after = await run_preflight(settings, host, only=[c.id for c in todo])
+    after = (await run_preflight(settings, host, only=[c.id for c in todo])).report
     still = {c.id for c in after.checks if c.id in {t.id for t in todo} and c.status.blocks}
     made = [c for c in fx.changes if c.done]
     done = f"{len(made)} changes" if made else "no changes"

@@ -13,10 +13,10 @@ import psutil
 
 from agent import __version__
 from agent.docker_api import DockerClient
-from agent.errors import CommandError, DockerError
-from agent.host import Host
-from agent.kubeedge import EDGECORE_UNIT
-from agent.report import ChecksSummary, DockerState, EdgecoreState, HealthReport, Usage
+from kedge.errors import CommandError, DockerError
+from kedge.host import Host
+from kedge.kubeedge import EDGECORE_UNIT
+from kedge.wire import ChecksSummary, DockerState, EdgecoreState, HealthReport, Usage
 
 MB = 1024 * 1024
 EDGECORE_REFRESH_S = 60.0

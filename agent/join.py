@@ -14,16 +14,16 @@ import structlog
 from agent.checks.context import CheckContext
 from agent.diagnose import recognise
 from agent.docker_api import DockerClient
-from agent.errors import CommandError, UserError
 from agent.fix import run_fix
-from agent.host import Host
-from agent.kubeedge import DOCKERSHIM_ENDPOINT, EDGECORE_UNIT, supports_docker
-from agent.names import is_dns1123_subdomain
 from agent.preflight import run_preflight
-from agent.report import ActionReport, Change, Status
 from agent.reset import reset_board
 from agent.settings import AgentSettings
 from agent.state import JoinRecord, StateCorrupt, StateDir, now
+from kedge.errors import CommandError, UserError
+from kedge.host import Host
+from kedge.kubeedge import CERT_PORT, DOCKERSHIM_ENDPOINT, EDGECORE_UNIT, supports_docker
+from kedge.names import is_dns1123_subdomain
+from kedge.wire import ActionReport, Change, Status
 
 log = structlog.get_logger(__name__)
 KEPT_KEADM_LINES = 2000
@@ -56,7 +56,7 @@ def keadm_join_argv(
         f"--kubeedge-version={settings.kubeedge_version}",
         f"--token={token}",
     ]  # fmt: skip
-    if settings.cloudcore_cert_port != 10002:
+    if settings.cloudcore_cert_port != CERT_PORT:
         argv.append(f"--certport={settings.cloudcore_cert_port}")
     if settings.runtime == "docker":
         if not supports_docker(settings.kubeedge_version):
@@ -172,7 +172,8 @@ async def run_join(
             )
             changes += await reset_board(host, docker)
 
-        preflight = await run_preflight(settings, host, ignore=ignore)
+        found = await run_preflight(settings, host, ignore=ignore)
+        preflight = found.report
         blocking = [c for c in preflight.checks if c.status.blocks]
         if blocking:
             names = ", ".join(f"{c.id} ({c.summary})" for c in blocking)
@@ -192,12 +193,8 @@ async def run_join(
             emit("pulling the images keadm join needs before starting it")
             pulled = await run_fix(settings, host, only=["images"], dry_run=False, emit=emit)
             changes += pulled.changes
-        driver = next(
-            (c.details.get("join") for c in preflight.checks if c.id == "cgroup-driver"), None
-        )
-        argv = keadm_join_argv(
-            settings, node=preflight.node, token=token, docker_driver=str(driver or "cgroupfs")
-        )
+        driver = found.facts.cgroup.join_driver if found.facts.cgroup else "cgroupfs"
+        argv = keadm_join_argv(settings, node=preflight.node, token=token, docker_driver=driver)
         shown = [redact(a, token) for a in argv]
         record = JoinRecord(
             phase="keadm", node=preflight.node, cloudcore=settings.cloudcore or "", argv=shown,
@@ -206,7 +203,9 @@ async def run_join(
         state.save_join(record)
         emit("$ " + " ".join(shown))
         try:
-            record.keadm_exit_code, output = await _run_keadm(host, argv, token, settings, emit)
+            record.keadm_exit_code, output, unrun = await _run_keadm(
+                host, argv, token, settings, emit
+            )
         except asyncio.CancelledError:
             record.phase, record.finished_at = "interrupted", now()
             state.save_join(record)
@@ -226,8 +225,11 @@ async def run_join(
         state.save_join(record)
         emit("join failed; cleaning the board for a retry")
         changes += await reset_board(host, docker)
+        # A keadm that could not start or finish says so itself, not as an exit code.
         why = (
-            record.causes[0].summary if record.causes else f"keadm exited {record.keadm_exit_code}"
+            record.causes[0].summary
+            if record.causes
+            else (unrun or f"keadm exited {record.keadm_exit_code}")
         )
         return _report(
             False,
@@ -252,9 +254,10 @@ async def _verify(host: Host, state: StateDir, record: JoinRecord, settle_s: flo
 
 async def _run_keadm(
     host: Host, argv: list[str], token: str, settings: AgentSettings, emit: Callable[[str], None]
-) -> tuple[int, str]:
-    """Run keadm, streaming its output (token redacted) line by line; the last
-    KEPT_KEADM_LINES are kept for the diagnosis."""
+) -> tuple[int | None, str, str | None]:
+    """Run keadm, streaming its output (token redacted) line by line: its exit code
+    (None if it did not run to the end), the last KEPT_KEADM_LINES for the diagnosis,
+    and why it did not run to the end (not found, cannot start, out of time)."""
     lines: deque[str] = deque(maxlen=KEPT_KEADM_LINES)
 
     def on_line(line: str) -> None:
@@ -271,5 +274,5 @@ async def _run_keadm(
         )
     except CommandError as exc:
         lines.append(str(exc))
-        code = -1
-    return code, "\n".join(lines)
+        return None, "\n".join(lines), str(exc)
+    return code, "\n".join(lines), None

@@ -1,18 +1,27 @@
-"""One preflight run: settings + host → CheckReport. Used by `check` (and later `join`)."""
+"""One preflight run: settings + host → the report (for people and the wire) and the
+typed facts the checks found (for join, fix and the daemon)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from agent.checks import CHECKS
 from agent.checks.context import CheckContext
 from agent.checks.engine import run_checks, select
+from agent.checks.facts import Facts
 from agent.docker_api import DockerClient
-from agent.host import Host
-from agent.report import CheckReport
 from agent.settings import AgentSettings
+from kedge.host import Host
+from kedge.wire import CheckReport
+
+
+@dataclass(frozen=True)
+class Preflight:
+    report: CheckReport
+    facts: Facts
 
 
 async def run_preflight(
@@ -22,7 +31,7 @@ async def run_preflight(
     only: Iterable[str] = (),
     skip: Iterable[str] = (),
     ignore: Iterable[str] = (),
-) -> CheckReport:
+) -> Preflight:
     chosen = select(only, skip, CHECKS)
     started = datetime.now(UTC)
     t0 = time.monotonic()
@@ -34,7 +43,7 @@ async def run_preflight(
             )
         finally:
             await ctx.aclose()
-    return CheckReport(
+    report = CheckReport(
         node=ctx.node_name(),
         kubeedge_version=settings.kubeedge_version,
         started_at=started,
@@ -42,3 +51,4 @@ async def run_preflight(
         ok=not any(r.status.blocks for r in results),
         checks=results,
     )
+    return Preflight(report, ctx.facts)

@@ -16,8 +16,8 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from agent.errors import first_problem
-from agent.report import CommandResult, RemoteCommand
+from kedge.errors import first_problem
+from kedge.wire import CommandResult, RemoteCommand
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,9 @@ class CommandRunner:
             return rejected("malformed command: not JSON")
         cid, action = _echo(raw, "id"), _echo(raw, "action")
         try:
-            command = RemoteCommand.model_validate(raw)
+            # Strict, unlike readers of reports: an unknown key may be a qualifier an
+            # older board would wrongly ignore, so it refuses instead of guessing.
+            command = RemoteCommand.model_validate(raw, extra="forbid")
         except ValidationError as exc:
             return rejected(f"malformed command: {first_problem(exc, 'command')}", cid, action)
         except RecursionError:

@@ -6,7 +6,7 @@ import os
 from typing import TextIO
 
 from agent.checks.registry import Check
-from agent.report import CheckReport, Status
+from kedge.wire import CheckReport, Status
 
 SYMBOLS = {
     Status.PASS: ("✓", "32"),

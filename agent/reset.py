@@ -7,10 +7,10 @@ import shutil
 import structlog
 
 from agent.docker_api import DockerClient
-from agent.errors import CommandError, DockerError
-from agent.host import Host
-from agent.kubeedge import EDGECORE_UNIT, UNIT_DIRS
-from agent.report import Change
+from kedge.errors import CommandError, DockerError
+from kedge.host import Host
+from kedge.kubeedge import EDGECORE_UNIT, UNIT_DIRS
+from kedge.wire import Change
 
 log = structlog.get_logger(__name__)
 

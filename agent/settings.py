@@ -25,16 +25,17 @@ from pydantic_settings import (
 )
 
 from agent import enrollment
-from agent.errors import ConfigError, first_problem
-from agent.layered import LayeredSettings, Layers, load_layered
-from agent.names import (
+from kedge.broker import BrokerSettings, check_topic_levels
+from kedge.errors import ConfigError, first_problem
+from kedge.kubeedge import CERT_PORT
+from kedge.layered import LayeredSettings, Layers, load_layered
+from kedge.names import (
     HOSTPORT_RE,
     HTTP_URL_RE,
     IMAGE_REPOSITORY_RE,
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
     TOKEN_CHARS_RE,
-    TOPIC_LEVELS_RE,
     check_release_tag,
 )
 
@@ -62,45 +63,18 @@ class Thresholds(BaseModel):
     docker_min_free_mb: int = Field(1024, ge=0)
 
 
-class MqttSettings(BaseModel):
-    """The broker the daemon reports to (`[mqtt]` in the config file)."""
+class MqttSettings(BrokerSettings):
+    """The broker the daemon reports to (`[mqtt]` in the config file): the shared broker
+    settings and what only a board needs."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    host: str | None = None
-    port: int = Field(1883, ge=1, le=65535)
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    username: str | None = None
-    password_file: Path | None = None
-    protocol: Literal["5", "3.1.1"] = "5"
-    keepalive_s: int = Field(30, ge=5, le=3600)
-    topic_prefix: str = "kedge"
     discovery_prefix: str = "homeassistant"
     spool_max_messages: int = Field(10000, ge=1)
     spool_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
 
-    def read_password(self) -> str | None:
-        """The broker password from password_file (None without one); ConfigError if unreadable."""
-        if self.password_file is None:
-            return None
-        try:
-            return self.password_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"mqtt.password_file {self.password_file}: cannot read: {exc.strerror}"
-            ) from exc
-
-    @field_validator("topic_prefix", "discovery_prefix")
+    @field_validator("discovery_prefix")
     @classmethod
-    def _topic(cls, v: str) -> str:
-        if not TOPIC_LEVELS_RE.fullmatch(v):
-            raise ValueError(
-                "expected topic levels of letters, digits, '_' and '-' separated by '/'"
-            )
-        return v
+    def _discovery(cls, v: str) -> str:
+        return check_topic_levels(v)
 
 
 class AgentSettings(LayeredSettings):
@@ -115,7 +89,7 @@ class AgentSettings(LayeredSettings):
 
     node_name: str | None = None
     cloudcore: str | None = None
-    cloudcore_cert_port: int = Field(10002, ge=1, le=65535)
+    cloudcore_cert_port: int = Field(CERT_PORT, ge=1, le=65535)
     token: SecretStr | None = None
     token_file: Path | None = None
     kubeedge_version: Annotated[str, AfterValidator(check_release_tag)] = "v1.13.0"

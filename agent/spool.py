@@ -26,8 +26,8 @@ from pathlib import Path
 
 import structlog
 
-from agent.private_files import create_private, move_aside
 from agent.remote import REMEMBER_S
+from kedge.private_files import create_private, move_aside
 
 log = structlog.get_logger(__name__)
 MAX_REMEMBERED = 1000

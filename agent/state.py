@@ -13,10 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from agent.errors import KedgeError, first_problem
-from agent.host import Host
-from agent.private_files import write_private
-from agent.report import Cause
+from kedge.errors import KedgeError, first_problem
+from kedge.host import Host
+from kedge.private_files import write_private
+from kedge.wire import Cause
 
 JoinPhase = Literal["preflight", "keadm", "verify", "joined", "failed", "interrupted"]
 

@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.errors import CommandError
-from agent.host import Host
+from kedge.errors import CommandError
+from kedge.host import Host
 
 _UNIT_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 POLL_S = 0.5

@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 from agent.checks import ORDER
-from agent.host import Host
-from agent.kubeedge import join_images
-from agent.logs import configure_logging
 from agent.preflight import run_preflight
 from agent.settings import load_settings
+from kedge.host import Host
+from kedge.kubeedge import join_images
+from kedge.logs import configure_logging
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, seed_registry
 from tests.harness.registry import start_registry
@@ -42,7 +42,7 @@ AGENT = str(Path(sys.executable).with_name("kedge-agent"))
 def engine_ms(board: Board, only: list[str]) -> float:
     settings = load_settings(board.config_path)
     t0 = time.perf_counter()
-    report = asyncio.run(run_preflight(settings, Host(board.root), only=only))
+    report = asyncio.run(run_preflight(settings, Host(board.root), only=only)).report
     elapsed = (time.perf_counter() - t0) * 1000
     if not report.ok:
         bad = [c.id for c in report.checks if c.status.blocks]

@@ -1,3 +1,5 @@
 """kedge-cloud-api: drives cloudcore setup, enrolls boards and serves the fleet view."""
 
-__version__ = "0.1.0"
+from kedge.version import __version__
+
+__all__ = ["__version__"]

@@ -10,7 +10,6 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from agent.host import Host
 from cloud_api.auth import bearer_matches
 from cloud_api.cloudcore import Cloudcore
 from cloud_api.connections import Guard
@@ -33,6 +32,7 @@ from cloud_api.store import Store
 from cloud_api.throttle import Throttle
 from cloud_api.views import boards, cloudcore, jobs, meta
 from cloud_api.views import secrets as secret_views
+from kedge.host import Host
 
 log = structlog.get_logger(__name__)
 ROUTES: tuple[Route, ...] = (

@@ -9,8 +9,8 @@ import re
 import secrets
 from pathlib import Path
 
-from agent.errors import ConfigError
-from agent.private_files import write_private
+from kedge.errors import ConfigError
+from kedge.private_files import write_private
 
 ADMIN_TOKEN_FILENAME = "admin.token"  # noqa: S105 - a file name
 MIN_TOKEN_CHARS = 32

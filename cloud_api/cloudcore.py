@@ -11,20 +11,20 @@ from typing import Any
 
 import structlog
 
-from agent.elf import elf_machine
-from agent.errors import CommandError, ProbeError
-from agent.host import Host
-from agent.probes import tcp_connect
-from agent.token import parse_token
 from cloud_api import cloudcore_plan as plan
 from cloud_api.jobs import Job, JobFailed
 from cloud_api.kube import Kubectl, KubeError
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
+from kedge.elf import elf_machine
+from kedge.errors import CommandError, ProbeError
+from kedge.host import Host
+from kedge.kubeedge import EDGE_PORTS
+from kedge.probes import tcp_connect
+from kedge.token import parse_token
 
 log = structlog.get_logger(__name__)
 NAMESPACE = "kubeedge"
-EDGE_PORTS = (10000, 10002)  # cloudhub websocket and certificate port: what edges need
 POLL_S = 1.0
 
 

@@ -8,9 +8,9 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE
-from agent.names import version_tuple
 from cloud_api.kube import Node
+from kedge.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE
+from kedge.names import version_tuple
 
 # KubeEdge minor -> the Kubernetes minors it works with (the matrix's exact and "+" cells).
 SUPPORTED_K8S: Mapping[tuple[int, int], tuple[int, int]] = {

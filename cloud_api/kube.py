@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.errors import CommandError, HostError
-from agent.host import Host
+from kedge.errors import CommandError, HostError
+from kedge.host import Host
 
 
 class KubeError(HostError):

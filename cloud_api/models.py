@@ -7,10 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.names import DNS1123_SUBDOMAIN_RE, check_release_tag, is_dns1123_subdomain
-
-DNS1123_SUBDOMAIN_PATTERN = f"^{DNS1123_SUBDOMAIN_RE.pattern}$"
-
+from kedge.names import check_release_tag
 
 # The shape of an IPv4 or IPv6 address; whether it is one of this host's is checked later.
 IpText = Annotated[str, Field(min_length=2, max_length=45, pattern=r"^[0-9A-Fa-f.:]+$")]
@@ -34,6 +31,10 @@ class SecretCreated(BaseModel):
     secret: str = Field(description="shown once; only its hash is stored")
     expires_at: float | None
     uses_left: int | None
+
+
+class Revoked(BaseModel):
+    revoked: str = Field(description="the id of the secret revoked")
 
 
 class SecretInfo(BaseModel):
@@ -122,48 +123,7 @@ class TokenView(BaseModel):
 
 
 # -- boards ------------------------------------------------------------------------
-class EnrollRequest(Strict):
-    node_name: str = Field(
-        max_length=253,
-        description="the board's Kubernetes node name (DNS-1123 subdomain)",
-        json_schema_extra={"pattern": DNS1123_SUBDOMAIN_PATTERN},
-    )
-    secret: str = Field(min_length=1, max_length=200, description="an enrollment secret")
-    arch: Literal["amd64", "arm64", "arm"]
-    agent_version: str = Field(max_length=64, pattern=r"^[0-9A-Za-z.+~-]+$")
-    machine_id: str | None = Field(
-        None,
-        pattern=r"^[0-9a-f]{64}$",
-        description="sha256 of /etc/machine-id: re-enrolling the same board is allowed",
-    )
-
-    @field_validator("node_name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not is_dns1123_subdomain(v):
-            raise ValueError(
-                "expected a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', "
-                "starting and ending with a letter or digit"
-            )
-        return v
-
-
-class MqttAnswer(BaseModel):
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-
-class Enrolled(BaseModel):
-    node_name: str
-    cloudcore: str = Field(description="host:10000, for keadm join --cloudcore-ipport")
-    cloudcore_cert_port: int
-    token: str
-    token_expires_at: float | None
-    kubeedge_version: str
-    mqtt: MqttAnswer | None
+# The enrollment request and answer are wire payloads: kedge.wire.enrollment.
 
 
 class BoardInfo(BaseModel):

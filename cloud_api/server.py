@@ -12,16 +12,16 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from agent.errors import ConfigError
-from agent.host import Host
-from agent.names import split_hostport
-from agent.sdnotify import notify
 from cloud_api.app import create_app
 from cloud_api.auth import load_or_create_admin_token
 from cloud_api.connections import GuardedSite
 from cloud_api.routing import GUARD
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
+from kedge.errors import ConfigError
+from kedge.host import Host
+from kedge.names import split_hostport
+from kedge.sdnotify import notify
 
 log = structlog.get_logger(__name__)
 GRACE_S = 10.0

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from agent.layered import LayeredSettings, load_layered
-from agent.names import HOSTPORT_RE, check_release_tag
-from agent.settings import MqttSettings
+from kedge.broker import BrokerSettings
+from kedge.layered import LayeredSettings, load_layered
+from kedge.names import HOSTPORT_RE, check_release_tag
 
 DEFAULT_CONFIG = Path("/etc/kedge/cloud-api.toml")
 CONFIG_ENV = "KEDGE_CLOUD_CONFIG"
@@ -37,7 +37,7 @@ class CloudSettings(LayeredSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    mqtt: BrokerSettings = Field(default_factory=BrokerSettings)
 
     @field_validator("listen")
     @classmethod
@@ -53,7 +53,7 @@ def load_cloud_settings(
     settings, _ = load_layered(CloudSettings, config=config, default=DEFAULT_CONFIG, config_env=CONFIG_ENV,
                                overrides=overrides)  # fmt: skip
     if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
-        from agent.errors import ConfigError
+        from kedge.errors import ConfigError
 
         raise ConfigError("tls_cert_file and tls_key_file go together: set both or neither")
     return settings

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
-from agent.private_files import create_private
+from kedge.errors import ConfigError
+from kedge.private_files import create_private
 
 MIGRATIONS = (
     """

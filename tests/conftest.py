@@ -15,8 +15,9 @@ import pytest
 import structlog
 
 from agent.cli import main
-from agent.kubeedge import join_images
-from agent.report import CheckReport, CheckResult
+from kedge.kubeedge import join_images
+from kedge.wire import CheckReport, CheckResult
+from tests.harness.agentd import start_daemon  # noqa: F401 - a fixture for every test module
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, seed_registry
 from tests.harness.registry import Registry, start_registry

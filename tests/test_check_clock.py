@@ -12,7 +12,7 @@ from email.utils import formatdate
 
 import pytest
 
-from agent.report import CheckResult
+from kedge.wire import CheckResult
 from tests.conftest import AgentRunner, check_one
 from tests.harness.board import Board
 from tests.harness.sntp import SntpServer

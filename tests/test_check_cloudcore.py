@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from agent.report import CheckResult
+from kedge.wire import CheckResult
 from tests.conftest import AgentRunner, check_one
 from tests.harness.board import Board
 from tests.harness.procs import free_port

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.report import CheckResult
+from kedge.wire import CheckResult
 from tests.conftest import HUB_IMAGES, AgentRun, AgentRunner, check_one, statuses
 from tests.harness.board import PROC_CGROUPS, Board
 from tests.harness.dockerd import Dockerd

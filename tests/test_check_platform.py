@@ -43,7 +43,7 @@ def test_arch_without_keadm_only_maps_the_machine(board: Board, agent: AgentRunn
     ("machine", "expected"), [("aarch64", "arm64"), ("armv7l", "arm"), ("x86_64", "amd64")]
 )
 def test_machine_names_map_to_kubeedge_arches(machine: str, expected: str) -> None:
-    from agent.kubeedge import ARCH_BY_MACHINE
+    from kedge.kubeedge import ARCH_BY_MACHINE
 
     assert ARCH_BY_MACHINE[machine] == expected
 
@@ -52,8 +52,8 @@ async def test_arch_fails_on_an_unsupported_machine(board: Board) -> None:
     from agent.checks.context import CheckContext
     from agent.checks.platform import arch
     from agent.docker_api import DockerClient
-    from agent.host import Host
     from agent.settings import load_settings
+    from kedge.host import Host
 
     host = Host(board.root, machine="riscv64")
     async with DockerClient("/nonexistent.sock") as docker:

@@ -12,7 +12,7 @@ import pytest
 
 from agent.checks import ORDER
 from agent.render import render_report, use_colour
-from agent.report import CheckReport
+from kedge.wire import CheckReport
 from tests.conftest import AgentRunner, statuses
 from tests.harness.board import Board
 

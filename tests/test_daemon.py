@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from agent.report import CheckReport, HealthReport
+from kedge.wire import CheckReport, HealthReport
 from tests.conftest import ready_settings
+from tests.harness.agentd import AGENT, Agentd
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd
 from tests.harness.mosquitto import Mosquitto, Recorder
@@ -27,7 +26,6 @@ from tests.harness.wait import wait_for
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
 
 pytestmark = pytest.mark.docker
-AGENT = str(Path(sys.executable).with_name("kedge-agent"))
 INTERVAL = 0.3
 
 
@@ -53,50 +51,6 @@ def daemon_settings(board: Board, docker: Dockerd, ntp: SntpServer, cc: Cloudcor
     )
 
 
-class Agentd:
-    def __init__(self, board: Board, env: dict[str, str] | None = None) -> None:
-        self.board = board
-        self.log = board.root.parent / "agentd.log"
-        argv = [AGENT, "run", "--root", str(board.root), "--config", str(board.config_path)]
-        full_env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("KEDGE_AGENT_", "NOTIFY_", "WATCHDOG_"))
-        }
-        with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                argv, stdout=fh, stderr=subprocess.STDOUT, env={**full_env, **(env or {})}
-            )
-
-    def status(self) -> dict[str, Any]:
-        path = self.board.path("/var/lib/kedge-agent/daemon.json")
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-
-@pytest.fixture
-def start_daemon(board: Board) -> Iterator[Callable[..., Agentd]]:
-    started: list[Agentd] = []
-
-    def start(env: dict[str, str] | None = None) -> Agentd:
-        d = Agentd(board, env)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.stop()
-
-
 @pytest.fixture
 def configured(
     board: Board,
@@ -110,7 +64,10 @@ def configured(
 
 
 def healths(rec: Recorder) -> list[HealthReport]:
-    return [HealthReport.model_validate_json(p) for p in rec.on("kedge/board-1/health")]
+    # Strict: the board's own output never carries a key its schema does not name.
+    return [
+        HealthReport.model_validate_json(p, extra="forbid") for p in rec.on("kedge/board-1/health")
+    ]
 
 
 REQUIRED_DISCOVERY = {"name", "state_topic", "unique_id", "availability_topic", "device"}
@@ -137,7 +94,9 @@ def test_online_health_checks_and_discovery(
     assert report.temperatures_c == {"soc-thermal": 47.2, "gpu-thermal": 45.0}
     assert report.temperature_c == 47.2
     assert report.join_phase is None
-    checks = CheckReport.model_validate_json(recorder.on("kedge/board-1/checks")[-1])
+    checks = CheckReport.model_validate_json(
+        recorder.on("kedge/board-1/checks")[-1], extra="forbid"
+    )
     assert checks.ok is True
     configs = [
         (t, json.loads(p)) for t, p, _ in recorder.messages if t.startswith("homeassistant/")

@@ -13,10 +13,10 @@ from agent.checks.context import CheckContext
 from agent.checks.engine import run_checks, select
 from agent.checks.registry import Check, CheckFunc, Outcome, failed, passed
 from agent.docker_api import DockerClient
-from agent.errors import ProbeError
-from agent.host import Host
-from agent.report import Status
 from agent.settings import load_settings
+from kedge.errors import ProbeError
+from kedge.host import Host
+from kedge.wire import Status
 
 
 def make(

@@ -9,8 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from agent import enrollment
-from agent.errors import ConfigError
 from agent.settings import load_settings
+from kedge.errors import ConfigError
+from kedge.wire import BrokerAnswer
 
 TOKEN = "a" * 64 + ".eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDB9.c2ln"
 
@@ -25,10 +26,12 @@ def enrolled(root: Path) -> Path:
         token=SecretStr(TOKEN),
         token_expires_at=None,
         kubeedge_version="v1.13.1",
-        mqtt=enrollment.EnrolledMqtt(host="10.1.1.1", port=1883, tls=False, username="board-7"),
+        mqtt=BrokerAnswer(
+            host="10.1.1.1", port=1883, tls=False, username="board-7", password=SecretStr("pw")
+        ),
         enrolled_at=0,
     )
-    enrollment.save(state, answer, "pw")
+    enrollment.save(state, answer)
     return state
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.kubeedge import join_images
+from kedge.kubeedge import join_images
 from tests.conftest import HUB_IMAGES, AgentRun, AgentRunner, check_one
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, api

@@ -8,8 +8,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.errors import CommandError
-from agent.host import Host
+from kedge.errors import CommandError
+from kedge.host import Host
 from tests.harness.board import Board
 from tests.harness.wait import wait_for
 

@@ -235,8 +235,8 @@ def test_image_missing_from_the_mirror(
 
 
 def test_two_joins_cannot_run_at_once(joinable: Board, agent: AgentRunner) -> None:
-    from agent.host import Host
     from agent.state import StateDir
+    from kedge.host import Host
 
     with StateDir(Host(joinable.root), __import__("pathlib").Path("/var/lib/kedge-agent")).lock(
         "join"
@@ -370,3 +370,16 @@ def test_images_are_pulled_before_keadm_gets_the_token(
         remove_containers(dockerd_cgroupfs)
         for ref in HUB_IMAGES:  # the daemon's contract: no images
             dockerd_cgroupfs.remove_image(ref)
+
+
+def test_a_keadm_that_cannot_start_is_named_in_the_summary(
+    joinable: Board, agent: AgentRunner
+) -> None:
+    joinable.path("/usr/local/bin/keadm").unlink()
+    run = join(agent, joinable, "--ignore", "keadm")
+    doc = json.loads(run.out)
+    assert run.rc == 1
+    assert doc["summary"].startswith("join failed: keadm: command not found on ")
+    assert "exited" not in doc["summary"]
+    record = json.loads(joinable.path("/var/lib/kedge-agent/join.json").read_text())
+    assert (record["phase"], record["keadm_exit_code"]) == ("failed", None)

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from agent.elf import elf_machine
 from agent.settings import AgentSettings
+from kedge.elf import elf_machine
 from tests.conftest import REPO, need
 
 pytestmark = pytest.mark.packaging
@@ -352,3 +352,17 @@ def test_one_command_also_signs_a_repository(debs: dict[str, Path]) -> None:
     packages = (repo / "dists/bookworm/main/binary-arm64/Packages").read_text()
     assert "Package: kedge-agent" in packages
     assert "Package: kedge-cloud-api" in packages
+
+
+def test_build_names_every_missing_tool_and_the_fix(tmp_path: Path) -> None:
+    # A PATH with only a shell and the basics: no dpkg-buildpackage, dh, dh_python3 or gpg.
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("sh", "dirname", "sed", "grep", "cat"):
+        (bare / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    out = subprocess.run([str(REPO / "packaging" / "build"), "--arch", "amd64"], capture_output=True,
+                         text=True, timeout=60, check=False, env={"KEDGE_BUILD_PATH": str(bare)})  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    first, second = out.stderr.splitlines()
+    assert first == "packaging/build: missing build tools: dpkg-dev debhelper dh-python gnupg"
+    assert second.startswith("  scripts/setup-host installs them all")

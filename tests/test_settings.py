@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
 from agent.settings import load_settings
+from kedge.errors import ConfigError
 from tests.conftest import AgentRunner
 from tests.harness.board import Board
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from agent.elf import elf_machine
-from agent.names import is_dns1123_subdomain, split_hostport, suggest_dns1123
-from agent.token import parse_token
 from agent.x509 import sha256_hex, to_der, validity
+from kedge.elf import elf_machine
+from kedge.names import is_dns1123_subdomain, split_hostport, suggest_dns1123
+from kedge.token import parse_token
 from tests.kubeedge_sim.pki import CloudcorePKI
 
 

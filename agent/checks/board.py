@@ -7,8 +7,8 @@ from typing import Any
 
 from agent.checks.context import CheckContext
 from agent.checks.registry import Outcome, check, failed, passed, warned
-from agent.kubeedge import EDGECORE_PORT, EDGECORE_UNIT, ETC_DIR, MQTT_PORT, STATE_DIRS, UNIT_DIRS
-from agent.names import is_dns1123_subdomain, suggest_dns1123
+from kedge.kubeedge import EDGECORE_PORT, EDGECORE_UNIT, ETC_DIR, MQTT_PORT, STATE_DIRS, UNIT_DIRS
+from kedge.names import is_dns1123_subdomain, suggest_dns1123
 
 MB = 1024 * 1024
 RESET_REMEDY = (

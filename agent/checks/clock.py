@@ -10,11 +10,12 @@ import asyncio
 from datetime import UTC, datetime
 
 from agent.checks.context import CheckContext
+from agent.checks.facts import ClockFacts
 from agent.checks.registry import Outcome, check, failed, passed, warned
-from agent.errors import ProbeError
-from agent.names import split_hostport
-from agent.probes import SntpSample, http_date_offset, sntp_query, tls_peer_certificate
 from agent.x509 import validity
+from kedge.errors import ProbeError
+from kedge.names import ntp_server, split_hostport
+from kedge.probes import SntpSample, http_date_offset, sntp_query, tls_peer_certificate
 
 STEP_REMEDY = (
     "Set the clock from NTP: chronyc makestep, or ntpdate -u <server>, or "
@@ -23,14 +24,8 @@ STEP_REMEDY = (
 )
 
 
-def _ntp_target(item: str) -> tuple[str, int]:
-    if item.count(":") == 1 or item.startswith("["):
-        return split_hostport(item)
-    return item, 123
-
-
 async def _ntp_samples(ctx: CheckContext) -> tuple[list[SntpSample], list[str]]:
-    targets = [_ntp_target(s) for s in ctx.settings.ntp_servers]
+    targets = [ntp_server(s) for s in ctx.settings.ntp_servers]
     results = await asyncio.gather(
         *(sntp_query(h, p, timeout=2.0) for h, p in targets), return_exceptions=True
     )
@@ -95,6 +90,7 @@ async def clock(ctx: CheckContext) -> Outcome:
     if not_before is not None:
         details["cloudcore_cert_not_before"] = not_before.isoformat()
         if not_before.timestamp() > now:
+            ctx.facts.clock = ClockFacts(None, None, cert_not_before=not_before)
             board = datetime.fromtimestamp(now, UTC)
             return failed(
                 f"board clock {board:%Y-%m-%d %H:%M:%S}Z is before cloudcore's certificate "
@@ -121,6 +117,7 @@ async def clock(ctx: CheckContext) -> Outcome:
     source, offset = max(offsets, key=lambda o: abs(o[1]))
     details["offset_s"] = round(offset, 3)
     details["source"] = source
+    ctx.facts.clock = ClockFacts(offset, source, cert_not_before=None)
     direction = "behind" if offset > 0 else "ahead of"
     measured = f"{abs(offset):.1f} s {direction} {source}"
     if abs(offset) < 0.05:

@@ -9,11 +9,11 @@ from typing import Any
 
 from agent.checks.context import CheckContext
 from agent.checks.registry import Outcome, check, failed, passed, warned
-from agent.errors import ProbeError, UserError
-from agent.names import split_hostport
-from agent.probes import https_get_unverified, tcp_connect, tls_verify
-from agent.token import parse_token
 from agent.x509 import sha256_hex, to_der
+from kedge.errors import ProbeError, UserError
+from kedge.names import split_hostport
+from kedge.probes import https_get_unverified, tcp_connect, tls_verify
+from kedge.token import parse_token
 
 TOKEN_WARN_LEFT = timedelta(hours=1)
 NAT_REMEDY = (

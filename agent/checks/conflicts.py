@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from agent.checks.context import CheckContext
 from agent.checks.registry import Outcome, check, failed, passed
-from agent.errors import CommandError, HostError
-from agent.host import Host
-from agent.kubeedge import KUBELET_PORT, UNIT_DIRS
+from kedge.errors import CommandError, HostError
+from kedge.host import Host
+from kedge.kubeedge import KUBELET_PORT, UNIT_DIRS
 
 K3S_PATHS = ("/etc/rancher/k3s", "/var/lib/rancher/k3s")
 K3S_UNITS = ("k3s.service", "k3s-agent.service")

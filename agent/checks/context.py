@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from agent.checks.facts import Facts
 from agent.docker_api import DockerClient
-from agent.errors import UserError
-from agent.host import Host, ProcessInfo
 from agent.settings import AgentSettings
+from kedge.host import Host, ProcessInfo
+from kedge.private_files import read_secret
 
 T = TypeVar("T")
 
@@ -22,6 +23,7 @@ class CheckContext:
         self.settings = settings
         self.host = host
         self.docker = docker
+        self.facts = Facts()
         self._memo: dict[str, asyncio.Task[Any]] = {}
 
     def node_name(self) -> str:
@@ -50,11 +52,7 @@ class CheckContext:
             return self.settings.token.get_secret_value()
         if self.settings.token_file is not None:
             # The token file is the operator's input, not part of the board image.
-            path = self.settings.token_file
-            try:
-                return path.read_text(encoding="utf-8").strip() or None
-            except OSError as exc:
-                raise UserError(f"token_file {path}: cannot read: {exc.strerror}") from exc
+            return read_secret(self.settings.token_file, "token_file")
         return None
 
     async def aclose(self) -> None:

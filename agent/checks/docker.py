@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.checks.context import CheckContext
+from agent.checks.facts import CgroupFacts
 from agent.checks.registry import Outcome, check, failed, passed, warned
-from agent.errors import DockerError, DockerUnavailable
+from kedge.errors import DockerError, DockerUnavailable
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 MB = 1024 * 1024
@@ -152,6 +153,7 @@ async def cgroup_driver(ctx: CheckContext) -> Outcome:
     setting = ctx.settings.cgroup_driver
     join_driver = docker_driver if setting == "auto" else setting
     enabled, source = memory_cgroup(ctx)
+    ctx.facts.cgroup = CgroupFacts(docker_driver, join_driver, enabled)
     details = {
         "docker": docker_driver,
         "setting": setting,

@@ -14,8 +14,8 @@ import structlog
 
 from agent.checks.context import CheckContext
 from agent.checks.registry import REGISTRY, Check, Outcome
-from agent.errors import KedgeError
-from agent.report import CheckResult, Status
+from kedge.errors import KedgeError
+from kedge.wire import CheckResult, Status
 
 log = structlog.get_logger(__name__)
 

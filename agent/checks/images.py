@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from agent.checks.context import CheckContext
+from agent.checks.facts import ImageFacts
 from agent.checks.registry import Outcome, check, passed, warned
-from agent.kubeedge import join_images
+from kedge.kubeedge import join_images
 
 
 @check(
@@ -19,6 +20,7 @@ async def images(ctx: CheckContext) -> Outcome:
     wanted = join_images(ctx.settings.kubeedge_version, ctx.settings.image_repository)
     present = await asyncio.gather(*(ctx.docker.image_exists(ref) for ref in wanted))
     missing = [ref for ref, ok in zip(wanted, present, strict=True) if not ok]
+    ctx.facts.images = ImageFacts(tuple(wanted), tuple(missing))
     details = {"images": wanted, "missing": missing}
     if missing:
         pulls = "\n".join(f"  docker pull {ref}" for ref in missing)

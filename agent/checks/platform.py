@@ -6,9 +6,9 @@ import re
 
 from agent.checks.context import CheckContext
 from agent.checks.registry import Outcome, check, failed, passed, warned
-from agent.elf import elf_machine
-from agent.errors import CommandError
-from agent.kubeedge import (
+from kedge.elf import elf_machine
+from kedge.errors import CommandError
+from kedge.kubeedge import (
     ARCH_BY_ELF_MACHINE,
     ARCH_BY_MACHINE,
     DOCKERSHIM_ENDPOINT,

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.report import Status
+from kedge.wire import Status
 
 if TYPE_CHECKING:
     from agent.checks.context import CheckContext

@@ -9,7 +9,7 @@ from agent.checks import CHECKS
 from agent.commands.common import EXIT_FAILED, EXIT_OK, check_ids, host_from, id_list, settings_from
 from agent.preflight import run_preflight
 from agent.render import render_list, render_report, use_colour
-from agent.report import Status
+from kedge.wire import Status
 
 EPILOG = """\
 exit status: 0 nothing failed, 1 a check failed or errored (or warned, with
@@ -58,9 +58,11 @@ async def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_list(list(CHECKS.values())))
         return EXIT_OK
     settings = settings_from(args)
-    report = await run_preflight(
-        settings, host_from(args), only=args.only, skip=args.skip, ignore=args.ignore
-    )
+    report = (
+        await run_preflight(
+            settings, host_from(args), only=args.only, skip=args.skip, ignore=args.ignore
+        )
+    ).report
     if args.json:
         sys.stdout.write(report.to_json() + "\n")
     else:

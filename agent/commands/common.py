@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.errors import UserError
-from agent.host import Host
-from agent.logs import configure_logging
-from agent.report import ActionReport
 from agent.settings import DEFAULT_CONFIG, AgentSettings, load_settings
+from kedge.errors import UserError
+from kedge.host import Host
+from kedge.logs import configure_logging
+from kedge.wire import ActionReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

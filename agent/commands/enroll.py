@@ -8,18 +8,18 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from agent import __version__, enrollment
-from agent.cloud_client import ApiAnswerError, ApiClient, ClientError
 from agent.commands.common import EXIT_FAILED, EXIT_USAGE, emitter, finish, host_from, settings_from
-from agent.errors import UserError
-from agent.kubeedge import ARCH_BY_MACHINE
-from agent.names import HTTP_URL_RE, is_dns1123_subdomain
-from agent.report import ActionReport, Change
 from agent.state import StateDir
+from kedge.cloud_client import ApiAnswerError, ApiClient, ClientError
+from kedge.errors import UserError
+from kedge.kubeedge import ARCH_BY_MACHINE
+from kedge.names import HTTP_URL_RE, is_dns1123_subdomain
+from kedge.private_files import read_secret
+from kedge.wire import ActionReport, Change, EnrollRequest
 
 EPILOG = """\
 The cloud admin creates the secret on the master (kedge-cloud-api secret create).
@@ -74,10 +74,7 @@ def register(
 def _secret(args: argparse.Namespace) -> str:
     if args.secret is not None:
         return str(args.secret).strip()
-    try:
-        return str(args.secret_file.read_text(encoding="utf-8").strip())
-    except OSError as exc:
-        raise UserError(f"--secret-file {args.secret_file}: {exc.strerror}") from exc
+    return read_secret(args.secret_file, "--secret-file")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -118,19 +115,20 @@ async def run(args: argparse.Namespace) -> int:
                 summary=f"already enrolled as {node} with {url}: nothing changed",
             )
             return finish(args, report)
-        machine_id = host.read_text("/etc/machine-id")
-        body: dict[str, Any] = {
-            "node_name": node,
-            "secret": secret,
-            "arch": arch,
-            "agent_version": __version__,
-        }
-        if machine_id and machine_id.strip():
-            body["machine_id"] = hashlib.sha256(machine_id.strip().encode()).hexdigest()
+        machine_id = (host.read_text("/etc/machine-id") or "").strip()
+        body = EnrollRequest(
+            node_name=node,
+            secret=SecretStr(secret),
+            arch=arch,
+            agent_version=__version__,
+            machine_id=hashlib.sha256(machine_id.encode()).hexdigest() if machine_id else None,
+        )
         emit(f"enrolling {node} ({arch}) with {url}")
         try:
             async with ApiClient(url, timeout=30, ca_file=args.ca_file) as api:
-                _, answer = await api.call("POST", "/api/v1/enroll", body)
+                _, answer = await api.call(
+                    "POST", "/api/v1/enroll", body.model_dump(mode="json", exclude_none=True)
+                )
         except ApiAnswerError as exc:
             print(f"kedge-agent: enroll refused: {exc.message}", file=sys.stderr)
             return EXIT_USAGE if exc.status in (401, 403, 409, 422) else EXIT_FAILED
@@ -152,9 +150,7 @@ async def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_FAILED
-        password = answer["mqtt"].get("password") if saved.mqtt is not None else None
-        password = password if isinstance(password, str) else None
-        enrollment.save(state.path, saved, password)
+        enrollment.save(state.path, saved)
     expires = saved.token_expires_at
     until = (
         datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if expires else "never"

@@ -15,10 +15,10 @@ from agent.commands.common import (
     id_list,
     settings_from,
 )
-from agent.confirm import confirm
-from agent.errors import UserError
 from agent.fix import FIXABLE, run_fix
 from agent.state import StateDir
+from kedge.confirm import confirm
+from kedge.errors import UserError
 
 EPILOG = f"""\
 repairs (by check id): {", ".join(FIXABLE)}

@@ -16,9 +16,9 @@ from agent.commands.common import (
     id_list,
     settings_from,
 )
-from agent.confirm import confirm
 from agent.join import run_join
 from agent.state import StateDir
+from kedge.confirm import confirm
 
 EPILOG = """\
 keadm's flags are derived from the board, not from keadm's defaults: for docker on

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 
 from agent.commands.common import EXIT_FAILED, emitter, finish, host_from, settings_from
-from agent.confirm import confirm
 from agent.docker_api import DockerClient
-from agent.report import ActionReport
 from agent.reset import KUBEEDGE_DIRS, reset_board
 from agent.state import StateDir
+from kedge.confirm import confirm
+from kedge.wire import ActionReport
 
 EPILOG = f"""\
 In order, skipping what is not there: stop and disable edgecore.service and remove

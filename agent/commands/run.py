@@ -9,12 +9,14 @@ import sys
 from datetime import UTC, datetime
 
 import psutil
+from pydantic import ValidationError
 
 from agent.commands.common import EXIT_FAILED, EXIT_OK, host_from, settings_from
 from agent.daemon import Daemon, status_path
-from agent.logs import configure_logging
 from agent.settings import AgentSettings
 from agent.state import StateCorrupt, StateDir
+from kedge.logs import configure_logging
+from kedge.wire import DaemonStatus
 
 RUN_EPILOG = """\
 Topics (prefix `mqtt.topic_prefix`, default kedge; see docs/mqtt.md):
@@ -59,26 +61,34 @@ async def run(args: argparse.Namespace) -> int:
     ).run()
 
 
+def _daemon_status(state: StateDir) -> DaemonStatus | None:
+    try:
+        return DaemonStatus.model_validate_json(status_path(state).read_bytes())
+    except (OSError, ValidationError):
+        return None
+
+
+def _link(daemon: DaemonStatus) -> str:
+    if daemon.connected:
+        return "connected"
+    if daemon.refused:
+        return f"broker refused: {daemon.refused} (check mqtt.username and mqtt.password_file)"
+    return f"spooling ({daemon.last_error or 'not connected'})"
+
+
 async def status(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     state = StateDir(host_from(args), settings.state_dir)
-    try:
-        daemon = json.loads(status_path(state).read_text())
-    except (FileNotFoundError, ValueError):
-        daemon = None
+    daemon = _daemon_status(state)
     join_error = None
     try:
         record = state.load_join()
     except StateCorrupt as exc:
         record, join_error = None, str(exc)
-    running = (
-        daemon is not None
-        and psutil.pid_exists(int(daemon.get("pid", 0)))
-        and daemon.get("pid") != os.getpid()
-    )
+    running = daemon is not None and daemon.pid != os.getpid() and psutil.pid_exists(daemon.pid)
     doc = {
         "daemon_running": running,
-        "daemon": daemon,
+        "daemon": daemon.model_dump(mode="json") if daemon else None,
         "join": record.model_dump(mode="json") if record else None,
         "join_error": join_error,
         "now": datetime.now(UTC).isoformat(),
@@ -89,26 +99,24 @@ async def status(args: argparse.Namespace) -> int:
         if daemon is None:
             print("daemon: never ran on this board (no daemon.json in the state directory)")
         else:
-            link = (
-                "connected"
-                if daemon["connected"]
-                else f"spooling ({daemon.get('last_error') or 'not connected'})"
-            )
-            print(f"daemon: {'running' if running else 'not running'}, pid {daemon['pid']}, {link}")
             print(
-                f"broker: {daemon['broker']}; spool {daemon['spool_depth']} queued, {daemon['spool_dropped']} dropped"
+                f"daemon: {'running' if running else 'not running'}, pid {daemon.pid}, {_link(daemon)}"
             )
-            print(f"last report: {daemon['last_report']}")
-            checks = daemon.get("checks")
+            print(
+                f"broker: {daemon.broker}; spool {daemon.spool_depth} queued, {daemon.spool_dropped} dropped"
+            )
+            last = daemon.last_report.isoformat() if daemon.last_report else "none yet"
+            print(f"last report: {last}")
+            checks = daemon.checks
             if checks is None:
                 verdict = "not run yet"
             else:
-                verdict = "ok" if checks["ok"] else "failing: " + ", ".join(checks["failing"])
+                verdict = "ok" if checks.ok else "failing: " + ", ".join(checks.failing)
             print(f"checks: {verdict}")
         if join_error:
             print(f"join: unknown: {join_error}")
+        elif record:
+            print(f"join: {record.phase} to {record.cloudcore} as {record.node}")
         else:
-            print(
-                f"join: {record.phase + ' to ' + record.cloudcore + ' as ' + record.node if record else 'never joined'}"
-            )
+            print("join: never joined")
     return EXIT_OK if running else EXIT_FAILED

@@ -6,11 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.checks.facts import Facts
 from agent.docker_api import DockerClient
-from agent.errors import KedgeError
-from agent.host import Host
-from agent.report import Change, CheckResult
 from agent.settings import AgentSettings
+from kedge.errors import KedgeError
+from kedge.host import Host
+from kedge.wire import Change, CheckResult
 
 
 class CannotFix(KedgeError):
@@ -29,6 +30,7 @@ class FixContext:
     docker: DockerClient
     dry_run: bool
     emit: Callable[[str], None]
+    facts: Facts
     from_archive: Path | None = None
     force_remove_conflicts: bool = False
     changes: list[Change] = field(default_factory=list)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from agent.checks.conflicts import K3S_UNITS, unit_files
-from agent.errors import CommandError
 from agent.fixes.base import CannotFix, FixContext, fixes
-from agent.report import CheckResult
 from agent.reset import reset_board
+from kedge.errors import CommandError
+from kedge.wire import CheckResult
 
 
 @fixes("leftovers")

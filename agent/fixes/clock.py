@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from agent.checks.clock import _ntp_target
-from agent.errors import CommandError
 from agent.fixes.base import CannotFix, FixContext, fixes
-from agent.report import CheckResult
+from kedge.errors import CommandError
+from kedge.names import ntp_server
+from kedge.wire import CheckResult
 
 
 def _plans(fx: FixContext) -> list[list[str]]:
-    servers = [_ntp_target(s)[0] for s in fx.settings.ntp_servers]
+    servers = [ntp_server(s)[0] for s in fx.settings.ntp_servers]
     plans = [["chronyc", "makestep"], ["timedatectl", "set-ntp", "true"]]
     if servers:
         plans.append(["ntpdate", "-u", servers[0]])
@@ -18,7 +18,8 @@ def _plans(fx: FixContext) -> list[list[str]]:
 
 @fixes("clock")
 async def fix_clock(fx: FixContext, result: CheckResult) -> None:
-    if "offset_s" not in result.details and "cloudcore_cert_not_before" not in result.details:
+    found = fx.facts.clock
+    if found is None or (found.offset_s is None and found.cert_not_before is None):
         raise CannotFix(
             "no time source answered, so there is nothing to step the clock to", result.remedy
         )

@@ -9,9 +9,9 @@ import stat
 from typing import Any
 
 from agent.checks.docker import DAEMON_JSON, daemon_json_driver
-from agent.errors import CommandError, DockerError
 from agent.fixes.base import CannotFix, FixContext, fixes
-from agent.report import CheckResult
+from kedge.errors import CommandError, DockerError
+from kedge.wire import CheckResult
 
 DOCKER_UNIT = "docker.service"
 BACKUP_SUFFIX = ".kedge-backup"
@@ -43,12 +43,13 @@ async def wait_for_docker(fx: FixContext, timeout: float = 60.0) -> None:
 
 @fixes("cgroup-driver")
 async def fix_cgroup_driver(fx: FixContext, result: CheckResult) -> None:
-    if result.details.get("memory_cgroup") is False:
+    found = fx.facts.cgroup
+    if found is not None and found.memory_cgroup is False:
         raise CannotFix(
             "the memory cgroup needs a kernel command-line change and a reboot", result.remedy
         )
     target = fx.settings.cgroup_driver
-    if target == "auto" or result.details.get("docker") == target:
+    if target == "auto" or (found is not None and found.docker_driver == target):
         return
     path = fx.host.path(DAEMON_JSON)
     text = fx.host.read_text(DAEMON_JSON)

@@ -7,10 +7,10 @@ import sys
 from typing import Any
 
 from agent.diagnose import recognise
-from agent.errors import DockerError, DockerUnavailable
 from agent.fixes.base import CannotFix, FixContext, fixes
-from agent.kubeedge import join_images
-from agent.report import CheckResult
+from kedge.errors import DockerError, DockerUnavailable
+from kedge.kubeedge import join_images
+from kedge.wire import CheckResult
 
 
 def _registry(ref: str) -> str:
@@ -99,7 +99,7 @@ async def pull_with_retries(fx: FixContext, ref: str) -> str:
 @fixes("images")
 async def fix_images(fx: FixContext, result: CheckResult) -> None:
     wanted = join_images(fx.settings.kubeedge_version, fx.settings.image_repository)
-    missing = [str(m) for m in result.details.get("missing", [])]
+    missing = list(fx.facts.images.missing) if fx.facts.images else []
     if fx.from_archive is not None and missing:
         fx.change("load", str(fx.from_archive), "images from a docker save archive")
         if not fx.dry_run:

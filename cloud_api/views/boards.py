@@ -7,21 +7,23 @@ import time
 
 import structlog
 from aiohttp import web
+from pydantic import SecretStr
 
-from agent.errors import ConfigError
 from cloud_api.errors import UNAUTHORIZED, ApiError
 from cloud_api.kube import KubeError
-from cloud_api.models import BoardInfo, Enrolled, EnrollRequest, MqttAnswer
+from cloud_api.models import BoardInfo
 from cloud_api.routing import CLOUDCORE, ENROLL_THROTTLE, SETTINGS, STORE, Route, read_body
 from cloud_api.store import Board, SecretRefused
 from cloud_api.throttle import Throttle
 from cloud_api.views.cloudcore import kube_unavailable
+from kedge.errors import ConfigError
+from kedge.kubeedge import CERT_PORT, CLOUDHUB_PORT
+from kedge.wire import BrokerAnswer, Enrolled, EnrollRequest
 
 log = structlog.get_logger(__name__)
-CLOUDHUB_PORT, CERT_PORT = 10000, 10002
 
 
-def _mqtt(request: web.Request) -> MqttAnswer | None:
+def _mqtt(request: web.Request) -> BrokerAnswer | None:
     mqtt = request.app[SETTINGS].mqtt
     if mqtt.host is None:
         return None
@@ -29,7 +31,7 @@ def _mqtt(request: web.Request) -> MqttAnswer | None:
         password = mqtt.read_password()
     except ConfigError as exc:
         raise ApiError(503, "mqtt_password_unreadable", str(exc)) from exc
-    return MqttAnswer(
+    return BrokerAnswer(
         host=mqtt.host, port=mqtt.port, tls=mqtt.tls, username=mqtt.username, password=password
     )
 
@@ -63,7 +65,7 @@ async def enroll(request: web.Request) -> web.Response:
     body: EnrollRequest = await read_body(request, EnrollRequest)
     store = request.app[STORE]
     try:
-        secret_id = store.spend_use(body.secret)
+        secret_id = store.spend_use(body.secret.get_secret_value())
     except SecretRefused as exc:
         raise _refused(exc) from None
     try:
@@ -71,7 +73,7 @@ async def enroll(request: web.Request) -> web.Response:
     except BaseException:
         store.give_back_use(secret_id)
         raise
-    return web.json_response(answer.model_dump())
+    return web.json_response(text=answer.to_json())
 
 
 async def _enroll(request: web.Request, body: EnrollRequest, secret_id: str) -> Enrolled:
@@ -119,7 +121,7 @@ async def _enroll(request: web.Request, body: EnrollRequest, secret_id: str) -> 
         node_name=body.node_name,
         cloudcore=f"{record.advertise[0]}:{CLOUDHUB_PORT}",
         cloudcore_cert_port=CERT_PORT,
-        token=token,
+        token=SecretStr(token),
         token_expires_at=expires,
         kubeedge_version=record.version,
         mqtt=mqtt,

@@ -7,7 +7,7 @@ import structlog
 from aiohttp import web
 
 from cloud_api.errors import ApiError
-from cloud_api.models import SecretCreated, SecretInfo, SecretRequest
+from cloud_api.models import Revoked, SecretCreated, SecretInfo, SecretRequest
 from cloud_api.routing import STORE, Route, read_body
 
 log = structlog.get_logger(__name__)
@@ -38,7 +38,7 @@ async def revoke_secret(request: web.Request) -> web.Response:
             404, "not_found", f"no enrollment secret {secret_id!r} (kedge-cloud-api secret list)"
         )
     log.info("secret.revoked", id=secret_id)
-    return web.json_response({"revoked": secret_id})
+    return web.json_response(Revoked(revoked=secret_id).model_dump())
 
 
 ROUTES = (
@@ -67,6 +67,7 @@ ROUTES = (
         revoke_secret,
         "revoke an enrollment secret",
         admin=True,
+        response=Revoked,
         also={404: ("no such secret", None)},
     ),
 )

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from agent.host import Host
 from cloud_api.app import ROUTES, create_app, openapi_document
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
+from kedge.host import Host
 from tests.harness.http import call_json
 from tests.harness.procs import free_port
 from tests.harness.wait import wait_for
@@ -328,3 +328,14 @@ def test_tells_systemd_when_it_is_ready_and_stopping(tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
+
+
+def test_a_board_only_mqtt_key_in_the_cloud_config_is_refused(tmp_path: Path) -> None:
+    # The cloud's [mqtt] is the shared broker settings; spool bounds are the board's.
+    cfg = tmp_path / "cloud-api.toml"
+    cfg.write_text('[mqtt]\nhost = "10.0.0.1"\nspool_max_bytes = 1000000\n')
+    out = subprocess.run([SERVER, "serve", "--config", str(cfg)], capture_output=True, text=True,
+                         timeout=60, check=False)  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1
+    assert f"{cfg}: unknown key 'mqtt.spool_max_bytes'" in out.stderr

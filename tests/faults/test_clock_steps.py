@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.agentd import Agentd
 from tests.harness.board import Board
 from tests.harness.mosquitto import Mosquitto, Recorder
 from tests.harness.wait import wait_for
-from tests.test_daemon import Agentd, broker, configured, healths, recorder, start_daemon
+from tests.test_daemon import broker, configured, healths, recorder
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker]
-__all__ = ["broker", "configured", "recorder", "start_daemon"]  # fixtures shared with test_daemon
+__all__ = ["broker", "configured", "recorder"]  # fixtures shared with test_daemon
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 CMD, RESULT = "kedge/board-1/cmd", "kedge/board-1/cmd/result"
 

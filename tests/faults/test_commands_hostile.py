@@ -13,7 +13,7 @@ import pytest
 
 from agent.checks import CHECKS
 from agent.remote import MAX_COMMAND_BYTES, CommandRunner
-from agent.report import CommandResult, RemoteCommand
+from kedge.wire import CommandResult, RemoteCommand
 
 pytestmark = pytest.mark.faults
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)

@@ -11,7 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.report import HealthReport
+from kedge.wire import HealthReport
+from tests.harness.agentd import Agentd
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd
 from tests.harness.mosquitto import Mosquitto, Recorder
@@ -19,18 +20,16 @@ from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
 from tests.test_daemon import (
-    Agentd,
     broker,
     command,
     configured,
     daemon_settings,
     healths,
     recorder,
-    start_daemon,
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker]
-__all__ = ["broker", "configured", "recorder", "start_daemon"]  # fixtures shared with test_daemon
+__all__ = ["broker", "configured", "recorder"]  # fixtures shared with test_daemon
 CMD, RESULT = "kedge/board-1/cmd", "kedge/board-1/cmd/result"
 
 
@@ -176,7 +175,7 @@ def test_a_garbage_spool_is_moved_aside_and_the_daemon_reports(
 
 
 def test_a_damaged_join_record_is_reported_as_such(configured: Board) -> None:
-    from tests.test_daemon import AGENT
+    from tests.harness.agentd import AGENT
 
     state = configured.path("/var/lib/kedge-agent")
     state.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,9 @@ from typing import Any
 import psutil
 import pytest
 
-from agent.errors import CommandError
-from agent.host import MAX_LINE, Host
 from cloud_api.jobs import HEAD_LINES, STREAM_BACKLOG, TAIL_LINES, Job, Jobs
+from kedge.errors import CommandError
+from kedge.host import MAX_LINE, Host
 from tests.harness.wait import wait_for
 
 pytestmark = pytest.mark.faults
@@ -147,7 +147,7 @@ def test_a_killed_parent_takes_its_long_command_with_it(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     parent = subprocess.Popen(
         [PY, "-c",
-         "import asyncio, sys; from agent.host import Host\n"
+         "import asyncio, sys; from kedge.host import Host\n"
          f"h = Host('/', search_path=['/usr/bin', '/bin'])\n"
          f"asyncio.run(h.run_streaming(['sh', '-c', 'echo $$ > {pid_file}; exec sleep 300'],"
          " timeout=600, on_line=print))"],

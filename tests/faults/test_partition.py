@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.agentd import AGENT
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd
 from tests.harness.master import LAN_IP, lan
@@ -23,7 +24,7 @@ from tests.harness.netns import Netns, netns
 from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
-from tests.test_daemon import AGENT, daemon_settings, healths
+from tests.test_daemon import daemon_settings, healths
 
 pytestmark = [pytest.mark.faults, pytest.mark.netns, pytest.mark.docker]
 

@@ -22,12 +22,12 @@ import psutil
 import pytest
 
 from tests.conftest import HUB_IMAGES
+from tests.harness.agentd import AGENT
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, mirror_ref, tiny_rootfs_tar
 from tests.harness.procs import free_port
 from tests.harness.registry import Registry
 from tests.harness.wait import wait_for
-from tests.test_daemon import AGENT
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker]
 BIG = next(ref for ref in HUB_IMAGES if "installation-package" in ref)

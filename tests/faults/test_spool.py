@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from agent import spool as spool_module
-from agent.private_files import create_private
 from agent.spool import Spool
+from kedge.private_files import create_private
 
 pytestmark = pytest.mark.faults
 

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agent.kubeedge import join_images
+from kedge.kubeedge import join_images
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, seed_registry
 from tests.harness.master import MASTER_IP, Master, master

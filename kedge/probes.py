@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from agent.errors import ProbeError
+from kedge.errors import ProbeError
 
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 

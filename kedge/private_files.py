@@ -14,6 +14,8 @@ import os
 import secrets
 from pathlib import Path
 
+from kedge.errors import ConfigError
+
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -44,6 +46,30 @@ def write_private(path: Path, data: bytes | str, *, mode: int = 0o600, fsync: bo
         raise
     if fsync:
         _fsync_dir(path.parent)
+
+
+MAX_SECRET_BYTES = 64 * 1024
+
+
+def read_secret(path: Path, what: str, *, hint: str = "") -> str:
+    """The secret held in `path` (a token, a password): its text without the surrounding
+    whitespace. Unreadable, empty, oversized or not UTF-8 is a ConfigError naming `what`
+    and the file, with `hint` saying how to mend it: an empty secret is never usable."""
+    mend = f" ({hint})" if hint else ""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SECRET_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read: {exc.strerror}{mend}") from exc
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path}: not UTF-8 text{mend}") from None
+    if len(raw) > MAX_SECRET_BYTES:
+        raise ConfigError(f"{what} {path}: larger than {MAX_SECRET_BYTES} bytes{mend}")
+    if not text:
+        raise ConfigError(f"{what} {path}: the file is empty{mend}")
+    return text
 
 
 def create_private(path: Path) -> None:

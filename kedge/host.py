@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import psutil
 
-from agent.errors import CommandError, HostError
+from kedge.errors import CommandError, HostError
 
 DEFAULT_SEARCH_PATH = (
     "/usr/local/sbin",

@@ -1,8 +1,9 @@
-"""What kedge knows about KubeEdge releases (see docs/keadm-facts in the repo's notes)."""
+"""What kedge knows about KubeEdge releases: names, ports, paths and images, each as the
+KubeEdge source at the release tag has it (docs/kubeedge.md quotes the lines)."""
 
 from __future__ import annotations
 
-from agent.names import version_tuple
+from kedge.names import version_tuple
 
 # uname -m → the arch name in KubeEdge's release assets.
 ARCH_BY_MACHINE = {
@@ -20,7 +21,11 @@ ELF_MACHINE_NAMES = {0x3E: "x86-64", 0xB7: "aarch64", 0x28: "arm", 0x03: "i386",
 EDGECORE_PORT = 10350
 MQTT_PORT = 1883
 KUBELET_PORT = 10250
-DEFAULT_CERT_PORT = 10002
+# cloudcore: cloudhub's websocket, the certificate server, the stream (kubectl logs).
+CLOUDHUB_PORT = 10000
+CERT_PORT = 10002
+STREAM_PORT = 10003
+EDGE_PORTS = (CLOUDHUB_PORT, CERT_PORT)  # what an edge must reach
 
 # dockershim left with Kubernetes 1.24, vendored from KubeEdge 1.14 on.
 LAST_DOCKER_RELEASE = (1, 13)

@@ -9,9 +9,15 @@ import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from kedge.errors import first_problem
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class ClientError(Exception):
@@ -93,6 +99,18 @@ class ApiClient:
             )
         return status, data
 
+    async def fetch(
+        self, method: str, path: str, answer: type[M], body: BaseModel | None = None
+    ) -> M:
+        """call(), with the answer read into `answer` (ClientError if it does not fit)."""
+        _, data = await self.call(method, path, _json(body))
+        return _read(TypeAdapter(answer), data, f"{self.url}{path}")
+
+    async def fetch_list(self, path: str, item: type[M]) -> list[M]:
+        _, data = await self.call("GET", path)
+        items: TypeAdapter[list[M]] = TypeAdapter(list[item])  # type: ignore[valid-type]
+        return _read(items, data, f"{self.url}{path}")
+
     async def events(
         self, path: str, *, after: int | None = None
     ) -> AsyncIterator[tuple[str, Any]]:
@@ -123,3 +141,17 @@ class ApiClient:
             raise ClientError(
                 f"lost the event stream from {self.url}: {exc or type(exc).__name__}"
             ) from exc
+
+
+def _json(body: BaseModel | None) -> Any:
+    return None if body is None else body.model_dump(mode="json", exclude_none=True)
+
+
+def _read(adapter: TypeAdapter[T], data: Any, where: str) -> T:
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ClientError(
+            f"{where} answered something this version does not understand ({first_problem(exc, 'answer')}): "
+            "are the client and the service the same version?"
+        ) from exc

@@ -43,6 +43,14 @@ def split_hostport(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def ntp_server(item: str) -> tuple[str, int]:
+    """An `ntp_servers` entry ('host', 'host:port', '[v6]:port' or a bare IPv6) as
+    (host, port), port 123 unless given."""
+    if item.count(":") == 1 or item.startswith("["):
+        return split_hostport(item)
+    return item, 123
+
+
 def check_release_tag(tag: str) -> str:
     """For settings: a KubeEdge release tag (the one form keadm and images accept)."""
     if not VERSION_RE.fullmatch(tag):

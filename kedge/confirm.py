@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from agent.errors import UserError
+from kedge.errors import UserError
 
 
 def confirm(question: str, *, yes: bool, command: str) -> bool:

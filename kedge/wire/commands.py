@@ -1,0 +1,32 @@
+"""Commands to a board (kedge/<node>/cmd) and their results (kedge/<node>/cmd/result).
+The limits a board enforces beyond this shape are in agent.remote and docs/mqtt.md."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, Field
+
+from kedge.wire._base import Payload, Versioned
+
+ACTIONS = ("ping", "check", "fix", "join", "reset")
+COMMAND_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class RemoteCommand(Payload):
+    id: str = Field(pattern=COMMAND_ID_PATTERN)
+    action: str = Field(max_length=64, description="one of " + ", ".join(ACTIONS))
+    # With a zone: a naive time means a different instant on each board.
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommandResult(Versioned):
+    id: str | None
+    action: str | None
+    status: Literal["done", "failed", "rejected", "busy"]
+    reason: str = ""
+    result: dict[str, Any] = Field(default_factory=dict)
+    finished_at: datetime

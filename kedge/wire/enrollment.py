@@ -1,0 +1,66 @@
+"""Enrollment: a board's request (POST /api/v1/enroll) and the cloud's answer, which
+carries the join token and the broker's password: both WireSecret, sent but never shown."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from kedge.names import DNS1123_SUBDOMAIN_RE, is_dns1123_subdomain
+from kedge.wire._base import Payload, WireSecret
+
+DNS1123_SUBDOMAIN_PATTERN = f"^{DNS1123_SUBDOMAIN_RE.pattern}$"
+
+
+class EnrollRequest(Payload):
+    node_name: str = Field(
+        max_length=253,
+        description="the board's Kubernetes node name (DNS-1123 subdomain)",
+        json_schema_extra={"pattern": DNS1123_SUBDOMAIN_PATTERN},
+    )
+    secret: WireSecret = Field(description="an enrollment secret")
+    arch: Literal["amd64", "arm64", "arm"]
+    agent_version: str = Field(max_length=64, pattern=r"^[0-9A-Za-z.+~-]+$")
+    machine_id: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of /etc/machine-id: re-enrolling the same board is allowed",
+    )
+
+    @field_validator("node_name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not is_dns1123_subdomain(v):
+            raise ValueError(
+                "expected a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', "
+                "starting and ending with a letter or digit"
+            )
+        return v
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: WireSecret) -> WireSecret:
+        if not 1 <= len(v.get_secret_value()) <= 200:
+            raise ValueError("expected 1 to 200 characters")
+        return v
+
+
+class BrokerAnswer(Payload):
+    """The broker a board reports to, with the credentials it uses there."""
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    tls: bool
+    username: str | None
+    password: WireSecret | None = None
+
+
+class Enrolled(Payload):
+    node_name: str
+    cloudcore: str = Field(description="host:10000, for keadm join --cloudcore-ipport")
+    cloudcore_cert_port: int = Field(ge=1, le=65535)
+    token: WireSecret = Field(description="the KubeEdge join token")
+    token_expires_at: float | None
+    kubeedge_version: str
+    mqtt: BrokerAnswer | None
