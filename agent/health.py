@@ -15,7 +15,7 @@ from agent import __version__
 from agent.docker_api import DockerClient
 from kedge.errors import CommandError, DockerError
 from kedge.host import Host
-from kedge.kubeedge import EDGECORE_UNIT
+from kedge.kubeedge import EDGECORE_UNIT, UNIT_DIRS
 from kedge.wire import ChecksSummary, DockerState, EdgecoreState, HealthReport, Usage
 
 MB = 1024 * 1024
@@ -89,21 +89,27 @@ class HealthCollector:
         if time.monotonic() - self._edgecore_at < EDGECORE_REFRESH_S:
             return self._edgecore
         self._edgecore_at = time.monotonic()
+        self._edgecore = await self._ask_systemd()
+        return self._edgecore
+
+    async def _ask_systemd(self) -> EdgecoreState:
+        # Before a join there is no unit to ask about: no process is spawned for it.
+        if not any(self.host.exists(f"{d}/{EDGECORE_UNIT}") for d in UNIT_DIRS):
+            return EdgecoreState(active=False, state="not installed")
         if self.host.which("systemctl") is None:
-            self._edgecore = EdgecoreState(active=None, state="no systemd")
-            return self._edgecore
+            return EdgecoreState(active=None, state="no systemd")
         try:
-            active = await self.host.run(["systemctl", "is-active", EDGECORE_UNIT], timeout=5)
             shown = await self.host.run(
-                ["systemctl", "show", "-p", "NRestarts", "--value", EDGECORE_UNIT], timeout=5
+                ["systemctl", "show", "-p", "ActiveState", "-p", "NRestarts", EDGECORE_UNIT],
+                timeout=5,
             )
         except CommandError as exc:
-            self._edgecore = EdgecoreState(active=None, state=str(exc))
-            return self._edgecore
-        state = active.stdout.strip() or "unknown"
-        restarts = int(shown.stdout.strip()) if shown.stdout.strip().isdigit() else None
-        self._edgecore = EdgecoreState(active=state == "active", state=state, restarts=restarts)
-        return self._edgecore
+            return EdgecoreState(active=None, state=str(exc))
+        props = dict(line.partition("=")[::2] for line in shown.stdout.splitlines())
+        state = props.get("ActiveState", "").strip() or "unknown"
+        restarts = props.get("NRestarts", "").strip()
+        return EdgecoreState(active=state == "active", state=state,
+                             restarts=int(restarts) if restarts.isdigit() else None)  # fmt: skip
 
     def refresh_edgecore_soon(self) -> None:
         self._edgecore_at = -EDGECORE_REFRESH_S
@@ -114,7 +120,9 @@ class HealthCollector:
         spool_error: str | None = None,
     ) -> HealthReport:  # fmt: skip
         docker, edgecore = await asyncio.gather(self._docker_state(), self._edgecore_state())
-        system, temps = await asyncio.to_thread(lambda: (self._system(), self._temperatures()))
+        # Inline, not in a thread: a handful of /proc and /sys reads take well under a
+        # millisecond, and the thread hand-off cost more CPU than the reads themselves.
+        system, temps = self._system(), self._temperatures()
         self.seq += 1
         return HealthReport(
             node=self.node, seq=self.seq, timestamp=datetime.now(UTC), replayed=replayed,

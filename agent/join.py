@@ -23,6 +23,7 @@ from kedge.errors import CommandError, UserError
 from kedge.host import Host
 from kedge.kubeedge import CERT_PORT, DOCKERSHIM_ENDPOINT, EDGECORE_UNIT, supports_docker
 from kedge.names import is_dns1123_subdomain
+from kedge.redact import redact
 from kedge.wire import ActionReport, Change, Status
 
 log = structlog.get_logger(__name__)
@@ -33,7 +34,6 @@ CERTS = (
     "/etc/kubeedge/certs/server.crt",
     "/etc/kubeedge/certs/server.key",
 )
-REDACTED = "<redacted>"
 
 
 def keadm_join_argv(
@@ -78,22 +78,10 @@ def keadm_join_argv(
     return argv
 
 
-def redact(text: str, secret: str) -> str:
-    if not secret:
-        return text
-    text = text.replace(secret, REDACTED)
-    jwt = secret.partition(".")[2]  # edgecore may log the bearer part alone
-    return text.replace(jwt, REDACTED) if jwt else text
-
-
 async def _edgecore_active(host: Host) -> bool:
     if host.which("systemctl") is None:
         return any(p.program == "edgecore" for p in host.processes())
-    try:
-        result = await host.run(["systemctl", "is-active", EDGECORE_UNIT], timeout=10)
-    except CommandError:
-        return False
-    return result.stdout.strip() == "active"
+    return await host.unit_state(EDGECORE_UNIT, timeout=10) == "active"
 
 
 async def _journal(host: Host, lines: int = 60) -> str:

@@ -1,4 +1,5 @@
-"""Undo a join, in the seed guide's order, tolerating every missing piece."""
+"""Undo a join, in the order of the field story's recipe (docs/field-story.md), tolerating
+every missing piece."""
 
 from __future__ import annotations
 

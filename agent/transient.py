@@ -95,8 +95,12 @@ async def _wait_until_done(host: Host, unit: str, timeout: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        state = (await host.run(["systemctl", "is-active", unit], timeout=15)).stdout.strip()
-        if state not in ("active", "activating", "deactivating", "reloading"):
+        if await host.unit_state(unit, timeout=15) not in (
+            "active",
+            "activating",
+            "deactivating",
+            "reloading",
+        ):
             return
         if loop.time() >= deadline:
             await host.run(["systemctl", "stop", unit], timeout=60)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -16,6 +15,8 @@ from typing import Any, Literal
 
 import structlog
 
+from kedge.redact import redact
+
 log = structlog.get_logger(__name__)
 KEPT_JOBS = 50
 # A job keeps its first HEAD_LINES and its last TAIL_LINES log lines, each cut at
@@ -23,22 +24,6 @@ KEPT_JOBS = 50
 HEAD_LINES, TAIL_LINES, MAX_LINE_CHARS = 200, 1000, 4096
 # An event stream without Last-Event-ID starts this many lines before the end.
 STREAM_BACKLOG = 200
-
-# A KubeEdge join token (CA hash + JWT), a bare JWT, a bearer credential.
-_SECRET_PATTERNS = (
-    re.compile(r"\b[0-9a-f]{64}\.[\w-]+\.[\w-]+\.[\w-]+"),
-    re.compile(r"\beyJ[\w-]*\.[\w-]+\.[\w-]+"),
-    re.compile(r"(Bearer\s+)\S+", re.IGNORECASE),
-)
-
-
-def redact(text: str, extra: tuple[str, ...] = ()) -> str:
-    for secret in extra:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "<redacted>", text)
-    return text
 
 
 class JobFailed(Exception):

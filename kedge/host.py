@@ -194,6 +194,17 @@ class Host:
             err.decode("utf-8", errors="replace"),
         )
 
+    async def unit_state(self, unit: str, *, timeout: float = 10.0) -> str | None:
+        """systemd's word for the unit (`systemctl is-active`: active, inactive, failed,
+        activating, ...); None when there is no systemctl or it does not answer."""
+        if self.which("systemctl") is None:
+            return None
+        try:
+            result = await self.run(["systemctl", "is-active", unit], timeout=timeout)
+        except CommandError:
+            return None
+        return result.stdout.strip() or None
+
     async def run_streaming(
         self,
         argv: Sequence[str],

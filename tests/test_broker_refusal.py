@@ -9,43 +9,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
 
-from kedge.mqtt import Backoff, LinkFailure, classify
 from tests.conftest import AgentRunner
 from tests.harness.agentd import Agentd
 from tests.harness.board import Board
 from tests.harness.mosquitto import Mosquitto, Recorder
 from tests.harness.wait import wait_for
-
-
-def _connack(code: int) -> Exception:
-    error = Exception("refused")
-    error.rc = ReasonCode(PacketTypes.CONNACK, identifier=code)  # type: ignore[attr-defined]
-    return error
-
-
-@pytest.mark.parametrize(
-    ("code", "reason"),
-    [(0x86, "bad user name or password"), (0x87, "not authorised"), (0x8A, "banned"),
-     (0x85, "client identifier not valid")],
-)  # fmt: skip
-def test_refusals_are_named(code: int, reason: str) -> None:
-    assert classify(_connack(code)) == LinkFailure("refused", reason)
-
-
-def test_busy_broker_and_network_errors_are_not_refusals() -> None:
-    assert classify(_connack(0x88)).kind == "network"  # server unavailable: try again soon
-    assert classify(ConnectionRefusedError(111, "Connection refused")).kind == "network"
-
-
-def test_refused_backoff_is_long_and_capped() -> None:
-    slow = Backoff(30.0, 600.0)
-    delays = [slow.next() for _ in range(12)]
-    assert 15.0 <= delays[0] <= 30.0
-    assert max(delays) <= 600.0
-    assert delays[-1] >= 300.0
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ def test_arch_passes_and_names_keadm_arch(board: Board, agent: AgentRunner) -> N
 
 
 def test_arch_fails_on_a_keadm_for_another_architecture(board: Board, agent: AgentRunner) -> None:
-    # The seed guide's mistake: an arm64 keadm downloaded onto the x86 VM.
+    # The field story's mistake: an arm64 keadm downloaded onto the x86 VM.
     board.path("/usr/local/bin/keadm").unlink()
     board.install_elf("/usr/local/bin/keadm", "arm64")
     run = agent(board, "check", "--json", "--only", "arch,keadm")

@@ -1,4 +1,4 @@
-"""The whole path without a human: a fresh board with the seed guide's problems goes
+"""The whole path without a human: a fresh board with the field story's problems goes
 check → fix → check → join → verified, and reset brings it back."""
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ def test_reset_returns_a_joined_board_to_a_clean_one(
 
 
 def test_failed_preflight_refuses_and_names_the_checks(joinable: Board, agent: AgentRunner) -> None:
-    joinable.mkdir("/etc/rancher/k3s")  # the seed guide's "ultimate bug"
+    joinable.mkdir("/etc/rancher/k3s")  # the field story's "ultimate bug"
     run = join(agent, joinable)
     doc = json.loads(run.out)
     assert run.rc == 1

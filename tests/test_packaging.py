@@ -68,7 +68,6 @@ def test_shipped_config_documents_every_setting_validly() -> None:
 
 def test_shipped_cloud_api_config_is_valid() -> None:
     from cloud_api.settings import CloudSettings
-
     from kedge.broker import BrokerSettings
 
     data = shipped_config("cloud-api.toml")

@@ -2,7 +2,7 @@
 
 edgecore refuses to start beside a process named kubelet, and misses k3s (whose
 kubelet lives inside the k3s binary) entirely; then pods fail in odd ways. This is
-the seed guide's "ultimate bug".
+the field story's "ultimate bug" (docs/field-story.md).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from agent.checks.context import CheckContext
 from agent.checks.registry import Outcome, check, failed, passed
-from kedge.errors import CommandError, HostError
+from kedge.errors import HostError
 from kedge.host import Host
 from kedge.kubeedge import KUBELET_PORT, UNIT_DIRS
 
@@ -46,13 +46,7 @@ def unit_enabled_links(host: Host, unit: str) -> list[str]:
 
 async def unit_active(ctx: CheckContext, unit: str) -> bool:
     """Whether systemd reports the unit active; False when systemd cannot tell."""
-    if ctx.host.which("systemctl") is None:
-        return False
-    try:
-        result = await ctx.host.run(["systemctl", "is-active", unit], timeout=5)
-    except CommandError:
-        return False
-    return result.stdout.strip() in ("active", "activating", "reloading")
+    return await ctx.host.unit_state(unit, timeout=5) in ("active", "activating", "reloading")
 
 
 async def _k3s(ctx: CheckContext) -> list[Finding]:

@@ -11,6 +11,7 @@ from typing import Any
 from agent.checks.docker import DAEMON_JSON, daemon_json_driver
 from agent.fixes.base import CannotFix, FixContext, fixes
 from kedge.errors import CommandError, DockerError
+from kedge.private_files import write_private
 from kedge.wire import CheckResult
 
 DOCKER_UNIT = "docker.service"
@@ -82,10 +83,8 @@ async def fix_cgroup_driver(fx: FixContext, result: CheckResult) -> None:
     else:
         mode = 0o644
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".kedge-tmp")
-    tmp.write_text(json.dumps(new, indent=2) + "\n")
-    tmp.chmod(mode)
-    tmp.replace(path)
+    # Whole or not at all: docker must never start on half a daemon.json.
+    write_private(path, json.dumps(new, indent=2) + "\n", mode=mode)
     try:
         restart = await fx.host.run(["systemctl", "restart", DOCKER_UNIT], timeout=120)
     except CommandError as exc:

@@ -1,4 +1,4 @@
-"""`make demo`: the seed guide's setup. On a simulated single-master cluster (its own
+"""`make demo`: the field story's setup. On a simulated single-master cluster (its own
 network namespace), `kedge-cloud-api init` installs cloudcore and makes a secret; one
 fixture board with the guide's problems enrolls with it and is taken from `kedge-agent
 check` through `fix` and `join` to a verified edge node, then `reset`.

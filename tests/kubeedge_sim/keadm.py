@@ -2,7 +2,7 @@
 
 Installed into a fixture board as /usr/local/bin/keadm by tests.harness.board; state
 below the board root in var/lib/kedge-sim/keadm.json: {"version", "platform",
-"cert_wait_s"}. `join` and `reset` follow keadm-facts.md: the same flags and defaults
+"cert_wait_s"}. `join` and `reset` follow docs/kubeedge.md: the same flags and defaults
 (--runtimetype remote, containerd's endpoint, cgroupfs), the two preflight checks, the
 side effects in order, and the same error texts. Deviations, because nothing can run
 here: the mqtt container is created but not started, edgecore is started through the

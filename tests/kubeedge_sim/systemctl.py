@@ -146,12 +146,14 @@ def main(argv: list[str], root: str) -> int:
         print("\n".join(flags))
         return 0 if all(f == "enabled" for f in flags) else 1
     if cmd == "show":
-        # systemctl show -p NRestarts --value UNIT
-        prop = argv[argv.index("-p") + 1] if "-p" in argv else ""
+        # systemctl show -p PROP [-p PROP...] [--value] UNIT: KEY=VALUE lines in systemd's
+        # own property order (not the order asked), or bare values with --value.
+        asked = {argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-p"}
         unit = data["units"].get(units[-1] if units else "", {})
-        values = {"NRestarts": str(unit.get("restarts", 0)), "ActiveState": active_state(unit)}
-        value = values.get(prop, "")
-        print(value if "--value" in argv else f"{prop}={value}")
+        values = {"ActiveState": active_state(unit), "NRestarts": str(unit.get("restarts", 0))}
+        for prop, value in values.items():
+            if prop in asked:
+                print(value if "--value" in argv else f"{prop}={value}")
         return 0
     if cmd == "daemon-reload":
         data["reloads"] = data.get("reloads", 0) + 1
