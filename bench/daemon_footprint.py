@@ -8,7 +8,9 @@ After a warm-up (the agent's start-up preflight), CPU seconds are counted over t
 window and scaled to an hour; RSS is read at the end. Start-up: process start to the
 first MQTT message the broker delivers (the retained `online`), median of several.
 Storage: bytes the process caused to be written to disk (/proc/PID/io write_bytes),
-scaled to an hour — what wears a board's SD card or eMMC.
+scaled to an hour — what wears a board's SD card or eMMC. At steady state the only
+write is the status file's refresh every 1800 s (agent/daemon/status_file.py), so give
+the storage figure a window that holds one: --window 1900.
 Targets: agent RSS <= 1.15 x bare; agent CPU/h <= 2 x minimal; first message <= 1 s;
 agent writes <= 100 KB/h with the broker up.
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import aiomqtt
 import structlog
@@ -28,7 +27,7 @@ from kedge.wire import RemoteCommand, Topics
 log = structlog.get_logger(__name__)
 
 # The `result` object of a command result (kedge.wire.CommandResult.result).
-Answer = dict[str, Any]
+Answer = dict[str, object]
 
 
 class RemoteActions:
