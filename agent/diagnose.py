@@ -34,12 +34,15 @@ KNOWN: tuple[Known, ...] = (
     ),
     Known(
         "certificate-address",
+        # Go's HostnameError lists every IP SAN: "valid for A, B, not C".
         re.compile(
-            r"x509: certificate is valid for [^,]+, not \S+"
-            r"|doesn't contain any IP SANs|x509: certificate is valid for other"
+            r"x509: certificate is valid for (?P<valid>[^\n]+?), not (?P<host>[^\s\"]+)"
+            r"|x509: cannot validate certificate for (?P<bare>\S+) because it doesn't contain any IP SANs"
         ),
         "cloudcore's certificate does not name the address the board uses",
-        "Use an address listed in keadm init --advertise-address, or re-run keadm init adding this one.",
+        "Point the board at an address the certificate names, or add this one on the master: "
+        "kedge-cloud-api init --advertise-address <all addresses> re-issues cloudcore's certificate "
+        "(a plain keadm init keeps the certificate of the first install).",
     ),
     Known(
         "wrong-ca",
@@ -55,8 +58,8 @@ KNOWN: tuple[Known, ...] = (
     ),
     Known(
         "kubelet-running",
-        re.compile(r"kubelet should not running on edge node"),
-        "a kubelet or kube-proxy process runs on the board",
+        re.compile(r"(?P<program>kubelet|kube-proxy) should not running on edge node"),
+        "a {program} process runs on the board, and edgecore will not start beside it",
         "Remove or stop it: `kedge-agent check --only conflicts` lists what is there.",
     ),
     Known(
@@ -77,6 +80,26 @@ KNOWN: tuple[Known, ...] = (
         re.compile(r"server gave HTTP response to HTTPS client"),
         "the image registry speaks plain HTTP",
         'Add the registry to "insecure-registries" in /etc/docker/daemon.json and restart docker.',
+    ),
+    Known(
+        # keadm throws its pull stream away and says "Successfully pulled" whatever it held
+        # (util/image.go@v1.13.0): a pull that broke midway shows up one step later.
+        "image-missing",
+        re.compile(
+            r"(?:copy resources|run MQTT) failed: Error response from daemon: No such image: (?P<image>\S+)"
+        ),
+        "the image {image} is not on the board: its pull broke off (keadm reports that as success)",
+        "Pull it first: `kedge-agent fix --only images` (retries, registry_mirrors, or --from-archive "
+        "for an offline board), then join again.",
+    ),
+    Known(
+        "mqtt-port",
+        re.compile(
+            r"run MQTT failed: [^\n]*listen tcp4? [\d.:]*:(?P<port>\d+): bind: address already in use"
+        ),
+        "port {port} is taken, so keadm's MQTT container cannot start",
+        "Stop what holds it (`kedge-agent check --only ports` names it), or stop a system "
+        "mosquitto: systemctl disable --now mosquitto.",
     ),
     Known(
         "image-pull",

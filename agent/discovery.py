@@ -11,7 +11,7 @@ from kedge.wire import AVAILABLE, NOT_AVAILABLE, Device, DiscoveryConfig, Origin
 
 # Check groups shown as one "problem" binary sensor each.
 CHECK_GROUPS: dict[str, tuple[str, ...]] = {
-    "platform": ("arch", "keadm", "kubeedge-version"),
+    "platform": ("arch", "keadm", "kubeedge-version", "join-tools"),
     "conflicts": ("conflicts",),
     "clock": ("clock",),
     "container_runtime": ("docker", "cgroup-driver", "images"),

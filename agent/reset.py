@@ -1,5 +1,13 @@
 """Undo a join, in the order of the field story's recipe (docs/field-story.md), tolerating
-every missing piece."""
+every missing piece.
+
+kedge does what `keadm reset` does on an edge node itself and never runs keadm reset:
+keadm decides between cloud and edge by asking the cluster first (util/common.go@v1.13.0,
+RunningModuleV2: `if cloudCoreRunning { return types.KubeEdgeCloudRunning }`, with
+--kube-config defaulting to /root/.kube/config), so on a board that holds a kubeconfig
+for the cluster it deletes the kubeedge namespace: cloudcore for the whole fleet. And
+once edgecore is stopped, keadm finds nothing to do on the edge anyway ("None of
+KubeEdge components are running in this host, exit")."""
 
 from __future__ import annotations
 
@@ -15,12 +23,17 @@ from kedge.wire import Change
 
 log = structlog.get_logger(__name__)
 
+# keadm's edge cleanup (reset.go@v1.13.0, cleanDirectories): KubeEdgePath, KubeEdgeLogPath,
+# KubeEdgeSocketPath, EdgeRootDir, then "/var/lib/dockershim", "/var/run/kubernetes",
+# "/var/lib/cni" for an edge node.
 KUBEEDGE_DIRS = (
     "/etc/kubeedge",
+    "/var/log/kubeedge",
     "/var/lib/kubeedge",
     "/var/lib/edged",
-    "/var/log/kubeedge",
     "/var/lib/dockershim",
+    "/var/run/kubernetes",
+    "/var/lib/cni",
 )
 
 
@@ -80,19 +93,6 @@ async def reset_board(host: Host, docker: DockerClient, *, dry_run: bool = False
             if not dry_run:
                 await docker.remove_container(c.id)
             did("remove", f"container {c.name}", c.image)
-
-    keadm_said = ""
-    if host.which("keadm") is not None and (units or any(host.entries(d) for d in KUBEEDGE_DIRS)):
-        if not dry_run:
-            try:
-                result = await host.run(
-                    ["keadm", "reset", "--force", "--runtimetype=docker"], timeout=120
-                )
-                keadm_said = (result.stdout.strip().splitlines() or [""])[-1]
-            except CommandError as exc:
-                keadm_said = str(exc)
-                log.warning("reset.keadm", error=keadm_said)
-        did("run", "keadm reset --force --runtimetype=docker", keadm_said)
 
     for d in KUBEEDGE_DIRS:
         if host.exists(d):

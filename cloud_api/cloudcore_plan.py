@@ -1,6 +1,6 @@
 """What `keadm init` needs to succeed on this cluster, decided before running it: the
 advertise addresses, the Kubernetes version range, keadm's architecture, and the
-tolerations a tainted single master needs (docs/kubeedge.md, keadm init)."""
+tolerations a tainted single master needs (docs/kubeedge-1.13.md, keadm init)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """What kedge knows about KubeEdge releases: names, ports, paths and images, each as the
-KubeEdge source at the release tag has it (docs/kubeedge.md quotes the lines)."""
+KubeEdge source at the release tag has it (docs/kubeedge-1.13.md quotes the lines)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ ELF_MACHINE_NAMES = {0x3E: "x86-64", 0xB7: "aarch64", 0x28: "arm", 0x03: "i386",
 
 EDGECORE_PORT = 10350
 MQTT_PORT = 1883
+# keadm's MQTT container publishes 1883 and 9001 (util/image.go@v1.13.0, RunMQTT).
+MQTT_WS_PORT = 9001
 KUBELET_PORT = 10250
 # cloudcore: cloudhub's websocket, the certificate server, the stream (kubectl logs).
 CLOUDHUB_PORT = 10000

@@ -126,6 +126,7 @@ def ready_board(
     board: Board, dockerd_systemd: Dockerd, ntp: SntpServer, cloudcore: CloudcoreSim
 ) -> Board:
     """A board on which every check can pass."""
+    board.install_join_tools()
     board.configure(ready_settings(dockerd_systemd, ntp, cloudcore))
     return board
 

@@ -124,16 +124,21 @@ def test_ports_in_an_isolated_network(board: Board, tmp_path: Path) -> None:
             "--config", str(board.config_path)]  # fmt: skip
     with netns() as ns:
         free = json.loads(ns.run(*argv).stdout)["checks"][0]
-        with ns.listener(1883, tmp_path) as mqtt, ns.listener(10350, tmp_path) as edgecore:
+        with (
+            ns.listener(1883, tmp_path) as mqtt,
+            ns.listener(10350, tmp_path) as edgecore,
+            ns.listener(9001, tmp_path) as websocket,
+        ):
             proc = ns.run(*argv)
-            names = {pid: psutil.Process(pid).name() for pid in (mqtt, edgecore)}
-    assert (free["status"], free["summary"]) == ("pass", "ports 1883 and 10350 are free")
+            names = {pid: psutil.Process(pid).name() for pid in (mqtt, edgecore, websocket)}
+    assert (free["status"], free["summary"]) == ("pass", "ports 1883, 9001 and 10350 are free")
     taken = json.loads(proc.stdout)["checks"][0]
     assert proc.returncode == 1
     assert taken["status"] == "fail"
     assert sorted(taken["details"]["taken"]) == [
         f"10350 (edgecore) is taken by {names[edgecore]} (pid {edgecore}) on 127.0.0.1",
         f"1883 (the MQTT broker keadm starts) is taken by {names[mqtt]} (pid {mqtt}) on 127.0.0.1",
+        f"9001 (the MQTT broker keadm starts) is taken by {names[websocket]} (pid {websocket}) on 127.0.0.1",
     ]
     assert "systemctl disable --now mosquitto" in taken["remedy"]
 

@@ -134,3 +134,19 @@ def test_remote_runtime_needs_its_socket(board: Board, agent: AgentRunner) -> No
     board.write("/run/cri-dockerd.sock", "")
     ok = check_one(agent, board, "kubeedge-version")
     assert ok.status == "pass"
+
+
+@pytest.mark.parametrize("tool", ["sudo", "bash"])
+def test_join_tools_fail_without_bash_or_sudo(board: Board, agent: AgentRunner, tool: str) -> None:
+    board.install_systemd()
+    board.path(f"/usr/bin/{tool}").unlink()
+    result = check_one(agent, board, "join-tools")
+    assert result.status.value == "fail"
+    assert result.summary.startswith(f"{tool} not found: keadm join would fail at its last step")
+    assert result.remedy == f"apt install {tool}"
+
+
+def test_join_tools_pass_with_both(board: Board, agent: AgentRunner) -> None:
+    board.install_systemd()
+    result = check_one(agent, board, "join-tools")
+    assert (result.status.value, result.summary) == ("pass", "bash and sudo are installed")

@@ -59,6 +59,7 @@ def configured(
     cloudcore: CloudcoreSim,
     broker: Mosquitto,
 ) -> Board:
+    board.install_join_tools()
     board.configure(daemon_settings(board, dockerd_systemd, ntp, cloudcore, broker))
     return board
 

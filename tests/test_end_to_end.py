@@ -46,7 +46,7 @@ def test_fresh_board_to_ready_node_and_back(
         fixed = agent(board, "fix", "--yes", "--json")
         doc = json.loads(fixed.out)
         assert fixed.rc == 0, fixed.out + fixed.err
-        assert doc["summary"] == "fixed clock, cgroup-driver, images, leftovers (8 changes)"
+        assert doc["summary"] == "fixed clock, cgroup-driver, images, leftovers (7 changes)"
         assert set(statuses(agent(board, "check", "--json")).values()) == {"pass"}
         assert json.loads(agent(board, "fix", "--yes", "--json").out)["changes"] == []
 

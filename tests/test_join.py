@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +12,10 @@ import pytest
 from tests.conftest import AgentRun, AgentRunner, ready_settings
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, api
+from tests.harness.named_process import named_process
 from tests.harness.sntp import SntpServer
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
+from tests.kubeedge_sim.pki import CloudcorePKI
 
 pytestmark = pytest.mark.docker
 
@@ -230,7 +233,13 @@ def test_image_missing_from_the_mirror(
         remove_containers(dockerd_cgroupfs)
     assert run.rc == 1
     assert [c["id"] for c in doc["causes"]] == ["image-pull"]
-    assert f"{repo}/installation-package" in doc["causes"][0]["summary"]
+    # keadm pulls in a Go map's order (pkg/image/image.go): any of the three comes first.
+    summary = doc["causes"][0]["summary"]
+    assert any(
+        f"{repo}/{name}" in summary
+        for name in ("installation-package", "eclipse-mosquitto", "pause")
+    )
+    assert "manifest unknown" in summary
     assert not joinable.path("/etc/kubeedge").exists()
 
 
@@ -338,7 +347,6 @@ def test_reset_without_yes_and_without_a_terminal_refuses(
     assert joinable.path("/etc/kubeedge/config").is_dir()
     dry = json.loads(agent(joinable, "reset", "--dry-run", "--json").out)
     assert [(c["action"], c["target"], c["done"]) for c in dry["changes"]] == [
-        ("run", "keadm reset --force --runtimetype=docker", False),
         ("remove", "/etc/kubeedge", False),
     ]
     assert joinable.path("/etc/kubeedge/config").is_dir()
@@ -383,3 +391,59 @@ def test_a_keadm_that_cannot_start_is_named_in_the_summary(
     assert "exited" not in doc["summary"]
     record = json.loads(joinable.path("/var/lib/kedge-agent/join.json").read_text())
     assert (record["phase"], record["keadm_exit_code"]) == ("failed", None)
+
+
+def test_kube_proxy_on_the_board_is_named_with_edgecores_own_words(
+    joinable: Board, agent: AgentRunner, tmp_path: Path
+) -> None:
+    # edge/cmd/edgecore/app/server.go@v1.13.0: kube-proxy has its own text, not kubelet's.
+    with named_process("kube-proxy", tmp_path):
+        run = join(agent, joinable, "--ignore", "conflicts")
+    doc = json.loads(run.out)
+    assert run.rc == 1
+    cause = doc["causes"][0]
+    assert cause["id"] == "kubelet-running"
+    assert cause["summary"].startswith("a kube-proxy process runs on the board")
+    assert "kube-proxy should not running on edge node" in cause["evidence"]
+
+
+def test_a_certificate_for_several_other_addresses_is_recognised(
+    board: Board, dockerd_systemd: Dockerd, ntp: SntpServer, tmp_path: Path, agent: AgentRunner
+) -> None:
+    # cloudcore's certificate names two addresses; the board reaches it on a third. Go's
+    # HostnameError lists them all: "x509: certificate is valid for A, B, not C".
+    board.install_systemd()
+    with CloudcoreSim(CloudcorePKI.create(["127.0.0.2", "127.0.0.3"])) as cc:
+        board.configure(join_settings(dockerd_systemd, ntp, cc))
+        run = join(agent, board, "--ignore", "cloudcore")
+    board.stop_processes()
+    remove_containers(dockerd_systemd)
+    doc = json.loads(run.out)
+    assert run.rc == 1
+    cause = next(c for c in doc["causes"] if c["id"] == "certificate-address")
+    assert "x509: certificate is valid for 127.0.0.2, 127.0.0.3, not 127.0.0.1" in cause["evidence"]
+    assert "kedge-cloud-api init --advertise-address" in cause["remedy"]
+
+
+def test_reset_never_tears_down_cloudcore_from_a_board_holding_a_kubeconfig(
+    joinable: Board, agent: AgentRunner, tmp_path: Path
+) -> None:
+    """keadm reset asks the cluster first (RunningModuleV2) and, finding cloudcore,
+    deletes namespace kubeedge. A board with the master's kubeconfig (copied there to
+    run kubectl, as guides suggest) must come out of kedge's reset with cloudcore alive."""
+    from tests.kubeedge_sim import cluster
+
+    kubeconfig = tmp_path / "master" / "config"
+    kubeconfig.parent.mkdir()
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    with cluster.update(str(kubeconfig)) as data:
+        data["namespaces"].append("kubeedge")
+        data["deployments"]["kubeedge/cloudcore"] = {"replicas": 1}
+    joinable.symlink("/root/.kube/config", str(kubeconfig))
+    run = join(agent, joinable)
+    assert run.rc == 0, run.out + run.err
+    reset = agent(joinable, "reset", "--yes", "--json")
+    assert reset.rc == 0, reset.err
+    assert "kubeedge" in cluster.load(str(kubeconfig))["namespaces"]
+    assert "kubeedge/cloudcore" in cluster.load(str(kubeconfig))["deployments"]
+    assert not joinable.path("/etc/kubeedge").exists()

@@ -148,3 +148,97 @@ def test_wrong_token_times_out_like_keadm(
     assert done.returncode == 1
     assert "Error: edge node join failed: timed out waiting for the condition" in done.stderr
     assert "failed to validate CA certificate. tokenCAhash: " in journal(sim_board)
+
+
+@pytest.mark.parametrize(
+    ("missing", "says"),
+    [
+        ("/usr/bin/sudo", "err: bash: line 1: sudo: command not found\n, err: exit status 127"),
+        ("/usr/bin/bash", 'err: exec: "bash": executable file not found in $PATH'),
+    ],
+)
+def test_join_starts_edgecore_through_bash_and_sudo(
+    sim_board: Board, dockerd_systemd: Dockerd, cloudcore: CloudcoreSim, missing: str, says: str
+) -> None:
+    # edge/join.go@v1.13.0 runEdgeCore(): bash -c "sudo systemctl daemon-reload && ..."
+    sim_board.path(missing).unlink()
+    done = keadm(sim_board, dockerd_systemd, *base(cloudcore), "--runtimetype=docker",
+                 "--remote-runtime-endpoint=unix:///var/run/dockershim.sock", "--cgroupdriver=systemd")  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        "Error: edge node join failed: start edgecore failed: failed to exec 'sudo systemctl "
+        "daemon-reload && sudo systemctl enable edgecore && sudo systemctl start edgecore', "
+    )
+    assert says in done.stderr
+    assert sim_board.path("/etc/systemd/system/edgecore.service").exists()  # written before
+
+
+def test_the_running_tip_comes_before_the_certificate_wait(
+    sim_board: Board, dockerd_systemd: Dockerd, cloudcore: CloudcoreSim, tmp_path: Path
+) -> None:
+    from tests.kubeedge_sim.pki import CloudcorePKI
+
+    other = CloudcorePKI.create(["127.0.0.1"]).token()
+    args = [a if not a.startswith("--token=") else f"--token={other}" for a in base(cloudcore)]
+    done = keadm(sim_board, dockerd_systemd, *args, "--runtimetype=docker", "--cgroupdriver=systemd",
+                 "--remote-runtime-endpoint=unix:///var/run/dockershim.sock")  # fmt: skip
+    assert done.returncode == 1
+    # keadm says edgecore "is running" and then times out: the tip proves nothing.
+    assert "KubeEdge edgecore is running, For logs visit" in done.stdout
+
+
+def test_reset_on_a_board_with_the_clusters_kubeconfig_deletes_cloudcore(
+    sim_board: Board, dockerd_systemd: Dockerd, tmp_path: Path
+) -> None:
+    # The danger kedge's reset avoids (test_join: ..._never_tears_down_cloudcore_...):
+    # keadm's RunningModuleV2 asks the cluster before looking for edgecore.
+    from tests.kubeedge_sim import cluster
+
+    kubeconfig = tmp_path / "master" / "config"
+    kubeconfig.parent.mkdir()
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    with cluster.update(str(kubeconfig)) as data:
+        data["namespaces"].append("kubeedge")
+        data["deployments"]["kubeedge/cloudcore"] = {"replicas": 1}
+    sim_board.symlink("/root/.kube/config", str(kubeconfig))
+    done = keadm(sim_board, dockerd_systemd, "reset", "--force")
+    assert (done.returncode, done.stdout) == (0, 'namespace "kubeedge" deleted\n')
+    assert "kubeedge" not in cluster.load(str(kubeconfig))["namespaces"]
+
+
+def test_mqtt_container_needs_port_9001_too(
+    sim_board: Board, dockerd_systemd: Dockerd, cloudcore: CloudcoreSim
+) -> None:
+    # util/image.go@v1.13.0 RunMQTT(): host ports 1883:1883 and 9001:9001, then start.
+    from agent.diagnose import recognise
+
+    holder = socket.create_server(("127.0.0.1", 9001))
+    try:
+        done = keadm(sim_board, dockerd_systemd, *base(cloudcore), "--runtimetype=docker",
+                     "--remote-runtime-endpoint=unix:///var/run/dockershim.sock", "--cgroupdriver=systemd")  # fmt: skip
+    finally:
+        holder.close()
+    assert done.returncode == 1
+    assert (
+        "Error: edge node join failed: run MQTT failed: Error response from daemon: driver failed "
+        in done.stderr
+    )
+    assert "listen tcp4 0.0.0.0:9001: bind: address already in use" in done.stderr
+    (cause,) = recognise(done.stdout, done.stderr)
+    assert (cause.id, cause.summary) == (
+        "mqtt-port",
+        "port 9001 is taken, so keadm's MQTT container cannot start",
+    )
+
+
+def test_every_image_is_announced_and_present_ones_are_skipped(
+    sim_board: Board, dockerd_systemd: Dockerd, cloudcore: CloudcoreSim
+) -> None:
+    from tests.conftest import HUB_IMAGES
+
+    done = keadm(sim_board, dockerd_systemd, *base(cloudcore), "--runtimetype=docker",
+                 "--remote-runtime-endpoint=unix:///var/run/dockershim.sock", "--cgroupdriver=systemd")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for ref in HUB_IMAGES:
+        assert f"Pulling {ref} ...\n" in done.stdout
+        assert f"Successfully pulled {ref}" not in done.stdout  # already there: not pulled

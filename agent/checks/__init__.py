@@ -7,6 +7,7 @@ ORDER = (
     "arch",
     "keadm",
     "kubeedge-version",
+    "join-tools",
     "conflicts",
     "clock",
     "docker",

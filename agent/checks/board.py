@@ -7,7 +7,15 @@ from typing import Any
 
 from agent.checks.context import CheckContext
 from agent.checks.registry import Outcome, check, failed, passed, warned
-from kedge.kubeedge import EDGECORE_PORT, EDGECORE_UNIT, ETC_DIR, MQTT_PORT, STATE_DIRS, UNIT_DIRS
+from kedge.kubeedge import (
+    EDGECORE_PORT,
+    EDGECORE_UNIT,
+    ETC_DIR,
+    MQTT_PORT,
+    MQTT_WS_PORT,
+    STATE_DIRS,
+    UNIT_DIRS,
+)
 from kedge.names import is_dns1123_subdomain, suggest_dns1123
 
 MB = 1024 * 1024
@@ -142,10 +150,11 @@ async def node_name(ctx: CheckContext) -> Outcome:
 @check(
     "ports",
     "edgecore and MQTT ports free",
-    "Ports 10350 (edgecore) and 1883 (keadm's MQTT broker) are free.",
+    "Ports 10350 (edgecore), 1883 and 9001 (the MQTT container keadm starts) are free.",
 )
 async def ports(ctx: CheckContext) -> Outcome:
-    wanted = {EDGECORE_PORT: "edgecore", MQTT_PORT: "the MQTT broker keadm starts"}
+    wanted = {EDGECORE_PORT: "edgecore", MQTT_PORT: "the MQTT broker keadm starts",
+              MQTT_WS_PORT: "the MQTT broker keadm starts"}  # fmt: skip
     listeners = await asyncio.to_thread(ctx.host.listeners)
     taken = [
         f"{lst.port} ({wanted[lst.port]}) is taken by {lst.process or 'an unknown process'}"
@@ -157,9 +166,10 @@ async def ports(ctx: CheckContext) -> Outcome:
     if taken:
         return failed(
             "; ".join(dict.fromkeys(taken)),
-            "Stop the process holding the port. A system mosquitto on 1883: "
+            "Stop the process holding the port (keadm's MQTT container publishes 1883 and 9001 "
+            "on every address). A system mosquitto on 1883: "
             "systemctl disable --now mosquitto (edgecore brings its own broker). An edgecore "
             "left from an earlier join: kedge-agent reset.",
             **details,
         )
-    return passed("ports 1883 and 10350 are free", **details)
+    return passed("ports 1883, 9001 and 10350 are free", **details)

@@ -134,3 +134,28 @@ async def kubeedge_version(ctx: CheckContext) -> Outcome:
             **details,
         )
     return passed(f"{s.kubeedge_version} with CRI runtime at {endpoint}", **details)
+
+
+# keadm/cmd/keadm/app/cmd/edge/join.go@v1.13.0, runEdgeCore(): under systemd the last
+# step is `bash -c "sudo systemctl daemon-reload && sudo systemctl enable edgecore &&
+# sudo systemctl start edgecore"` (util/exec.go: exec.Command("bash", "-c", command)),
+# and keadm reset stops edgecore with sudo too: a board image without them fails at
+# the very end, after minutes of pulls.
+JOIN_TOOLS = ("bash", "sudo")
+
+
+@check(
+    "join-tools",
+    "Tools keadm runs",
+    "bash and sudo are installed: keadm join starts edgecore through them, keadm reset stops it.",
+)
+async def join_tools(ctx: CheckContext) -> Outcome:
+    missing = [tool for tool in JOIN_TOOLS if ctx.host.which(tool) is None]
+    if missing:
+        return failed(
+            f"{' and '.join(missing)} not found: keadm join would fail at its last step "
+            '("start edgecore failed: failed to exec ...")',
+            f"apt install {' '.join(missing)}",
+            missing=missing,
+        )
+    return passed("bash and sudo are installed", tools=list(JOIN_TOOLS))

@@ -202,3 +202,42 @@ def test_dockerd_killed_mid_pull(board: Board, parts: tuple[Registry, SlowRelay,
     rc, doc, err = _finish(_fix(board))
     assert rc == 0, err
     assert docker.has_image(BIG)
+
+
+def test_keadm_reports_a_broken_pull_as_success_and_fails_a_step_later(
+    board: Board, parts: tuple[Registry, SlowRelay, Dockerd], tmp_path: Path
+) -> None:
+    """util/image.go@v1.13.0 throws the pull stream away: a pull cut in the middle prints
+    "Successfully pulled" and the join fails at the next step with the daemon's "No such
+    image". kedge must name that cause, whatever order keadm pulled in (a Go map walk)."""
+    from agent.diagnose import recognise
+    from tests.kubeedge_sim.cloudcore import CloudcoreSim
+    from tests.kubeedge_sim.pki import CloudcorePKI
+
+    registry, relay, docker = parts
+    board.install_systemd()
+    for ref in HUB_IMAGES:  # the small two are there: only the big pull can break
+        if ref != BIG:
+            docker.pull(ref)
+    with CloudcoreSim(CloudcorePKI.create(["127.0.0.1"])) as cc:
+        proc = subprocess.Popen(
+            [str(board.path("/usr/local/bin/keadm")), "join", f"--cloudcore-ipport={cc.cloudcore}",
+             f"--certport={cc.cert_port}", f"--token={cc.pki.token()}", "--runtimetype=docker",
+             "--remote-runtime-endpoint=unix:///var/run/dockershim.sock", "--cgroupdriver=cgroupfs"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={"DOCKER_HOST": f"unix://{docker.socket}", "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        wait_for(lambda: relay.relayed >= CUT_AFTER, timeout=60, what="keadm's pull under way")
+        _sigkill(registry.proc)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert f"Pulling {BIG} ...\n" in out
+    assert f"Successfully pulled {BIG}\n" in out  # keadm's word, not the truth
+    assert "pull Images failed" not in err
+    assert (
+        "Error: edge node join failed: copy resources failed: Error response from daemon: "
+        f"No such image: {BIG}" in err
+    )
+    (cause,) = recognise(out, err)
+    assert cause.id == "image-missing"
+    assert cause.summary.startswith(f"the image {BIG} is not on the board")

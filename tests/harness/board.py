@@ -118,6 +118,12 @@ class Board:
         """systemctl and journalctl stand-ins (see tests/kubeedge_sim)."""
         self.install_sim("systemctl", "tests.kubeedge_sim.systemctl", "/usr/bin")
         self.install_sim("journalctl", "tests.kubeedge_sim.journalctl", "/usr/bin")
+        self.install_join_tools()
+
+    def install_join_tools(self) -> None:
+        """bash and sudo: keadm starts edgecore through `bash -c "sudo systemctl ..."`."""
+        self.write("/usr/bin/bash", '#!/bin/sh\nexec /bin/bash "$@"\n', 0o755)
+        self.write("/usr/bin/sudo", '#!/bin/sh\nexec "$@"\n', 0o755)
 
     def inject(self, **faults: object) -> None:
         self.write("/var/lib/kedge-sim/faults.json", json.dumps(faults))

@@ -53,8 +53,9 @@ DEFAULT = {
 
 
 def path_of(kubeconfig: str) -> Path:
-    """The cluster file lives beside the kubeconfig that points at it."""
-    return Path(kubeconfig).with_name("cluster.json")
+    """The cluster file lives beside the kubeconfig that points at it (a kubeconfig
+    linked from elsewhere, such as a board's copy, points at the same cluster)."""
+    return Path(kubeconfig).resolve().with_name("cluster.json")
 
 
 def load(kubeconfig: str) -> dict[str, Any]:

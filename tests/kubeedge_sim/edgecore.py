@@ -55,9 +55,11 @@ def bootstrap_certs(root: Path, cfg: str) -> str | None:
     token = value(cfg, "token")
     server = value(cfg, "httpServer")
     node = value(cfg, "hostnameOverride")
-    parts = token.split(".")
-    if len(parts) != 4:
-        return "token credentials are in the wrong format"
+    # edge/pkg/edgehub/certificate/certmanager.go@v1.13.0, applyCerts(): the CA first,
+    # then the token's shape —
+    #   cacert, err := GetCACert(cm.caURL)
+    #   ... tokenParts := strings.Split(cm.token, "."); if len(tokenParts) != 4 {
+    #       return fmt.Errorf("token credentials are in the wrong format")
     insecure = ssl.create_default_context()
     insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
     try:
@@ -65,6 +67,9 @@ def bootstrap_certs(root: Path, cfg: str) -> str | None:
             ca_der = resp.read()
     except (urllib.error.URLError, OSError) as exc:
         return f'failed to get CA certificate, err: Get "{server}/ca.crt": {exc}'
+    parts = token.split(".")
+    if len(parts) != 4:
+        return "token credentials are in the wrong format"
     ca_hash = hashlib.sha256(ca_der).hexdigest()
     if ca_hash != parts[0]:
         return f"failed to validate CA certificate. tokenCAhash: {parts[0]}, CAhash: {ca_hash}"
@@ -93,7 +98,7 @@ def bootstrap_certs(root: Path, cfg: str) -> str | None:
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, ssl.SSLCertVerificationError):
-            return f'failed to get edge certificate from the cloudcore, error: Get "{server}/edge.crt": {go_x509(reason)}'
+            return f'failed to get edge certificate from the cloudcore, error: Get "{server}/edge.crt": {go_x509(reason, server)}'
         return f'failed to get edge certificate from the cloudcore, error: Get "{server}/edge.crt": {reason}'
     except OSError as exc:
         return f'failed to get edge certificate from the cloudcore, error: Get "{server}/edge.crt": {exc}'
@@ -110,14 +115,42 @@ def bootstrap_certs(root: Path, cfg: str) -> str | None:
     return None
 
 
-def go_x509(err: ssl.SSLCertVerificationError) -> str:
+def go_x509(err: ssl.SSLCertVerificationError, server: str) -> str:
     """Go's crypto/x509 wording for what OpenSSL found."""
     msg = err.verify_message or str(err)
     if "not yet valid" in msg or "expired" in msg:
         return f"x509: certificate has expired or is not yet valid: current time {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} is before the certificate's NotBefore"
     if "mismatch" in msg:
-        return f"x509: certificate is valid for other addresses, not this one ({msg})"
+        return go_hostname_error(server)
     return f"x509: {msg}"
+
+
+def go_hostname_error(server: str) -> str:
+    """crypto/x509 HostnameError.Error() (Go 1.19, what v1.13.0 is built with): for an IP
+    host, every IP SAN joined by ", " —
+        for _, san := range c.IPAddresses { if len(valid) > 0 { valid += ", " }
+            valid += san.String() }
+        ...
+        return "x509: certificate is valid for " + valid + ", not " + h.Host"""
+    host, _, port = server.removeprefix("https://").rpartition(":")
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        insecure.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True) or b""
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        sans = x509.SubjectAlternativeName([])
+    ips = [str(a) for a in sans.get_values_for_type(x509.IPAddress)]
+    if not ips:
+        return (
+            f"x509: cannot validate certificate for {host} because it doesn't contain any IP SANs"
+        )
+    return f"x509: certificate is valid for {', '.join(ips)}, not {host}"
 
 
 def main(argv: list[str], root: str) -> int:
@@ -132,13 +165,17 @@ def main(argv: list[str], root: str) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
         return 0
-    if os.environ.get("CHECK_EDGECORE_ENVIRONMENT") != "false" and sim.programs_running(
-        "kubelet", "kube-proxy"
-    ):
-        return fatal(
-            "server.go:79",
-            "failed to check the running environment: kubelet should not running on edge node when running edgecore",
-        )
+    # edge/cmd/edgecore/app/server.go@v1.13.0, environmentCheck(), lines 192-197:
+    #   case "kubelet": return errors.New("kubelet should not running on edge node when running edgecore")
+    #   case "kube-proxy": return errors.New("kube-proxy should not running on edge node when running edgecore")
+    if os.environ.get("CHECK_EDGECORE_ENVIRONMENT") != "false":
+        for program in ("kubelet", "kube-proxy"):
+            if sim.programs_running(program):
+                return fatal(
+                    "server.go:79",
+                    f"failed to check the running environment: {program} should not running on edge node "
+                    "when running edgecore",
+                )
     try:
         cfg = (board / CONFIG).read_text()
     except FileNotFoundError:

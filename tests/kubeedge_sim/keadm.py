@@ -2,7 +2,7 @@
 
 Installed into a fixture board as /usr/local/bin/keadm by tests.harness.board; state
 below the board root in var/lib/kedge-sim/keadm.json: {"version", "platform",
-"cert_wait_s"}. `join` and `reset` follow docs/kubeedge.md: the same flags and defaults
+"cert_wait_s"}. `join` and `reset` follow docs/kubeedge-1.13.md: the same flags and defaults
 (--runtimetype remote, containerd's endpoint, cgroupfs), the two preflight checks, the
 side effects in order, and the same error texts. Deviations, because nothing can run
 here: the mqtt container is created but not started, edgecore is started through the
@@ -14,8 +14,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import re
 import shutil
+import socket
 import sys
 import time
 import urllib.parse
@@ -114,6 +116,14 @@ def fail(msg: str) -> int:
     return 1
 
 
+def on_path(root: Path, program: str) -> Path | None:
+    """exec.LookPath on the board: keadm's PATH, under the board's root."""
+    for d in ("usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin"):
+        if (root / d / program).exists():
+            return root / d / program
+    return None
+
+
 def step(n: int, text: str) -> None:
     print(f"[{n}/9] {text}", flush=True)
 
@@ -131,23 +141,42 @@ def _images(version: str, repo: str) -> list[str]:
     return [f"{repo}/{r.rsplit('/', 1)[-1]}" for r in refs] if repo else refs
 
 
+def daemon_error(body: bytes) -> str:
+    """How the docker client words an error answer: "Error response from daemon: ..."."""
+    try:
+        message = json.loads(body).get("message", "")
+    except ValueError:
+        message = body.decode(errors="replace").strip()
+    return f"Error response from daemon: {message}"
+
+
 def pull(sock: str, ref: str) -> None:
-    repo, _, tag = ref.rpartition(":")
-    if api(sock, "GET", f"/images/{ref}/json", timeout=30)[0] == 200:
-        print(f"Image {ref} already exists, skip pulling", flush=True)
-        return
+    # keadm/cmd/keadm/app/cmd/util/image.go@v1.13.0, DockerRuntime.PullImages() lines 93-118:
+    #   fmt.Printf("Pulling %s ...\n", image)            // for every image, present or not
+    #   list, err := runtime.Client.ImageList(... "reference", image); if len(list) > 0 { continue }
+    #   rc, err := runtime.Client.ImagePull(...); if err != nil { return err }
+    #   if _, err := io.Copy(io.Discard, rc); err != nil { return err }   // the stream, and
+    #   fmt.Printf("Successfully pulled %s\n", image)                     // any error in it,
+    # is thrown away: only an error answer before the stream fails the pull.
     print(f"Pulling {ref} ...", flush=True)
+    if api(sock, "GET", f"/images/{ref}/json", timeout=30)[0] == 200:
+        return
+    repo, _, tag = ref.rpartition(":")
     query = urllib.parse.urlencode({"fromImage": repo, "tag": tag})
     auth = base64.urlsafe_b64encode(b"{}").decode()
     status, body = api(sock, "POST", f"/images/create?{query}", b"", {"X-Registry-Auth": auth})
-    for line in body.splitlines():
-        msg = json.loads(line) if line.strip().startswith(b"{") else {}
-        if msg.get("error"):
-            raise JoinError(f"edge node join failed: pull Images failed: {msg['error']}")
     if status != 200:
-        raise JoinError(
-            f"edge node join failed: pull Images failed: {body.decode(errors='replace').strip()}"
-        )
+        raise JoinError(f"edge node join failed: pull Images failed: {daemon_error(body)}")
+    print(f"Successfully pulled {ref}", flush=True)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def cmd_join(args: list[str], root: Path) -> int:
@@ -170,7 +199,11 @@ def cmd_join(args: list[str], root: Path) -> int:
         (root / d).mkdir(parents=True, exist_ok=True)
     step(4, "Pull Images")
     sock = docker_socket()
+    installation, mosquitto, _ = _images(version, opts["image-repository"])
+    # pkg/image/image.go@v1.13.0, Set.List(): `for _, v := range s` over a Go map, so
+    # the order differs from run to run.
     images = _images(version, opts["image-repository"])
+    random.shuffle(images)
     try:
         for ref in images:
             pull(sock, ref)
@@ -181,6 +214,17 @@ def cmd_join(args: list[str], root: Path) -> int:
     except JoinError as exc:
         return fail(str(exc))
     step(5, "Copy resources from the image to the management directory")
+    # util/image.go@v1.13.0, CopyResources(): ContainerCreate from the installation
+    # image (an image missing because its pull broke mid-stream fails here, with the
+    # daemon's "No such image"); the copy's own exit status is never looked at.
+    body = json.dumps({"Image": installation, "Cmd": ["/bin/sh", "-c", "cp /usr/local/bin/edgecore /tmp/usr/local/bin/edgecore"],
+                       "HostConfig": {"NetworkMode": "none"}}).encode()  # fmt: skip
+    status, out = api(
+        sock, "POST", "/containers/create", body, {"Content-Type": "application/json"}
+    )
+    if status != 201:
+        return fail(f"edge node join failed: copy resources failed: {daemon_error(out)}")
+    api(sock, "DELETE", f"/containers/{json.loads(out)['Id']}?force=1")
     edgecore = root / "usr/local/bin/edgecore"
     edgecore.parent.mkdir(parents=True, exist_ok=True)
     edgecore.write_text(
@@ -195,13 +239,24 @@ def cmd_join(args: list[str], root: Path) -> int:
             "listener 1883\nallow_anonymous true\n"
         )
         # The real image brings its CMD; the tiny test image needs one spelled out.
-        body = json.dumps({"Image": images[1], "Cmd": ["/usr/sbin/mosquitto", "-c", "/mosquitto/config/mosquitto.conf"], "HostConfig": {"NetworkMode": "none",
+        body = json.dumps({"Image": mosquitto, "Cmd": ["/usr/sbin/mosquitto", "-c", "/mosquitto/config/mosquitto.conf"], "HostConfig": {"NetworkMode": "none",
                            "RestartPolicy": {"Name": "unless-stopped"}}}).encode()  # fmt: skip
         status, out = api(
             sock, "POST", "/containers/create?name=mqtt", body, {"Content-Type": "application/json"}
         )
         if status != 201:
-            return fail(f"edge node join failed: {json.loads(out).get('message', out.decode())}")
+            return fail(f"edge node join failed: run MQTT failed: {daemon_error(out)}")
+        # util/image.go@v1.13.0, DockerRuntime.RunMQTT() lines 123-147: host ports
+        # "1883:1883" and "9001:9001", then ContainerStart. This dockerd runs no
+        # containers, so the start's port binding is checked here, in docker's words.
+        for port in (1883, 9001):
+            if not _port_free(port):
+                cid = json.loads(out)["Id"]
+                return fail(
+                    "edge node join failed: run MQTT failed: Error response from daemon: driver failed "
+                    f"programming external connectivity on endpoint mqtt ({cid}): Error starting userland "
+                    f"proxy: listen tcp4 0.0.0.0:{port}: bind: address already in use"
+                )
     step(7, "Generate systemd service file")
     unit_dir = root / "etc/systemd/system"
     if not unit_dir.is_dir():
@@ -233,12 +288,25 @@ def cmd_join(args: list[str], root: Path) -> int:
         endpoint=opts["remote-runtime-endpoint"], cgroupdriver=opts["cgroupdriver"],
     ))  # fmt: skip
     step(9, "Run EdgeCore daemon")
+    # edge/join.go@v1.13.0, runEdgeCore() (lines 412-432) and util/exec.go (line 22):
+    #   binExec = fmt.Sprintf("sudo systemctl daemon-reload && sudo systemctl enable %s && sudo systemctl start %s", ...)
+    #   cmd := util.NewCommand(binExec)        // exec.Command("bash", "-c", command)
+    #   ... klog.Infoln(tip)                   // the tip comes before the 300 s wait
+    # and join.go line 208: return fmt.Errorf("start edgecore failed: %v", err)
+    command = "sudo systemctl daemon-reload && sudo systemctl enable edgecore && sudo systemctl start edgecore"
+    exec_failed = f"edge node join failed: start edgecore failed: failed to exec '{command}', err: "
+    if on_path(root, "bash") is None:
+        return fail(exec_failed + 'exec: "bash": executable file not found in $PATH')
+    if on_path(root, "sudo") is None:
+        return fail(exec_failed + "bash: line 1: sudo: command not found\n, err: exit status 127")
     for argv in (["daemon-reload"], ["enable", "edgecore"], ["start", "edgecore"]):
         rc = systemctl.main(argv, str(root))
         if rc != 0:
-            return fail(
-                f"edge node join failed: failed to run edgecore: systemctl {' '.join(argv)} exited {rc}"
-            )
+            return fail(exec_failed + f"Job for edgecore.service failed.\n, err: exit status {rc}")
+    print(
+        "KubeEdge edgecore is running, For logs visit: journalctl -u edgecore.service -xe",
+        flush=True,
+    )
     deadline = time.monotonic() + float(state["cert_wait_s"])
     wanted = [
         root / p
@@ -254,16 +322,20 @@ def cmd_join(args: list[str], root: Path) -> int:
             return fail("edge node join failed: timed out waiting for the condition")
         time.sleep(0.1)  # keadm polls every 10 s
     (root / "etc/kubeedge/bootstrap-edgecore.conf").unlink(missing_ok=True)
-    print(
-        "KubeEdge edgecore is running, For logs visit: journalctl -u edgecore.service -xe",
-        flush=True,
-    )
     return 0
 
 
 def cmd_reset(args: list[str], root: Path) -> int:
     opts = parse(RESET_FLAGS, args)
-    if keadm_cloud.reset_cloud(opts["kube-config"]):
+    # keadm/cmd/keadm/app/cmd/util/common.go@v1.13.0, RunningModuleV2(): the cloud first —
+    #   cloudCoreRunning, err := IsCloudcoreContainerRunning(constants.SystemNamespace, opt.Kubeconfig)
+    #   if cloudCoreRunning { return types.KubeEdgeCloudRunning }
+    # with --kube-config defaulting to /root/.kube/config (reset.go newResetOptions): on a
+    # board that holds a kubeconfig for the cluster, reset tears down cloudcore itself.
+    kubeconfig = Path(opts["kube-config"])
+    if not kubeconfig.is_relative_to(root):
+        kubeconfig = root / str(kubeconfig).lstrip("/")  # a path on the board
+    if keadm_cloud.reset_cloud(str(kubeconfig)):
         return 0
     if not sim.programs_running("edgecore"):
         print("None of KubeEdge components are running in this host, exit")

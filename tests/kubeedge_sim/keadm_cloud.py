@@ -1,5 +1,5 @@
 """keadm v1.13.0's cloud side (init, gettoken, reset of a cloud node) over the simulated
-cluster (cluster.py). Faithful to docs/kubeedge.md: --kubeedge-version is ignored
+cluster (cluster.py). Faithful to docs/kubeedge-1.13.md: --kubeedge-version is ignored
 (the tag comes from --profile version=…, else the offline default 1.12.0), each --set is
 split at '=' and de-duplicated by key before Helm reads it, a pod that cannot be
 scheduled ends in "timed out waiting for the condition", and cloudcore then creates
