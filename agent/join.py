@@ -22,9 +22,9 @@ from agent.state import JoinRecord, StateCorrupt, StateDir, now
 from kedge.errors import CommandError, UserError
 from kedge.host import Host
 from kedge.kubeedge import CERT_PORT, DOCKERSHIM_ENDPOINT, EDGECORE_UNIT, supports_docker
-from kedge.names import is_dns1123_subdomain
+from kedge.names import is_dns1123_subdomain, split_hostport
 from kedge.redact import redact
-from kedge.wire import ActionReport, Change, Status
+from kedge.wire import ActionReport, Cause, Change, Status
 
 log = structlog.get_logger(__name__)
 KEPT_KEADM_LINES = 2000
@@ -120,6 +120,31 @@ async def _settle(host: Host, seconds: float) -> bool:
         await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
 
 
+async def _hub_connected(host: Host, cloudcore: str, within_s: float) -> bool:
+    """An established connection from edgecore to cloudhub's address, within a bound."""
+    want = split_hostport(cloudcore)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        if want in await asyncio.to_thread(host.peers_of, "edgecore"):
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.5)
+
+
+def _hub_unreachable(cloudcore: str) -> Cause:
+    return Cause(
+        id="hub-unreachable",
+        summary=f"edgecore got its certificates but never connected to cloudhub at {cloudcore}: "
+        "the Node will not appear",
+        remedy="Open TCP from the board to the master's port 10000 (firewall, NAT, security "
+        "group); `kedge-agent check --only cloudcore` probes it; journalctl -u edgecore "
+        'shows "Init websocket connection failed".',
+        evidence=f"no established connection from edgecore to {cloudcore}",
+    )
+
+
 def _report(ok: bool, summary: str, node: str, **fields: Any) -> ActionReport:
     return ActionReport(command="join", ok=ok, summary=summary, node=node, **fields)
 
@@ -205,10 +230,13 @@ async def run_join(
             changes.append(
                 Change(action="join", target=record.cloudcore, detail=f"node {record.node}")
             )
-            summary = f"joined {record.cloudcore} as {record.node}; edgecore is active"
+            summary = f"joined {record.cloudcore} as {record.node}; edgecore is active and connected to cloudhub"
             return _report(True, summary, record.node, changes=changes, **fields)
 
-        record.causes = recognise(output, redact(await _journal(host), token))
+        # A cause the verification found comes first; then what the texts say.
+        recognised = recognise(output, redact(await _journal(host), token))
+        known = {k.id for k in record.causes}
+        record.causes = [*record.causes, *(c for c in recognised if c.id not in known)]
         record.phase, record.finished_at = "failed", now()
         state.save_join(record)
         emit("join failed; cleaning the board for a retry")
@@ -230,10 +258,16 @@ async def run_join(
 
 
 async def _verify(host: Host, state: StateDir, record: JoinRecord, settle_s: float) -> bool:
-    """keadm only waits for certificates; the node is joined when edgecore stays up."""
+    """keadm only waits for certificates; the node is joined when edgecore stays up and
+    holds its connection to cloudhub: the Node exists only once edged registered over it
+    (cloud/pkg/edgecontroller/controller/upstream.go@v1.13.0), and edgecore runs on,
+    "active", when it cannot connect."""
     record.phase = "verify"
     state.save_join(record)
     if any(not host.exists(c) for c in CERTS) or not await _settle(host, settle_s):
+        return False
+    if not await _hub_connected(host, record.cloudcore, max(10.0, 2 * settle_s)):
+        record.causes = [_hub_unreachable(record.cloudcore)]
         return False
     record.phase, record.finished_at = "joined", now()
     state.save_join(record)

@@ -270,6 +270,20 @@ class Host:
             procs.append(ProcessInfo(info["pid"], info["name"] or "", info["exe"] or ""))
         return procs
 
+    def peers_of(self, program: str) -> list[tuple[str, int]]:
+        """The remote (address, port) of every established TCP connection held by a
+        process running `program`."""
+        pids = {p.pid for p in self.processes() if p.program == program or p.name == program}
+        try:
+            conns = psutil.net_connections(kind="tcp")
+        except psutil.Error as exc:
+            raise HostError(f"cannot list sockets: {exc}") from exc
+        return [
+            (c.raddr.ip, c.raddr.port)
+            for c in conns
+            if c.pid in pids and c.status == psutil.CONN_ESTABLISHED and c.raddr
+        ]
+
     def listeners(self) -> list[Listener]:
         """TCP sockets in LISTEN state, with their owner where the kernel tells."""
         try:

@@ -53,7 +53,10 @@ def test_fresh_board_to_ready_node_and_back(
         joined = agent(board, "join", "--yes", "--json")
         result = json.loads(joined.out)
         assert joined.rc == 0, joined.out + joined.err
-        assert result["summary"] == f"joined {cloudcore.cloudcore} as board-1; edgecore is active"
+        assert (
+            result["summary"]
+            == f"joined {cloudcore.cloudcore} as board-1; edgecore is active and connected to cloudhub"
+        )
         assert "--cgroupdriver=systemd" in result["details"]["keadm_argv"]
 
         reset = agent(board, "reset", "--yes", "--json")

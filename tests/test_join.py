@@ -52,7 +52,10 @@ def test_fresh_board_joins_and_is_verified(
     doc = json.loads(run.out)
     assert run.rc == 0, run.out + run.err
     assert doc["ok"] is True
-    assert doc["summary"] == f"joined {cloudcore.cloudcore} as board-1; edgecore is active"
+    assert (
+        doc["summary"]
+        == f"joined {cloudcore.cloudcore} as board-1; edgecore is active and connected to cloudhub"
+    )
     argv = doc["details"]["keadm_argv"]
     assert "--runtimetype=docker" in argv
     assert "--remote-runtime-endpoint=unix:///var/run/dockershim.sock" in argv
@@ -68,7 +71,10 @@ def test_fresh_board_joins_and_is_verified(
     record = json.loads(joinable.path("/var/lib/kedge-agent/join.json").read_text())
     assert record["phase"] == "joined"
     assert record["keadm_exit_code"] == 0
-    assert cloudcore.events == ["signed the certificate for edgenode: board-1"]
+    assert cloudcore.events == [
+        "signed the certificate for edgenode: board-1",
+        "edge node board-1 connected",
+    ]
 
 
 def test_second_join_is_a_no_op(joinable: Board, agent: AgentRunner) -> None:
@@ -447,3 +453,41 @@ def test_reset_never_tears_down_cloudcore_from_a_board_holding_a_kubeconfig(
     assert "kubeedge" in cluster.load(str(kubeconfig))["namespaces"]
     assert "kubeedge/cloudcore" in cluster.load(str(kubeconfig))["deployments"]
     assert not joinable.path("/etc/kubeedge").exists()
+
+
+def test_an_edge_that_never_reaches_cloudhub_is_not_joined(
+    board: Board, dockerd_systemd: Dockerd, ntp: SntpServer, agent: AgentRunner
+) -> None:
+    """cloudcore's certificate server (10002) answers, cloudhub (10000) turns the edge
+    away: edgecore gets its certificates and keeps running, "active", but the Node only
+    appears once edged registers over the websocket (upstream.go@v1.13.0)."""
+    board.install_systemd()
+    registered: list[str] = []
+    with CloudcoreSim(CloudcorePKI.create(["127.0.0.1"]), refuse_websocket=True,
+                      on_registered=registered.append) as cc:  # fmt: skip
+        board.configure(join_settings(dockerd_systemd, ntp, cc))
+        run = join(agent, board)
+    board.stop_processes()
+    remove_containers(dockerd_systemd)
+    doc = json.loads(run.out)
+    assert run.rc == 1, run.out
+    assert doc["causes"][0]["id"] == "hub-unreachable"
+    assert doc["summary"].startswith(
+        "join failed: edgecore got its certificates but never connected"
+    )
+    assert registered == []
+
+
+def test_a_joined_edge_is_registered_by_cloudhub_not_by_the_certificate(
+    board: Board, dockerd_systemd: Dockerd, ntp: SntpServer, agent: AgentRunner
+) -> None:
+    board.install_systemd()
+    registered: list[str] = []
+    with CloudcoreSim(CloudcorePKI.create(["127.0.0.1"]), on_registered=registered.append) as cc:
+        board.configure(join_settings(dockerd_systemd, ntp, cc))
+        run = join(agent, board)
+        assert run.rc == 0, run.out
+        assert registered == ["board-1"]
+        assert "edge node board-1 connected" in cc.events
+    board.stop_processes()
+    remove_containers(dockerd_systemd)

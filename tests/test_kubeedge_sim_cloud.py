@@ -112,10 +112,12 @@ def test_gettoken_before_init_and_without_kubeconfig(
 ) -> None:
     board, kubeconfig = master
     out = keadm(board, "gettoken", f"--kube-config={kubeconfig}")
-    assert (out.returncode, out.stderr.splitlines()[0]) == (
-        1,
-        'Error: failed to get token, err is secrets "tokensecret" not found',
-    )
+    # cloud/gettoken.go@v1.13.0 prints its own line, then cobra the client-go error.
+    assert (out.returncode, out.stderr) == (1, 'Error: secrets "tokensecret" not found\n')
+    assert out.stdout.splitlines() == [
+        'failed to get token, err is secrets "tokensecret" not found',
+        'execute keadm command failed:  secrets "tokensecret" not found',
+    ]
     missing = keadm(board, "gettoken", f"--kube-config={tmp_path / 'nope'}")
     assert "no such file or directory" in missing.stderr
 

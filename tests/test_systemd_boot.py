@@ -1,8 +1,8 @@
 """The packaged units under a real systemd: a Debian 12 system booted with
 `systemd-nspawn --boot`, both packages installed from the signed repository with apt,
 then: the agent starts on a fresh board, reports, tells systemd READY/STATUS, executes
-a remote reset from inside its sandbox, is restarted by the watchdog when it hangs and
-stops cleanly; the cloud API likewise. Nothing is logged at level error.
+a remote reset (removing) and a remote fix (writing under /etc) from inside its sandbox,
+is restarted by the watchdog when it hangs and stops cleanly; the cloud API likewise. Nothing is logged at level error.
 
 Marked packaging (it builds the packages and a bookworm root; skip locally with
 -m "not packaging"); CI runs it as root.
@@ -24,6 +24,7 @@ from tests.harness.http import call_json
 from tests.harness.mosquitto import Mosquitto, Recorder
 from tests.harness.nspawn import Container, booted
 from tests.harness.procs import free_port
+from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for
 from tests.test_packaging import bookworm_chroot, publish
 
@@ -39,9 +40,17 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture(scope="module")
+def ntp() -> Iterator[SntpServer]:
+    # Five minutes ahead of the board: the clock check fails and a fix has work to do.
+    with SntpServer(offset_s=300.0) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def system(
-    debs: dict[str, Path], broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Container, int]]:
+    debs: dict[str, Path], broker: Mosquitto, ntp: SntpServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Container, int]]:  # fmt: skip
     need("systemd-nspawn", "nsenter", "chroot", "tar")
     if os.geteuid() != 0:
         pytest.skip("booting a container needs root")
@@ -59,8 +68,15 @@ def system(
     (root / "etc/default/kedge-agent").write_text(
         f"KEDGE_AGENT_MQTT__HOST=127.0.0.1\nKEDGE_AGENT_MQTT__PORT={broker.port}\n"
         f"KEDGE_AGENT_NODE_NAME={NODE}\nKEDGE_AGENT_REPORT_INTERVAL=1\n"
-        "KEDGE_AGENT_ALLOW_REMOTE='[\"reset\"]'\n"
+        'KEDGE_AGENT_ALLOW_REMOTE=\'["reset", "fix"]\'\n'
+        f"KEDGE_AGENT_NTP_SERVERS='[\"{ntp.address}\"]'\n"
     )
+    # The board's clock tool: it records that it was asked to step the clock, in /etc,
+    # which the daemon's own sandbox (ProtectSystem=strict) cannot write.
+    (root / "usr/local/bin").mkdir(parents=True, exist_ok=True)
+    chronyc = root / "usr/local/bin/chronyc"
+    chronyc.write_text('#!/bin/sh\necho "$@" > /etc/kedge-test-clock-stepped\n')
+    chronyc.chmod(0o755)
     (root / "etc/default/kedge-cloud-api").write_text(f"KEDGE_CLOUD_LISTEN=127.0.0.1:{api_port}\n")
     with booted(root, tmp / "console.log") as box:
         install = box.run("apt-get", "install", "-y", "kedge-agent", "kedge-cloud-api", timeout=600)
@@ -68,10 +84,10 @@ def system(
         yield box, api_port
 
 
-def command(cid: str, action: str) -> str:
+def command(cid: str, action: str, **args: object) -> str:
     now = datetime.now(UTC)
     return json.dumps({"id": cid, "action": action, "issued_at": now.isoformat(),
-                       "expires_at": (now + timedelta(minutes=5)).isoformat()})  # fmt: skip
+                       "expires_at": (now + timedelta(minutes=5)).isoformat(), "args": args})  # fmt: skip
 
 
 def test_apt_install_gives_a_running_reporting_agent(
@@ -119,6 +135,32 @@ def test_a_remote_reset_changes_the_board_from_inside_the_sandbox(
     assert box.run("test", "-e", "/var/lib/kubeedge").returncode == 1
     assert box.show("kedge-agent", "NRestarts") == "0"
     assert "kedge-agent-reset-reset-1" in box.run("journalctl", "--no-pager", "-o", "cat").stdout
+
+
+def test_a_remote_fix_writes_outside_the_sandbox(
+    system: tuple[Container, int], broker: Mosquitto
+) -> None:
+    """A fix writes where the daemon's sandbox cannot (here: chronyc, writing /etc):
+    it runs as a transient unit too, and its report comes back as the result."""
+    box, _ = system
+    wait_for(lambda: box.show("kedge-agent", "StatusText").startswith("connected"), timeout=60,
+             what="connected")  # fmt: skip
+    recorder = Recorder(broker, f"kedge/{NODE}/cmd/result")
+    try:
+        recorder.publish(f"kedge/{NODE}/cmd", command("fix-1", "fix", only=["clock"]))
+        wait_for(
+            lambda: recorder.on(f"kedge/{NODE}/cmd/result"), timeout=120, what="the fix's result"
+        )
+        result = recorder.json_on(f"kedge/{NODE}/cmd/result")[0]
+    finally:
+        recorder.close()
+    stepped = box.run("cat", "/etc/kedge-test-clock-stepped")
+    assert stepped.returncode == 0, result
+    assert stepped.stdout.strip() == "makestep"
+    # The recording chronyc does not really step the clock: the fix says so.
+    assert result["status"] == "failed", result
+    assert "still failing: clock" in result["reason"]
+    assert "kedge-agent-fix-fix-1" in box.run("journalctl", "--no-pager", "-o", "cat").stdout
 
 
 def test_the_watchdog_restarts_a_hung_daemon_and_stop_is_clean(

@@ -174,7 +174,10 @@ def test_secret_enroll_join_with_no_flags_joins_the_node(
         run = agent(board, "join", "--yes", "--json")
         assert run.rc == 0, run.out + run.err
         doc = json.loads(run.out)
-        assert doc["summary"] == f"joined {MASTER_IP}:10000 as board-1; edgecore is active"
+        assert (
+            doc["summary"]
+            == f"joined {MASTER_IP}:10000 as board-1; edgecore is active and connected to cloudhub"
+        )
         token = json.loads(saved.read_text())["token"]
         assert token.split(".")[2] not in run.out + run.err
         node = next(n for n in cloud.cluster()["nodes"] if n["name"] == "board-1")

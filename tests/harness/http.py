@@ -28,4 +28,6 @@ def call_json(
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")
+        # The error answer holds the connection: closed here, not by the garbage collector.
+        with exc:
+            return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")

@@ -74,8 +74,6 @@ class _CertHandler(http.server.BaseHTTPRequestHandler):
             self._send(401, b"Invalid authorization token")
             return
         server.events.append(f"signed the certificate for edgenode: {node}")
-        if server.on_signed is not None:
-            server.on_signed(node)
         self._send(200, server.pki.sign_csr(csr, node))
 
     def log_message(self, *args: object) -> None:
@@ -88,18 +86,47 @@ class _CertServer(_TLSMixin, http.server.ThreadingHTTPServer):
     pki: CloudcorePKI
     refuse_edge_crt: bool
     events: list[str]
-    on_signed: Callable[[str], None] | None
 
 
-class _HoldHandler(socketserver.BaseRequestHandler):
+class _HubHandler(socketserver.StreamRequestHandler):
+    """cloudhub's websocket: the edge's upgrade request names its node (header node_id,
+    path /<project>/<node>/events); once it is up, edged registers the node and
+    edgecontroller creates the Node (cloud/pkg/edgecontroller/controller/upstream.go@v1.13.0,
+    createNode: `uc.kubeClient.CoreV1().Nodes().Create(...)`). The certificate server
+    never creates Nodes."""
+
+    server: _WebsocketServer
+
     def handle(self) -> None:
-        pass  # accept the websocket connection's TLS and hang up
+        self.request.settimeout(10)
+        try:
+            request = self.rfile.readline(4096).decode("latin-1")
+            headers = {}
+            while line := self.rfile.readline(4096).decode("latin-1").strip():
+                key, _, value = line.partition(":")
+                headers[key.strip().lower()] = value.strip()
+        except OSError:
+            return
+        node = headers.get("node_id", "")
+        if self.server.refuse_websocket or not request.startswith("GET ") or not node:
+            return  # hang up: the edge's handshake fails
+        self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\n\r\n")  # fmt: skip
+        self.server.events.append(f"edge node {node} connected")
+        if self.server.on_registered is not None:
+            self.server.on_registered(node)
+        self.request.settimeout(None)
+        with contextlib.suppress(OSError):
+            while self.request.recv(4096):
+                pass  # held until the edge goes away
 
 
 class _WebsocketServer(_TLSMixin, socketserver.ThreadingTCPServer):
-    daemon_threads = False
-    block_on_close = True
+    daemon_threads = True  # held connections end with the edge, not with the test
     allow_reuse_address = True
+    refuse_websocket: bool
+    events: list[str]
+    on_registered: Callable[[str], None] | None
 
 
 @dataclass
@@ -108,7 +135,8 @@ class CloudcoreSim:
     host: str = "127.0.0.1"
     refuse_edge_crt: bool = False  # fault: the certificate port turns edges away
     events: list[str] = field(default_factory=list)  # what cloudcore would log
-    on_signed: Callable[[str], None] | None = None  # an edge node got its certificate
+    refuse_websocket: bool = False  # fault: port 10000 turns edges away (a firewall, say)
+    on_registered: Callable[[str], None] | None = None  # an edge connected to cloudhub
     _servers: list[socketserver.BaseServer] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     websocket_port: int = 0
@@ -130,9 +158,10 @@ class CloudcoreSim:
         cert = _CertServer((self.host, self.cert_port), _CertHandler)
         cert.pki, cert.ssl_context = self.pki, ctx
         cert.refuse_edge_crt, cert.events = self.refuse_edge_crt, self.events
-        cert.on_signed = self.on_signed
-        ws = _WebsocketServer((self.host, self.websocket_port), _HoldHandler)
+        ws = _WebsocketServer((self.host, self.websocket_port), _HubHandler)
         ws.ssl_context = ctx
+        ws.refuse_websocket, ws.events, ws.on_registered = (
+            self.refuse_websocket, self.events, self.on_registered)  # fmt: skip
         self.cert_port = cert.server_address[1]
         self.websocket_port = ws.server_address[1]
         for server in (cert, ws):

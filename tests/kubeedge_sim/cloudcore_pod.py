@@ -2,7 +2,8 @@
 places the Deployment (cluster.ensure_pod), named `cloudcore` (hostNetwork: `pidof
 cloudcore` on the master sees it, as keadm init's preflight does), serving cloudhub's
 ports 10000 and 10002 on every advertise address with the CA from casecret. An edge
-node that gets its certificate is registered as a Node, as cloudcore does.
+node becomes a Node when it connects to cloudhub's websocket (10000), as edgecontroller
+creates it — not when it gets its certificate.
 
 Run: python -m tests.kubeedge_sim.cloudcore_pod KUBECONFIG
 """
@@ -45,7 +46,7 @@ def main(argv: list[str]) -> int:
         for address in advertise:
             try:
                 stack.enter_context(CloudcoreSim(pki, host=address, websocket_port=WEBSOCKET_PORT,
-                                                 cert_port=CERT_PORT, on_signed=register))  # fmt: skip
+                                                 cert_port=CERT_PORT, on_registered=register))  # fmt: skip
             except OSError as exc:
                 print(f"cloudcore: listen on {address}: {exc.strerror}", flush=True)
                 return 1

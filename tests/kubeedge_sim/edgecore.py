@@ -9,6 +9,7 @@ its cgroup driver differs from docker's. Then it runs until SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,6 +17,8 @@ import re
 import signal
 import socket
 import ssl
+import threading
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -113,6 +116,49 @@ def bootstrap_certs(root: Path, cfg: str) -> str | None:
     )
     (root / CONFIG).write_text(re.sub(r"^(\s*token:).*$", r'\1 ""', cfg, flags=re.M))
     return None
+
+
+def connect_hub(root: Path, cfg: str) -> None:
+    """edgehub's websocket client (edge/pkg/edgehub/clients/wsclient/websocket.go@v1.13.0,
+    Init()): mTLS to websocket.server verified against the CA, headers node_id and
+    project_id; 5 tries 5 s apart (retryCount, cloudAccessSleep), then edgehub.go:
+    `klog.Errorf("connection failed: %v, will reconnect after %s", err, waitTime.String())`
+    and again. edgecore keeps running either way: an edge that never reaches port 10000
+    stays "active" and never becomes a Node."""
+    server = value(cfg, "server")
+    node = value(cfg, "hostnameOverride")
+    host, _, port = server.rpartition(":")
+    context = ssl.create_default_context(cafile=str(root / CA))
+    context.load_cert_chain(root / CERT, root / KEY)
+    while True:
+        for _ in range(5):
+            log("I", "websocket.go:51", "Websocket start to connect Access")
+            try:
+                raw = socket.create_connection((host, int(port)), timeout=10)
+                conn = context.wrap_socket(raw, server_hostname=host)
+                conn.sendall(
+                    f"GET /e632aba927ea4ac2b575ec1603d56f10/{node}/events HTTP/1.1\r\nHost: {server}\r\n"
+                    f"Upgrade: websocket\r\nConnection: Upgrade\r\nnode_id: {node}\r\n"
+                    "project_id: e632aba927ea4ac2b575ec1603d56f10\r\n\r\n".encode()
+                )
+                status = conn.recv(4096).split(b"\r\n", 1)[0]
+                if b" 101 " not in status + b" ":
+                    conn.close()
+                    raise OSError("websocket: bad handshake")
+            except (OSError, ssl.SSLError) as exc:
+                log("E", "websocket.go:90", f"Init websocket connection failed {exc}")
+                time.sleep(5)
+                continue
+            log("I", "websocket.go:94", "Websocket connect to cloud access successful")
+            with contextlib.suppress(OSError):
+                while conn.recv(4096):
+                    pass
+            log("W", "edgehub.go:126", "connection is broken, will reconnect after 5s")
+            break
+        else:
+            log("E", "edgehub.go:107", "connection failed: max retry count reached when connecting to cloud, "
+                "will reconnect after 5s")  # fmt: skip
+        time.sleep(5)
 
 
 def go_x509(err: ssl.SSLCertVerificationError, server: str) -> str:
@@ -227,12 +273,9 @@ def main(argv: list[str], root: str) -> int:
                 'no such file or directory"',
             )
     log("I", "edged.go:278", "Starting edged...")
-    log(
-        "I",
-        "websocket.go:53",
-        f"Websocket connect to cloud access successful, server {value(cfg, 'server')}",
-    )
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    hub = threading.Thread(target=connect_hub, args=(board, cfg), daemon=True)
+    hub.start()
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     log("I", "server.go:125", "Shutting down edgecore")
     if served is not None:

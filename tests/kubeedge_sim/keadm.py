@@ -112,7 +112,11 @@ def _state(root: Path) -> dict[str, Any]:
 
 
 def fail(msg: str) -> int:
-    sys.stderr.write(f"Error: {msg}\nexecute keadm command failed:  {msg}\n")
+    # cobra prints "Error: <err>" on stderr; keadm's main (keadm/cmd/keadm/keadm.go@v1.13.0)
+    # then fmt.Println("execute keadm command failed: ", err): on stdout.
+    sys.stderr.write(f"Error: {msg}\n")
+    sys.stdout.write(f"execute keadm command failed:  {msg}\n")
+    sys.stdout.flush()
     return 1
 
 
@@ -333,8 +337,8 @@ def cmd_reset(args: list[str], root: Path) -> int:
     # with --kube-config defaulting to /root/.kube/config (reset.go newResetOptions): on a
     # board that holds a kubeconfig for the cluster, reset tears down cloudcore itself.
     kubeconfig = Path(opts["kube-config"])
-    if not kubeconfig.is_relative_to(root):
-        kubeconfig = root / str(kubeconfig).lstrip("/")  # a path on the board
+    if str(kubeconfig) == "/root/.kube/config":
+        kubeconfig = root / "root/.kube/config"  # the default: the board's own file
     if keadm_cloud.reset_cloud(str(kubeconfig)):
         return 0
     if not sim.programs_running("edgecore"):

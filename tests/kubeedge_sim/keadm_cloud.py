@@ -33,7 +33,11 @@ OFFLINE_DEFAULT_TAG = "v1.12.0"
 
 
 def fail(msg: str) -> int:
-    sys.stderr.write(f"Error: {msg}\nexecute keadm command failed:  {msg}\n")
+    # cobra prints "Error: <err>" on stderr; keadm's main (keadm/cmd/keadm/keadm.go@v1.13.0)
+    # then fmt.Println("execute keadm command failed: ", err): on stdout.
+    sys.stderr.write(f"Error: {msg}\n")
+    sys.stdout.write(f"execute keadm command failed:  {msg}\n")
+    sys.stdout.flush()
     return 1
 
 
@@ -112,7 +116,10 @@ def cmd_gettoken(args: list[str], root: Path) -> int:
         )
     secret = data["secrets"].get("kubeedge/tokensecret")
     if secret is None:
-        return fail('failed to get token, err is secrets "tokensecret" not found')
+        # cloud/gettoken.go@v1.13.0: fmt.Printf("failed to get token, err is %s\n", err)
+        # on stdout, then the client-go error itself goes up to cobra.
+        print('failed to get token, err is secrets "tokensecret" not found', flush=True)
+        return fail('secrets "tokensecret" not found')
     print(base64.b64decode(secret["tokendata"]).decode())
     return 0
 
