@@ -13,7 +13,7 @@ import psutil
 
 from agent import __version__
 from agent.docker_api import DockerClient
-from kedge.errors import CommandError, DockerError
+from kedge.errors import DockerError
 from kedge.host import Host
 from kedge.kubeedge import EDGECORE_UNIT, UNIT_DIRS
 from kedge.wire import ChecksSummary, DockerState, EdgecoreState, HealthReport, Usage
@@ -34,6 +34,7 @@ class HealthCollector:
         self._edgecore = EdgecoreState(active=None, state="unknown")
         self._edgecore_at = -EDGECORE_REFRESH_S
         self._docker_root: str | None = None
+        self._restarts: int | None = None
         psutil.cpu_percent(interval=None)  # prime: the first real value covers one interval
 
     def _system(self) -> dict[str, object]:
@@ -96,20 +97,19 @@ class HealthCollector:
         # Before a join there is no unit to ask about: no process is spawned for it.
         if not any(self.host.exists(f"{d}/{EDGECORE_UNIT}") for d in UNIT_DIRS):
             return EdgecoreState(active=False, state="not installed")
-        if self.host.which("systemctl") is None:
-            return EdgecoreState(active=None, state="no systemd")
-        try:
-            shown = await self.host.run(
-                ["systemctl", "show", "-p", "ActiveState", "-p", "NRestarts", EDGECORE_UNIT],
-                timeout=5,
-            )
-        except CommandError as exc:
-            return EdgecoreState(active=None, state=str(exc))
-        props = dict(line.partition("=")[::2] for line in shown.stdout.splitlines())
-        state = props.get("ActiveState", "").strip() or "unknown"
-        restarts = props.get("NRestarts", "").strip()
-        return EdgecoreState(active=state == "active", state=state,
-                             restarts=int(restarts) if restarts.isdigit() else None)  # fmt: skip
+        props = await self.host.unit_properties(
+            EDGECORE_UNIT, "ActiveState", "NRestarts", timeout=5
+        )
+        if props is None:
+            return EdgecoreState(active=None, state="systemd does not answer")
+        state = props.get("ActiveState") or "unknown"
+        count = props.get("NRestarts", "")
+        restarts = int(count) if count.isdigit() else None
+        previous, self._restarts = self._restarts, restarts
+        if restarts is not None and previous is not None and restarts > previous:
+            # Restart=always: a crash loop reads "active" between crashes; the count tells.
+            return EdgecoreState(active=False, state="restarting", restarts=restarts)
+        return EdgecoreState(active=state == "active", state=state, restarts=restarts)
 
     def refresh_edgecore_soon(self) -> None:
         self._edgecore_at = -EDGECORE_REFRESH_S

@@ -109,15 +109,35 @@ async def is_joined(host: Host, state: StateDir) -> JoinRecord | None:
 
 
 async def _settle(host: Host, seconds: float) -> bool:
-    """edgecore must stay up for the whole window (a crash loop shows here)."""
+    """edgecore must stay up for the whole window. The unit keadm writes has
+    Restart=always, RestartSec=10 (join.go@v1.13.0): a crash loop reads "active" between
+    crashes, so systemd's restart count must not move either."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
+    first = await _edgecore_restarts(host)
     while True:
-        if not await _edgecore_active(host):
+        if not await _edgecore_active(host) or await _edgecore_restarts(host) != first:
             return False
         if loop.time() >= deadline:
             return True
         await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
+
+
+async def _not_staying_up(host: Host) -> Cause:
+    props = await host.unit_properties(EDGECORE_UNIT, "ActiveState", "NRestarts", timeout=10) or {}
+    seen = f"ActiveState={props.get('ActiveState', '?')}, NRestarts={props.get('NRestarts', '?')}"
+    return Cause(
+        id="edgecore-not-staying-up",
+        summary="keadm finished, but edgecore does not stay up: systemd keeps restarting it",
+        remedy="journalctl -u edgecore -e shows why it exits; the causes below, if any, are "
+        "what kedge recognised there.",
+        evidence=seen,
+    )
+
+
+async def _edgecore_restarts(host: Host) -> str | None:
+    props = await host.unit_properties(EDGECORE_UNIT, "NRestarts", timeout=10)
+    return (props or {}).get("NRestarts")
 
 
 async def _hub_connected(host: Host, cloudcore: str, within_s: float) -> bool:
@@ -233,10 +253,14 @@ async def run_join(
             summary = f"joined {record.cloudcore} as {record.node}; edgecore is active and connected to cloudhub"
             return _report(True, summary, record.node, changes=changes, **fields)
 
-        # A cause the verification found comes first; then what the texts say.
+        # What the texts name is the most specific; a verification finding comes first
+        # only when it says more ("never reached cloudhub") than "does not stay up".
         recognised = recognise(output, redact(await _journal(host), token))
-        known = {k.id for k in record.causes}
-        record.causes = [*record.causes, *(c for c in recognised if c.id not in known)]
+        verified = [
+            c for c in record.causes if not (recognised and c.id == "edgecore-not-staying-up")
+        ]
+        known = {k.id for k in verified}
+        record.causes = [*verified, *(c for c in recognised if c.id not in known)]
         record.phase, record.finished_at = "failed", now()
         state.save_join(record)
         emit("join failed; cleaning the board for a retry")
@@ -264,7 +288,10 @@ async def _verify(host: Host, state: StateDir, record: JoinRecord, settle_s: flo
     "active", when it cannot connect."""
     record.phase = "verify"
     state.save_join(record)
-    if any(not host.exists(c) for c in CERTS) or not await _settle(host, settle_s):
+    if any(not host.exists(c) for c in CERTS):
+        return False
+    if not await _settle(host, settle_s):
+        record.causes = [await _not_staying_up(host)]
         return False
     if not await _hub_connected(host, record.cloudcore, max(10.0, 2 * settle_s)):
         record.causes = [_hub_unreachable(record.cloudcore)]

@@ -194,16 +194,28 @@ class Host:
             err.decode("utf-8", errors="replace"),
         )
 
-    async def unit_state(self, unit: str, *, timeout: float = 10.0) -> str | None:
-        """systemd's word for the unit (`systemctl is-active`: active, inactive, failed,
-        activating, ...); None when there is no systemctl or it does not answer."""
+    async def unit_properties(
+        self, unit: str, *names: str, timeout: float = 10.0
+    ) -> dict[str, str] | None:
+        """`systemctl show -p NAME... UNIT` as a dict; None when there is no systemctl or
+        it does not answer (then nothing can be said about the unit)."""
         if self.which("systemctl") is None:
             return None
+        argv = ["systemctl", "show", *(a for n in names for a in ("-p", n)), unit]
         try:
-            result = await self.run(["systemctl", "is-active", unit], timeout=timeout)
+            result = await self.run(argv, timeout=timeout)
         except CommandError:
             return None
-        return result.stdout.strip() or None
+        if not result.ok:
+            return None
+        pairs = (line.partition("=") for line in result.stdout.splitlines())
+        return {key.strip(): value.strip() for key, sep, value in pairs if sep}
+
+    async def unit_state(self, unit: str, *, timeout: float = 10.0) -> str | None:
+        """systemd's word for the unit (ActiveState: active, inactive, failed, activating,
+        ...); None when there is no systemctl or it does not answer."""
+        props = await self.unit_properties(unit, "ActiveState", timeout=timeout)
+        return (props or {}).get("ActiveState") or None
 
     async def run_streaming(
         self,

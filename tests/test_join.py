@@ -491,3 +491,40 @@ def test_a_joined_edge_is_registered_by_cloudhub_not_by_the_certificate(
         assert "edge node board-1 connected" in cc.events
     board.stop_processes()
     remove_containers(dockerd_systemd)
+
+
+def test_a_crash_loop_between_restarts_is_not_joined(joinable: Board, agent: AgentRunner) -> None:
+    """keadm's unit has Restart=always, RestartSec=10: an edgecore that dies a moment
+    after it starts reads "active" between its crashes; systemd's restart count does not
+    lie. (Here it dies after getting its certificates, so keadm itself reports success.)"""
+    joinable.inject(edgecore_crash_after_certs="F1129 edged.go:249 something went wrong")
+    run = join(agent, joinable)
+    doc = json.loads(run.out)
+    assert run.rc == 1, run.out
+    assert doc["summary"].startswith("join failed")
+    record = json.loads(joinable.path("/var/lib/kedge-agent/join.json").read_text())
+    assert record["keadm_exit_code"] == 0  # keadm saw the certificates and was satisfied
+
+
+async def test_settling_counts_restarts_when_every_read_says_active(tmp_path: Path) -> None:
+    """The window a single state read can fall into: active between two crashes."""
+    from agent.join import _settle
+    from kedge.host import Host
+
+    class Systemd(Host):
+        def __init__(self, root: Path, restarting: bool) -> None:
+            super().__init__(root)
+            self.reads, self.restarting = 0, restarting
+
+        def which(self, program: str) -> str | None:
+            return "/usr/bin/systemctl"
+
+        async def unit_properties(
+            self, unit: str, *names: str, timeout: float = 10.0
+        ) -> dict[str, str]:
+            self.reads += 1
+            restarts = self.reads // 4 if self.restarting else 0
+            return {"ActiveState": "active", "NRestarts": str(restarts)}
+
+    assert await _settle(Systemd(tmp_path, restarting=True), 1.5) is False
+    assert await _settle(Systemd(tmp_path, restarting=False), 1.5) is True

@@ -14,7 +14,7 @@ import pytest
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, api
 from tests.harness.wait import wait_for
-from tests.kubeedge_sim import sim
+from tests.kubeedge_sim import sim, systemctl
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
 
 pytestmark = pytest.mark.docker
@@ -44,8 +44,9 @@ def journal(board: Board) -> str:
 
 
 def edgecore_dead(board: Board) -> bool:
+    """edgecore exited: systemd waits to restart it (Restart=always) or gave up."""
     units = json.loads(board.path(f"/{sim.SIM_DIR}/systemd.json").read_text())["units"]
-    return not sim.alive(units["edgecore.service"].get("pid"))
+    return systemctl.active_state(units["edgecore.service"]) != "active"
 
 
 def base(cc: CloudcoreSim) -> list[str]:

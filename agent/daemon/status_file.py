@@ -31,7 +31,11 @@ class StatusFile:
         """Write `status` unless the file already says the same and is fresh enough;
         whether it wrote. OSError when the state directory cannot be written."""
         now = time.monotonic()
-        same = status.model_copy(update={"last_report": None})
+        # What changes by itself at steady state is not news: the time of the last report,
+        # and the time of the latest preflight (every check_interval) when its verdict is
+        # the same. Either is brought up to date by the next write.
+        checks = status.checks.model_copy(update={"at": None}) if status.checks else None
+        same = status.model_copy(update={"last_report": None, "checks": checks})
         if not force and self._written is not None:
             said, at = self._written
             if said == same and now - at < self.refresh_s:

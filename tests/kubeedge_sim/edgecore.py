@@ -273,6 +273,9 @@ def main(argv: list[str], root: str) -> int:
                 'no such file or directory"',
             )
     log("I", "edged.go:278", "Starting edged...")
+    if faults.get("edgecore_crash_after_certs"):
+        time.sleep(0.3)  # edged's start-up, then a crash: systemd restarts it after RestartSec
+        return fatal("edged.go:249", faults["edgecore_crash_after_certs"])
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     hub = threading.Thread(target=connect_hub, args=(board, cfg), daemon=True)
     hub.start()

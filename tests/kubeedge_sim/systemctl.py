@@ -11,6 +11,7 @@ systemctl(1): is-active prints one state per unit and exits 0 only when all are 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -45,10 +46,25 @@ def _state(root: Path) -> dict[str, Any]:
     return data
 
 
+def _supervised(unit: dict[str, Any]) -> dict[str, Any]:
+    path = unit.get("supervisor")
+    try:
+        return dict(json.loads(Path(path).read_text())) if path else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def active_state(unit: dict[str, Any]) -> str:
     if "pid" in unit:
-        return "active" if sim.alive(unit["pid"]) else "failed"
+        if not sim.alive(unit["pid"]):
+            return "failed"
+        # Restart=always: the supervisor knows whether the service runs or waits to restart.
+        return str(_supervised(unit).get("state", "active")) if unit.get("supervisor") else "active"
     return str(unit.get("active", "inactive"))
+
+
+def restarts(unit: dict[str, Any]) -> int:
+    return int(_supervised(unit).get("restarts", unit.get("restarts", 0)))
 
 
 def start(root: Path, name: str, data: dict[str, Any]) -> int:
@@ -61,11 +77,20 @@ def start(root: Path, name: str, data: dict[str, Any]) -> int:
         if path is None:
             sys.stderr.write(f"Failed to start {name}: Unit {name} not found.\n")
             return 5
-        found = re.search(r"^ExecStart=(\S+)(.*)$", path.read_text(), re.M)
+        text = path.read_text()
+        found = re.search(r"^ExecStart=(\S+)(.*)$", text, re.M)
         if not found:
             sys.stderr.write(f"Failed to start {name}: Unit {name} has no ExecStart.\n")
             return 1
         argv = [str(root / found[1].lstrip("/")), *found[2].split()]
+        if re.search(r"^Restart=always$", text, re.M):
+            delay = re.search(r"^RestartSec=(\d+(?:\.\d+)?)$", text, re.M)
+            supervisor = root / sim.SIM_DIR / "units" / f"{name}.json"
+            supervisor.parent.mkdir(parents=True, exist_ok=True)
+            supervisor.unlink(missing_ok=True)
+            unit["supervisor"] = str(supervisor)
+            argv = [sys.executable, str(Path(__file__).with_name("supervise.py")), str(supervisor),
+                    delay[1] if delay else "0.1", *argv]  # fmt: skip
     env = {**os.environ, **data["environment"]}
     with sim.journal(root, name).open("ab") as log:
         proc = subprocess.Popen(
@@ -150,7 +175,7 @@ def main(argv: list[str], root: str) -> int:
         # own property order (not the order asked), or bare values with --value.
         asked = {argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-p"}
         unit = data["units"].get(units[-1] if units else "", {})
-        values = {"ActiveState": active_state(unit), "NRestarts": str(unit.get("restarts", 0))}
+        values = {"ActiveState": active_state(unit), "NRestarts": str(restarts(unit))}
         for prop, value in values.items():
             if prop in asked:
                 print(value if "--value" in argv else f"{prop}={value}")
