@@ -181,9 +181,14 @@ class Cloudcore:
                 f"cloudcore {p.upgrade_from} is installed: upgrading to {p.version} (keadm init --force)"
             )
             argv.append("--force")
+        before = self.store.cloudcore()
         code = await self._keadm(job, argv, timeout=self.settings.init_timeout_s)
         if code != 0:
             raise JobFailed(await self._why_not_running(f"keadm init failed (exit {code})"))
+        if p.upgrade_from is not None and (
+            before is None or set(before.advertise) != set(p.advertise)
+        ):
+            await self._reissue_certificate(job, p.advertise)
         self.store.set_cloudcore(p.advertise, p.version)
         job.enter("waiting for the cloudcore Deployment")
         await self._wait(job, p.advertise)
@@ -194,6 +199,21 @@ class Cloudcore:
             "tolerations": p.tolerations,
             "status": asdict(await self.status()),
         }
+
+    async def _reissue_certificate(self, job: Job, advertise: list[str]) -> None:
+        """cloudhub keeps its server certificate in Secret cloudcoresecret and reuses it
+        at every start and upgrade (cloud/pkg/cloudhub/servers/httpserver/server.go@v1.13.0,
+        PrepareAllCerts): a new advertise address takes effect only once that secret is
+        gone and cloudcore starts again, signing one for the addresses it has now."""
+        job.enter("re-issuing cloudcore's certificate for " + ", ".join(advertise))
+        try:
+            deleted = await self.kubectl.delete_secret(NAMESPACE, "cloudcoresecret")
+            job.log("deleted Secret kubeedge/cloudcoresecret" if deleted else
+                    "no Secret kubeedge/cloudcoresecret yet")  # fmt: skip
+            await self.kubectl.restart(NAMESPACE, "cloudcore")
+            job.log("restarted Deployment kubeedge/cloudcore")
+        except KubeError as exc:
+            raise JobFailed(f"cannot re-issue cloudcore's certificate: {exc}") from exc
 
     async def _wait(self, job: Job, advertise: list[str]) -> None:
         deadline = time.monotonic() + self.settings.ready_timeout_s

@@ -49,9 +49,10 @@ class Kubectl:
     def __init__(self, host: Host, kubeconfig: Path, *, timeout: float = 30.0) -> None:
         self.host, self.kubeconfig, self.timeout = host, kubeconfig, timeout
 
-    async def json(self, *args: str) -> Any:
+    async def run(self, *args: str) -> str:
+        """kubectl's output; NotFound or KubeError when it says no."""
         try:
-            result = await self.host.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args, "-o", "json"],
+            result = await self.host.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
                                          timeout=self.timeout)  # fmt: skip
         except CommandError as exc:
             raise KubeError(str(exc)) from exc
@@ -61,10 +62,25 @@ class Kubectl:
             raise KubeError(
                 f"kubectl {' '.join(args)}: {result.stderr.strip() or f'exit {result.returncode}'}"
             )
+        return result.stdout
+
+    async def json(self, *args: str) -> Any:
+        out = await self.run(*args, "-o", "json")
         try:
-            return json.loads(result.stdout)
+            return json.loads(out)
         except ValueError as exc:
             raise KubeError(f"kubectl {' '.join(args)}: not JSON") from exc
+
+    async def delete_secret(self, namespace: str, name: str) -> bool:
+        """Whether there was one to delete."""
+        try:
+            await self.run("-n", namespace, "delete", "secret", name)
+        except NotFound:
+            return False
+        return True
+
+    async def restart(self, namespace: str, deployment: str) -> None:
+        await self.run("-n", namespace, "rollout", "restart", f"deployment/{deployment}")
 
     async def server_version(self) -> tuple[int, int]:
         v = (await self.json("version"))["serverVersion"]

@@ -221,3 +221,70 @@ def test_a_killed_service_leaves_no_keadm_and_reports_the_job_interrupted(cloud:
     status, again = cloud.call("POST", "/api/v1/cloudcore", {"advertise_address": [MASTER_IP]})
     assert status == 202, again
     assert cloud.wait_job(again["job"]["id"])["state"] == "succeeded"
+
+
+def _served_addresses(address: str) -> list[str]:
+    """The IP SANs of the certificate cloudcore serves on address:10002."""
+    import socket
+    import ssl
+
+    from cryptography import x509
+
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection((address, 10002), timeout=10) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        cert = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return [str(a) for a in sans.get_values_for_type(x509.IPAddress)]
+
+
+def test_a_new_advertise_address_really_reaches_the_certificate(cloud: Master) -> None:
+    """cloudhub reuses Secret cloudcoresecret at every start and upgrade: keadm init with
+    another address leaves the certificate of the first install. kedge-cloud-api deletes
+    the secret and restarts cloudcore, so edges on the new address can verify it."""
+    second = "198.18.0.3"
+    cloud.ns.run("ip", "addr", "add", f"{second}/24", "dev", cloud.link).check_returncode()
+    assert cloud.cli("init", "--advertise-address", MASTER_IP).returncode == 0
+    assert _served_addresses(MASTER_IP) == [MASTER_IP]
+    out = cloud.cli("init", "--advertise-address", f"{MASTER_IP},{second}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "deleted Secret kubeedge/cloudcoresecret" in out.stdout
+    assert sorted(_served_addresses(second)) == sorted([MASTER_IP, second])
+
+
+def test_keadm_init_alone_keeps_the_first_certificate(cloud: Master) -> None:
+    """The simulator as the real cloudcore: the remedy "run keadm init again with the
+    new address" does not change the certificate (PrepareAllCerts reads cloudcoresecret)."""
+    import subprocess
+
+    second = "198.18.0.3"
+    cloud.ns.run("ip", "addr", "add", f"{second}/24", "dev", cloud.link).check_returncode()
+    assert cloud.cli("init", "--advertise-address", MASTER_IP).returncode == 0
+    keadm = str(cloud.root.path("/usr/local/bin/keadm"))
+    again = subprocess.run(
+        cloud.ns.argv(keadm, "init", f"--advertise-address={MASTER_IP},{second}", "--force",
+                      f"--kube-config={cloud.kubeconfig}", "--profile", "version=v1.13.0",
+                      "--set", "cloudCore.tolerations[0].key=node-role.kubernetes.io/control-plane",
+                      "--set", "cloudCore.tolerations[0].operator=Exists",
+                      "--set", "cloudCore.tolerations[0].effect=NoSchedule",
+                      "--set", "cloudCore.tolerations[1].key=node-role.kubernetes.io/master",
+                      "--set", "cloudCore.tolerations[1].operator=Exists",
+                      "--set", "cloudCore.tolerations[1].effect=NoSchedule"),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    wait_for(lambda: _port_open(second), timeout=30, what="cloudcore on the new address")
+    assert _served_addresses(second) == [MASTER_IP]  # edges there: "valid for A, not B"
+
+
+def _port_open(address: str) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((address, 10002), timeout=1).close()
+    except OSError:
+        return False
+    return True

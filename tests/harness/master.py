@@ -59,6 +59,7 @@ class Master:
     state: Path
     config: Path
     proc: subprocess.Popen[bytes] | None = None
+    link: str = ""  # the master's side of the LAN veth
 
     url = f"http://{MASTER_IP}:{API_PORT}"
 
@@ -156,8 +157,8 @@ def master(tmp_path: Path) -> Iterator[Master]:
     data["nodes"][0]["ip"] = MASTER_IP
     cluster.save(str(kubeconfig), data)
     state = tmp_path / "cloud-api-state"
-    with netns() as ns, lan(ns):
-        m = Master(ns, root, kubeconfig, state, tmp_path / "cloud-api.toml")
+    with netns() as ns, lan(ns) as link:
+        m = Master(ns, root, kubeconfig, state, tmp_path / "cloud-api.toml", link=link)
         try:
             yield m
         finally:

@@ -31,10 +31,13 @@ def main(argv: list[str]) -> int:
     data = cluster.load(kubeconfig)
     deploy = data["deployments"]["kubeedge/cloudcore"]
     ca = data["secrets"]["kubeedge/casecret"]
+    server = data["secrets"]["kubeedge/cloudcoresecret"]
     advertise: list[str] = deploy["advertiseAddress"] or ["127.0.0.1"]
-    pki = CloudcorePKI.from_secret(
-        base64.b64decode(ca["cadata"]), base64.b64decode(ca["cakeydata"]), advertise
-    )
+    # The certificate from cloudcoresecret, not one for today's addresses (cluster.py).
+    pki = CloudcorePKI.from_secrets(
+        base64.b64decode(ca["cadata"]), base64.b64decode(ca["cakeydata"]),
+        base64.b64decode(server["stream.crt"]), base64.b64decode(server["stream.key"]),
+    )  # fmt: skip
 
     def register(node: str) -> None:
         with cluster.update(kubeconfig) as state:

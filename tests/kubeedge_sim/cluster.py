@@ -208,13 +208,25 @@ def start_cloudcore(data: dict[str, Any]) -> bool:
                 }
             )
         return False
-    if "kubeedge/tokensecret" not in data["secrets"]:
-        pki = CloudcorePKI.create(deploy["advertiseAddress"] or ["127.0.0.1"])
-        data["secrets"]["kubeedge/tokensecret"] = {
-            "tokendata": base64.b64encode(pki.token().encode()).decode()
-        }
-        data["secrets"]["kubeedge/casecret"] = {
-            "cadata": base64.b64encode(pki.ca_der).decode(),
-            "cakeydata": base64.b64encode(pki.ca_key_der).decode(),
-        }
+    # cloud/pkg/cloudhub/servers/httpserver/server.go@v1.13.0, PrepareAllCerts(): the CA
+    # from casecret, else made and saved; then the server certificate from cloudcoresecret —
+    #   cloudSecret, err := GetSecret(CloudCoreSecretName, constants.SystemNamespace)
+    #   if err != nil { ... certDER, keyDER, err = SignCerts(); ... CreateCloudCoreSecret(...) }
+    #   else { certDER = cloudSecret.Data[CloudCoreCertName] ... }
+    # so the certificate keeps the addresses of the first start through restarts and
+    # upgrades, until someone deletes that secret. The token is made anew at each start.
+    b64 = base64.b64encode
+    advertise = deploy["advertiseAddress"] or ["127.0.0.1"]
+    ca = data["secrets"].get("kubeedge/casecret")
+    if ca is None:
+        pki = CloudcorePKI.create(advertise)
+        data["secrets"]["kubeedge/casecret"] = {"cadata": b64(pki.ca_der).decode(),
+                                                "cakeydata": b64(pki.ca_key_der).decode()}  # fmt: skip
+    else:
+        pki = CloudcorePKI.from_secret(base64.b64decode(ca["cadata"]), base64.b64decode(ca["cakeydata"]),
+                                       advertise)  # fmt: skip
+    if "kubeedge/cloudcoresecret" not in data["secrets"]:
+        data["secrets"]["kubeedge/cloudcoresecret"] = {"stream.crt": b64(pki.server_cert_der).decode(),
+                                                       "stream.key": b64(pki.server_key_der).decode()}  # fmt: skip
+    data["secrets"]["kubeedge/tokensecret"] = {"tokendata": b64(pki.token().encode()).decode()}
     return True

@@ -114,6 +114,24 @@ def main(argv: list[str], root: str) -> int:
         cluster.ensure_pod(kubeconfig)
         print("deployment.apps/cloudcore patched")
         return 0
+    if words[:2] == ["delete", "secret"] and len(words) == 3:
+        if data["secrets"].pop(f"{namespace}/{words[2]}", None) is None:
+            return _not_found("secrets", words[2])
+        cluster.save(kubeconfig, data)
+        print(f'secret "{words[2]}" deleted')
+        return 0
+    if words[:2] == ["rollout", "restart"] and words[2:3] in (
+        ["deployment/cloudcore"],
+        ["deploy/cloudcore"],
+    ):
+        if f"{namespace}/cloudcore" not in data["deployments"]:
+            return _not_found("deployments.apps", "cloudcore")
+        cluster.stop_pod(data)  # a new ReplicaSet: the old pod goes, a new one starts
+        cluster.start_cloudcore(data)
+        cluster.save(kubeconfig, data)
+        cluster.ensure_pod(kubeconfig)
+        print("deployment.apps/cloudcore restarted")
+        return 0
     if words[:3] == ["taint", "nodes", "--all"] or (
         words[:2] == ["taint", "nodes"] and "--all" in argv
     ):

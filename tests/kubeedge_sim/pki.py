@@ -103,6 +103,31 @@ class CloudcorePKI:
         )
         return cls(ca_key, ca_cert, server_key, server_cert)
 
+    @classmethod
+    def from_secrets(
+        cls, ca_der: bytes, ca_key_der: bytes, cert_der: bytes, key_der: bytes
+    ) -> CloudcorePKI:
+        """cloudcore restarted: the CA from casecret, the server certificate from
+        cloudcoresecret, whatever addresses it was made for."""
+        ca_key = serialization.load_der_private_key(ca_key_der, password=None)
+        key = serialization.load_der_private_key(key_der, password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return cls(ca_key, x509.load_der_x509_certificate(ca_der), key,
+                   x509.load_der_x509_certificate(cert_der))  # fmt: skip
+
+    @property
+    def server_cert_der(self) -> bytes:
+        return self.server_cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def server_key_der(self) -> bytes:
+        return self.server_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+
     @property
     def ca_der(self) -> bytes:
         return self.ca_cert.public_bytes(serialization.Encoding.DER)
