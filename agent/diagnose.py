@@ -102,6 +102,15 @@ KNOWN: tuple[Known, ...] = (
         "mosquitto: systemctl disable --now mosquitto.",
     ),
     Known(
+        "cri-unavailable",
+        re.compile(
+            r"unable to determine (?:image|runtime) API version: [^\n]*?dial unix (?P<sock>[^:\s]+)"
+        ),
+        "no container runtime answers on {sock}",
+        'With KubeEdge v1.13 and docker, set runtime = "docker" (kedge then passes the dockershim '
+        "endpoint); otherwise start containerd or cri-dockerd and point remote_runtime_endpoint at it.",
+    ),
+    Known(
         "image-pull",
         re.compile(r"pull Images failed: (?P<error>[^\n]*)"),
         "keadm could not pull its images: {error}",

@@ -528,3 +528,20 @@ async def test_settling_counts_restarts_when_every_read_says_active(tmp_path: Pa
 
     assert await _settle(Systemd(tmp_path, restarting=True), 1.5) is False
     assert await _settle(Systemd(tmp_path, restarting=False), 1.5) is True
+
+
+def test_a_remote_runtime_without_a_cri_is_named(
+    joinable: Board, agent: AgentRunner, dockerd_systemd: Dockerd, ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+) -> None:  # fmt: skip
+    joinable.configure(join_settings(dockerd_systemd, ntp, cloudcore, runtime="remote"))
+    blocked = json.loads(join(agent, joinable).out)
+    assert blocked["summary"].startswith("preflight failed: kubeedge-version (runtime remote, but")
+    run = join(agent, joinable, "--ignore", "kubeedge-version")
+    doc = json.loads(run.out)
+    assert run.rc == 1
+    assert [c["id"] for c in doc["causes"]] == ["cri-unavailable"]
+    assert (
+        doc["causes"][0]["summary"]
+        == "no container runtime answers on /run/containerd/containerd.sock"
+    )

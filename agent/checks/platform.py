@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from agent.checks.context import CheckContext
-from agent.checks.registry import Outcome, check, failed, passed, warned
+from agent.checks.registry import Outcome, check, failed, passed
 from kedge.elf import elf_machine
 from kedge.errors import CommandError
 from kedge.kubeedge import (
@@ -127,8 +127,12 @@ async def kubeedge_version(ctx: CheckContext) -> Outcome:
     details["remote_runtime_endpoint"] = endpoint
     sock = endpoint.removeprefix("unix://")
     if not ctx.host.exists(sock):
-        return warned(
-            f"runtime remote, but {sock} does not exist",
+        # keadm's first act with a remote runtime is to ask the CRI for its image API
+        # (vendor/k8s.io/kubernetes/pkg/kubelet/cri/remote/remote_image.go@v1.13.0):
+        # "unable to determine image API version", before it pulls anything.
+        return failed(
+            f"runtime remote, but {sock} does not exist: keadm join would stop at once "
+            '("unable to determine image API version")',
             "Install and start the CRI runtime (containerd with its CRI plugin, or cri-dockerd), "
             "or set remote_runtime_endpoint to the socket it serves.",
             **details,

@@ -201,6 +201,18 @@ def cmd_join(args: list[str], root: Path) -> int:
     step(3, "Create the necessary directories")
     for d in ("etc/kubeedge", "etc/kubeedge/config", "var/log/kubeedge", "var/lib/kubeedge"):
         (root / d).mkdir(parents=True, exist_ok=True)
+    if opts["runtimetype"] == "remote":
+        # edge/image.go@v1.13.0 request(): util.NewContainerRuntime() comes before the
+        # "Pull Images" step; for "remote" it asks the CRI for its image API version
+        # (remote_image.go determineAPIVersion):
+        #   return fmt.Errorf("unable to determine image API version: %w", err)
+        endpoint = opts["remote-runtime-endpoint"].removeprefix("unix://")
+        if not (root / endpoint.lstrip("/")).exists():
+            return fail(
+                "edge node join failed: unable to determine image API version: rpc error: code = "
+                'Unavailable desc = connection error: desc = "transport: Error while dialing dial unix '
+                f'{endpoint}: connect: no such file or directory"'
+            )
     step(4, "Pull Images")
     sock = docker_socket()
     installation, mosquitto, _ = _images(version, opts["image-repository"])
