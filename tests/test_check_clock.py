@@ -134,3 +134,17 @@ def test_cloud_api_time_is_compared_too(board: Board, agent: AgentRunner) -> Non
     assert result.status == "fail"
     assert result.summary.endswith("s behind cloud API (limit 60 s)")
     assert result.details["cloud_api_offset_s"] == pytest.approx(300, abs=1.5)
+
+
+def test_a_board_seconds_behind_a_freshly_installed_cloudcore_is_caught(
+    board: Board, agent: AgentRunner
+) -> None:
+    """cloudcore's certificates are valid from the second it made them (certutil.go@v1.13.0,
+    `NotBefore: time.Now().UTC()`): a board a few seconds behind fails, whatever NTP says."""
+    pki = CloudcorePKI.create(["127.0.0.1"], not_before=datetime.now(UTC) + timedelta(seconds=20))
+    with SntpServer() as ntp, CloudcoreSim(pki) as cc:
+        board.configure({"ntp_servers": [ntp.address], "cloudcore": cc.cloudcore,
+                         "cloudcore_cert_port": cc.cert_port})  # fmt: skip
+        result = agent(board, "check", "--json", "--only", "clock").result("clock")
+    assert result.status == "fail"
+    assert "is before cloudcore's certificate" in result.summary

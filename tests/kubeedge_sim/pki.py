@@ -39,8 +39,10 @@ class CloudcorePKI:
 
     @classmethod
     def create(cls, advertise: list[str], *, not_before: datetime | None = None) -> CloudcorePKI:
-        """Certificates made 'now' by cloudcore's clock (or at `not_before`)."""
-        start = not_before or datetime.now(UTC) - timedelta(minutes=1)
+        """Certificates made 'now' by cloudcore's clock (or at `not_before`), not backdated:
+        cloud/pkg/cloudhub/servers/httpserver/certutil.go@v1.13.0 lines 49 and 118,
+        `NotBefore: time.Now().UTC()` — a board a few seconds behind fails verification."""
+        start = not_before or datetime.now(UTC)
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = (
             x509.CertificateBuilder()
@@ -74,7 +76,7 @@ class CloudcorePKI:
         """cloudcore restarted: the CA from casecret, a fresh server certificate."""
         ca_key = serialization.load_der_private_key(ca_key_der, password=None)
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-        start = datetime.now(UTC) - timedelta(minutes=1)
+        start = datetime.now(UTC)
         return cls.with_ca(ca_key, x509.load_der_x509_certificate(ca_der), advertise, start)
 
     @classmethod
