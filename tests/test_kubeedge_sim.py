@@ -244,3 +244,25 @@ def test_every_image_is_announced_and_present_ones_are_skipped(
     for ref in HUB_IMAGES:
         assert f"Pulling {ref} ...\n" in done.stdout
         assert f"Successfully pulled {ref}" not in done.stdout  # already there: not pulled
+
+
+def test_a_cgroup_mismatch_fails_before_dockershim_takes_the_socket(
+    sim_board: Board, dockerd_systemd: Dockerd, cloudcore: CloudcoreSim
+) -> None:
+    # kubelet_dockershim.go@v1.13.0: NewDockerService (the cgroup check) before
+    # NewDockerServer(...).Start() (the unlink): a mismatch leaves docker's socket alone.
+    path = sim_board.path("/var/run/docker.sock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    docker_sock = socket.socket(socket.AF_UNIX)
+    docker_sock.bind(str(path))
+    docker_sock.listen()
+    inode = path.stat().st_ino
+    try:
+        keadm(sim_board, dockerd_systemd, *base(cloudcore), "--runtimetype=docker",
+              "--remote-runtime-endpoint=unix:///var/run/docker.sock", "--cgroupdriver=cgroupfs")  # fmt: skip
+        wait_for(lambda: "is different from docker cgroup driver" in journal(sim_board), timeout=20,
+                 what="edged's cgroup check")  # fmt: skip
+    finally:
+        docker_sock.close()
+    assert "Unlinked socket" not in journal(sim_board)
+    assert path.stat().st_ino == inode

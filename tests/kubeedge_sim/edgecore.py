@@ -235,15 +235,11 @@ def main(argv: list[str], root: str) -> int:
     endpoint = value(cfg, "remoteRuntimeEndpoint").removeprefix("unix://")
     served: socket.socket | None = None
     if runtime == "docker" and endpoint:
-        # kubelet's dockershim removes whatever is at the endpoint, then serves CRI there.
-        path = board / endpoint.lstrip("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() or path.is_symlink():
-            path.unlink()
-            log("I", "util_unix.go:104", f'"Unlinked socket" path="{endpoint}"')
-        served = socket.socket(socket.AF_UNIX)
-        served.bind(str(path))
-        served.listen()
+        # vendor/k8s.io/kubernetes/pkg/kubelet/kubelet_dockershim.go@v1.13.0: first
+        # dockershim.NewDockerService(...) (line 55), which asks docker and refuses a
+        # different cgroup driver (docker_service.go line 277), then
+        # dockerremote.NewDockerServer(remoteRuntimeEndpoint, ds) (line 65), whose Start
+        # removes whatever is at the endpoint and serves CRI there.
         docker_sock = value(cfg, "dockerEndpoint").removeprefix("unix://")
         try:
             status, body = api(docker_sock, "GET", "/info", timeout=10)
@@ -262,6 +258,14 @@ def main(argv: list[str], root: str) -> int:
                 "Start edged failed, err: failed to run Kubelet: misconfiguration: kubelet cgroup driver: "
                 f'"{driver}" is different from docker cgroup driver: "{docker_driver}"',
             )
+        path = board / endpoint.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            path.unlink()
+            log("I", "util_unix.go:104", f'"Unlinked socket" path="{endpoint}"')
+        served = socket.socket(socket.AF_UNIX)
+        served.bind(str(path))
+        served.listen()
     elif runtime == "remote":
         sock = board / endpoint.lstrip("/")
         if not sock.exists():
