@@ -198,13 +198,19 @@ class DockerClient:
 
     async def image_exists(self, ref: str) -> bool:
         """Whether the image is present locally (never pulls)."""
+        return await self.image_architecture(ref) is not None
+
+    async def image_architecture(self, ref: str) -> str | None:
+        """The architecture a local image is built for ("amd64", "arm64", ...); None
+        when the image is not here (never pulls)."""
         what = f"inspect {ref}"
         async with self._request("GET", f"/images/{quote(ref, safe='/:@')}/json", what) as resp:
-            if resp.status == 200:
-                return True
             if resp.status == 404:
-                return False
-            raise DockerError(f"{what}: {await _message(resp)}", resp.status)
+                return None
+            if resp.status != 200:
+                raise DockerError(f"{what}: {await _message(resp)}", resp.status)
+            body = await resp.json(content_type=None)
+        return str(body.get("Architecture") or "unknown") if isinstance(body, dict) else "unknown"
 
 
 async def _message(resp: aiohttp.ClientResponse) -> str:

@@ -21,7 +21,14 @@ from agent.settings import AgentSettings
 from agent.state import JoinRecord, StateCorrupt, StateDir, now
 from kedge.errors import CommandError, UserError
 from kedge.host import Host
-from kedge.kubeedge import CERT_PORT, DOCKERSHIM_ENDPOINT, EDGECORE_UNIT, supports_docker
+from kedge.kubeedge import (
+    CERT_PORT,
+    DOCKERSHIM_ENDPOINT,
+    EDGECORE_BIN,
+    EDGECORE_UNIT,
+    join_images,
+    supports_docker,
+)
 from kedge.names import is_dns1123_subdomain, split_hostport
 from kedge.redact import redact
 from kedge.wire import ActionReport, Cause, Change, Status
@@ -153,6 +160,23 @@ async def _hub_connected(host: Host, cloudcore: str, within_s: float) -> bool:
         await asyncio.sleep(0.5)
 
 
+# keadm's step 5 (edge/image.go@v1.13.0): run the installation image to copy edgecore
+# out, never looking at how the copy ended.
+COPY_STEP = "Copy resources from the image to the management directory"
+
+
+def _not_copied(settings: AgentSettings) -> Cause:
+    image = join_images(settings.kubeedge_version, settings.image_repository)[0]
+    return Cause(
+        id="edgecore-not-copied",
+        summary=f"keadm did not get edgecore out of {image}: the image does not run on this "
+        "board (built for another architecture?), and keadm does not check",
+        remedy=f"docker image inspect {image} --format '{{{{.Architecture}}}}' must name this "
+        f"board's architecture; docker rmi {image}, then kedge-agent fix --only images.",
+        evidence=f"{EDGECORE_BIN} missing after keadm's step 5",
+    )
+
+
 def _hub_unreachable(cloudcore: str) -> Cause:
     return Cause(
         id="hub-unreachable",
@@ -256,6 +280,12 @@ async def run_join(
         # What the texts name is the most specific; a verification finding comes first
         # only when it says more ("never reached cloudhub") than "does not stay up".
         recognised = recognise(output, redact(await _journal(host), token))
+        if (
+            COPY_STEP in output
+            and "copy resources failed" not in output
+            and not host.exists(EDGECORE_BIN)
+        ):
+            record.causes.insert(0, _not_copied(settings))
         verified = [
             c for c in record.causes if not (recognised and c.id == "edgecore-not-staying-up")
         ]

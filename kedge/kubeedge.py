@@ -37,6 +37,7 @@ MOSQUITTO_IMAGE = "eclipse-mosquitto:1.6.15"
 PAUSE_IMAGE = "kubeedge/pause:3.6"
 
 ETC_DIR = "/etc/kubeedge"
+EDGECORE_BIN = "/usr/local/bin/edgecore"  # copied out of the installation image
 EDGECORE_UNIT = "edgecore.service"
 UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
 STATE_DIRS = ("/var/lib/kubeedge", "/var/lib/edged")

@@ -545,3 +545,42 @@ def test_a_remote_runtime_without_a_cri_is_named(
         doc["causes"][0]["summary"]
         == "no container runtime answers on /run/containerd/containerd.sock"
     )
+
+
+@pytest.fixture
+def foreign_installation_image(dockerd_systemd: Dockerd) -> Iterator[str]:
+    """The three join images under a repository of their own, the installation package
+    recorded as built for arm64 (this board is amd64); removed afterwards."""
+    from tests.conftest import HUB_IMAGES
+    from tests.harness.dockerd import tiny_rootfs_tar
+
+    repo = "registry.example/foreign"
+    refs = [f"{repo}/{ref.rsplit('/', 1)[-1]}" for ref in HUB_IMAGES]
+    dockerd_systemd.load_image(tiny_rootfs_tar("arm64 edgecore"), refs[0], arch="arm64")
+    for ref in refs[1:]:
+        dockerd_systemd.import_tar(tiny_rootfs_tar(ref), ref)
+    yield repo
+    for ref in refs:
+        dockerd_systemd.remove_image(ref)
+
+
+def test_an_installation_image_for_another_architecture(
+    joinable: Board, agent: AgentRunner, dockerd_systemd: Dockerd, ntp: SntpServer,
+    cloudcore: CloudcoreSim, foreign_installation_image: str,
+) -> None:  # fmt: skip
+    """keadm runs the installation image to copy edgecore out and ignores how that ended
+    (util/image.go@v1.13.0, CopyResources): an image built for another architecture
+    leaves no edgecore, and the join ends in keadm's certificate timeout."""
+    joinable.configure(join_settings(dockerd_systemd, ntp, cloudcore,
+                                     image_repository=foreign_installation_image))  # fmt: skip
+    check = agent(joinable, "check", "--json", "--only", "images").result("images")
+    assert check.status.value == "fail"
+    assert check.summary == (
+        f"{foreign_installation_image}/installation-package:v1.13.0 is built for arm64, this board "
+        "is amd64: keadm could not copy edgecore out of it"
+    )
+    run = join(agent, joinable, "--ignore", "images")
+    doc = json.loads(run.out)
+    assert run.rc == 1
+    assert doc["causes"][0]["id"] == "edgecore-not-copied"
+    assert not joinable.path("/usr/local/bin/edgecore").exists()

@@ -6,8 +6,8 @@ import asyncio
 
 from agent.checks.context import CheckContext
 from agent.checks.facts import ImageFacts
-from agent.checks.registry import Outcome, check, passed, warned
-from kedge.kubeedge import join_images
+from agent.checks.registry import Outcome, check, failed, passed, warned
+from kedge.kubeedge import ARCH_BY_MACHINE, join_images
 
 
 @check(
@@ -18,10 +18,25 @@ from kedge.kubeedge import join_images
 )
 async def images(ctx: CheckContext) -> Outcome:
     wanted = join_images(ctx.settings.kubeedge_version, ctx.settings.image_repository)
-    present = await asyncio.gather(*(ctx.docker.image_exists(ref) for ref in wanted))
-    missing = [ref for ref, ok in zip(wanted, present, strict=True) if not ok]
+    arches = await asyncio.gather(*(ctx.docker.image_architecture(ref) for ref in wanted))
+    missing = [ref for ref, arch in zip(wanted, arches, strict=True) if arch is None]
     ctx.facts.images = ImageFacts(tuple(wanted), tuple(missing))
-    details = {"images": wanted, "missing": missing}
+    details: dict[str, object] = {"images": wanted, "missing": missing}
+    # keadm copies edgecore out of the installation image by running it and ignores the
+    # copy's exit status (util/image.go@v1.13.0, CopyResources): an image for another
+    # architecture leaves no edgecore, and the join ends 300 s later in a timeout.
+    board = ARCH_BY_MACHINE.get(ctx.host.machine())
+    installation = wanted[0]
+    built_for = arches[0]
+    if board and built_for not in (None, board, "unknown"):
+        details["installation_image_arch"] = built_for
+        return failed(
+            f"{installation} is built for {built_for}, this board is {board}: keadm could not "
+            "copy edgecore out of it",
+            f"Remove it and pull the {board} one: docker rmi {installation} && "
+            "kedge-agent fix --only images (a mirror or archive must serve that architecture).",
+            **details,
+        )
     if missing:
         pulls = "\n".join(f"  docker pull {ref}" for ref in missing)
         return warned(

@@ -131,9 +131,17 @@ class Dockerd:
         return result
 
     # -- images ------------------------------------------------------------
-    def import_tar(self, tarball: bytes, ref: str) -> None:
+    def import_tar(self, tarball: bytes, ref: str, platform: str | None = None) -> None:
+        """An image from a root filesystem tarball (`platform`: the os/arch it says it is
+        built for, as docker records it; default this machine's)."""
         repo, tag = ref.rsplit(":", 1)
-        query = urllib.parse.urlencode({"fromSrc": "-", "repo": repo, "tag": tag})
+        fields = {
+            "fromSrc": "-",
+            "repo": repo,
+            "tag": tag,
+            **({"platform": platform} if platform else {}),
+        }
+        query = urllib.parse.urlencode(fields)
         status, body = api(
             self.socket,
             "POST",
@@ -164,6 +172,14 @@ class Dockerd:
     def has_image(self, ref: str) -> bool:
         return api(self.socket, "GET", f"/images/{ref}/json", timeout=10)[0] == 200
 
+    def load_image(self, rootfs: bytes, ref: str, arch: str) -> None:
+        """An image that says it is built for `arch` (dockerd's import ignores a platform;
+        a `docker save` archive carries its config): POST /images/load."""
+        status, body = api(self.socket, "POST", "/images/load?quiet=1", saved_image(rootfs, ref, arch),
+                           {"Content-Type": "application/x-tar"})  # fmt: skip
+        if status != 200 or _stream_error(body):
+            raise RuntimeError(f"load {ref}: {status} {body[:300]!r}")
+
     def remove_image(self, ref: str) -> None:
         api(self.socket, "DELETE", f"/images/{ref}?force=1", timeout=30)
 
@@ -191,3 +207,29 @@ def seed_registry(seeder: Dockerd, registry: str, refs: list[str]) -> None:
         target = mirror_ref(registry, ref)
         seeder.import_tar(tiny_rootfs_tar(ref), target)
         seeder.push(target)
+
+
+def saved_image(rootfs: bytes, ref: str, arch: str) -> bytes:
+    """A `docker save` archive of one image: one layer (`rootfs`), a config naming `arch`."""
+    import hashlib
+    import json as _json
+    import tarfile
+
+    diff_id = hashlib.sha256(rootfs).hexdigest()
+    config = _json.dumps({"architecture": arch, "os": "linux", "config": {},
+                          "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]}}).encode()  # fmt: skip
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = _json.dumps(
+        [{"Config": config_name, "RepoTags": [ref], "Layers": [f"{diff_id}/layer.tar"]}]
+    ).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in (
+            (f"{diff_id}/layer.tar", rootfs),
+            (config_name, config),
+            ("manifest.json", manifest),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

@@ -241,13 +241,22 @@ def cmd_join(args: list[str], root: Path) -> int:
     if status != 201:
         return fail(f"edge node join failed: copy resources failed: {daemon_error(out)}")
     api(sock, "DELETE", f"/containers/{json.loads(out)['Id']}?force=1")
-    edgecore = root / "usr/local/bin/edgecore"
-    edgecore.parent.mkdir(parents=True, exist_ok=True)
-    edgecore.write_text(
-        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
-        f"from tests.kubeedge_sim.edgecore import main\nsys.exit(main(sys.argv[1:], root={str(root)!r}))\n"
+    # The copy runs in a container of the installation image; keadm never looks at how
+    # it ended (ContainerWait's status is discarded). An image for another architecture
+    # cannot run on this board ("exec format error"): no edgecore is copied.
+    built_for = json.loads(api(sock, "GET", f"/images/{installation}/json", timeout=30)[1]).get(
+        "Architecture"
     )
-    edgecore.chmod(0o755)
+    board_arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(os.uname().machine)
+    copied = built_for == board_arch
+    edgecore = root / "usr/local/bin/edgecore"
+    if copied:
+        edgecore.parent.mkdir(parents=True, exist_ok=True)
+        edgecore.write_text(
+            f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+            f"from tests.kubeedge_sim.edgecore import main\nsys.exit(main(sys.argv[1:], root={str(root)!r}))\n"
+        )
+        edgecore.chmod(0o755)
     if opts["with-mqtt"]:
         step(6, "Start the default mqtt service")
         (root / "var/lib/kubeedge/mqtt/config").mkdir(parents=True, exist_ok=True)

@@ -38,9 +38,16 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     restarts = 0
     while not stopping:
-        child = subprocess.Popen(command, start_new_session=True)
-        _write(path, state="active", child=child.pid, restarts=restarts)
-        child.wait()
+        try:
+            child = subprocess.Popen(command, start_new_session=True)
+        except OSError as exc:
+            # systemd's words for an ExecStart it cannot run, then the same restart policy.
+            print(f"Failed to execute {command[0]}: {exc.strerror}", flush=True)
+            print("Main process exited, code=exited, status=203/EXEC", flush=True)
+            child = None
+        else:
+            _write(path, state="active", child=child.pid, restarts=restarts)
+            child.wait()
         if stopping:
             break
         _write(path, state="activating", child=None, restarts=restarts)
