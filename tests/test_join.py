@@ -439,12 +439,7 @@ def test_reset_never_tears_down_cloudcore_from_a_board_holding_a_kubeconfig(
     run kubectl, as guides suggest) must come out of kedge's reset with cloudcore alive."""
     from tests.kubeedge_sim import cluster
 
-    kubeconfig = tmp_path / "master" / "config"
-    kubeconfig.parent.mkdir()
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
-    with cluster.update(str(kubeconfig)) as data:
-        data["namespaces"].append("kubeedge")
-        data["deployments"]["kubeedge/cloudcore"] = {"replicas": 1}
+    kubeconfig = cluster.with_cloudcore(tmp_path / "master" / "config")
     joinable.symlink("/root/.kube/config", str(kubeconfig))
     run = join(agent, joinable)
     assert run.rc == 0, run.out + run.err

@@ -3,6 +3,7 @@ tests prove nothing. These run keadm directly with the flags a careless user typ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -49,6 +50,16 @@ def edgecore_dead(board: Board) -> bool:
     return systemctl.active_state(units["edgecore.service"]) != "active"
 
 
+@contextlib.contextmanager
+def docker_socket_at(path: Path) -> Iterator[int]:
+    """Something listening where docker's socket is on a board; yields its inode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        sock.listen()
+        yield path.stat().st_ino
+
+
 def base(cc: CloudcoreSim) -> list[str]:
     return [
         "join",
@@ -87,19 +98,12 @@ def test_docker_endpoint_at_dockers_socket_deletes_it(
     sim_board: Board, dockerd_systemd: Dockerd, cloudcore: CloudcoreSim
 ) -> None:
     path = sim_board.path("/var/run/docker.sock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    docker_sock = socket.socket(socket.AF_UNIX)
-    docker_sock.bind(str(path))
-    docker_sock.listen()
-    inode = path.stat().st_ino
-    try:
+    with docker_socket_at(path) as inode:
         keadm(sim_board, dockerd_systemd, *base(cloudcore), "--runtimetype=docker",
               "--remote-runtime-endpoint=unix:///var/run/docker.sock", "--cgroupdriver=systemd")  # fmt: skip
         wait_for(
             lambda: "Unlinked socket" in journal(sim_board), timeout=20, what="dockershim start"
         )
-    finally:
-        docker_sock.close()
     assert path.stat().st_ino != inode  # docker's socket is gone; dockershim's sits there now
 
 
@@ -196,12 +200,7 @@ def test_reset_on_a_board_with_the_clusters_kubeconfig_deletes_cloudcore(
     # keadm's RunningModuleV2 asks the cluster before looking for edgecore.
     from tests.kubeedge_sim import cluster
 
-    kubeconfig = tmp_path / "master" / "config"
-    kubeconfig.parent.mkdir()
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
-    with cluster.update(str(kubeconfig)) as data:
-        data["namespaces"].append("kubeedge")
-        data["deployments"]["kubeedge/cloudcore"] = {"replicas": 1}
+    kubeconfig = cluster.with_cloudcore(tmp_path / "master" / "config")
     sim_board.symlink("/root/.kube/config", str(kubeconfig))
     done = keadm(sim_board, dockerd_systemd, "reset", "--force")
     assert (done.returncode, done.stdout) == (0, 'namespace "kubeedge" deleted\n')
@@ -252,17 +251,10 @@ def test_a_cgroup_mismatch_fails_before_dockershim_takes_the_socket(
     # kubelet_dockershim.go@v1.13.0: NewDockerService (the cgroup check) before
     # NewDockerServer(...).Start() (the unlink): a mismatch leaves docker's socket alone.
     path = sim_board.path("/var/run/docker.sock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    docker_sock = socket.socket(socket.AF_UNIX)
-    docker_sock.bind(str(path))
-    docker_sock.listen()
-    inode = path.stat().st_ino
-    try:
+    with docker_socket_at(path) as inode:
         keadm(sim_board, dockerd_systemd, *base(cloudcore), "--runtimetype=docker",
               "--remote-runtime-endpoint=unix:///var/run/docker.sock", "--cgroupdriver=cgroupfs")  # fmt: skip
         wait_for(lambda: "is different from docker cgroup driver" in journal(sim_board), timeout=20,
                  what="edged's cgroup check")  # fmt: skip
-    finally:
-        docker_sock.close()
     assert "Unlinked socket" not in journal(sim_board)
     assert path.stat().st_ino == inode

@@ -230,3 +230,14 @@ def start_cloudcore(data: dict[str, Any]) -> bool:
                                                        "stream.key": b64(pki.server_key_der).decode()}  # fmt: skip
     data["secrets"]["kubeedge/tokensecret"] = {"tokendata": b64(pki.token().encode()).decode()}
     return True
+
+
+def with_cloudcore(kubeconfig: Path) -> Path:
+    """A kubeconfig (and its cluster) where cloudcore runs: what `keadm reset` finds on
+    a board that holds the master's kubeconfig."""
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    with update(str(kubeconfig)) as data:
+        data["namespaces"].append("kubeedge")
+        data["deployments"]["kubeedge/cloudcore"] = {"replicas": 1}
+    return kubeconfig
