@@ -118,6 +118,13 @@ KNOWN: tuple[Known, ...] = (
         "image_repository to a registry that has them.",
     ),
     Known(
+        "memory-cgroup",
+        re.compile(r"Following Cgroup subsystem not mounted: \[(?P<missing>[^\]]*)\]"),
+        "kubelet inside edgecore needs the {missing} cgroup, which this kernel has disabled",
+        "Enable it on the kernel command line (cgroup_enable=memory cgroup_memory=1 for the memory "
+        "cgroup) and reboot: `kedge-agent check --only cgroup-driver` names the file to edit.",
+    ),
+    Known(
         "not-clean",
         re.compile(
             r"the management directory /etc/kubeedge/ is not clean|EdgeCore is already running on this node"
@@ -127,9 +134,14 @@ KNOWN: tuple[Known, ...] = (
     ),
     Known(
         "docker-down",
-        re.compile(r"Cannot connect to the Docker daemon"),
-        "docker does not answer",
-        "systemctl restart docker; journalctl -u docker -e",
+        re.compile(
+            r"Cannot connect to the Docker daemon at (?P<at>\S+?)\.? Is the docker daemon running"
+        ),
+        "no docker answers at {at}",
+        "systemctl restart docker; journalctl -u docker -e. edgecore finds docker through "
+        "DOCKER_HOST in its unit's environment (kedge's join sets it in "
+        "/etc/systemd/system/edgecore.service.d/10-kedge-docker-host.conf when docker_host is "
+        "not the standard socket): `systemctl show -p Environment edgecore` shows what it got.",
     ),
 )
 

@@ -14,6 +14,12 @@ import structlog
 from agent.checks.context import CheckContext
 from agent.diagnose import recognise
 from agent.docker_api import DockerClient
+from agent.edgecore_dropin import (
+    DROPIN,
+    STANDARD_DOCKER_SOCKET,
+    edgecore_docker_host,
+    point_edgecore_at,
+)
 from agent.fix import run_fix
 from agent.preflight import run_preflight
 from agent.reset import reset_board
@@ -177,6 +183,36 @@ def _not_copied(settings: AgentSettings) -> Cause:
     )
 
 
+# keadm writes the join token here for edgecore (join.go@v1.13.0 createBootstrapFile,
+# 0640) and nothing removes it; edgecore needs it only until it has its certificates.
+BOOTSTRAP_FILE = "/etc/kubeedge/bootstrap-edgecore.conf"
+
+
+def _forget_token(host: Host) -> list[Change]:
+    if not host.exists(BOOTSTRAP_FILE):
+        return []
+    host.path(BOOTSTRAP_FILE).unlink(missing_ok=True)
+    return [
+        Change(action="remove", target=BOOTSTRAP_FILE, detail="keadm leaves the join token in it")
+    ]
+
+
+def _same_docker(docker_host: str | None, socket: str) -> bool:
+    """Whether edgecore's DOCKER_HOST (None: unset) reaches the docker at `socket`."""
+    return (docker_host or f"unix://{STANDARD_DOCKER_SOCKET}").removeprefix("unix://") == socket
+
+
+def _other_docker(docker_host: str | None, socket: str) -> Cause:
+    return Cause(
+        id="edgecore-other-docker",
+        summary=f"edgecore talks to docker at {docker_host or STANDARD_DOCKER_SOCKET}, but keadm "
+        f"pulled into the docker at {socket}",
+        remedy=f"Something overrides kedge's {DROPIN}: see `systemctl cat edgecore` and "
+        "`systemctl show-environment`, remove the other DOCKER_HOST, then join again.",
+        evidence=f"systemctl show -p Environment edgecore: DOCKER_HOST={docker_host or '(unset)'}",
+    )
+
+
 def _hub_unreachable(cloudcore: str) -> Cause:
     return Cause(
         id="hub-unreachable",
@@ -250,6 +286,8 @@ async def run_join(
             emit("pulling the images keadm join needs before starting it")
             pulled = await run_fix(settings, host, only=["images"], dry_run=False, emit=emit)
             changes += pulled.changes
+        if settings.runtime == "docker":
+            changes += point_edgecore_at(host, settings.docker_socket)
         driver = found.facts.cgroup.join_driver if found.facts.cgroup else "cgroupfs"
         argv = keadm_join_argv(settings, node=preflight.node, token=token, docker_driver=driver)
         shown = [redact(a, token) for a in argv]
@@ -268,12 +306,11 @@ async def run_join(
             state.save_join(record)
             raise
         fields: dict[str, Any] = {"checks": preflight.checks, "details": {"keadm_argv": shown}}
-        if record.keadm_exit_code == 0 and await _verify(
-            host, state, record, settings.join_settle_s
-        ):
+        if record.keadm_exit_code == 0 and await _verify(host, state, record, settings):
             changes.append(
                 Change(action="join", target=record.cloudcore, detail=f"node {record.node}")
             )
+            changes += _forget_token(host)
             summary = f"joined {record.cloudcore} as {record.node}; edgecore is active and connected to cloudhub"
             return _report(True, summary, record.node, changes=changes, **fields)
 
@@ -311,7 +348,7 @@ async def run_join(
         )
 
 
-async def _verify(host: Host, state: StateDir, record: JoinRecord, settle_s: float) -> bool:
+async def _verify(host: Host, state: StateDir, record: JoinRecord, settings: AgentSettings) -> bool:
     """keadm only waits for certificates; the node is joined when edgecore stays up and
     holds its connection to cloudhub: the Node exists only once edged registered over it
     (cloud/pkg/edgecontroller/controller/upstream.go@v1.13.0), and edgecore runs on,
@@ -320,11 +357,17 @@ async def _verify(host: Host, state: StateDir, record: JoinRecord, settle_s: flo
     state.save_join(record)
     if any(not host.exists(c) for c in CERTS):
         return False
+    settle_s = settings.join_settle_s
     if not await _settle(host, settle_s):
         record.causes = [await _not_staying_up(host)]
         return False
     if not await _hub_connected(host, record.cloudcore, max(10.0, 2 * settle_s)):
         record.causes = [_hub_unreachable(record.cloudcore)]
+        return False
+    docker_host = await edgecore_docker_host(host)
+    watched = settings.runtime == "docker" and host.which("systemctl") is not None
+    if watched and not _same_docker(docker_host, settings.docker_socket):
+        record.causes = [_other_docker(docker_host, settings.docker_socket)]
         return False
     record.phase, record.finished_at = "joined", now()
     state.save_join(record)

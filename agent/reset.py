@@ -16,6 +16,7 @@ import shutil
 import structlog
 
 from agent.docker_api import DockerClient
+from agent.edgecore_dropin import DROPIN, remove_dropin
 from kedge.errors import CommandError, DockerError
 from kedge.host import Host
 from kedge.kubeedge import EDGECORE_UNIT, UNIT_DIRS
@@ -65,7 +66,7 @@ async def reset_board(host: Host, docker: DockerClient, *, dry_run: bool = False
         for d in host.entries("/etc/systemd/system")
         if d.endswith(".wants") and host.exists(f"/etc/systemd/system/{d}/{EDGECORE_UNIT}")
     ]
-    if units or wants:
+    if units or wants or host.exists(DROPIN):
         if not dry_run:
             await _systemctl(host, "stop", EDGECORE_UNIT)
             await _systemctl(host, "disable", EDGECORE_UNIT)
@@ -74,6 +75,7 @@ async def reset_board(host: Host, docker: DockerClient, *, dry_run: bool = False
             if not dry_run and (host.exists(path)):
                 host.path(path).unlink(missing_ok=True)
             did("remove", path)
+        changes += remove_dropin(host, dry_run=dry_run)
         if not dry_run:
             await _systemctl(host, "daemon-reload")
 

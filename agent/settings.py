@@ -27,7 +27,7 @@ from pydantic_settings import (
 from agent import enrollment
 from kedge.broker import BrokerSettings, check_topic_levels
 from kedge.errors import ConfigError, first_problem
-from kedge.kubeedge import CERT_PORT
+from kedge.kubeedge import CERT_PORT, KEADM_CERT_WAIT_S, KEADM_POLL_S
 from kedge.layered import LayeredSettings, Layers, load_layered
 from kedge.names import (
     HOSTPORT_RE,
@@ -43,6 +43,7 @@ DEFAULT_CONFIG = Path("/etc/kedge/agent.toml")
 CONFIG_ENV = "KEDGE_AGENT_CONFIG"
 ENV_PREFIX = "KEDGE_AGENT_"
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+MIN_JOIN_TIMEOUT_S = KEADM_CERT_WAIT_S + KEADM_POLL_S + 20  # and a margin for the steps before
 
 
 class Thresholds(BaseModel):
@@ -108,7 +109,7 @@ class AgentSettings(LayeredSettings):
     registry_mirrors: list[str] = Field(default_factory=list)
     pull_retries: int = Field(3, ge=1, le=10)
     pull_backoff_s: float = Field(2.0, ge=0, le=60)
-    join_timeout_s: float = Field(420.0, gt=0, le=3600)
+    join_timeout_s: float = Field(420.0, le=3600)
     join_settle_s: float = Field(15.0, ge=0, le=600)
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
     thresholds: Thresholds = Field(default_factory=Thresholds)
@@ -169,6 +170,17 @@ class AgentSettings(LayeredSettings):
     def _docker_host(cls, v: str | None) -> str | None:
         if v is not None and not (v.startswith("unix:///") or v.startswith("/")):
             raise ValueError("expected a unix socket, unix:///var/run/docker.sock or a path")
+        return v
+
+    @field_validator("join_timeout_s")
+    @classmethod
+    def _join_timeout(cls, v: float) -> float:
+        if v < MIN_JOIN_TIMEOUT_S:
+            raise ValueError(
+                f"must be at least {MIN_JOIN_TIMEOUT_S} s: keadm itself waits up to "
+                f"{KEADM_CERT_WAIT_S} s for edgecore's certificates, polling every {KEADM_POLL_S} s, "
+                "and stopping it inside that wait leaves a half-joined board"
+            )
         return v
 
     @field_validator("cloud_api_url")

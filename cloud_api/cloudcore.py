@@ -26,6 +26,9 @@ from kedge.token import parse_token
 log = structlog.get_logger(__name__)
 NAMESPACE = "kubeedge"
 POLL_S = 1.0
+TOKEN_WAIT_S = 30.0
+# gettoken's error before cloudcore has made its token Secret
+NO_TOKEN_YET = 'secrets "tokensecret" not found'  # noqa: S105 (a Secret's name, not a password)
 
 
 @dataclass(frozen=True)
@@ -106,17 +109,28 @@ class Cloudcore:
         )
 
     async def token(self) -> tuple[str, float | None]:
-        """The current join token and its expiry (epoch seconds) decoded from the JWT."""
-        try:
-            result = await self.host.run(
-                [self.keadm, "gettoken", f"--kube-config={self.settings.kubeconfig}"], timeout=30
-            )
-        except CommandError as exc:
-            raise KubeError(str(exc)) from exc
+        """The current join token and its expiry (epoch seconds) decoded from the JWT.
+
+        cloudcore creates Secret tokensecret a moment after it starts, and anew at every
+        start: right after an install or a restart the Deployment can be Available with
+        no token yet, so "not found" is retried for TOKEN_WAIT_S while cloudcore is up."""
+        deadline = time.monotonic() + TOKEN_WAIT_S
+        while True:
+            try:
+                result = await self.host.run(
+                    [self.keadm, "gettoken", f"--kube-config={self.settings.kubeconfig}"],
+                    timeout=30,
+                )
+            except CommandError as exc:
+                raise KubeError(str(exc)) from exc
+            error = _keadm_error(result.stderr)
+            if result.ok or not (
+                NO_TOKEN_YET in error and time.monotonic() < deadline and await self._available()
+            ):
+                break
+            await asyncio.sleep(POLL_S)
         if not result.ok:
-            raise KubeError(
-                _keadm_error(result.stderr) or f"keadm gettoken: exit {result.returncode}"
-            )
+            raise KubeError(error or f"keadm gettoken: exit {result.returncode}")
         token = result.stdout.strip()
         try:
             expires = parse_token(token).expires_at
@@ -146,13 +160,15 @@ class Cloudcore:
         plan.check_keadm_arch(machine, self.host.machine())
         k8s = await self.kubectl.server_version()
         plan.check_k8s(version, k8s, allow_unsupported=allow_unsupported)
+        nodes = await self.kubectl.nodes()
+        plan.check_room(nodes)
         current = await self.kubectl.deployment(NAMESPACE, "cloudcore")
         return InstallPlan(
             advertise=advertise,
             interfaces=where,
             version=version,
             kubernetes=f"{k8s[0]}.{k8s[1]}",
-            tolerations=plan.tolerations_needed(await self.kubectl.nodes()),
+            tolerations=plan.tolerations_needed(nodes),
             upgrade_from=current.tag if current else None,
         )
 
@@ -166,7 +182,63 @@ class Cloudcore:
         except CommandError as exc:
             raise JobFailed(str(exc)) from exc
 
+    async def _available(self) -> bool:
+        deploy = await self.kubectl.deployment(NAMESPACE, "cloudcore")
+        return deploy is not None and deploy.available
+
+    async def _unstick_release(self, job: Job) -> None:
+        """Helm writes its release record before its 60 s wait and rewrites it after: a
+        keadm init killed in between leaves it pending-install (or pending-upgrade), and
+        Helm then refuses every later install or upgrade of it with "another operation
+        (install/upgrade/rollback) is in progress" (helm v3.7 upgrade.go, errPending).
+        Only a keadm that is still running makes that true."""
+        release = await self.kubectl.helm_release(NAMESPACE, "cloudcore")
+        if release is None or not release[1].startswith("pending-"):
+            return
+        revision, status = release
+        running = [p.pid for p in self.host.processes() if "keadm" in (p.name, p.program)]
+        if running:
+            raise JobFailed(
+                f"Helm release cloudcore (revision {revision}) is {status} and keadm is running "
+                f"(pid {', '.join(map(str, running))}): another init or reset is under way; "
+                "wait for it to end",
+                {"release": status, "keadm_pids": running},
+            )
+        secret = f"sh.helm.release.v1.cloudcore.v{revision}"
+        job.enter("clearing a Helm release left " + status)
+        await self.kubectl.delete_secret(NAMESPACE, secret)
+        job.log(
+            f"revision {revision} of Helm release cloudcore was left {status} by a keadm init that "
+            f"did not finish, and Helm would refuse every later init: deleted its record, Secret "
+            f"{NAMESPACE}/{secret}"
+        )
+
+    async def _wait_namespace_gone(self, job: Job, why: str) -> None:
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        while await self.kubectl.namespace_exists(NAMESPACE):
+            if time.monotonic() > deadline:
+                raise JobFailed(
+                    f"namespace {NAMESPACE} still exists {self.settings.ready_timeout_s:g} s {why}: "
+                    f"kubectl get namespace {NAMESPACE} -o yaml shows what holds it"
+                )
+            await asyncio.sleep(POLL_S)
+        job.log(f"namespace {NAMESPACE} is gone")
+
+    async def _still_pulling(self) -> bool:
+        """keadm's Helm wait (60 s, counted from the install) ended, but the kubelet is
+        still pulling cloudcore's image: the pod will start on its own."""
+        try:
+            containers = await self.kubectl.containers(NAMESPACE)
+        except KubeError:
+            return False
+        return any(c.waiting == "ContainerCreating" for c in containers)
+
     async def install(self, job: Job, p: InstallPlan) -> dict[str, Any]:
+        # A namespace still Terminating (a reset a moment ago) refuses Helm's record.
+        if await self.kubectl.namespace_phase(NAMESPACE) == "Terminating":
+            job.enter(f"waiting for namespace {NAMESPACE} to finish terminating")
+            await self._wait_namespace_gone(job, "after it began terminating")
+        await self._unstick_release(job)
         job.enter("keadm init")
         for address, interface in p.interfaces.items():
             job.log(f"advertise address {address} is on interface {interface}")
@@ -183,8 +255,13 @@ class Cloudcore:
             argv.append("--force")
         before = self.store.cloudcore()
         code = await self._keadm(job, argv, timeout=self.settings.init_timeout_s)
-        if code != 0:
+        if code != 0 and not await self._still_pulling():
             raise JobFailed(await self._why_not_running(f"keadm init failed (exit {code})"))
+        if code != 0:
+            job.log(
+                "keadm's Helm wait (60 s from the install) ended while the kubelet was still "
+                f"pulling the cloudcore image; waiting up to {self.settings.ready_timeout_s:g} s for it"
+            )
         if p.upgrade_from is not None and (
             before is None or set(before.advertise) != set(p.advertise)
         ):
@@ -245,11 +322,28 @@ class Cloudcore:
         )
 
     async def _why_not_running(self, what: str) -> str:
-        """The scheduler's or kubelet's word for it, instead of "timed out waiting for the condition"."""
+        """The scheduler's or kubelet's word for it, instead of "timed out waiting for the
+        condition": a crash loop with the last line cloudcore wrote, else the newest
+        telling Warning event."""
         try:
+            crashing = [c for c in await self.kubectl.containers(NAMESPACE)
+                        if c.waiting == "CrashLoopBackOff"]  # fmt: skip
             events = await self.kubectl.warning_events(NAMESPACE)
         except KubeError:
-            events = []
+            crashing, events = [], []
+        if crashing:
+            c = crashing[0]
+            try:
+                said = (
+                    await self.kubectl.logs(NAMESPACE, "cloudcore", previous=True, tail=5)
+                ).strip()
+            except KubeError:
+                said = ""
+            last = said.splitlines()[-1] if said else "(no log lines)"
+            return (
+                f"{what}: cloudcore's pod keeps exiting (CrashLoopBackOff, exit {c.last_exit}, "
+                f"{c.restarts} restarts); its last words: {last}"
+            )
         # "BackOff" only repeats that a pull failed; the event before it says why.
         telling = [e for e in events if not e.startswith("BackOff:")] or events
         return f"{what}: {telling[-1]}" if telling else what
@@ -261,16 +355,8 @@ class Cloudcore:
         if code != 0:
             raise JobFailed(f"keadm reset failed (exit {code}); see the job's log lines")
         job.enter(f"waiting for namespace {NAMESPACE} to go")
-        deadline = time.monotonic() + self.settings.ready_timeout_s
-        while await self.kubectl.namespace_exists(NAMESPACE):
-            if time.monotonic() > deadline:
-                raise JobFailed(
-                    f"namespace {NAMESPACE} still exists {self.settings.ready_timeout_s:g} s after "
-                    f"keadm reset: kubectl get namespace {NAMESPACE} -o yaml shows what holds it"
-                )
-            await asyncio.sleep(POLL_S)
+        await self._wait_namespace_gone(job, "after keadm reset")
         self.store.clear_cloudcore()
-        job.log(f"namespace {NAMESPACE} is gone")
         return {"removed": True}
 
 

@@ -21,6 +21,9 @@ SUPPORTED_K8S: Mapping[tuple[int, int], tuple[int, int]] = {
     (1, 16): (25, 27),
 }
 MASTER_TAINTS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+# manifests/charts/cloudcore/values.yaml@v1.13.0, cloudCore.resources.requests: the
+# scheduler places cloudcore's pod only on a node with this much allocatable.
+CLOUDCORE_REQUESTS = {"cpu": "100m", "memory": "512Mi"}
 
 
 class PlanError(ValueError):
@@ -117,3 +120,28 @@ def init_argv(addresses: Sequence[str], kubeconfig: str, kubeedge_version: str,
         for field in ("key", "operator", "effect"):
             argv += ["--set", f"cloudCore.tolerations[{i}].{field}={t[field]}"]
     return argv
+
+
+def check_room(nodes: Sequence[Node]) -> None:
+    """Some node cloudcore may run on (not an edge node, no NoSchedule taint kedge does
+    not tolerate) must have the allocatable CPU and memory the chart requests; else the
+    pod stays Pending ("0/1 nodes are available: 1 Insufficient memory.") and keadm
+    reports only a timeout."""
+    candidates = [
+        n for n in nodes
+        if not n.edge and all(t.key in MASTER_TAINTS for t in n.taints if t.effect == "NoSchedule")
+    ]  # fmt: skip
+    if not candidates or any(n.can_hold(CLOUDCORE_REQUESTS) for n in candidates):
+        return
+    have = {n.name: dict(n.allocatable) for n in candidates}
+    shown = "; ".join(
+        f"{name}: {a.get('cpu', '?')} CPU, {a.get('memory', '?')} memory"
+        for name, a in have.items()
+    )
+    raise PlanError(
+        "no node has room for cloudcore's pod: the chart requests "
+        f"{CLOUDCORE_REQUESTS['cpu']} CPU and {CLOUDCORE_REQUESTS['memory']} memory, and the "
+        f"nodes it may run on have allocatable {shown}. Free memory on the master (or give "
+        "it more), or add a node",
+        {"requests": CLOUDCORE_REQUESTS, "allocatable": have},
+    )

@@ -43,6 +43,43 @@ class Node:
     addresses: tuple[str, ...]
     taints: tuple[Taint, ...]
     edge: bool
+    allocatable: tuple[tuple[str, str], ...] = ()
+
+    def can_hold(self, requests: dict[str, str]) -> bool:
+        have = dict(self.allocatable)
+        return all(r not in have or quantity(have[r]) >= quantity(q) for r, q in requests.items())
+
+
+@dataclass(frozen=True)
+class Container:
+    """A pod's container as the kubelet reports it: its waiting reason (ContainerCreating,
+    CrashLoopBackOff, ImagePullBackOff) and how it last ended."""
+
+    pod: str
+    phase: str
+    node: str
+    waiting: str
+    restarts: int
+    last_exit: int | None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+_UNITS = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}  # fmt: skip
+
+
+def quantity(value: str) -> float:
+    """A Kubernetes resource quantity in base units: "100m" → 0.1, "512Mi" → 536870912."""
+    for suffix in sorted(_UNITS, key=len, reverse=True):
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * _UNITS[suffix]
+    return float(value)
 
 
 class Kubectl:
@@ -97,16 +134,35 @@ class Kubectl:
                     for t in i["spec"].get("taints") or []
                 ),
                 edge="node-role.kubernetes.io/edge" in i["metadata"].get("labels", {}),
+                allocatable=tuple(sorted(i.get("status", {}).get("allocatable", {}).items())),
             )
             for i in items
         ]
 
     async def namespace_exists(self, name: str) -> bool:
+        return await self.namespace_phase(name) is not None
+
+    async def namespace_phase(self, name: str) -> str | None:
+        """Active, Terminating, or None when there is no such namespace."""
         try:
-            await self.json("get", "namespace", name)
+            ns = await self.json("get", "namespace", name)
         except NotFound:
-            return False
-        return True
+            return None
+        return str(ns.get("status", {}).get("phase", "Active"))
+
+    async def helm_release(self, namespace: str, name: str) -> tuple[int, str] | None:
+        """The newest revision of Helm release `name` and its status, from the records
+        Helm's secrets driver keeps (Secrets labelled owner=helm,name=NAME)."""
+        items = (
+            await self.json("-n", namespace, "get", "secrets", "-l", f"owner=helm,name={name}")
+        )["items"]
+        revisions = [(int(i["metadata"]["labels"]["version"]), i["metadata"]["labels"].get("status", ""))
+                     for i in items if i["metadata"].get("labels", {}).get("version", "").isdigit()]  # fmt: skip
+        return max(revisions) if revisions else None
+
+    async def logs(self, namespace: str, deployment: str, *, previous: bool, tail: int) -> str:
+        args = ["-n", namespace, "logs", f"deployment/{deployment}", f"--tail={tail}"]
+        return await self.run(*args, *(["--previous"] if previous else []))
 
     async def deployment(self, namespace: str, name: str) -> Deployment | None:
         try:
@@ -125,7 +181,29 @@ class Kubectl:
             (i.get("status", {}).get("phase", ""), i["spec"].get("nodeName", "")) for i in items
         ]
 
+    async def containers(self, namespace: str) -> list[Container]:
+        items = (await self.json("-n", namespace, "get", "pods"))["items"]
+        found = []
+        for i in items:
+            status = i.get("status", {})
+            for c in status.get("containerStatuses") or [{}]:
+                ended = (c.get("lastState") or {}).get("terminated") or {}
+                found.append(Container(
+                    pod=i["metadata"]["name"], phase=status.get("phase", ""),
+                    node=i["spec"].get("nodeName", ""),
+                    waiting=((c.get("state") or {}).get("waiting") or {}).get("reason", ""),
+                    restarts=int(c.get("restartCount", 0)),
+                    last_exit=ended.get("exitCode"),
+                ))  # fmt: skip
+        return found
+
+    async def events(self, namespace: str) -> list[Event]:
+        """The namespace's events, oldest first."""
+        items = (await self.json("-n", namespace, "get", "events"))["items"]
+        return [Event(e.get("type", ""), e.get("reason", ""), e.get("message", "")) for e in items]
+
     async def warning_events(self, namespace: str) -> list[str]:
         """The namespace's Warning events, newest last, as "Reason: message"."""
-        items = (await self.json("-n", namespace, "get", "events"))["items"]
-        return [f"{e['reason']}: {e['message']}" for e in items if e.get("type") == "Warning"]
+        return [
+            f"{e.reason}: {e.message}" for e in await self.events(namespace) if e.type == "Warning"
+        ]

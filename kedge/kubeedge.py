@@ -37,6 +37,10 @@ MOSQUITTO_IMAGE = "eclipse-mosquitto:1.6.15"
 PAUSE_IMAGE = "kubeedge/pause:3.6"
 
 ETC_DIR = "/etc/kubeedge"
+# join.go@v1.13.0 runEdgeCore(): wait.Poll(10*time.Second, 300*time.Second, …) for the
+# certificates after starting edgecore: a join lasts at least one poll, at most the wait.
+KEADM_POLL_S = 10
+KEADM_CERT_WAIT_S = 300
 EDGECORE_BIN = "/usr/local/bin/edgecore"  # copied out of the installation image
 EDGECORE_UNIT = "edgecore.service"
 UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
@@ -54,6 +58,16 @@ def join_images(version: str, repository: str | None = None) -> list[str]:
         # keadm keeps only the last path element and puts it under the repository.
         images = [f"{repository}/{ref.rsplit('/', 1)[-1]}" for ref in images]
     return images
+
+
+def sandbox_alias(repository: str | None) -> tuple[str, str] | None:
+    """(what keadm pulled, the name edgecore asks for) when they differ. keadm join pulls
+    the pause image from --image-repository, but never sets edged's podSandboxImage, which
+    stays kubeedge/pause:3.6 (pkg/apis/componentconfig/edgecore/v1alpha2/default.go@v1.13.0
+    line 60, constants.DefaultPodSandboxImage): without that name in docker, dockershim
+    pulls it from Docker Hub at the first pod — which an offline board cannot."""
+    pulled = join_images("v0", repository)[2]
+    return (pulled, PAUSE_IMAGE) if pulled != PAUSE_IMAGE else None
 
 
 def release_url(version: str, arch: str) -> str:

@@ -197,3 +197,31 @@ def test_conflicts_are_left_alone_unless_forced(board: Board, agent: AgentRunner
     assert board.path("/var/lib/rancher/k3s/server").is_dir()  # another cluster's data stays
     assert run.rc == 1  # the leftovers of k3s still conflict: said, not hidden
     assert "still failing: conflicts" in doc["summary"]
+
+
+def test_a_private_repository_still_needs_the_sandbox_image_edgecore_asks_for(
+    board: Board, agent: AgentRunner
+) -> None:
+    """keadm pulls R/pause:3.6, but edgecore's podSandboxImage stays kubeedge/pause:3.6
+    (v1alpha2/default.go@v1.13.0): an offline board must hold that name too."""
+    from tests.harness.dockerd import tiny_rootfs_tar
+
+    repo = "registry.example/site"
+    offline = Dockerd().start()
+    try:
+        for ref in join_images("v1.13.0", repo):
+            offline.import_tar(tiny_rootfs_tar(ref), ref)
+        board.configure({"docker_host": offline.socket, "image_repository": repo,
+                         "thresholds": {"docker_min_free_mb": 1}})  # fmt: skip
+        before = check_one(agent, board, "images")
+        assert before.status.value == "warn"
+        assert before.summary.startswith("kubeedge/pause:3.6 is missing: edgecore asks docker")
+        run, doc = fix(agent, board, "--only", "images")
+        assert run.rc == 0, run.out + run.err
+        assert [(c["action"], c["target"]) for c in doc["changes"]] == [
+            ("tag", "kubeedge/pause:3.6")
+        ]
+        assert offline.has_image("kubeedge/pause:3.6")
+        assert check_one(agent, board, "images").status.value == "pass"
+    finally:
+        offline.stop()

@@ -68,6 +68,9 @@ def test_fresh_board_joins_and_is_verified(
         "etc/kubeedge/certs/server.key",
     ):
         assert joinable.path(cert).is_file()
+    # keadm leaves the token in the bootstrap file (join.go@v1.13.0); kedge removes it.
+    assert not joinable.path("/etc/kubeedge/bootstrap-edgecore.conf").exists()
+    assert "/etc/kubeedge/bootstrap-edgecore.conf" in [c["target"] for c in doc["changes"]]
     record = json.loads(joinable.path("/var/lib/kedge-agent/join.json").read_text())
     assert record["phase"] == "joined"
     assert record["keadm_exit_code"] == 0
@@ -376,7 +379,8 @@ def test_images_are_pulled_before_keadm_gets_the_token(
         assert [(c["action"], c["target"]) for c in doc["changes"]][: len(HUB_IMAGES)] == [
             ("pull", ref) for ref in HUB_IMAGES
         ]
-        assert doc["changes"][-1]["action"] == "join"
+        # the join, then the token file keadm leaves behind
+        assert [c["action"] for c in doc["changes"]][-2:] == ["join", "remove"]
         lines = run.err.splitlines()
         first_keadm = next(i for i, line in enumerate(lines) if line.startswith("$ keadm join"))
         assert all(i < first_keadm for i, line in enumerate(lines) if "pulled " in line)
@@ -579,3 +583,67 @@ def test_an_installation_image_for_another_architecture(
     assert run.rc == 1
     assert doc["causes"][0]["id"] == "edgecore-not-copied"
     assert not joinable.path("/usr/local/bin/edgecore").exists()
+
+
+DROPIN = "/etc/systemd/system/edgecore.service.d/10-kedge-docker-host.conf"
+
+
+def test_edgecore_is_pointed_at_the_docker_keadm_pulled_into(
+    joinable: Board, agent: AgentRunner, dockerd_systemd: Dockerd
+) -> None:
+    """keadm leaves edgecore's dockerEndpoint empty and dockershim reads DOCKER_HOST from
+    the unit's environment (libdocker/client.go@v1.13.0, getDockerClient), not keadm's:
+    this board's docker is not at /var/run/docker.sock, so without kedge's drop-in
+    edgecore would find no docker."""
+    run = join(agent, joinable)
+    doc = json.loads(run.out)
+    assert run.rc == 0, run.out + run.err
+    assert [c["action"] for c in doc["changes"] if c["target"] == DROPIN] == ["write"]
+    assert (
+        f"Environment=DOCKER_HOST=unix://{dockerd_systemd.socket}\n"
+        in joinable.path(DROPIN).read_text()
+    )
+    edgecore_yaml = joinable.path("/etc/kubeedge/config/edgecore.yaml").read_text()
+    assert "dockerEndpoint" not in edgecore_yaml
+    reset = json.loads(agent(joinable, "reset", "--yes", "--json").out)
+    assert DROPIN in [c["target"] for c in reset["changes"]]
+    assert not joinable.path(DROPIN).exists()
+    assert not joinable.path(DROPIN).parent.exists()
+
+
+def test_a_drop_in_sending_edgecore_to_another_docker_is_named(
+    joinable: Board, agent: AgentRunner, tmp_path: Path
+) -> None:
+    """An admin's later drop-in wins over kedge's (systemd reads them in name order)."""
+    elsewhere = tmp_path / "elsewhere.sock"
+    joinable.write(
+        "/etc/systemd/system/edgecore.service.d/20-site.conf",
+        f'[Service]\nEnvironment="DOCKER_HOST=unix://{elsewhere}"\n',
+    )
+    run = join(agent, joinable)
+    doc = json.loads(run.out)
+    assert run.rc == 1
+    ids = [c["id"] for c in doc["causes"]]
+    assert "docker-down" in ids
+    down = doc["causes"][ids.index("docker-down")]
+    assert down["summary"] == f"no docker answers at unix://{elsewhere}"
+    assert "10-kedge-docker-host.conf" in down["remedy"]
+
+
+def test_a_kernel_without_the_memory_cgroup_is_named_after_the_join(
+    joinable: Board, agent: AgentRunner
+) -> None:
+    """keadm joins (the certificates come first); then kubelet's container manager inside
+    edgecore refuses to start and edgecore crash-loops (container_manager_linux.go@v1.13.0)."""
+    from tests.harness.board import PROC_CGROUPS
+
+    joinable.write("/proc/cgroups", PROC_CGROUPS.replace("memory\t5\t80\t1", "memory\t0\t1\t0"))
+    blocked = json.loads(join(agent, joinable).out)
+    assert blocked["summary"].startswith("preflight failed: cgroup-driver (")
+    run = join(agent, joinable, "--ignore", "cgroup-driver")
+    doc = json.loads(run.out)
+    assert run.rc == 1
+    cause = next(c for c in doc["causes"] if c["id"] == "memory-cgroup")
+    assert cause["summary"] == (
+        "kubelet inside edgecore needs the memory cgroup, which this kernel has disabled"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.edgecore_dropin import DROPIN, dropin_text
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, api
 from tests.harness.wait import wait_for
@@ -23,7 +25,10 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture
 def sim_board(board: Board, dockerd_systemd: Dockerd) -> Iterator[Board]:
+    """A board whose edgecore is told where docker is, as kedge's join does (the test's
+    dockerd is not at the board's /var/run/docker.sock)."""
     board.install_systemd()
+    board.write(DROPIN, dropin_text(dockerd_systemd.socket))
     yield board
     board.stop_processes()
     _, body = api(dockerd_systemd.socket, "GET", "/containers/json?all=1")
@@ -37,6 +42,11 @@ def keadm(board: Board, docker: Dockerd, *args: str) -> subprocess.CompletedProc
         capture_output=True, text=True, timeout=120, check=False,
         env={"DOCKER_HOST": f"unix://{docker.socket}", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
+
+
+def error_of(done: subprocess.CompletedProcess[str]) -> str:
+    """cobra's "Error: …", after keadm's klog step lines on the same stream."""
+    return done.stderr[done.stderr.index("Error: ") :]
 
 
 def journal(board: Board) -> str:
@@ -84,12 +94,13 @@ def test_defaults_mean_containerd_and_keadm_stops_without_it(
     # CRI for its image API before pulling anything (remote_image.go@v1.13.0).
     done = keadm(sim_board, dockerd_systemd, *base(cloudcore))
     assert done.returncode == 1
-    assert done.stderr == (
+    assert error_of(done) == (
         "Error: edge node join failed: unable to determine image API version: rpc error: code = "
         'Unavailable desc = connection error: desc = "transport: Error while dialing dial unix '
         '/run/containerd/containerd.sock: connect: no such file or directory"\n'
     )
-    assert "Pull Images" not in done.stdout
+    assert "Pull Images" not in done.stderr
+    assert "3. Create the necessary directories" in done.stderr
     # Step 3 already made the directories: the next join's preflight refuses them.
     assert sim_board.path("/etc/kubeedge/config").is_dir()
 
@@ -155,7 +166,11 @@ def test_wrong_token_times_out_like_keadm(
     assert "Error: edge node join failed: timed out waiting for the condition" in done.stderr
     assert "failed to validate CA certificate. tokenCAhash: " in journal(sim_board)
     # The tip comes before keadm's 300 s wait (join.go runEdgeCore): it proves nothing.
-    assert "KubeEdge edgecore is running, For logs visit" in done.stdout
+    assert re.search(
+        r"^I\d{4} [\d:.]+ +\d+ join\.go:432\] KubeEdge edgecore is running, For logs visit",
+        done.stderr,
+        re.M,
+    )
 
 
 @pytest.mark.parametrize(
@@ -173,8 +188,8 @@ def test_join_starts_edgecore_through_bash_and_sudo(
     done = keadm(sim_board, dockerd_systemd, *base(cloudcore), "--runtimetype=docker",
                  "--remote-runtime-endpoint=unix:///var/run/dockershim.sock", "--cgroupdriver=systemd")  # fmt: skip
     assert done.returncode == 1
-    assert done.stderr.startswith(
-        "Error: edge node join failed: start edgecore failed: failed to exec 'sudo systemctl "
+    assert error_of(done).startswith(
+        "Error: edge node join failed: start edgecore failed: failed to exec 'bash -c sudo systemctl "
         "daemon-reload && sudo systemctl enable edgecore && sudo systemctl start edgecore', "
     )
     assert says in done.stderr
@@ -192,7 +207,7 @@ def test_reset_on_a_board_with_the_clusters_kubeconfig_deletes_cloudcore(
     sim_board.symlink("/root/.kube/config", str(kubeconfig))
     done = keadm(sim_board, dockerd_systemd, "reset", "--force")
     assert (done.returncode, done.stdout) == (0, 'namespace "kubeedge" deleted\n')
-    assert "kubeedge" not in cluster.load(str(kubeconfig))["namespaces"]
+    assert "kubeedge" in cluster.load(str(kubeconfig))["terminating"]  # being deleted
 
 
 def test_mqtt_container_needs_port_9001_too(
@@ -246,3 +261,46 @@ def test_a_cgroup_mismatch_fails_before_dockershim_takes_the_socket(
                  what="edged's cgroup check")  # fmt: skip
     assert "Unlinked socket" not in journal(sim_board)
     assert path.stat().st_ino == inode
+
+
+def test_steps_are_klog_lines_numbered_as_they_run(
+    sim_board: Board, dockerd_systemd: Dockerd, cloudcore: CloudcoreSim
+) -> None:
+    # common/step.go@v1.13.0: klog.InfoDepth(2, "<n>. <text>"), n counting the steps run:
+    # without the MQTT step the later steps move up one.
+    done = keadm(sim_board, dockerd_systemd, *base(cloudcore), "--runtimetype=docker",
+                 "--remote-runtime-endpoint=unix:///var/run/dockershim.sock",
+                 "--cgroupdriver=systemd", "--with-mqtt=false")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    steps = re.findall(r"^I\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ (\S+)\] (\d+\. .*)$", done.stderr, re.M)
+    assert steps == [
+        ("join.go:75", "1. Check KubeEdge edgecore process status"),
+        ("join.go:84", "2. Check if the management directory is clean"),
+        ("join.go:177", "3. Create the necessary directories"),
+        ("image.go:38", "4. Pull Images"),
+        ("image.go:43", "5. Copy resources from the image to the management directory"),
+        ("join.go:188", "6. Generate systemd service file"),
+        ("join.go:200", "7. Generate EdgeCore default configuration"),
+        ("join.go:205", "8. Run EdgeCore daemon"),
+    ]
+    assert "Pulling kubeedge/pause:3.6 ...\n" in done.stdout  # fmt.Printf: stdout
+    # Nothing removes the bootstrap file: the join token stays in it (join.go@v1.13.0).
+    assert (
+        sim_board.path("/etc/kubeedge/bootstrap-edgecore.conf").read_text() == cloudcore.pki.token()
+    )
+
+
+def test_edgecore_takes_docker_from_its_unit_not_from_keadm(
+    sim_board: Board, dockerd_systemd: Dockerd, cloudcore: CloudcoreSim
+) -> None:
+    """keadm pulls through its own DOCKER_HOST; edgecore, started by systemd, gets the
+    unit's environment and no dockerEndpoint (libdocker/client.go@v1.13.0, FromEnv)."""
+    sim_board.path(DROPIN).unlink()
+    done = keadm(sim_board, dockerd_systemd, *base(cloudcore), "--runtimetype=docker",
+                 "--remote-runtime-endpoint=unix:///var/run/dockershim.sock", "--cgroupdriver=systemd")  # fmt: skip
+    assert done.returncode == 0, done.stderr  # certificates came first; keadm is content
+    wait_for(lambda: edgecore_dead(sim_board), timeout=20, what="edgecore to exit")
+    assert (
+        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
+        in journal(sim_board)
+    )

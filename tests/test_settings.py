@@ -90,6 +90,10 @@ def test_docker_host_follows_docker_host_env(
         ),
         ('docker_host = "tcp://10.0.0.1:2375"', "key 'docker_host': expected a unix socket"),
         (
+            "join_timeout_s = 120",
+            "key 'join_timeout_s': must be at least 330 s: keadm itself waits up to 300 s",
+        ),
+        (
             "clock_warn_s = 60\nclock_fail_s = 30",
             "clock_warn_s (60) must be below clock_fail_s (30)",
         ),

@@ -30,6 +30,8 @@ class CgroupFacts:
 class ImageFacts:
     wanted: tuple[str, ...]
     missing: tuple[str, ...]
+    # (pulled name, name edgecore asks for) when the second is still missing
+    untagged_sandbox: tuple[str, str] | None = None
 
 
 @dataclass

@@ -7,7 +7,7 @@ import asyncio
 from agent.checks.context import CheckContext
 from agent.checks.facts import ImageFacts
 from agent.checks.registry import Outcome, check, failed, passed, warned
-from kedge.kubeedge import ARCH_BY_MACHINE, join_images
+from kedge.kubeedge import ARCH_BY_MACHINE, join_images, sandbox_alias
 
 
 @check(
@@ -20,7 +20,9 @@ async def images(ctx: CheckContext) -> Outcome:
     wanted = join_images(ctx.settings.kubeedge_version, ctx.settings.image_repository)
     arches = await asyncio.gather(*(ctx.docker.image_architecture(ref) for ref in wanted))
     missing = [ref for ref, arch in zip(wanted, arches, strict=True) if arch is None]
-    ctx.facts.images = ImageFacts(tuple(wanted), tuple(missing))
+    alias = sandbox_alias(ctx.settings.image_repository)
+    untagged = alias if alias and not await ctx.docker.image_exists(alias[1]) else None
+    ctx.facts.images = ImageFacts(tuple(wanted), tuple(missing), untagged)
     details: dict[str, object] = {"images": wanted, "missing": missing}
     # keadm copies edgecore out of the installation image by running it and ignores the
     # copy's exit status (util/image.go@v1.13.0, CopyResources): an image for another
@@ -42,6 +44,16 @@ async def images(ctx: CheckContext) -> Outcome:
         return warned(
             f"{len(missing)} of {len(wanted)} images missing: {', '.join(missing)}",
             f"Pre-pull them (keadm join would pull them over a possibly slow link):\n{pulls}",
+            **details,
+        )
+    if untagged:
+        pulled, asked = untagged
+        return warned(
+            f"{asked} is missing: edgecore asks docker for its pod sandbox image by that name "
+            "whatever image_repository says, and would pull it from Docker Hub at the first pod",
+            f"kedge-agent fix --only images tags {pulled} as {asked} "
+            f"(by hand: docker tag {pulled} {asked}).",
+            sandbox_image=asked,
             **details,
         )
     return passed(f"all {len(wanted)} images present", **details)

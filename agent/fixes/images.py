@@ -9,7 +9,7 @@ from typing import Any
 from agent.diagnose import recognise
 from agent.fixes.base import CannotFix, FixContext, fixes
 from kedge.errors import DockerError, DockerUnavailable
-from kedge.kubeedge import join_images
+from kedge.kubeedge import join_images, sandbox_alias
 from kedge.wire import CheckResult
 
 
@@ -127,3 +127,13 @@ async def fix_images(fx: FixContext, result: CheckResult) -> None:
                 break
     if failures:
         raise CannotFix("; ".join(str(f) for f in failures), failures[0].remedy)
+    alias = sandbox_alias(fx.settings.image_repository)
+    if alias and (fx.dry_run or not await fx.docker.image_exists(alias[1])):
+        pulled, asked = alias
+        fx.change("tag", asked, f"as {pulled}: the name edgecore asks for")
+        if not fx.dry_run:
+            try:
+                await fx.docker.tag(pulled, asked)
+            except DockerError as exc:
+                raise CannotFix(f"cannot tag {pulled} as {asked}: {exc}",
+                                f"docker tag {pulled} {asked}") from exc  # fmt: skip

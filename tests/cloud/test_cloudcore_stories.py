@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from tests.harness.wait import wait_for
 from tests.kubeedge_sim import sim
 
 pytestmark = pytest.mark.netns
+RELEASE_V1 = "kubeedge/sh.helm.release.v1.cloudcore.v1"
 MASTER_TAINTS = "node-role.kubernetes.io/control-plane, node-role.kubernetes.io/master"
 
 
@@ -25,7 +28,7 @@ MASTER_TAINTS = "node-role.kubernetes.io/control-plane, node-role.kubernetes.io/
 def cloud(tmp_path: Path) -> Iterator[Master]:
     with master(tmp_path) as m:
         m.root.write(
-            "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.13.0", "init_wait_s": 1})
+            "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.13.0", "init_wait_s": 5})
         )
         yield m.start()
 
@@ -206,6 +209,7 @@ def test_a_killed_service_leaves_no_keadm_and_reports_the_job_interrupted(cloud:
     status, first = cloud.call("POST", "/api/v1/cloudcore", {"advertise_address": [MASTER_IP]})
     assert status == 202
     wait_for(_keadm_init_running, timeout=30, what="keadm init waiting for the pod")
+    wait_for(lambda: RELEASE_V1 in cloud.cluster()["secrets"], timeout=30, what="helm's record")
     assert cloud.proc is not None
     cloud.proc.send_signal(signal.SIGKILL)
     cloud.proc.wait(30)
@@ -216,11 +220,21 @@ def test_a_killed_service_leaves_no_keadm_and_reports_the_job_interrupted(cloud:
     assert job["error"]["message"].startswith("the service stopped or was killed")
     cloud.edit_cluster(nodes=[untainted])
     cloud.root.write(
-        "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.13.0", "init_wait_s": 1})
+        "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.13.0", "init_wait_s": 5})
     )
+    # The killed keadm left Helm's record pending-install: Helm would refuse every
+    # later init ("another operation … is in progress"); kedge clears it first.
+    assert cloud.cluster()["secrets"][RELEASE_V1]["labels"]["status"] == "pending-install"
     status, again = cloud.call("POST", "/api/v1/cloudcore", {"advertise_address": [MASTER_IP]})
     assert status == 202, again
-    assert cloud.wait_job(again["job"]["id"])["state"] == "succeeded"
+    done = cloud.wait_job(again["job"]["id"])
+    assert done["state"] == "succeeded", done
+    logged = "\n".join(entry["line"] for entry in done["lines"])
+    assert (
+        "revision 1 of Helm release cloudcore was left pending-install by a keadm init that did not "
+        "finish, and Helm would refuse every later init: deleted its record, Secret "
+        "kubeedge/sh.helm.release.v1.cloudcore.v1"
+    ) in logged
 
 
 def _served_addresses(address: str) -> list[str]:
@@ -288,3 +302,73 @@ def _port_open(address: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def keadm_on_master(cloud: Master, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(cloud.root.path("/usr/local/bin/keadm")), *args, f"--kube-config={cloud.kubeconfig}"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+def test_init_right_after_a_reset_waits_for_the_namespace_to_go(cloud: Master) -> None:
+    """A namespace being deleted refuses Helm's release record ("… because it is being
+    terminated"): kedge waits for it to go before running keadm init."""
+    assert cloud.cli("init", "--advertise-address", MASTER_IP).returncode == 0
+    cloud.edit_cluster(termination_s=3.0)
+    assert keadm_on_master(cloud, "reset", "--force").returncode == 0  # by hand, not through kedge
+    out = cloud.cli("init", "--advertise-address", MASTER_IP)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "waiting for namespace kubeedge to finish terminating" in out.stdout
+    assert "namespace kubeedge is gone" in out.stdout
+
+
+def test_a_master_without_room_for_cloudcore_is_refused_before_keadm(cloud: Master) -> None:
+    node = cloud.cluster()["nodes"][0]
+    node["allocatable"]["memory"] = "400Mi"
+    cloud.edit_cluster(nodes=[node])
+    status, body = cloud.call("POST", "/api/v1/cloudcore", {"advertise_address": [MASTER_IP]})
+    assert (status, body["error"]["message"]) == (
+        422,
+        "no node has room for cloudcore's pod: the chart requests 100m CPU and 512Mi memory, and "
+        "the nodes it may run on have allocatable master: 2 CPU, 400Mi memory. Free memory on the "
+        "master (or give it more), or add a node",
+    )
+    assert "kubeedge" not in cloud.cluster()["namespaces"]
+
+
+def test_a_slow_first_pull_outlasts_keadms_wait_and_init_still_succeeds(cloud: Master) -> None:
+    cloud.edit_cluster(image_pull_s=8.0)  # keadm's Helm wait is 5 s here (60 s for real)
+    out = cloud.cli("init", "--advertise-address", MASTER_IP)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (
+        "keadm's Helm wait (60 s from the install) ended while the kubelet was still pulling"
+        in out.stdout
+    )
+    assert cloud.call("GET", "/api/v1/cloudcore")[1]["available"] is True
+
+
+def test_a_crash_looping_cloudcore_is_named_with_its_last_words(
+    cloud: Master, tmp_path: Path
+) -> None:
+    """cloudcore's pod uses the host's network: with cloudhub's port taken it exits at
+    once and the kubelet restarts it (CrashLoopBackOff); keadm says only "timed out"."""
+    with cloud.ns.listener(10000, tmp_path, host=MASTER_IP):
+        out = cloud.cli("init", "--advertise-address", MASTER_IP)
+    assert out.returncode == 1
+    last = out.stdout.rstrip().splitlines()[-1]
+    assert re.fullmatch(
+        r"✗ keadm init failed \(exit 1\): cloudcore's pod keeps exiting \(CrashLoopBackOff, exit 1, "
+        rf"\d+ restarts\); its last words: F\d{{4}} [\d:]+ server\.go:77\] listen tcp {MASTER_IP}:10000: "
+        "bind: address already in use",
+        last,
+    ), last
+
+
+def test_a_token_asked_for_right_after_install_waits_for_cloudcore_to_make_it(
+    cloud: Master,
+) -> None:
+    cloud.edit_cluster(token_delay_s=3.0)
+    assert cloud.cli("init", "--advertise-address", MASTER_IP).returncode == 0
+    assert "kubeedge/tokensecret" not in cloud.cluster()["secrets"]  # the race, as on a real master
+    out = cloud.cli("token")
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.strip().split(".")) == 4

@@ -111,7 +111,9 @@ class Board:
         self, version: str = "v1.13.0", platform: str = "linux/amd64", cert_wait_s: float = 5
     ) -> None:
         self.install_sim("keadm", "tests.kubeedge_sim.keadm")
-        state = {"version": version, "platform": platform, "cert_wait_s": cert_wait_s}
+        # keadm polls every 10 s of its 300 s wait: the same ratio, scaled down.
+        state = {"version": version, "platform": platform, "cert_wait_s": cert_wait_s,
+                 "poll_s": cert_wait_s / 30}  # fmt: skip
         self.write("/var/lib/kedge-sim/keadm.json", json.dumps(state))
 
     def install_systemd(self) -> None:

@@ -16,7 +16,7 @@ from tests.harness.wait import wait_for
 LISTENER = """
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", int(sys.argv[1])))
+s.bind((sys.argv[2], int(sys.argv[1])))
 s.listen()
 print("listening", flush=True)
 time.sleep(600)
@@ -38,10 +38,10 @@ class Netns:
         )
 
     @contextmanager
-    def listener(self, port: int, workdir: Path) -> Iterator[int]:
-        """A python process listening on 127.0.0.1:port inside the namespace."""
+    def listener(self, port: int, workdir: Path, host: str = "127.0.0.1") -> Iterator[int]:
+        """A python process listening on host:port inside the namespace."""
         log = workdir / f"listener-{port}.log"
-        proc = spawn(self.argv(sys.executable, "-c", LISTENER, str(port)), log)
+        proc = spawn(self.argv(sys.executable, "-c", LISTENER, str(port), host), log)
         try:
             wait_for(lambda: "listening" in log.read_text(), timeout=20, what=f"listener on {port}")
             yield proc.pid

@@ -1,5 +1,5 @@
 """The cloudcore pod of the simulated cluster, as a process: started when the scheduler
-places the Deployment (cluster.ensure_pod), named `cloudcore` (hostNetwork: `pidof
+places the Deployment (cluster.reconcile), named `cloudcore` (hostNetwork: `pidof
 cloudcore` on the master sees it, as keadm init's preflight does), serving cloudhub's
 ports 10000 and 10002 on every advertise address with the CA from casecret. An edge
 node becomes a Node when it connects to cloudhub's websocket (10000), as edgecontroller
@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import os
 import signal
 import sys
+import time
 
 from tests.kubeedge_sim import cluster
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
@@ -51,10 +53,29 @@ def main(argv: list[str]) -> int:
                 stack.enter_context(CloudcoreSim(pki, host=address, websocket_port=WEBSOCKET_PORT,
                                                  cert_port=CERT_PORT, on_registered=register))  # fmt: skip
             except OSError as exc:
-                print(f"cloudcore: listen on {address}: {exc.strerror}", flush=True)
+                # cloudhub's listener fails and cloudcore exits: the kubelet restarts it
+                # (CrashLoopBackOff); `kubectl logs --previous` shows this line.
+                print(f"F{time.strftime('%m%d %H:%M:%S')} server.go:77] listen "
+                      f"tcp {address}:{WEBSOCKET_PORT}: bind: {(exc.strerror or str(exc)).lower()}", flush=True)  # fmt: skip
+                with cluster.update(kubeconfig) as state:
+                    state["deployments"]["kubeedge/cloudcore"]["exit"] = {
+                        "exitCode": 1,
+                        "reason": "Error",
+                    }
                 return 1
         print(f"cloudcore: serving on {', '.join(advertise)}", flush=True)
-        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+        with cluster.update(kubeconfig) as state:
+            state["deployments"]["kubeedge/cloudcore"]["ready_pid"] = os.getpid()
+            delay = float(state["token_delay_s"])
+        # cloudhub's token manager creates tokensecret a moment after the start, and
+        # makes a new token at every start (httpserver/signcerts.go@v1.13.0): a token
+        # asked for as soon as the Deployment is Available may not be there yet.
+        if not signal.sigtimedwait({signal.SIGTERM, signal.SIGINT}, delay):
+            with cluster.update(kubeconfig) as state:
+                state["secrets"]["kubeedge/tokensecret"] = {
+                    "tokendata": base64.b64encode(pki.token().encode()).decode()
+                }
+            signal.sigwait({signal.SIGTERM, signal.SIGINT})
     return 0
 
 

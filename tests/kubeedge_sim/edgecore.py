@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.harness.dockerd import api
-from tests.kubeedge_sim import sim
+from tests.kubeedge_sim import klog, sim
 
 CONFIG = "etc/kubeedge/config/edgecore.yaml"
 CA = "etc/kubeedge/ca/rootCA.crt"
@@ -39,8 +40,7 @@ KEY = "etc/kubeedge/certs/server.key"
 
 
 def log(level: str, where: str, msg: str) -> None:
-    now = datetime.now(UTC)
-    print(f"{level}{now:%m%d %H:%M:%S.%f} {os.getpid():>7} {where}] {msg}", flush=True)
+    klog.line(level, where, msg)
 
 
 def fatal(where: str, msg: str) -> int:
@@ -51,6 +51,40 @@ def fatal(where: str, msg: str) -> int:
 def value(cfg: str, key: str) -> str:
     found = re.search(rf"^\s*{key}:\s*(.*)$", cfg, re.M)
     return found[1].strip().strip('"') if found else ""
+
+
+@dataclass(frozen=True)
+class DockerEndpoint:
+    url: str
+    path: str  # where the socket is on this machine
+
+
+def docker_endpoint(board: Path, cfg: str) -> DockerEndpoint:
+    """dockershim's docker: edged's dockerEndpoint if set (edge/pkg/edged/config/config.go
+    line 198), else the client's FromEnv — DOCKER_HOST in edgecore's own environment,
+    which systemd gives it, else unix:///var/run/docker.sock (libdocker/client.go,
+    getDockerClient). The standard socket is the board's, below its root; a DOCKER_HOST
+    names a socket on this machine (the test's dockerd)."""
+    url = value(cfg, "dockerEndpoint") or os.environ.get("DOCKER_HOST", "")
+    if url:
+        return DockerEndpoint(url, url.removeprefix("unix://"))
+    return DockerEndpoint("unix:///var/run/docker.sock", str(board / "var/run/docker.sock"))
+
+
+def cgroups_not_mounted(board: Path) -> list[str]:
+    """The v1 controllers kubelet requires (cpu, cpuacct, cpuset, memory) that the board
+    has disabled, from its /proc/cgroups (a disabled controller is not mounted). On the
+    unified hierarchy kubelet 1.23 skips this check."""
+    if (board / "sys/fs/cgroup/cgroup.controllers").exists():
+        return []
+    try:
+        table = (board / "proc/cgroups").read_text()
+    except FileNotFoundError:
+        return []
+    enabled = {
+        f[0]: f[3] == "1" for f in (line.split() for line in table.splitlines()) if len(f) >= 4
+    }
+    return [c for c in ("cpu", "cpuacct", "cpuset", "memory") if enabled.get(c) is False]
 
 
 def bootstrap_certs(root: Path, cfg: str) -> str | None:
@@ -240,16 +274,18 @@ def main(argv: list[str], root: str) -> int:
         # different cgroup driver (docker_service.go line 277), then
         # dockerremote.NewDockerServer(remoteRuntimeEndpoint, ds) (line 65), whose Start
         # removes whatever is at the endpoint and serves CRI there.
-        docker_sock = value(cfg, "dockerEndpoint").removeprefix("unix://")
+        docker = docker_endpoint(board, cfg)
         try:
-            status, body = api(docker_sock, "GET", "/info", timeout=10)
+            status, body = api(docker.path, "GET", "/info", timeout=10)
             docker_driver = (
                 json.loads(body).get("CgroupDriver", "cgroupfs") if status == 200 else None
             )
-        except OSError as exc:
+        except OSError:
+            # The docker client's ErrorConnectionFailed, inside kubelet's wrapping.
             return fatal(
                 "edged.go:249",
-                f"Start edged failed, err: failed to run Kubelet: failed to create kubelet: {exc}",
+                "Start edged failed, err: failed to run Kubelet: failed to create kubelet: "
+                f"Cannot connect to the Docker daemon at {docker.url}. Is the docker daemon running?",
             )
         driver = value(cfg, "cgroupDriver") or "cgroupfs"
         if docker_driver and driver != docker_driver:
@@ -277,6 +313,16 @@ def main(argv: list[str], root: str) -> int:
                 'no such file or directory"',
             )
     log("I", "edged.go:278", "Starting edged...")
+    missing = cgroups_not_mounted(board)
+    if missing:
+        # vendor/k8s.io/kubernetes/pkg/kubelet/cm/container_manager_linux.go@v1.13.0,
+        # validateSystemRequirements() line 195 (cgroup v1 only), reported by kubelet.go
+        # line 1307 — klog.ErrorS(err, "Failed to start ContainerManager"); os.Exit(1).
+        return fatal(
+            "kubelet.go:1307",
+            f'"Failed to start ContainerManager" err="system validation failed - Following Cgroup '
+            f'subsystem not mounted: [{" ".join(missing)}]"',
+        )
     if faults.get("edgecore_crash_after_certs"):
         time.sleep(0.3)  # edged's start-up, then a crash: systemd restarts it after RestartSec
         return fatal("edged.go:249", faults["edgecore_crash_after_certs"])

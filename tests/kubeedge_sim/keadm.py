@@ -12,6 +12,8 @@ simulated systemctl, and the certificate wait is `cert_wait_s` (300 s in keadm).
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import os
 import random
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.dockerd import api
-from tests.kubeedge_sim import keadm_cloud, sim, systemctl
+from tests.kubeedge_sim import keadm_cloud, klog, sim, systemctl
 from tests.kubeedge_sim.cobra import CobraError, Flag, parse
 
 GIT_COMMITS = {"v1.13.0": "ee357a0d5e4b1c9e8a1c5c4f0d3c9b0b7a0d8e0f"}
@@ -81,7 +83,6 @@ modules:
       server: {cloudcore}
   edged:
     containerRuntime: {runtime}
-    dockerEndpoint: {docker}
     hostnameOverride: {node}
     nodeLabels: {labels}
     podSandboxImage: kubeedge/pause:3.6
@@ -107,6 +108,7 @@ def _state(root: Path) -> dict[str, Any]:
         "version": "v1.13.0",
         "platform": "linux/amd64",
         "cert_wait_s": 300,
+        "poll_s": 10,
         **sim.load(root, "keadm"),
     }
 
@@ -126,10 +128,6 @@ def on_path(root: Path, program: str) -> Path | None:
         if (root / d / program).exists():
             return root / d / program
     return None
-
-
-def step(n: int, text: str) -> None:
-    print(f"[{n}/9] {text}", flush=True)
 
 
 def docker_socket() -> str:
@@ -188,17 +186,18 @@ def cmd_join(args: list[str], root: Path) -> int:
     if not opts["cloudcore-ipport"]:
         return fail('required flag(s) "cloudcore-ipport" not set')
     state = _state(root)
+    steps = klog.Steps()
     version = opts["kubeedge-version"] or state["version"]
     if not version.startswith("v"):
         version = "v" + version
-    step(1, "Check KubeEdge edgecore process status")
+    steps.printf("join.go:75", "Check KubeEdge edgecore process status")
     if sim.programs_running("edgecore"):
         return fail("EdgeCore is already running on this node, please run reset to clean up first")
-    step(2, "Check if the management directory is clean")
+    steps.printf("join.go:84", "Check if the management directory is clean")
     etc = root / "etc/kubeedge"
     if etc.is_dir() and any(etc.iterdir()):
         return fail("the management directory /etc/kubeedge/ is not clean, please remove it first")
-    step(3, "Create the necessary directories")
+    steps.printf("join.go:177", "Create the necessary directories")
     for d in ("etc/kubeedge", "etc/kubeedge/config", "var/log/kubeedge", "var/lib/kubeedge"):
         (root / d).mkdir(parents=True, exist_ok=True)
     if opts["runtimetype"] == "remote":
@@ -213,7 +212,7 @@ def cmd_join(args: list[str], root: Path) -> int:
                 'Unavailable desc = connection error: desc = "transport: Error while dialing dial unix '
                 f'{endpoint}: connect: no such file or directory"'
             )
-    step(4, "Pull Images")
+    steps.printf("image.go:38", "Pull Images")
     sock = docker_socket()
     installation, mosquitto, _ = _images(version, opts["image-repository"])
     # pkg/image/image.go@v1.13.0, Set.List(): `for _, v := range s` over a Go map, so
@@ -229,7 +228,7 @@ def cmd_join(args: list[str], root: Path) -> int:
         )
     except JoinError as exc:
         return fail(str(exc))
-    step(5, "Copy resources from the image to the management directory")
+    steps.printf("image.go:43", "Copy resources from the image to the management directory")
     # util/image.go@v1.13.0, CopyResources(): ContainerCreate from the installation
     # image (an image missing because its pull broke mid-stream fails here, with the
     # daemon's "No such image"); the copy's own exit status is never looked at.
@@ -258,7 +257,7 @@ def cmd_join(args: list[str], root: Path) -> int:
         )
         edgecore.chmod(0o755)
     if opts["with-mqtt"]:
-        step(6, "Start the default mqtt service")
+        steps.printf("image.go:52", "Start the default mqtt service")
         (root / "var/lib/kubeedge/mqtt/config").mkdir(parents=True, exist_ok=True)
         (root / "var/lib/kubeedge/mqtt/config/mosquitto.conf").write_text(
             "listener 1883\nallow_anonymous true\n"
@@ -282,14 +281,14 @@ def cmd_join(args: list[str], root: Path) -> int:
                     f"programming external connectivity on endpoint mqtt ({cid}): Error starting userland "
                     f"proxy: listen tcp4 0.0.0.0:{port}: bind: address already in use"
                 )
-    step(7, "Generate systemd service file")
+    steps.printf("join.go:188", "Generate systemd service file")
     unit_dir = root / "etc/systemd/system"
     if not unit_dir.is_dir():
         return fail(
             "edge node join failed: open /etc/systemd/system/edgecore.service: no such file or directory"
         )
     (unit_dir / "edgecore.service").write_text(UNIT)
-    step(8, "Generate EdgeCore default configuration")
+    steps.printf("join.go:200", "Generate EdgeCore default configuration")
     host, _, _ = opts["cloudcore-ipport"].rpartition(":")
     hostname = (
         (root / "etc/hostname").read_text().strip()
@@ -307,32 +306,45 @@ def cmd_join(args: list[str], root: Path) -> int:
     token = opts["token"]
     (root / "etc/kubeedge/bootstrap-edgecore.conf").write_text(token)
     (root / "etc/kubeedge/bootstrap-edgecore.conf").chmod(0o640)
+    # join.go@v1.13.0 lines 282-300 set the runtime type, cgroup driver and runtime
+    # endpoints, never dockerEndpoint: it stays empty and `omitempty` drops it.
     (root / "etc/kubeedge/config/edgecore.yaml").write_text(EDGECORE_YAML.format(
         host=host, certport=opts["certport"] or "10002", token=json.dumps(token), cloudcore=opts["cloudcore-ipport"],
-        runtime=opts["runtimetype"], docker=f"unix://{sock}", node=node, labels=json.dumps(labels),
+        runtime=opts["runtimetype"], node=node, labels=json.dumps(labels),
         endpoint=opts["remote-runtime-endpoint"], cgroupdriver=opts["cgroupdriver"],
     ))  # fmt: skip
-    step(9, "Run EdgeCore daemon")
+    steps.printf("join.go:205", "Run EdgeCore daemon")
     # edge/join.go@v1.13.0, runEdgeCore() (lines 412-432) and util/exec.go (line 22):
     #   binExec = fmt.Sprintf("sudo systemctl daemon-reload && sudo systemctl enable %s && sudo systemctl start %s", ...)
     #   cmd := util.NewCommand(binExec)        // exec.Command("bash", "-c", command)
     #   ... klog.Infoln(tip)                   // the tip comes before the 300 s wait
     # and join.go line 208: return fmt.Errorf("start edgecore failed: %v", err)
     command = "sudo systemctl daemon-reload && sudo systemctl enable edgecore && sudo systemctl start edgecore"
-    exec_failed = f"edge node join failed: start edgecore failed: failed to exec '{command}', err: "
+    # util/exec.go Exec(): "failed to exec '<Args joined>'", then ", err: <stderr>" for an
+    # exit status, then ", err: <error>"; stdout and stderr are captured, not shown.
+    exec_failed = (
+        f"edge node join failed: start edgecore failed: failed to exec 'bash -c {command}', err: "
+    )
     if on_path(root, "bash") is None:
         return fail(exec_failed + 'exec: "bash": executable file not found in $PATH')
     if on_path(root, "sudo") is None:
         return fail(exec_failed + "bash: line 1: sudo: command not found\n, err: exit status 127")
+    captured, errors = io.StringIO(), io.StringIO()
     for argv in (["daemon-reload"], ["enable", "edgecore"], ["start", "edgecore"]):
-        rc = systemctl.main(argv, str(root))
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(errors):
+            rc = systemctl.main(argv, str(root))
         if rc != 0:
-            return fail(exec_failed + f"Job for edgecore.service failed.\n, err: exit status {rc}")
-    print(
+            return fail(exec_failed + f"{errors.getvalue()}, err: exit status {rc}")
+    klog.line("I", "join.go:431", captured.getvalue().removesuffix("\n"))
+    klog.line(
+        "I",
+        "join.go:432",
         "KubeEdge edgecore is running, For logs visit: journalctl -u edgecore.service -xe",
-        flush=True,
     )
-    deadline = time.monotonic() + float(state["cert_wait_s"])
+    # join.go lines 214-221: wait.Poll(10*time.Second, 300*time.Second, …) — the first
+    # look comes one interval after the start; nothing removes bootstrap-edgecore.conf
+    # (the token stays in it; edgecore only clears the token in edgecore.yaml).
+    poll_s, deadline = float(state["poll_s"]), time.monotonic() + float(state["cert_wait_s"])
     wanted = [
         root / p
         for p in (
@@ -341,12 +353,12 @@ def cmd_join(args: list[str], root: Path) -> int:
             "etc/kubeedge/certs/server.key",
         )
     ]
-    while not all(p.exists() for p in wanted):
-        if time.monotonic() > deadline:
-            (root / "etc/kubeedge/bootstrap-edgecore.conf").unlink(missing_ok=True)
+    while True:
+        time.sleep(poll_s)  # keadm's own poll interval, the thing modelled
+        if all(p.exists() for p in wanted):
+            break
+        if time.monotonic() >= deadline:
             return fail("edge node join failed: timed out waiting for the condition")
-        time.sleep(0.1)  # keadm polls every 10 s
-    (root / "etc/kubeedge/bootstrap-edgecore.conf").unlink(missing_ok=True)
     return 0
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.kubeedge_sim import cluster, sim
+from tests.kubeedge_sim import cluster, helm, sim
 from tests.kubeedge_sim.cobra import Flag, parse
 
 INIT_FLAGS = [
@@ -85,30 +85,65 @@ def cmd_init(args: list[str], root: Path) -> int:
     if opts["dry-run"]:
         print(f"dry run: would install cloudcore {tag} advertising {advertise}")
         return 0
-    upgrade = "kubeedge/cloudcore" in data["deployments"]
-    if "kubeedge" not in data["namespaces"]:
-        data["namespaces"].append("kubeedge")
-    cluster.stop_pod(data)  # helm upgrade rolls the pod
-    data["deployments"]["kubeedge/cloudcore"] = {
-        "image": f"kubeedge/cloudcore:{tag}", "tolerations": tolerations_from(sets), "advertiseAddress": advertise,
-        "node": None, "phase": "Pending", "available": False,
-    }  # fmt: skip
-    started = cluster.start_cloudcore(data)
-    cluster.save(kubeconfig, data)
-    cluster.ensure_pod(kubeconfig)
-    print(f'Release "cloudcore" has been {"upgraded" if upgrade else "installed"}.')
-    if opts["force"]:
-        return 0  # --force: no wait for the pod
-    if not started:
-        time.sleep(min(float(sim.load(root, "keadm").get("init_wait_s", 60)), 600))  # helm's --wait
-        return fail("timed out waiting for the condition")
-    print("CloudCore started")
+    cluster.reconcile(kubeconfig)
+    with cluster.update(kubeconfig) as data:
+        release = helm.last(data, "kubeedge", "cloudcore")
+        version = int(release["version"]) + 1 if release else 1
+        if release is not None and release["status"] in helm.PENDING:
+            refused = helm.ERR_PENDING
+        elif "kubeedge" in data["terminating"]:
+            # install.go line 340: the release record is a Secret in the namespace
+            # (storage/driver/secrets.go line 164: errors.Wrap(err, "create: failed to create")).
+            refused = (
+                f'create: failed to create: secrets "sh.helm.release.v1.cloudcore.v{version}" is '
+                "forbidden: unable to create new content in namespace kubeedge because it is being terminated"
+            )
+        else:
+            refused = ""
+            if "kubeedge" not in data["namespaces"]:
+                data["namespaces"].append("kubeedge")
+            helm.record(data, "kubeedge", "cloudcore", version,
+                        "pending-upgrade" if release else "pending-install")  # fmt: skip
+            cluster.stop_pod(data)  # a new pod template rolls the pod
+            data["deployments"]["kubeedge/cloudcore"] = {
+                "image": f"kubeedge/cloudcore:{tag}", "tolerations": tolerations_from(sets),
+                "advertiseAddress": advertise, "node": None, "phase": "Pending", "available": False,
+            }  # fmt: skip
+            cluster.start_cloudcore(data)
+    if refused:
+        return fail(refused)
+    cluster.reconcile(kubeconfig)
+    # installer.go@v1.13.0 lines 299-305, 318-323: Wait with DefaultHelmTimeout (60 s)
+    # unless --force; the record says pending until the wait ends. Killed here, it stays so.
+    deadline = time.monotonic() + (
+        0 if opts["force"] else min(float(sim.load(root, "keadm").get("init_wait_s", 60)), 600)
+    )
+    while not cluster.ready(cluster.load(kubeconfig)["deployments"]["kubeedge/cloudcore"]):
+        if opts["force"]:
+            break
+        if time.monotonic() >= deadline:
+            with cluster.update(kubeconfig) as data:
+                helm.finish(data, "kubeedge", "cloudcore", version, ok=False)
+            return fail("timed out waiting for the condition")
+        time.sleep(0.1)  # helm's readiness poll (every 2 s in helm)
+        cluster.reconcile(kubeconfig)
+    with cluster.update(kubeconfig) as data:
+        helm.finish(data, "kubeedge", "cloudcore", version, ok=True)
+    # installer.go lines 140-152
+    print("CLOUDCORE started")
+    print("=========CHART DETAILS=======")
+    print("NAME: cloudcore")
+    print(f"LAST DEPLOYED: {time.strftime('%a %b %e %H:%M:%S %Y')}")
+    print("NAMESPACE: kubeedge")
+    print("STATUS: deployed")
+    print(f"REVISION: {version}")
     return 0
 
 
 def cmd_gettoken(args: list[str], root: Path) -> int:
     opts = parse(GETTOKEN_FLAGS, args)
     try:
+        cluster.reconcile(opts["kube-config"])
         data = cluster.load(opts["kube-config"])
     except FileNotFoundError:
         return fail(
@@ -133,7 +168,8 @@ def reset_cloud(kubeconfig: str) -> bool:
     if not any(k.startswith("kubeedge/") for k in data["deployments"]):
         return False
     cluster.stop_pod(data)
-    data["namespaces"] = [n for n in data["namespaces"] if n != "kubeedge"]
+    # The namespace stays, Terminating, until the namespace controller has emptied it.
+    data["terminating"]["kubeedge"] = time.time() + float(data["termination_s"])
     for table in ("deployments", "secrets"):
         data[table] = {k: v for k, v in data[table].items() if not k.startswith("kubeedge/")}
     cluster.save(kubeconfig, data)

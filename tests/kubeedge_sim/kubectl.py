@@ -17,20 +17,44 @@ def _not_found(kind: str, name: str) -> int:
 
 def _node(n: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": {"name": n["name"], "labels": n.get("labels", {})}, "spec": {"taints": n.get("taints", [])},
-            "status": {"addresses": [{"type": "InternalIP", "address": n.get("ip", "")}]}}  # fmt: skip
+            "status": {"addresses": [{"type": "InternalIP", "address": n.get("ip", "")}],
+                       "allocatable": n.get("allocatable", {})}}  # fmt: skip
 
 
 def _deployment(d: dict[str, Any]) -> dict[str, Any]:
+    up = cluster.ready(d)
     return {
         "metadata": {"name": "cloudcore", "namespace": "kubeedge"},
         "spec": {"template": {"spec": {"tolerations": d["tolerations"], "hostNetwork": True,
                                        "containers": [{"name": "cloudcore", "image": d["image"]}]}}},
-        "status": {"availableReplicas": 1 if d["available"] else 0,
-                   "conditions": [{"type": "Available", "status": "True" if d["available"] else "False"}]},
+        "status": {"availableReplicas": 1 if up else 0,
+                   "conditions": [{"type": "Available", "status": "True" if up else "False"}]},
     }  # fmt: skip
 
 
-VALUED = ("--kubeconfig", "-n", "--namespace", "-o", "--output", "-p", "--patch", "--type")
+def _pod(d: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The pod's phase and its container's state, the way the kubelet reports them: a
+    container that keeps exiting waits in CrashLoopBackOff with its last termination."""
+    status: dict[str, Any] = {"phase": d["phase"]}
+    if d.get("pulling_until"):
+        waiting = {"reason": "ContainerCreating"}
+        status["containerStatuses"] = [{"name": "cloudcore", "ready": False, "restartCount": 0,
+                                        "state": {"waiting": waiting}}]  # fmt: skip
+    elif d.get("available"):
+        crashed = d.get("exit") if not cluster.ready(d) else None
+        state = ({"waiting": {"reason": "CrashLoopBackOff",
+                              "message": "back-off 10s restarting failed container=cloudcore"}}
+                 if crashed else {"running": {}})  # fmt: skip
+        status["containerStatuses"] = [{
+            "name": "cloudcore", "ready": cluster.ready(d), "restartCount": d.get("restarts", 0),
+            "state": state, "lastState": {"terminated": crashed} if crashed else {},
+        }]  # fmt: skip
+    return {"metadata": {"name": "cloudcore-5876c76687-9xkqm", "namespace": namespace},
+            "spec": {"nodeName": d["node"]} if d["node"] else {}, "status": status}  # fmt: skip
+
+
+VALUED = ("--kubeconfig", "-n", "--namespace", "-o", "--output", "-p", "--patch", "--type", "-l",
+          "--selector", "--tail")  # fmt: skip
 
 
 def _split(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -57,6 +81,7 @@ def main(argv: list[str], root: str) -> int:
     namespace = flags.get("-n") or flags.get("--namespace") or "default"
     patch = flags.get("-p") or flags.get("--patch")
     try:
+        cluster.reconcile(kubeconfig)
         data = cluster.load(kubeconfig)
     except FileNotFoundError:
         sys.stderr.write(f"error: stat {kubeconfig}: no such file or directory\n")
@@ -73,7 +98,8 @@ def main(argv: list[str], root: str) -> int:
         name = words[2]
         if name not in data["namespaces"]:
             return _not_found("namespaces", name)
-        print(json.dumps({"metadata": {"name": name}, "status": {"phase": "Active"}}))
+        phase = "Terminating" if name in data["terminating"] else "Active"
+        print(json.dumps({"metadata": {"name": name}, "status": {"phase": phase}}))
         return 0
     if words[:2] in (["get", "deployment"], ["get", "deploy"]):
         d = data["deployments"].get(f"{namespace}/{words[2]}")
@@ -83,10 +109,26 @@ def main(argv: list[str], root: str) -> int:
         return 0
     if words[:2] in (["get", "pods"], ["get", "pod"]):
         d = data["deployments"].get(f"{namespace}/cloudcore")
-        pods = [] if d is None else [{"metadata": {"name": "cloudcore-5876c76687-9xkqm", "namespace": namespace},
-                                      "spec": {"nodeName": d["node"]} if d["node"] else {},
-                                      "status": {"phase": d["phase"]}}]  # fmt: skip
+        pods = [] if d is None or "image" not in d else [_pod(d, namespace)]
         print(json.dumps({"items": pods}))
+        return 0
+    if words[:2] in (["get", "secrets"], ["get", "secret"]) and len(words) == 2:
+        wanted = dict(
+            kv.split("=", 1)
+            for kv in (flags.get("-l") or flags.get("--selector") or "").split(",")
+            if kv
+        )
+        items = [{"metadata": {"name": key.split("/", 1)[1], "namespace": namespace, "labels": sec.get("labels", {})},
+                  "type": sec.get("type", "Opaque")}
+                 for key, sec in data["secrets"].items()
+                 if key.startswith(f"{namespace}/") and wanted.items() <= sec.get("labels", {}).items()]  # fmt: skip
+        print(json.dumps({"items": items}))
+        return 0
+    if words[:1] == ["logs"] and words[1:2] in (["deployment/cloudcore"], ["deploy/cloudcore"]):
+        log = cluster.path_of(kubeconfig).with_name("cloudcore-pod.log")
+        lines = log.read_text().splitlines() if log.exists() else []
+        tail = int(flags.get("--tail", "-1"))
+        print("\n".join(lines[-tail:] if tail >= 0 else lines))
         return 0
     if words[:2] == ["get", "events"]:
         items = [{"reason": e["reason"], "message": e["message"], "type": e["type"],
@@ -111,7 +153,7 @@ def main(argv: list[str], root: str) -> int:
         cluster.stop_pod(data)  # a new pod template: the old pod goes
         cluster.start_cloudcore(data)
         cluster.save(kubeconfig, data)
-        cluster.ensure_pod(kubeconfig)
+        cluster.reconcile(kubeconfig)
         print("deployment.apps/cloudcore patched")
         return 0
     if words[:2] == ["delete", "secret"] and len(words) == 3:
@@ -129,7 +171,7 @@ def main(argv: list[str], root: str) -> int:
         cluster.stop_pod(data)  # a new ReplicaSet: the old pod goes, a new one starts
         cluster.start_cloudcore(data)
         cluster.save(kubeconfig, data)
-        cluster.ensure_pod(kubeconfig)
+        cluster.reconcile(kubeconfig)
         print("deployment.apps/cloudcore restarted")
         return 0
     if words[:3] == ["taint", "nodes", "--all"] or (
@@ -141,7 +183,7 @@ def main(argv: list[str], root: str) -> int:
             print(f"node/{n['name']} untainted")
         cluster.start_cloudcore(data)
         cluster.save(kubeconfig, data)
-        cluster.ensure_pod(kubeconfig)
+        cluster.reconcile(kubeconfig)
         return 0
     sys.stderr.write(f'error: unknown command "{" ".join(words)}" for "kubectl"\n')
     return 1

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -37,6 +38,32 @@ def unit_file(root: Path, unit: str) -> Path | None:
         if (root / d / unit).is_file():
             return root / d / unit
     return None
+
+
+def unit_text(root: Path, unit: str) -> str:
+    """The unit file and its drop-ins (`<unit>.d/*.conf`, in name order), as systemd
+    reads them: later assignments win."""
+    path = unit_file(root, unit)
+    parts = [path.read_text()] if path else []
+    for d in UNIT_DIRS:
+        dropins = root / d / f"{unit}.d"
+        if dropins.is_dir():
+            parts += [p.read_text() for p in sorted(dropins.glob("*.conf"))]
+    return "\n".join(parts)
+
+
+def unit_environment(text: str) -> dict[str, str]:
+    """Environment= lines (systemd.exec(5)): space-separated, optionally quoted assignments."""
+    env: dict[str, str] = {}
+    for line in re.findall(r"^Environment=(.*)$", text, re.M):
+        env.update(a.partition("=")[::2] for a in shlex.split(line) if "=" in a)
+    return env
+
+
+# What a service gets from the manager when nothing sets more (systemd.exec(5),
+# "Environment variables in spawned processes"): not the environment of whoever ran
+# `systemctl start`.
+MANAGER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _state(root: Path) -> dict[str, Any]:
@@ -72,12 +99,15 @@ def start(root: Path, name: str, data: dict[str, Any]) -> int:
     if "pid" in unit and sim.alive(unit["pid"]):
         return 0
     argv = unit.get("exec")
+    # A unit given as "exec" is a test's own daemon (dockerd), run with the test's
+    # environment; one from a unit file gets what systemd would give it.
+    env = {**os.environ, **data["environment"]}
     if argv is None:
-        path = unit_file(root, name)
-        if path is None:
+        if unit_file(root, name) is None:
             sys.stderr.write(f"Failed to start {name}: Unit {name} not found.\n")
             return 5
-        text = path.read_text()
+        text = unit_text(root, name)
+        env = {"PATH": MANAGER_PATH, **data["environment"], **unit_environment(text)}
         found = re.search(r"^ExecStart=(\S+)(.*)$", text, re.M)
         if not found:
             sys.stderr.write(f"Failed to start {name}: Unit {name} has no ExecStart.\n")
@@ -91,7 +121,6 @@ def start(root: Path, name: str, data: dict[str, Any]) -> int:
             unit["supervisor"] = str(supervisor)
             argv = [sys.executable, str(Path(__file__).with_name("supervise.py")), str(supervisor),
                     delay[1] if delay else "0.1", *argv]  # fmt: skip
-    env = {**os.environ, **data["environment"]}
     with sim.journal(root, name).open("ab") as log:
         proc = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
@@ -134,10 +163,13 @@ def enable(root: Path, name: str, data: dict[str, Any], on: bool) -> int:
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.is_symlink():
             link.symlink_to("/" + str(path.relative_to(root)))
-            print(f"Created symlink /{link.relative_to(root)} → /{path.relative_to(root)}.")
+            print(
+                f"Created symlink /{link.relative_to(root)} → /{path.relative_to(root)}.",
+                file=sys.stderr,
+            )
     elif link.is_symlink():
         link.unlink()
-        print(f"Removed /{link.relative_to(root)}.")
+        print(f"Removed /{link.relative_to(root)}.", file=sys.stderr)
     data["units"].setdefault(name, {})["enabled"] = on
     return 0
 
@@ -174,8 +206,14 @@ def main(argv: list[str], root: str) -> int:
         # systemctl show -p PROP [-p PROP...] [--value] UNIT: KEY=VALUE lines in systemd's
         # own property order (not the order asked), or bare values with --value.
         asked = {argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-p"}
-        unit = data["units"].get(units[-1] if units else "", {})
-        values = {"ActiveState": active_state(unit), "NRestarts": str(restarts(unit))}
+        name = units[-1] if units else ""
+        unit = data["units"].get(name, {})
+        environment = unit_environment(unit_text(board, name))
+        values = {
+            "NRestarts": str(restarts(unit)),
+            "Environment": " ".join(f"{k}={v}" for k, v in environment.items()),
+            "ActiveState": active_state(unit),
+        }
         for prop, value in values.items():
             if prop in asked:
                 print(value if "--value" in argv else f"{prop}={value}")
