@@ -183,20 +183,6 @@ def _not_copied(settings: AgentSettings) -> Cause:
     )
 
 
-# keadm writes the join token here for edgecore (join.go@v1.13.0 createBootstrapFile,
-# 0640) and nothing removes it; edgecore needs it only until it has its certificates.
-BOOTSTRAP_FILE = "/etc/kubeedge/bootstrap-edgecore.conf"
-
-
-def _forget_token(host: Host) -> list[Change]:
-    if not host.exists(BOOTSTRAP_FILE):
-        return []
-    host.path(BOOTSTRAP_FILE).unlink(missing_ok=True)
-    return [
-        Change(action="remove", target=BOOTSTRAP_FILE, detail="keadm leaves the join token in it")
-    ]
-
-
 def _same_docker(docker_host: str | None, socket: str) -> bool:
     """Whether edgecore's DOCKER_HOST (None: unset) reaches the docker at `socket`."""
     return (docker_host or f"unix://{STANDARD_DOCKER_SOCKET}").removeprefix("unix://") == socket
@@ -310,7 +296,6 @@ async def run_join(
             changes.append(
                 Change(action="join", target=record.cloudcore, detail=f"node {record.node}")
             )
-            changes += _forget_token(host)
             summary = f"joined {record.cloudcore} as {record.node}; edgecore is active and connected to cloudhub"
             return _report(True, summary, record.node, changes=changes, **fields)
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 
 class CobraError(Exception):
     pass
+
+
+def fail(msg: str) -> int:
+    """A command's error, as keadm shows it: cobra prints "Error: <err>" on stderr, then
+    keadm's main (keadm/cmd/keadm/keadm.go@v1.13.0) fmt.Println("execute keadm command
+    failed: ", err) on stdout."""
+    sys.stderr.write(f"Error: {msg}\n")
+    sys.stdout.write(f"execute keadm command failed:  {msg}\n")
+    sys.stdout.flush()
+    return 1
 
 
 @dataclass(frozen=True)

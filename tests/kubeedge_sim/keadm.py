@@ -28,7 +28,7 @@ from typing import Any
 
 from tests.harness.dockerd import api
 from tests.kubeedge_sim import keadm_cloud, klog, sim, systemctl
-from tests.kubeedge_sim.cobra import CobraError, Flag, parse
+from tests.kubeedge_sim.cobra import CobraError, Flag, fail, parse
 
 GIT_COMMITS = {"v1.13.0": "ee357a0d5e4b1c9e8a1c5c4f0d3c9b0b7a0d8e0f"}
 COMMANDS = ("version", "join", "reset", "gettoken", "init", "debug")
@@ -111,15 +111,6 @@ def _state(root: Path) -> dict[str, Any]:
         "poll_s": 10,
         **sim.load(root, "keadm"),
     }
-
-
-def fail(msg: str) -> int:
-    # cobra prints "Error: <err>" on stderr; keadm's main (keadm/cmd/keadm/keadm.go@v1.13.0)
-    # then fmt.Println("execute keadm command failed: ", err): on stdout.
-    sys.stderr.write(f"Error: {msg}\n")
-    sys.stdout.write(f"execute keadm command failed:  {msg}\n")
-    sys.stdout.flush()
-    return 1
 
 
 def on_path(root: Path, program: str) -> Path | None:
@@ -285,9 +276,28 @@ def cmd_join(args: list[str], root: Path) -> int:
     unit_dir = root / "etc/systemd/system"
     if not unit_dir.is_dir():
         return fail(
-            "edge node join failed: open /etc/systemd/system/edgecore.service: no such file or directory"
+            "edge node join failed: create systemd service file failed: open "
+            "/etc/systemd/system/edgecore.service: no such file or directory"
         )
     (unit_dir / "edgecore.service").write_text(UNIT)
+    # join.go lines 193-198: the token goes to bootstrap-edgecore.conf (0640), and
+    #   defer os.Remove(filepath.Join(util.KubeEdgePath, "bootstrap-edgecore.conf"))
+    # removes it when join() returns — after the wait, success or not. Only a keadm that
+    # is killed leaves it (with the token) behind.
+    bootstrap = root / "etc/kubeedge/bootstrap-edgecore.conf"
+    bootstrap.write_text(opts["token"])
+    bootstrap.chmod(0o640)
+    try:
+        error = _configure_and_start(root, opts, state, steps)
+    finally:
+        bootstrap.unlink(missing_ok=True)
+    return fail(error) if error else 0
+
+
+def _configure_and_start(
+    root: Path, opts: dict[str, Any], state: dict[str, Any], steps: klog.Steps
+) -> str | None:
+    """Steps 8 and 9 and the certificate wait: the error join() would return, or None."""
     steps.printf("join.go:200", "Generate EdgeCore default configuration")
     host, _, _ = opts["cloudcore-ipport"].rpartition(":")
     hostname = (
@@ -304,8 +314,6 @@ def cmd_join(args: list[str], root: Path) -> int:
         else {}
     )
     token = opts["token"]
-    (root / "etc/kubeedge/bootstrap-edgecore.conf").write_text(token)
-    (root / "etc/kubeedge/bootstrap-edgecore.conf").chmod(0o640)
     # join.go@v1.13.0 lines 282-300 set the runtime type, cgroup driver and runtime
     # endpoints, never dockerEndpoint: it stays empty and `omitempty` drops it.
     (root / "etc/kubeedge/config/edgecore.yaml").write_text(EDGECORE_YAML.format(
@@ -326,15 +334,15 @@ def cmd_join(args: list[str], root: Path) -> int:
         f"edge node join failed: start edgecore failed: failed to exec 'bash -c {command}', err: "
     )
     if on_path(root, "bash") is None:
-        return fail(exec_failed + 'exec: "bash": executable file not found in $PATH')
+        return exec_failed + 'exec: "bash": executable file not found in $PATH'
     if on_path(root, "sudo") is None:
-        return fail(exec_failed + "bash: line 1: sudo: command not found\n, err: exit status 127")
+        return exec_failed + "bash: line 1: sudo: command not found\n, err: exit status 127"
     captured, errors = io.StringIO(), io.StringIO()
     for argv in (["daemon-reload"], ["enable", "edgecore"], ["start", "edgecore"]):
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(errors):
             rc = systemctl.main(argv, str(root))
         if rc != 0:
-            return fail(exec_failed + f"{errors.getvalue()}, err: exit status {rc}")
+            return exec_failed + f"{errors.getvalue()}, err: exit status {rc}"
     klog.line("I", "join.go:431", captured.getvalue().removesuffix("\n"))
     klog.line(
         "I",
@@ -342,8 +350,7 @@ def cmd_join(args: list[str], root: Path) -> int:
         "KubeEdge edgecore is running, For logs visit: journalctl -u edgecore.service -xe",
     )
     # join.go lines 214-221: wait.Poll(10*time.Second, 300*time.Second, …) — the first
-    # look comes one interval after the start; nothing removes bootstrap-edgecore.conf
-    # (the token stays in it; edgecore only clears the token in edgecore.yaml).
+    # look comes one interval after the start.
     poll_s, deadline = float(state["poll_s"]), time.monotonic() + float(state["cert_wait_s"])
     wanted = [
         root / p
@@ -358,8 +365,8 @@ def cmd_join(args: list[str], root: Path) -> int:
         if all(p.exists() for p in wanted):
             break
         if time.monotonic() >= deadline:
-            return fail("edge node join failed: timed out waiting for the condition")
-    return 0
+            return "edge node join failed: timed out waiting for the condition"
+    return None
 
 
 def cmd_reset(args: list[str], root: Path) -> int:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import base64
 import re
-import sys
 import time
 from pathlib import Path
 
 from tests.kubeedge_sim import cluster, helm, sim
-from tests.kubeedge_sim.cobra import Flag, parse
+from tests.kubeedge_sim.cobra import Flag, fail, parse
 
 INIT_FLAGS = [
     Flag("advertise-address"),
@@ -30,15 +29,6 @@ INIT_FLAGS = [
 ]
 GETTOKEN_FLAGS = [Flag("kube-config", None, "/root/.kube/config")]
 OFFLINE_DEFAULT_TAG = "v1.12.0"
-
-
-def fail(msg: str) -> int:
-    # cobra prints "Error: <err>" on stderr; keadm's main (keadm/cmd/keadm/keadm.go@v1.13.0)
-    # then fmt.Println("execute keadm command failed: ", err): on stdout.
-    sys.stderr.write(f"Error: {msg}\n")
-    sys.stdout.write(f"execute keadm command failed:  {msg}\n")
-    sys.stdout.flush()
-    return 1
 
 
 def rebuild_sets(values: list[str]) -> dict[str, str]:
