@@ -14,11 +14,14 @@ from cloud_api.auth import bearer_matches
 from cloud_api.cloudcore import Cloudcore
 from cloud_api.connections import Guard
 from cloud_api.errors import UNAUTHORIZED, ApiError
+from cloud_api.fleet.service import Fleet
+from cloud_api.fleet.store import SqliteFleetStore
 from cloud_api.jobs import Jobs
 from cloud_api.routing import (
     ADMIN_TOKEN,
     CLOUDCORE,
     ENROLL_THROTTLE,
+    FLEET,
     GUARD,
     JOBS,
     SETTINGS,
@@ -30,7 +33,7 @@ from cloud_api.routing import openapi_document as _openapi_document
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
 from cloud_api.throttle import Throttle
-from cloud_api.views import boards, cloudcore, jobs, meta
+from cloud_api.views import boards, cloudcore, jobs, meta, metrics, nodes
 from cloud_api.views import secrets as secret_views
 from kedge.host import Host
 
@@ -41,6 +44,8 @@ ROUTES: tuple[Route, ...] = (
     *cloudcore.ROUTES,
     *jobs.ROUTES,
     *boards.ROUTES,
+    *nodes.ROUTES,
+    *metrics.ROUTES,
 )
 
 
@@ -102,7 +107,11 @@ def _guarded(route: Route) -> Handler:
 
 
 def create_app(
-    settings: CloudSettings, store: Store, admin_token: str, host: Host
+    settings: CloudSettings,
+    store: Store,
+    admin_token: str,
+    host: Host,
+    fleet_store: SqliteFleetStore,
 ) -> web.Application:
     app = web.Application(middlewares=[errors_and_ids], client_max_size=1024 * 1024)
     app[SETTINGS], app[STORE], app[ADMIN_TOKEN] = settings, store, admin_token
@@ -112,12 +121,18 @@ def create_app(
     app[GUARD] = Guard(settings.max_connections, settings.header_timeout_s)
     app[ENROLL_THROTTLE] = Throttle(settings.enroll_rate_per_s, settings.enroll_burst)
     app[CLOUDCORE] = Cloudcore(host, settings, store)
+    app[FLEET] = Fleet(settings, fleet_store, app[CLOUDCORE].kubectl)
     app[meta.OPENAPI] = openapi_document()
     for r in ROUTES:
         app.router.add_route(r.method, r.path, _guarded(r))
 
-    async def stop_jobs(app: web.Application) -> None:
+    async def start_fleet(app: web.Application) -> None:
+        app[FLEET].start()
+
+    async def stop_work(app: web.Application) -> None:
+        await app[FLEET].stop()
         await app[JOBS].close()
 
-    app.on_shutdown.append(stop_jobs)
+    app.on_startup.append(start_fleet)
+    app.on_shutdown.append(stop_work)
     return app

@@ -44,6 +44,8 @@ class Node:
     taints: tuple[Taint, ...]
     edge: bool
     allocatable: tuple[tuple[str, str], ...] = ()
+    ready: bool | None = None  # the Ready condition; None when the node reports none
+    ready_reason: str = ""
 
     def can_hold(self, requests: dict[str, str]) -> bool:
         have = dict(self.allocatable)
@@ -135,6 +137,7 @@ class Kubectl:
                 ),
                 edge="node-role.kubernetes.io/edge" in i["metadata"].get("labels", {}),
                 allocatable=tuple(sorted(i.get("status", {}).get("allocatable", {}).items())),
+                **_ready(i.get("status", {}).get("conditions") or []),
             )
             for i in items
         ]
@@ -207,3 +210,12 @@ class Kubectl:
         return [
             f"{e.reason}: {e.message}" for e in await self.events(namespace) if e.type == "Warning"
         ]
+
+
+def _ready(conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    for c in conditions:
+        if c.get("type") == "Ready":
+            ready = c.get("status") == "True"
+            why = "" if ready else f"{c.get('reason', '')}: {c.get('message', '')}".strip(": ")
+            return {"ready": ready, "ready_reason": why}
+    return {}

@@ -132,3 +132,78 @@ class BoardInfo(BaseModel):
     agent_version: str
     enrolled_at: float
     joined: bool = Field(description="a Node of this name exists in the cluster")
+
+
+# -- the fleet ----------------------------------------------------------------------
+NodeState = Literal["online", "stale", "offline", "unknown"]
+
+
+class ChecksView(BaseModel):
+    ok: bool | None
+    counts: dict[str, int] = Field(description="checks by status: pass, warn, fail, skip")
+    failing: list[str] = Field(description="ids of the checks that block a join")
+    at: float | None
+
+
+class NodeSummary(BaseModel):
+    node: str
+    state: NodeState = Field(
+        description="online (its retained status says so and it was heard within "
+        "stale_after_s), stale (online but quiet), offline (its will or its goodbye), unknown"
+    )
+    last_seen: float | None
+    ready: bool | None = Field(description="Ready in Kubernetes; null: not a Kubernetes node")
+    not_ready_reason: str | None
+    join_phase: str | None
+    agent_version: str | None
+    cpu_percent: float | None
+    memory_percent: float | None
+    disk_percent: float | None
+    temperature_c: float | None
+    checks: ChecksView
+
+
+class NodePage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[NodeSummary]
+
+
+class CommandView(BaseModel):
+    id: str
+    action: str
+    args: dict[str, Any]
+    issued_at: float
+    expires_at: float
+    status: str = Field(description="sent, then the board's: done, failed, rejected or busy")
+    reason: str
+    result: dict[str, Any] | None
+    finished_at: float | None
+
+
+class NodeDetail(NodeSummary):
+    health: dict[str, Any] | None = Field(description="the latest health report, as sent")
+    check_report: dict[str, Any] | None = Field(description="the latest check report, as sent")
+    check_history: list[dict[str, Any]] = Field(description="when the verdicts changed")
+    commands: list[CommandView]
+
+
+class HealthPoint(BaseModel):
+    t: float
+    cpu_percent: float | None
+    memory_percent: float | None
+    disk_percent: float | None
+    temperature_c: float | None
+
+
+class HealthSeries(BaseModel):
+    node: str
+    step: float
+    points: list[HealthPoint]
+
+
+class CommandRequest(Strict):
+    action: Literal["ping", "check", "fix", "join", "reset"]
+    args: dict[str, Any] = Field(default_factory=dict)
+    ttl_s: float = Field(300.0, ge=5, le=86400, description="the board ignores it after this")

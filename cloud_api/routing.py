@@ -17,6 +17,7 @@ from cloud_api import __version__
 from cloud_api.cloudcore import Cloudcore
 from cloud_api.connections import Guard
 from cloud_api.errors import ApiError
+from cloud_api.fleet.service import Fleet
 from cloud_api.jobs import Jobs
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
@@ -30,6 +31,7 @@ CLOUDCORE = web.AppKey("cloudcore", Cloudcore)
 SETTINGS = web.AppKey("settings", CloudSettings)
 GUARD = web.AppKey("guard", Guard)
 ENROLL_THROTTLE = web.AppKey("enroll_throttle", Throttle)
+FLEET = web.AppKey("fleet", Fleet)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class Route:
     # other documented outcomes: status -> (description, body model or None for the error shape)
     also: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
     content_type: str = "application/json"
+    # query parameter -> (description, JSON schema); path parameter -> JSON schema
+    query: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
@@ -122,12 +127,20 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
             body = {"application/json": {"schema": ref(model)}} if model else error
             responses[str(status)] = {"description": description, "content": body}
         op: dict[str, Any] = {"summary": r.summary, "responses": responses}
-        params = re.findall(r"{(\w+)}", r.path)
+        params = [
+            {
+                "name": p,
+                "in": "path",
+                "required": True,
+                "schema": r.params.get(p, {"type": "string"}),
+            }
+            for p in re.findall(r"{(\w+)}", r.path)
+        ] + [
+            {"name": q, "in": "query", "required": False, "description": d, "schema": schema}
+            for q, (d, schema) in r.query.items()
+        ]
         if params:
-            op["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
-            ]
+            op["parameters"] = params
         if r.request is not None:
             op["requestBody"] = {
                 "required": True,

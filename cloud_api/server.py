@@ -15,6 +15,7 @@ from aiohttp import web
 from cloud_api.app import create_app
 from cloud_api.auth import load_or_create_admin_token
 from cloud_api.connections import GuardedSite
+from cloud_api.fleet.store import SqliteFleetStore
 from cloud_api.routing import GUARD
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
@@ -56,7 +57,8 @@ def host_for(settings: CloudSettings, root: Path) -> Host:
 async def serve(settings: CloudSettings, root: Path = Path("/")) -> int:
     token = load_or_create_admin_token(settings.state_dir)
     store = Store(settings.state_dir / "kedge.db")
-    app = create_app(settings, store, token, host_for(settings, root))
+    fleet_store = SqliteFleetStore(settings.state_dir / "fleet.db")
+    app = create_app(settings, store, token, host_for(settings, root), fleet_store)
     ensure_file_limit(settings.max_connections)
     runner = web.AppRunner(
         app, access_log=None, shutdown_timeout=GRACE_S, keepalive_timeout=KEEPALIVE_S
@@ -86,6 +88,7 @@ async def serve(settings: CloudSettings, root: Path = Path("/")) -> int:
     finally:
         await runner.cleanup()
         store.close()
+        fleet_store.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0

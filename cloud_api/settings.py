@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from kedge.broker import BrokerSettings
@@ -14,6 +14,24 @@ from kedge.names import HOSTPORT_RE, check_release_tag
 
 DEFAULT_CONFIG = Path("/etc/kedge/cloud-api.toml")
 CONFIG_ENV = "KEDGE_CLOUD_CONFIG"
+
+
+class FleetSettings(BaseModel):
+    """The fleet view: how reports are kept and when a board counts as gone quiet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Every report for this long, then one row per rollup_s per board, kept rollup_days.
+    raw_retention_h: float = Field(6.0, gt=0, le=24 * 30)
+    rollup_s: int = Field(300, ge=10, le=86400)
+    rollup_days: float = Field(30.0, gt=0, le=3650)
+    # An "online" board not heard from for this long shows as stale.
+    stale_after_s: float = Field(60.0, gt=0, le=86400)
+    # MQTT v5 shared subscription group: API processes in one group split the reports.
+    share_group: str = Field("kedge-cloud", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    kube_poll_s: float = Field(30.0, ge=1, le=3600)
+    batch_max: int = Field(500, ge=1, le=10000)
+    batch_wait_s: float = Field(0.2, gt=0, le=10)
 
 
 class CloudSettings(LayeredSettings):
@@ -37,7 +55,13 @@ class CloudSettings(LayeredSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The cloud API's own broker connection: it reads every board's reports through it
+    # and is the one that publishes commands.
     mqtt: BrokerSettings = Field(default_factory=BrokerSettings)
+    # What enrollment hands to boards: the address boards reach the broker at and the
+    # boards' account, never the cloud's own.
+    board_mqtt: BrokerSettings = Field(default_factory=BrokerSettings)
+    fleet: FleetSettings = Field(default_factory=lambda: FleetSettings())
 
     @field_validator("listen")
     @classmethod

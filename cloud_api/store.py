@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kedge.errors import ConfigError
-from kedge.private_files import create_private
+from cloud_api.sqlite import open_database
 
 MIGRATIONS = (
     """
@@ -82,25 +80,7 @@ def _hash(secret: str) -> str:
 
 class Store:
     def __init__(self, path: Path) -> None:
-        try:
-            # 0600 before SQLite opens it: its -wal and -shm files take the same mode.
-            create_private(path)
-            self._db = sqlite3.connect(
-                path, timeout=5, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._migrate()
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                f"cannot open the database {path}: {exc} (free space, or fix the state "
-                "directory's permissions, then start again)"
-            ) from exc
-
-    def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self._db:
-                self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        self._db = open_database(path, MIGRATIONS)
 
     @property
     def schema_version(self) -> int:

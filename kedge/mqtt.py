@@ -102,25 +102,49 @@ class _Client(aiomqtt.Client):
 
 
 def client(
-    ep: Endpoint, *, will: aiomqtt.Will | None = None, max_queued_incoming: int = 256
+    ep: Endpoint,
+    *,
+    will: aiomqtt.Will | None = None,
+    max_queued_incoming: int = 256,
+    session_expiry_s: int = 0,
+    manual_ack: bool = False,
 ) -> aiomqtt.Client:
     """An aiomqtt client for `ep` (connect with `async with`). Incoming messages beyond
-    `max_queued_incoming` are dropped by aiomqtt rather than held without bound."""
+    `max_queued_incoming` are dropped by aiomqtt rather than held without bound (0: no
+    bound, for a client that acknowledges only what it has stored).
+
+    session_expiry_s > 0 keeps the broker-side session (its subscriptions and the QoS 1
+    messages queued for it) across reconnects and restarts for that long: the client
+    never starts clean. manual_ack: a QoS 1 message is acknowledged only by ack(), so
+    one the program dies holding is delivered again."""
     v5 = ep.protocol == "5"
     properties = None
     if v5:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.MaximumPacketSize = MAX_INBOUND_PACKET
+        if session_expiry_s:
+            properties.SessionExpiryInterval = session_expiry_s
+    persistent = session_expiry_s > 0
     made = _Client(
         ep.host, ep.port, identifier=ep.identifier, username=ep.username,
         password=ep.password.get_secret_value() if ep.password else None,
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-        clean_session=None if v5 else True, will=will, keepalive=ep.keepalive_s,
+        clean_session=None if v5 else not persistent,
+        clean_start=False if persistent else paho.MQTT_CLEAN_START_FIRST_ONLY,
+        will=will, keepalive=ep.keepalive_s,
         timeout=CONNECT_TIMEOUT_S, properties=properties, tls_context=tls_context(ep),
         max_queued_incoming_messages=max_queued_incoming,
     )  # fmt: skip
     made.misc_interval_s = max(1.0, ep.keepalive_s / 4)
+    if manual_ack:
+        made._client.manual_ack_set(True)
     return made
+
+
+def ack(c: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    """Acknowledge a message received by a manual_ack client (PUBACK for QoS 1)."""
+    if message.qos > 0:
+        c._client.ack(message.mid, message.qos)
 
 
 @dataclass(frozen=True)

@@ -67,13 +67,15 @@ def test_shipped_config_documents_every_setting_validly() -> None:
 
 
 def test_shipped_cloud_api_config_is_valid() -> None:
-    from cloud_api.settings import CloudSettings
+    from cloud_api.settings import CloudSettings, FleetSettings
     from kedge.broker import BrokerSettings
 
     data = shipped_config("cloud-api.toml")
     CloudSettings(**data)
     assert set(data) == set(CloudSettings.model_fields)
     assert set(data["mqtt"]) == set(BrokerSettings.model_fields)  # the README promises all
+    assert set(data["board_mqtt"]) == set(BrokerSettings.model_fields)
+    assert set(data["fleet"]) == set(FleetSettings.model_fields)
 
 
 def test_four_packages_are_built(debs: dict[str, Path]) -> None:

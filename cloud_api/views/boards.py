@@ -24,7 +24,7 @@ log = structlog.get_logger(__name__)
 
 
 def _mqtt(request: web.Request) -> BrokerAnswer | None:
-    mqtt = request.app[SETTINGS].mqtt
+    mqtt = request.app[SETTINGS].board_mqtt
     if mqtt.host is None:
         return None
     try:

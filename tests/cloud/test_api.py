@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from cloud_api.app import ROUTES, create_app, openapi_document
+from cloud_api.fleet.store import SqliteFleetStore
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
 from kedge.host import Host
@@ -173,9 +174,10 @@ def test_openapi_matches_the_routes(api: Api, tmp_path: Path) -> None:
     assert served == json.loads(json.dumps(openapi_document()))
     assert served["openapi"].startswith("3.")
     documented = {(m.upper(), p) for p, ops in served["paths"].items() for m in ops}
-    store = Store(tmp_path / "db")
-    app = create_app(CloudSettings(), store, "t", Host())
+    store, fleet = Store(tmp_path / "db"), SqliteFleetStore(tmp_path / "fleet.db")
+    app = create_app(CloudSettings(), store, "t", Host(), fleet)
     store.close()
+    fleet.close()
     registered = {
         (r.method, r.resource.canonical)
         for r in app.router.routes()

@@ -18,7 +18,22 @@ def _not_found(kind: str, name: str) -> int:
 def _node(n: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": {"name": n["name"], "labels": n.get("labels", {})}, "spec": {"taints": n.get("taints", [])},
             "status": {"addresses": [{"type": "InternalIP", "address": n.get("ip", "")}],
-                       "allocatable": n.get("allocatable", {})}}  # fmt: skip
+                       "allocatable": n.get("allocatable", {}),
+                       "conditions": [_ready(n)]}}  # fmt: skip
+
+
+def _ready(n: dict[str, Any]) -> dict[str, str]:
+    """The node's Ready condition: edgecontroller keeps an edge node Ready while its
+    edgecore reports (a test sets "ready": false with a reason to say otherwise)."""
+    if n.get("ready", True):
+        return {
+            "type": "Ready",
+            "status": "True",
+            "reason": "EdgeReady",
+            "message": "edge is posting ready status",
+        }
+    return {"type": "Ready", "status": "False", "reason": n.get("reason", "NodeStatusUnknown"),
+            "message": n.get("message", "Kubelet stopped posting node status.")}  # fmt: skip
 
 
 def _deployment(d: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The fleet view: MQTT ingest, its store, Kubernetes readiness, commands to boards."""

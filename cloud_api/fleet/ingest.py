@@ -1,0 +1,242 @@
+"""Every board's reports, from the broker into the fleet store, and commands the other way.
+
+One MQTT connection with the cloud's own identity (`[mqtt]`), a persistent session
+(queued QoS 1 reports survive a restart of this process) and manual acknowledgement: a
+report is acknowledged to the broker only after the transaction holding it has
+committed, so a kill -9 loses nothing the broker was told we have — the broker sends
+the unacknowledged ones again (a duplicate is harmless: rows are keyed by board and
+time). Health, checks and command results come through an MQTT v5 shared subscription
+($share/<group>/…), so API processes in one group split them; the retained status is a
+plain subscription, since a shared one never receives retained messages (MQTT 5.0
+§4.8.2) and every process needs every board's status.
+
+A payload that is not what the agent sends (bad JSON, another schema version, a board
+speaking for another, too big) is counted by reason, logged with its topic, and
+acknowledged — it can never become valid, and redelivering it forever would stop the
+queue behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiomqtt
+import structlog
+from pydantic import ValidationError
+
+from cloud_api.fleet.store import Checks, FleetStore, Health, Report, Result, Status
+from kedge import mqtt
+from kedge.broker import BrokerSettings
+from kedge.names import is_dns1123_subdomain
+from kedge.wire import (
+    AVAILABLE,
+    NOT_AVAILABLE,
+    CheckReport,
+    CommandResult,
+    HealthReport,
+    RemoteCommand,
+    Topics,
+    Versioned,
+)
+from kedge.wire.topics import every_board, node_of
+
+log = structlog.get_logger(__name__)
+MAX_PAYLOAD = mqtt.MAX_INBOUND_PACKET
+SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of reports may wait for the API to come back
+SHARED_LEAVES = ("health", "checks", "cmd/result")
+
+
+MODELS: dict[str, type[Versioned]] = {
+    "health": HealthReport,
+    "checks": CheckReport,
+    "cmd/result": CommandResult,
+}
+
+
+class BadPayload(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def parse(prefix: str, topic: str, payload: bytes, now: float) -> Report:
+    """The report a message carries; BadPayload saying why not."""
+    node = node_of(prefix, topic)
+    if node is None or not is_dns1123_subdomain(node):
+        raise BadPayload("topic", f"not a board topic: {topic!r}")
+    leaf = topic[len(prefix) + len(node) + 2 :]
+    if len(payload) > MAX_PAYLOAD:
+        raise BadPayload("size", f"{len(payload)} bytes, more than {MAX_PAYLOAD}")
+    if leaf == "status":
+        word = payload.decode("utf-8", errors="replace")
+        if word not in (AVAILABLE, NOT_AVAILABLE):
+            raise BadPayload(
+                "status", f"expected {AVAILABLE!r} or {NOT_AVAILABLE!r}, got {word[:40]!r}"
+            )
+        return Status(node, word == AVAILABLE, now)
+    model = MODELS.get(leaf)
+    if model is None:
+        raise BadPayload("topic", f"no such board topic: {topic!r}")
+    try:
+        parsed = model.model_validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
+        reason = (
+            "schema" if first.get("type") in ("literal_error",) and "schema" in where else "invalid"
+        )
+        raise BadPayload(reason, f"{where}: {first.get('msg', '')}") from None
+    if isinstance(parsed, HealthReport):
+        if parsed.node != node:
+            raise BadPayload("node", f"a report for {parsed.node!r} on {node!r}'s topic")
+        return Health(node, parsed, now)
+    if isinstance(parsed, CheckReport):
+        if parsed.node != node:
+            raise BadPayload("node", f"a report for {parsed.node!r} on {node!r}'s topic")
+        return Checks(node, parsed, now)
+    assert isinstance(parsed, CommandResult)
+    return Result(node, parsed, now)
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    written: int = 0
+    batches: int = 0
+    bad: Counter[str] = field(default_factory=Counter)
+    connected: bool = False
+    last_error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class Ingest:
+    """The cloud API's MQTT link: run() until cancelled; publish() a command."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        store: FleetStore,
+        *,
+        identifier: str,
+        group: str,
+        batch_max: int,
+        batch_wait_s: float,
+        on_written: Callable[[list[Report]], None] | None = None,
+    ) -> None:
+        self.settings, self.store = settings, store
+        self.identifier, self.group = identifier, group
+        self.batch_max, self.batch_wait_s = batch_max, batch_wait_s
+        self.on_written = on_written
+        self.stats = IngestStats()
+        self._client: aiomqtt.Client | None = None
+        self._up = asyncio.Event()
+
+    def subscriptions(self) -> list[str]:
+        prefix = self.settings.topic_prefix
+        shared = [f"$share/{self.group}/{every_board(prefix, leaf)}" for leaf in SHARED_LEAVES]
+        return [every_board(prefix, "status"), *shared]
+
+    async def run(self) -> None:
+        ep = mqtt.endpoint(self.settings, self.identifier)
+        backoff = mqtt.Backoff(*mqtt.NETWORK_BACKOFF)
+        while True:
+            try:
+                await self._session(ep, backoff)
+            except aiomqtt.MqttError as exc:
+                failure = mqtt.classify(exc)
+                self.stats.last_error = str(failure)
+                if failure.kind == "refused":
+                    backoff = mqtt.Backoff(*mqtt.REFUSED_BACKOFF)
+                wait = backoff.next()
+                log.warning("ingest.link_down", error=str(failure), retry_in_s=round(wait, 1))
+                await asyncio.sleep(wait)
+            finally:
+                self.stats.connected = False
+                self._client = None
+                self._up.clear()
+
+    async def _session(self, ep: mqtt.Endpoint, backoff: mqtt.Backoff) -> None:
+        c = mqtt.client(
+            ep, max_queued_incoming=0, session_expiry_s=SESSION_EXPIRY_S, manual_ack=True
+        )
+        async with c:
+            await c.subscribe([(t, 1) for t in self.subscriptions()])
+            self._client, self.stats.connected, self.stats.last_error = c, True, None
+            self._up.set()
+            backoff.reset()
+            log.info("ingest.connected", broker=ep.address, subscriptions=self.subscriptions())
+            inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+
+            async def receive() -> None:
+                async for message in c.messages:
+                    inbox.put_nowait(message)
+
+            reader = asyncio.create_task(receive())
+            try:
+                while not reader.done():
+                    await self._one_batch(c, inbox, reader)
+                reader.result()  # the link's error, if that is why it ended
+            finally:
+                reader.cancel()
+
+    async def _one_batch(
+        self, c: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message], reader: asyncio.Task[None]
+    ) -> None:
+        first = asyncio.ensure_future(inbox.get())
+        done, _ = await asyncio.wait({first, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if first not in done:
+            first.cancel()
+            return
+        messages = [first.result()]
+        deadline = asyncio.get_running_loop().time() + self.batch_wait_s
+        while len(messages) < self.batch_max:
+            if not inbox.empty():
+                messages.append(inbox.get_nowait())
+                continue
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            try:
+                messages.append(await asyncio.wait_for(inbox.get(), left))
+            except TimeoutError:
+                break
+        now = time.time()
+        reports: list[Report] = []
+        for m in messages:
+            self.stats.received += 1
+            try:
+                reports.append(
+                    parse(self.settings.topic_prefix, str(m.topic), bytes(m.payload or b""), now)
+                )
+            except BadPayload as exc:
+                self.stats.bad[exc.reason] += 1
+                log.warning(
+                    "ingest.bad_payload", topic=str(m.topic), reason=exc.reason, error=str(exc)
+                )
+        if reports:
+            # The commit comes before any acknowledgement: see the module's docstring.
+            await asyncio.to_thread(self.store.write, reports)
+            self.stats.written += len(reports)
+            self.stats.batches += 1
+        for m in messages:
+            mqtt.ack(c, m)
+        if reports and self.on_written is not None:
+            self.on_written(reports)
+
+    async def publish(self, node: str, command: RemoteCommand, timeout: float = 10.0) -> None:
+        """Send a command to one board (QoS 1, never retained: a retained command would
+        run again at every reconnect). MqttError when there is no link."""
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+        except TimeoutError:
+            raise aiomqtt.MqttError(
+                f"no broker link: {self.stats.last_error or 'not connected yet'}"
+            ) from None
+        client = self._client
+        if client is None:
+            raise aiomqtt.MqttError("no broker link")
+        topic = Topics(self.settings.topic_prefix, node).cmd
+        await client.publish(topic, command.to_json(), qos=1, retain=False, timeout=timeout)

@@ -1,0 +1,150 @@
+"""The fleet view's running parts, started and stopped with the API: the MQTT ingest (when
+`[mqtt]` names a broker), Kubernetes' view of the edge nodes every kube_poll_s, the
+folding of old health into rollups, and the commands sent to boards with a way to wait
+for their results."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiomqtt
+import structlog
+
+from cloud_api.fleet.ingest import Ingest
+from cloud_api.fleet.store import Report, Result, SqliteFleetStore
+from cloud_api.kube import Kubectl, KubeError
+from cloud_api.settings import CloudSettings
+from kedge.wire import RemoteCommand
+
+log = structlog.get_logger(__name__)
+COMPACT_EVERY_S = 300.0
+
+
+def client_id(group: str) -> str:
+    """Stable across restarts (the broker keeps this client's session) and unique per
+    machine (two API processes with one id would push each other off the broker)."""
+    host = "".join(ch for ch in socket.gethostname() if ch.isalnum() or ch in "-_")[:40]
+    return f"kedge-cloud-{group}-{host or 'host'}"
+
+
+class NoBroker(Exception):
+    """Commands need the broker link, which is not configured or not up."""
+
+    def __init__(self, message: str, *, configured: bool) -> None:
+        super().__init__(message)
+        self.configured = configured
+
+
+class Fleet:
+    def __init__(self, settings: CloudSettings, store: SqliteFleetStore, kubectl: Kubectl) -> None:
+        self.settings, self.store, self.kubectl = settings, store, kubectl
+        self.ingest: Ingest | None = None
+        if settings.mqtt.host:
+            f = settings.fleet
+            self.ingest = Ingest(
+                settings.mqtt, store, identifier=client_id(f.share_group),
+                group=f.share_group, batch_max=f.batch_max, batch_wait_s=f.batch_wait_s,
+                on_written=self._written,
+            )  # fmt: skip
+        self._tasks: list[asyncio.Task[None]] = []
+        self._waiting: dict[tuple[str, str], asyncio.Event] = {}
+        self.listeners: set[Callable[[list[Report]], None]] = set()
+        self.kube_error: str | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+    def start(self) -> None:
+        work: list[Coroutine[Any, Any, None]] = [self._kube_loop(), self._compact_loop()]
+        if self.ingest is not None:
+            work.append(self.ingest.run())
+        self._tasks = [asyncio.create_task(w) for w in work]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+
+    def _written(self, reports: list[Report]) -> None:
+        for r in reports:
+            if isinstance(r, Result) and r.result.id is not None:
+                event = self._waiting.get((r.node, r.result.id))
+                if event is not None:
+                    event.set()
+        for listener in list(self.listeners):
+            listener(reports)
+
+    # -- Kubernetes -----------------------------------------------------------------
+    async def poll_kube(self) -> None:
+        """Read the edge nodes' Ready condition into the store (KubeError when kubectl
+        cannot; the last good view stays)."""
+        nodes = await self.kubectl.nodes()
+        seen = {n.name: (bool(n.ready), n.ready_reason) for n in nodes if n.edge}
+        await asyncio.to_thread(self.store.set_kube, seen, time.time())
+
+    async def _kube_loop(self) -> None:
+        while True:
+            try:
+                await self.poll_kube()
+                self.kube_error = None
+            except KubeError as exc:
+                if self.kube_error != str(exc):
+                    log.warning("fleet.kube_unreadable", error=str(exc))
+                self.kube_error = str(exc)
+            await asyncio.sleep(self.settings.fleet.kube_poll_s)
+
+    async def _compact_loop(self) -> None:
+        f = self.settings.fleet
+        while True:
+            folded = await asyncio.to_thread(
+                self.store.compact, time.time(), f.raw_retention_h * 3600, f.rollup_s,
+                f.rollup_days * 86400,
+            )  # fmt: skip
+            if folded:
+                log.info("fleet.compacted", folded=folded)
+            await asyncio.sleep(COMPACT_EVERY_S)
+
+    # -- commands -------------------------------------------------------------------
+    async def send(
+        self, node: str, action: str, args: dict[str, Any], ttl_s: float
+    ) -> dict[str, Any]:
+        if self.ingest is None:
+            raise NoBroker(
+                "no broker configured: set [mqtt] host in the cloud API's config", configured=False
+            )
+        now = datetime.now(UTC)
+        command = RemoteCommand(id=secrets.token_hex(8), action=action, issued_at=now,
+                                expires_at=now + timedelta(seconds=ttl_s), args=args)  # fmt: skip
+        await asyncio.to_thread(self.store.record_command, node, command)
+        try:
+            await self.ingest.publish(node, command)
+        except aiomqtt.MqttError as exc:
+            raise NoBroker(f"the command was not sent: {exc}", configured=True) from exc
+        found = self.store.command(node, command.id)
+        assert found is not None
+        return found
+
+    async def result(self, node: str, command_id: str, wait_s: float) -> dict[str, Any] | None:
+        """The command's record, once the board answered or wait_s passed."""
+        found = self.store.command(node, command_id)
+        if found is None or found["status"] != "sent" or wait_s <= 0:
+            return found
+        event = self._waiting.setdefault((node, command_id), asyncio.Event())
+        try:
+            # Checked again after registering: the answer may have landed in between.
+            found = self.store.command(node, command_id)
+            if found is not None and found["status"] == "sent":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), wait_s)
+                found = self.store.command(node, command_id)
+        finally:
+            self._waiting.pop((node, command_id), None)
+        return found

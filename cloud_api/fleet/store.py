@@ -1,0 +1,383 @@
+"""The fleet's memory: the latest of everything per board, health over time (every report
+for a while, then one averaged row per bucket), check reports when they change, and the
+commands sent with their results.
+
+SQLite (WAL) in its own file beside the API's state, so heavy ingest never waits on
+enrollment or jobs. One writer (the ingest, in a worker thread, a whole batch per
+transaction) and one reader (the API's handlers): WAL lets both run at once. What the
+rest of the API needs from it is the `FleetStore` protocol, so another backend can
+follow for fleets that outgrow one machine."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cloud_api.sqlite import open_database, reader
+from kedge.wire import CheckReport, CommandResult, HealthReport, RemoteCommand
+
+MIGRATIONS = (
+    """
+    CREATE TABLE nodes (
+        node TEXT PRIMARY KEY,
+        status TEXT, status_at REAL,        -- the retained online/offline
+        last_seen REAL,                     -- any message from the board
+        agent_version TEXT, join_phase TEXT,
+        cpu REAL, mem REAL, disk REAL, temp REAL, health_at REAL, health TEXT,
+        checks_ok INTEGER, failing TEXT, counts TEXT, checks_at REAL, checks TEXT,
+        k8s_ready INTEGER, k8s_seen REAL, k8s_reason TEXT);
+    CREATE TABLE health (
+        node TEXT NOT NULL, t REAL NOT NULL, cpu REAL, mem REAL, disk REAL, temp REAL,
+        PRIMARY KEY (node, t)) WITHOUT ROWID;
+    CREATE TABLE health_rollup (
+        node TEXT NOT NULL, t REAL NOT NULL, n INTEGER NOT NULL,
+        cpu REAL, cpu_max REAL, mem REAL, mem_max REAL, disk REAL, temp REAL, temp_max REAL,
+        PRIMARY KEY (node, t)) WITHOUT ROWID;
+    CREATE TABLE check_reports (
+        node TEXT NOT NULL, t REAL NOT NULL, ok INTEGER NOT NULL, failing TEXT NOT NULL,
+        report TEXT NOT NULL, PRIMARY KEY (node, t)) WITHOUT ROWID;
+    CREATE TABLE commands (
+        id TEXT PRIMARY KEY, node TEXT NOT NULL, action TEXT NOT NULL, args TEXT NOT NULL,
+        issued_at REAL NOT NULL, expires_at REAL NOT NULL,
+        status TEXT, reason TEXT, result TEXT, finished_at REAL);
+    CREATE INDEX commands_by_node ON commands (node, issued_at);
+    """,
+)
+KEPT_COMMANDS_PER_NODE = 50
+
+
+@dataclass(frozen=True)
+class Status:
+    node: str
+    online: bool
+    at: float
+
+
+@dataclass(frozen=True)
+class Health:
+    node: str
+    report: HealthReport
+    at: float
+
+
+@dataclass(frozen=True)
+class Checks:
+    node: str
+    report: CheckReport
+    at: float
+
+
+@dataclass(frozen=True)
+class Result:
+    node: str
+    result: CommandResult
+    at: float
+
+
+Report = Status | Health | Checks | Result
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """One board as the fleet table shows it."""
+
+    node: str
+    status: str | None
+    status_at: float | None
+    last_seen: float | None
+    agent_version: str | None
+    join_phase: str | None
+    cpu: float | None
+    mem: float | None
+    disk: float | None
+    temp: float | None
+    checks_ok: bool | None
+    failing: list[str]
+    counts: dict[str, int]
+    checks_at: float | None
+    k8s_ready: bool | None
+    k8s_reason: str | None
+
+
+@dataclass(frozen=True)
+class Point:
+    t: float
+    cpu: float | None
+    mem: float | None
+    disk: float | None
+    temp: float | None
+
+
+class FleetStore(Protocol):
+    def write(self, batch: Sequence[Report]) -> None: ...
+    def nodes(self) -> list[NodeRow]: ...
+    def node(self, name: str) -> tuple[NodeRow, dict[str, Any]] | None: ...
+    def health(self, name: str, since: float, until: float) -> list[Point]: ...
+    def record_command(self, node: str, command: RemoteCommand) -> None: ...
+    def command(self, node: str, command_id: str) -> dict[str, Any] | None: ...
+    def commands(self, node: str, limit: int) -> list[dict[str, Any]]: ...
+    def set_kube(self, seen: dict[str, tuple[bool, str]], at: float) -> None: ...
+    def forget(self, name: str) -> bool: ...
+    def compact(
+        self, now: float, raw_keep_s: float, bucket_s: int, rollup_keep_s: float
+    ) -> int: ...
+
+
+def _percent_disk(report: HealthReport) -> float | None:
+    if not report.disks:
+        return None
+    root = report.disks.get("/")
+    return root.percent if root else max(d.percent for d in report.disks.values())
+
+
+def _counts(report: CheckReport) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for c in report.checks:
+        counts[c.status.value] = counts.get(c.status.value, 0) + 1
+    return counts
+
+
+class SqliteFleetStore:
+    def __init__(self, path: Path) -> None:
+        self._db = open_database(path, MIGRATIONS)
+        self._read = reader(path)
+        self._lock = threading.Lock()  # one writer at a time, whatever thread it runs in
+
+    def close(self) -> None:
+        self._db.close()
+        self._read.close()
+
+    def integrity(self) -> str:
+        return str(self._read.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # -- writing (the ingest) --------------------------------------------------------
+    def write(self, batch: Sequence[Report]) -> None:
+        """Every report in one transaction: all of the batch is stored, or none."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for r in batch:
+                    self._write_one(db, r)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def _seen(self, db: sqlite3.Connection, node: str, at: float) -> None:
+        db.execute(
+            "INSERT INTO nodes (node, last_seen) VALUES (?, ?) ON CONFLICT (node) DO UPDATE "
+            "SET last_seen = max(coalesce(last_seen, 0), excluded.last_seen)",
+            (node, at),
+        )
+
+    def _write_one(self, db: sqlite3.Connection, r: Report) -> None:
+        if isinstance(r, Status):
+            db.execute(
+                "INSERT INTO nodes (node, status, status_at) VALUES (?, ?, ?) ON CONFLICT (node) "
+                "DO UPDATE SET status = excluded.status, status_at = excluded.status_at",
+                (r.node, "online" if r.online else "offline", r.at),
+            )
+            if r.online:
+                self._seen(db, r.node, r.at)
+        elif isinstance(r, Health):
+            h = r.report
+            t = h.timestamp.timestamp()
+            disk = _percent_disk(h)
+            self._seen(db, r.node, r.at)
+            # A report replayed from the board's spool is history, not news.
+            db.execute(
+                "UPDATE nodes SET agent_version = ?, join_phase = ?, cpu = ?, mem = ?, disk = ?, "
+                "temp = ?, health_at = ?, health = ? WHERE node = ? AND coalesce(health_at, 0) <= ?",
+                (h.agent_version, h.join_phase, h.cpu_percent, h.memory.percent, disk,
+                 h.temperature_c, t, h.to_json(), r.node, t),
+            )  # fmt: skip
+            db.execute(
+                "INSERT OR REPLACE INTO health (node, t, cpu, mem, disk, temp) VALUES (?, ?, ?, ?, ?, ?)",
+                (r.node, t, h.cpu_percent, h.memory.percent, disk, h.temperature_c),
+            )
+        elif isinstance(r, Checks):
+            c = r.report
+            t = c.started_at.timestamp()
+            failing = sorted(x.id for x in c.checks if x.status.blocks)
+            self._seen(db, r.node, r.at)
+            db.execute(
+                "UPDATE nodes SET checks_ok = ?, failing = ?, counts = ?, checks_at = ?, checks = ? "
+                "WHERE node = ? AND coalesce(checks_at, 0) <= ?",
+                (int(c.ok), json.dumps(failing), json.dumps(_counts(c)), t, c.to_json(), r.node, t),
+            )
+            # History keeps a report only when the verdicts changed.
+            verdicts = json.dumps({x.id: x.status.value for x in c.checks}, sort_keys=True)
+            last = db.execute(
+                "SELECT report FROM check_reports WHERE node = ? ORDER BY t DESC LIMIT 1", (r.node,)
+            ).fetchone()
+            if last is None or _verdicts(last[0]) != verdicts:
+                db.execute(
+                    "INSERT OR REPLACE INTO check_reports (node, t, ok, failing, report) VALUES (?, ?, ?, ?, ?)",
+                    (r.node, t, int(c.ok), json.dumps(failing), c.to_json()),
+                )
+        else:
+            res = r.result
+            self._seen(db, r.node, r.at)
+            if res.id is not None:
+                db.execute(
+                    "UPDATE commands SET status = ?, reason = ?, result = ?, finished_at = ? "
+                    "WHERE id = ? AND node = ?",
+                    (res.status, res.reason, json.dumps(res.result), res.finished_at.timestamp(),
+                     res.id, r.node),
+                )  # fmt: skip
+
+    def record_command(self, node: str, command: RemoteCommand) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO commands (id, node, action, args, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (command.id, node, command.action, json.dumps(command.args),
+                 command.issued_at.timestamp(), command.expires_at.timestamp()),
+            )  # fmt: skip
+            self._db.execute(
+                "DELETE FROM commands WHERE node = ? AND id NOT IN (SELECT id FROM commands "
+                "WHERE node = ? ORDER BY issued_at DESC LIMIT ?)",
+                (node, node, KEPT_COMMANDS_PER_NODE),
+            )
+
+    def set_kube(self, seen: dict[str, tuple[bool, str]], at: float) -> None:
+        """Kubernetes' view of the edge nodes: Ready and why not; a board Kubernetes no
+        longer lists loses its Ready."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("UPDATE nodes SET k8s_ready = NULL, k8s_reason = NULL, k8s_seen = NULL")
+                for node, (ready, reason) in seen.items():
+                    db.execute(
+                        "INSERT INTO nodes (node, k8s_ready, k8s_reason, k8s_seen) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (node) DO UPDATE SET k8s_ready = excluded.k8s_ready, "
+                        "k8s_reason = excluded.k8s_reason, k8s_seen = excluded.k8s_seen",
+                        (node, int(ready), reason, at),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def forget(self, name: str) -> bool:
+        with self._lock:
+            gone = self._db.execute("DELETE FROM nodes WHERE node = ?", (name,)).rowcount
+            for table in ("health", "health_rollup", "check_reports", "commands"):
+                self._db.execute(f"DELETE FROM {table} WHERE node = ?", (name,))  # noqa: S608 - fixed names
+        return gone > 0
+
+    def compact(self, now: float, raw_keep_s: float, bucket_s: int, rollup_keep_s: float) -> int:
+        """Fold raw health older than raw_keep_s into one row per board and bucket (mean,
+        and max where a peak matters), and drop rollups older than rollup_keep_s. Returns
+        the raw rows folded."""
+        cut = now - raw_keep_s
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "INSERT INTO health_rollup (node, t, n, cpu, cpu_max, mem, mem_max, disk, temp, temp_max) "
+                    "SELECT node, CAST(t / ?1 AS INTEGER) * ?1 AS b, count(*), avg(cpu), max(cpu), avg(mem), "
+                    "max(mem), avg(disk), avg(temp), max(temp) FROM health WHERE t < ?2 GROUP BY node, b "
+                    "ON CONFLICT (node, t) DO UPDATE SET "
+                    "cpu = (cpu * n + excluded.cpu * excluded.n) / (n + excluded.n), "
+                    "mem = (mem * n + excluded.mem * excluded.n) / (n + excluded.n), "
+                    "disk = (disk * n + excluded.disk * excluded.n) / (n + excluded.n), "
+                    "temp = (temp * n + excluded.temp * excluded.n) / (n + excluded.n), "
+                    "cpu_max = max(cpu_max, excluded.cpu_max), mem_max = max(mem_max, excluded.mem_max), "
+                    "temp_max = max(temp_max, excluded.temp_max), n = n + excluded.n",
+                    (bucket_s, cut),
+                )
+                folded = db.execute("DELETE FROM health WHERE t < ?", (cut,)).rowcount
+                db.execute("DELETE FROM health_rollup WHERE t < ?", (now - rollup_keep_s,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return int(folded)
+
+    # -- reading (the API) -----------------------------------------------------------
+    def nodes(self) -> list[NodeRow]:
+        rows = self._read.execute(f"SELECT {_ROW} FROM nodes ORDER BY node").fetchall()  # noqa: S608
+        return [_node_row(r) for r in rows]
+
+    def node(self, name: str) -> tuple[NodeRow, dict[str, Any]] | None:
+        row = self._read.execute(
+            f"SELECT {_ROW}, health, checks FROM nodes WHERE node = ?",  # noqa: S608
+            (name,),
+        ).fetchone()
+        if row is None:
+            return None
+        health, checks = row[-2:]
+        full = {
+            "health": json.loads(health) if health else None,
+            "checks": json.loads(checks) if checks else None,
+        }
+        return _node_row(row[:-2]), full
+
+    def health(self, name: str, since: float, until: float) -> list[Point]:
+        """Rolled-up points first (older), then every raw report, oldest first."""
+        rows = self._read.execute(
+            "SELECT t, cpu, mem, disk, temp FROM health_rollup WHERE node = ?1 AND t >= ?2 AND t < ?3 "
+            "UNION ALL SELECT t, cpu, mem, disk, temp FROM health WHERE node = ?1 AND t >= ?2 AND t < ?3 "
+            "ORDER BY t",
+            (name, since, until),
+        ).fetchall()
+        return [Point(*r) for r in rows]
+
+    def command(self, node: str, command_id: str) -> dict[str, Any] | None:
+        row = self._read.execute(
+            f"SELECT {_COMMAND} FROM commands WHERE node = ? AND id = ?",  # noqa: S608
+            (node, command_id),
+        ).fetchone()
+        return _command(row) if row else None
+
+    def commands(self, node: str, limit: int) -> list[dict[str, Any]]:
+        rows = self._read.execute(
+            f"SELECT {_COMMAND} FROM commands WHERE node = ? ORDER BY issued_at DESC LIMIT ?",  # noqa: S608
+            (node, limit),
+        ).fetchall()
+        return [_command(r) for r in rows]
+
+    def check_history(self, node: str, limit: int) -> Iterable[tuple[float, bool, list[str]]]:
+        rows = self._read.execute(
+            "SELECT t, ok, failing FROM check_reports WHERE node = ? ORDER BY t DESC LIMIT ?",
+            (node, limit),
+        ).fetchall()
+        return [(t, bool(ok), json.loads(failing)) for t, ok, failing in rows]
+
+
+_ROW = (
+    "node, status, status_at, last_seen, agent_version, join_phase, cpu, mem, disk, temp, "
+    "checks_ok, failing, counts, checks_at, k8s_ready, k8s_reason"
+)
+_COMMAND = "id, action, args, issued_at, expires_at, status, reason, result, finished_at"
+
+
+def _verdicts(report_json: str) -> str:
+    checks = json.loads(report_json).get("checks", [])
+    return json.dumps({c["id"]: c["status"] for c in checks}, sort_keys=True)
+
+
+def _node_row(r: Sequence[Any]) -> NodeRow:
+    return NodeRow(
+        node=r[0], status=r[1], status_at=r[2], last_seen=r[3], agent_version=r[4],
+        join_phase=r[5], cpu=r[6], mem=r[7], disk=r[8], temp=r[9],
+        checks_ok=None if r[10] is None else bool(r[10]),
+        failing=json.loads(r[11]) if r[11] else [], counts=json.loads(r[12]) if r[12] else {},
+        checks_at=r[13], k8s_ready=None if r[14] is None else bool(r[14]), k8s_reason=r[15],
+    )  # fmt: skip
+
+
+def _command(r: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "id": r[0], "action": r[1], "args": json.loads(r[2]), "issued_at": r[3],
+        "expires_at": r[4], "status": r[5] or "sent", "reason": r[6] or "",
+        "result": json.loads(r[7]) if r[7] else None, "finished_at": r[8],
+    }  # fmt: skip

@@ -1,0 +1,69 @@
+"""What the API says about boards: one board's state from what its reports left in the
+store, and the fleet table with its filters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from cloud_api.fleet.store import NodeRow, Point
+from cloud_api.models import ChecksView, HealthPoint, NodeState, NodeSummary
+
+
+def state(row: NodeRow, now: float, stale_after_s: float) -> NodeState:
+    if row.status == "offline":
+        return "offline"
+    if row.status == "online":
+        quiet = now - (row.last_seen or row.status_at or 0)
+        return "stale" if quiet > stale_after_s else "online"
+    return "unknown"
+
+
+def summary(row: NodeRow, now: float, stale_after_s: float) -> NodeSummary:
+    return NodeSummary(
+        node=row.node, state=state(row, now, stale_after_s), last_seen=row.last_seen,
+        ready=row.k8s_ready, not_ready_reason=row.k8s_reason, join_phase=row.join_phase,
+        agent_version=row.agent_version, cpu_percent=row.cpu, memory_percent=row.mem,
+        disk_percent=row.disk, temperature_c=row.temp,
+        checks=ChecksView(ok=row.checks_ok, counts=row.counts, failing=row.failing, at=row.checks_at),
+    )  # fmt: skip
+
+
+def table(
+    rows: Sequence[NodeRow],
+    *,
+    stale_after_s: float,
+    state_is: str | None = None,
+    failing: str | None = None,
+    now: float | None = None,
+) -> list[NodeSummary]:
+    now = time.time() if now is None else now
+    out = []
+    for row in rows:
+        s = summary(row, now, stale_after_s)
+        if state_is is not None and s.state != state_is:
+            continue
+        if failing is not None and failing not in row.failing:
+            continue
+        out.append(s)
+    return out
+
+
+def downsample(points: Sequence[Point], step: float) -> list[HealthPoint]:
+    """Mean per `step` seconds (0: every point)."""
+    if step <= 0:
+        return [HealthPoint(t=p.t, cpu_percent=p.cpu, memory_percent=p.mem, disk_percent=p.disk,
+                            temperature_c=p.temp) for p in points]  # fmt: skip
+    buckets: dict[float, list[Point]] = {}
+    for p in points:
+        buckets.setdefault(p.t // step * step, []).append(p)
+
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return sum(known) / len(known) if known else None
+
+    return [
+        HealthPoint(t=t, cpu_percent=mean([p.cpu for p in ps]), memory_percent=mean([p.mem for p in ps]),
+                    disk_percent=mean([p.disk for p in ps]), temperature_c=mean([p.temp for p in ps]))
+        for t, ps in sorted(buckets.items())
+    ]  # fmt: skip

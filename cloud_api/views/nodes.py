@@ -1,0 +1,161 @@
+"""The fleet: every board's state, one board in full, its health over time, and the
+commands sent to it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from cloud_api.errors import ApiError
+from cloud_api.fleet.service import NoBroker
+from cloud_api.fleet.view import downsample, summary, table
+from cloud_api.models import (
+    CommandRequest,
+    CommandView,
+    HealthSeries,
+    NodeDetail,
+    NodePage,
+)
+from cloud_api.routing import FLEET, SETTINGS, Route, read_body
+from kedge.names import DNS1123_SUBDOMAIN_RE, is_dns1123_subdomain
+from kedge.wire.commands import COMMAND_ID_PATTERN
+
+MAX_PAGE = 10000
+MAX_WAIT_S = 60.0
+MAX_POINTS = 5000
+
+
+def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, "bad_query", f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:  # also refuses nan
+        raise ApiError(400, "bad_query", f"{name}={raw!r} is outside {low:g}..{high:g}")
+    return value
+
+
+def _integer(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is not None and not (raw.isascii() and raw.isdigit()):
+        raise ApiError(400, "bad_query", f"{name}={raw!r} is not a whole number")
+    return int(_number(request, name, default, low, high))
+
+
+def _node_name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not is_dns1123_subdomain(name):
+        raise ApiError(400, "bad_name", f"{name!r} is not a node name (a DNS-1123 subdomain)")
+    return name
+
+
+async def list_nodes(request: web.Request) -> web.Response:
+    fleet = request.app[FLEET]
+    state = request.query.get("status")
+    if state is not None and state not in ("online", "stale", "offline", "unknown"):
+        raise ApiError(
+            400, "bad_query", f"status={state!r}: expected online, stale, offline or unknown"
+        )
+    failing = request.query.get("failing")
+    limit = _integer(request, "limit", 500, 1, MAX_PAGE)
+    offset = _integer(request, "offset", 0, 0, 10**9)
+    rows = await asyncio.to_thread(fleet.store.nodes)
+    items = table(rows, stale_after_s=request.app[SETTINGS].fleet.stale_after_s, state_is=state,
+                  failing=failing)  # fmt: skip
+    page = NodePage(
+        total=len(items), offset=offset, limit=limit, items=items[offset : offset + limit]
+    )
+    return web.json_response(text=page.model_dump_json())
+
+
+async def get_node(request: web.Request) -> web.Response:
+    fleet, name = request.app[FLEET], _node_name(request)
+    found = fleet.store.node(name)
+    if found is None:
+        raise ApiError(
+            404,
+            "not_found",
+            f"no board {name!r} has reported, and Kubernetes has no such edge node",
+        )
+    row, full = found
+    base = summary(row, time.time(), request.app[SETTINGS].fleet.stale_after_s)
+    history = [
+        {"at": t, "ok": ok, "failing": failing}
+        for t, ok, failing in fleet.store.check_history(name, 20)
+    ]
+    detail = NodeDetail(
+        **base.model_dump(), health=full["health"], check_report=full["checks"],
+        check_history=history, commands=[CommandView(**c) for c in fleet.store.commands(name, 20)],
+    )  # fmt: skip
+    return web.json_response(text=detail.model_dump_json())
+
+
+async def node_health(request: web.Request) -> web.Response:
+    fleet, name = request.app[FLEET], _node_name(request)
+    now = time.time()
+    until = _number(request, "until", now, 0, 4e9)
+    since = _number(request, "since", until - 3600, 0, 4e9)
+    step = _number(request, "step", 0, 0, 86400 * 30)
+    if step == 0 and (until - since) > 6 * 3600:
+        step = (until - since) / 360  # a day or more: a point every few minutes, not every report
+    points = downsample(await asyncio.to_thread(fleet.store.health, name, since, until), step)
+    if len(points) > MAX_POINTS:
+        raise ApiError(400, "too_many_points", f"{len(points)} points: pass a larger step")
+    return web.json_response(
+        text=HealthSeries(node=name, step=step, points=points).model_dump_json()
+    )
+
+
+async def send_command(request: web.Request) -> web.Response:
+    fleet, name = request.app[FLEET], _node_name(request)
+    body: CommandRequest = await read_body(request, CommandRequest)
+    try:
+        sent = await fleet.send(name, body.action, body.args, body.ttl_s)
+    except NoBroker as exc:
+        raise ApiError(503 if exc.configured else 409, "no_broker", str(exc)) from exc
+    return web.json_response(text=CommandView(**sent).model_dump_json(), status=202)
+
+
+async def get_command(request: web.Request) -> web.Response:
+    fleet, name = request.app[FLEET], _node_name(request)
+    wait = _number(request, "wait", 0, 0, MAX_WAIT_S)
+    found = await fleet.result(name, request.match_info["id"], wait)
+    if found is None:
+        raise ApiError(404, "not_found", f"no command {request.match_info['id']!r} for {name!r}")
+    return web.json_response(text=CommandView(**found).model_dump_json())
+
+
+NOT_A_NAME = {400: ("the name is not a node name", None)}
+NODE = {
+    "name": {"type": "string", "pattern": f"^{DNS1123_SUBDOMAIN_RE.pattern}$", "maxLength": 253}
+}
+COMMAND_ID = {"id": {"type": "string", "pattern": COMMAND_ID_PATTERN}}
+EPOCH = {"type": "number", "minimum": 0, "maximum": 4e9}
+ROUTES = (
+    Route("GET", "/api/v1/nodes", list_nodes, "every known board: state, readiness, checks, resources",
+          admin=True, response=NodePage, also={400: ("a bad filter or page", None)},
+          query={"status": ("online, stale, offline or unknown",
+                            {"type": "string", "enum": ["online", "stale", "offline", "unknown"]}),
+                 "failing": ("boards failing this check", {"type": "string"}),
+                 "limit": ("page size (500)", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+                 "offset": ("first item", {"type": "integer", "minimum": 0, "maximum": 10**9})}),
+    Route("GET", "/api/v1/nodes/{name}", get_node, "one board in full: latest reports, check history, commands",
+          admin=True, response=NodeDetail, also={**NOT_A_NAME, 404: ("no such board", None)}, params=NODE),
+    Route("GET", "/api/v1/nodes/{name}/health", node_health, "a board's CPU, memory, disk and temperature over time",
+          admin=True, response=HealthSeries, also={400: ("a bad name or range", None)}, params=NODE,
+          query={"since": ("epoch seconds (an hour before until)", EPOCH), "until": ("epoch seconds (now)", EPOCH),
+                 "step": ("seconds per point (0: every report)",
+                          {"type": "number", "minimum": 0, "maximum": 86400 * 30})}),
+    Route("POST", "/api/v1/nodes/{name}/commands", send_command, "send a command to a board (its allow_remote decides)",
+          admin=True, request=CommandRequest, response=CommandView, status=202, params=NODE,
+          also={**NOT_A_NAME, 409: ("no broker is configured", None), 503: ("no broker link", None)}),
+    Route("GET", "/api/v1/nodes/{name}/commands/{id}", get_command, "a command and the board's answer",
+          admin=True, response=CommandView, also={**NOT_A_NAME, 404: ("no such command", None)},
+          params={**NODE, **COMMAND_ID},
+          query={"wait": ("seconds to wait for the answer", {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S})}),
+)  # fmt: skip

@@ -1,0 +1,230 @@
+"""The fleet view against a real mosquitto and a real `kedge-cloud-api serve`: boards'
+reports in, the fleet table and one board in full, bad payloads counted and skipped, a
+board that vanishes shown offline by its will, commands round-tripping."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cloud.test_api import Api, start
+from tests.harness.fleet import Board, checks, health
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.wait import wait_for
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    m = Mosquitto(tmp_path / "mosquitto").start()
+    yield m
+    m.stop()
+
+
+def serve(tmp_path: Path, broker: Mosquitto, **fleet: Any) -> Api:
+    settings = {"stale_after_s": 30, "batch_wait_s": 0.05, **fleet}
+    config = tmp_path / "cloud-api.toml"
+    config.write_text(
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n\n[fleet]\n'
+        + "".join(f"{k} = {v!r}\n" for k, v in settings.items())
+    )
+    return start(tmp_path / "state", "--config", str(config))
+
+
+@pytest.fixture
+def api(tmp_path: Path, broker: Mosquitto) -> Iterator[Api]:
+    a = serve(tmp_path, broker)
+    yield a
+    if a.proc.poll() is None:
+        a.proc.send_signal(signal.SIGTERM)
+        a.proc.wait(30)
+
+
+@pytest.fixture
+def boards(broker: Mosquitto) -> Iterator[dict[str, Board]]:
+    made = {name: Board(broker.port, name) for name in ("rk3000-1", "rk3000-2")}
+    yield made
+    for b in made.values():
+        b.close()
+
+
+def node(api: Api, name: str) -> dict[str, Any] | None:
+    status, _, body = api.call("GET", f"/api/v1/nodes/{name}", token=api.token)
+    return body if status == 200 else None
+
+
+def test_reports_make_the_fleet_table(api: Api, boards: dict[str, Board]) -> None:
+    one, two = boards["rk3000-1"], boards["rk3000-2"]
+    one.send("health", health(one.node, cpu=12.5, temp=51.0))
+    one.send("checks", checks(one.node))
+    two.send("health", health(two.node))
+    two.send("checks", checks(two.node, failing=("clock",)))
+    wait_for(lambda: (n := node(api, two.node)) and n["checks"]["failing"], timeout=20,
+             what="the second board's checks")  # fmt: skip
+    status, _, page = api.call("GET", "/api/v1/nodes", token=api.token)
+    assert status == 200
+    assert page["total"] == 2
+    first = page["items"][0]
+    assert (first["node"], first["state"], first["cpu_percent"], first["temperature_c"]) == (
+        "rk3000-1", "online", 12.5, 51.0)  # fmt: skip
+    assert first["checks"] == {
+        "ok": True,
+        "counts": {"pass": 6},
+        "failing": [],
+        "at": first["checks"]["at"],
+    }
+    failing = api.call("GET", "/api/v1/nodes?failing=clock", token=api.token)[2]
+    assert [n["node"] for n in failing["items"]] == ["rk3000-2"]
+    full = node(api, "rk3000-2")
+    assert full is not None
+    assert full["check_report"]["checks"][1]["remedy"] == "fix clock"
+    assert full["health"]["node"] == "rk3000-2"
+    assert full["check_history"][0]["failing"] == ["clock"]
+
+
+def test_a_board_that_vanishes_goes_offline_by_its_will(api: Api, boards: dict[str, Board]) -> None:
+    gone = boards["rk3000-1"]
+    gone.send("health", health(gone.node))
+    wait_for(
+        lambda: (n := node(api, gone.node)) and n["state"] == "online", timeout=20, what="online"
+    )
+    gone.vanish()
+    wait_for(lambda: (n := node(api, gone.node)) and n["state"] == "offline", timeout=30,
+             what="the will to mark it offline")  # fmt: skip
+    offline = api.call("GET", "/api/v1/nodes?status=offline", token=api.token)[2]
+    assert [n["node"] for n in offline["items"]] == [gone.node]
+
+
+@pytest.mark.parametrize(
+    ("leaf", "payload", "reason"),
+    [
+        ("health", b"{not json", "invalid"),
+        ("health", b'{"schema": 2, "node": "rk3000-1"}', "schema"),
+        ("checks", b"[]", "invalid"),
+        ("status", b"maybe", "status"),
+        ("health", b"x" * 70000, "size"),
+    ],
+)
+def test_bad_payloads_are_counted_and_skipped(
+    api: Api, boards: dict[str, Board], leaf: str, payload: bytes, reason: str, tmp_path: Path
+) -> None:
+    board = boards["rk3000-1"]
+    board.publish_raw(f"kedge/{board.node}/{leaf}", payload)
+    board.send("health", health(board.node, cpu=33.0))  # what follows still gets in
+    wait_for(lambda: (n := node(api, board.node)) and n["cpu_percent"] == 33.0, timeout=20,
+             what="the good report after the bad one")  # fmt: skip
+    log = (tmp_path / "server.log").read_text()
+    if reason != "size":  # the broker drops a packet over the API's maximum (MQTT 5)
+        assert f'{{"topic": "kedge/{board.node}/{leaf}", "reason": "{reason}"' in log
+    assert "Traceback" not in log
+
+
+def test_a_board_cannot_speak_for_another(
+    api: Api, boards: dict[str, Board], tmp_path: Path
+) -> None:
+    liar = boards["rk3000-1"]
+    liar.send("health", health("rk3000-2", cpu=99.0))
+    liar.send("health", health(liar.node, cpu=1.0))
+    wait_for(lambda: (n := node(api, liar.node)) and n["cpu_percent"] == 1.0, timeout=20,
+             what="the honest report")  # fmt: skip
+    assert node(api, "rk3000-2") is None or node(api, "rk3000-2")["cpu_percent"] != 99.0  # type: ignore[index]
+    assert "a report for 'rk3000-2' on 'rk3000-1'" in (tmp_path / "server.log").read_text()
+
+
+def test_commands_round_trip(api: Api, boards: dict[str, Board]) -> None:
+    board = boards["rk3000-1"]
+    board.send("health", health(board.node))
+    wait_for(lambda: node(api, board.node), timeout=20, what="the board")
+    status, _, sent = api.call("POST", f"/api/v1/nodes/{board.node}/commands",
+                               {"action": "check", "args": {"only": ["clock"]}}, token=api.token)  # fmt: skip
+    assert status == 202, sent
+    assert sent["status"] == "sent"
+    wait_for(lambda: board.commands, timeout=20, what="the command")
+    command = board.commands[-1]
+    assert (command["id"], command["action"], command["args"]) == (
+        sent["id"],
+        "check",
+        {"only": ["clock"]},
+    )
+    assert datetime.fromisoformat(command["expires_at"]) - datetime.fromisoformat(command["issued_at"]) == timedelta(
+        seconds=300)  # fmt: skip
+    board.answer(command, ok=True)
+    status, _, done = api.call("GET", f"/api/v1/nodes/{board.node}/commands/{sent['id']}?wait=20",
+                               token=api.token)  # fmt: skip
+    assert (status, done["status"], done["result"]) == (200, "done", {"ok": True})
+    assert node(api, board.node)["commands"][0]["id"] == sent["id"]  # type: ignore[index]
+
+
+def test_health_history_and_its_rollup(api: Api, boards: dict[str, Board], tmp_path: Path) -> None:
+    board = boards["rk3000-1"]
+    now = datetime.now(UTC)
+    for i in range(6):
+        board.send(
+            "health", health(board.node, cpu=10.0 * i, seq=i, at=now - timedelta(minutes=6 - i))
+        )
+    wait_for(lambda: len(api.call("GET", f"/api/v1/nodes/{board.node}/health", token=api.token)[2]["points"]) == 6,
+             timeout=20, what="six points")  # fmt: skip
+    series = api.call("GET", f"/api/v1/nodes/{board.node}/health?step=180", token=api.token)[2]
+    assert series["step"] == 180
+    assert 2 <= len(series["points"]) <= 3
+    empty = api.call("GET", f"/api/v1/nodes/{board.node}/health?since=10&until=5", token=api.token)
+    assert (empty[0], empty[2]["points"]) == (200, [])
+    bad = api.call("GET", f"/api/v1/nodes/{board.node}/health?step=-1", token=api.token)
+    assert (bad[0], bad[2]["error"]["message"]) == (400, "step='-1' is outside 0..2.592e+06")
+
+
+def test_a_restart_loses_nothing_acknowledged(tmp_path: Path, broker: Mosquitto) -> None:
+    """kill -9 during ingest, reports keep coming, restart: the database is intact and
+    every report the boards had acknowledged by the broker is there — those sent while
+    the API was down were queued in its persistent session."""
+    api = serve(tmp_path, broker)
+    board = Board(broker.port, "rk3000-1")
+    try:
+        now = datetime.now(UTC) - timedelta(minutes=30)
+        for i in range(100):
+            board.send("health", health(board.node, seq=i, at=now + timedelta(seconds=i)))
+        api.proc.send_signal(signal.SIGKILL)
+        api.proc.wait(30)
+        for i in range(100, 200):
+            board.send("health", health(board.node, seq=i, at=now + timedelta(seconds=i)))
+        api = serve(tmp_path, broker)
+        db = tmp_path / "state" / "fleet.db"
+
+        def stored() -> int:
+            with sqlite3.connect(db) as c:
+                return int(c.execute("SELECT count(*) FROM health").fetchone()[0])
+
+        wait_for(lambda: stored() == 200, timeout=30, what="all 200 reports")
+        with sqlite3.connect(db) as c:
+            assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        board.close()
+        api.proc.send_signal(signal.SIGTERM)
+        api.proc.wait(30)
+
+
+def test_metrics_count_the_fleet_and_the_ingest(api: Api, boards: dict[str, Board]) -> None:
+    one, two = boards["rk3000-1"], boards["rk3000-2"]
+    one.send("health", health(one.node, cpu=12.5))
+    two.send("checks", checks(two.node, failing=("clock", "images")))
+    one.publish_raw(f"kedge/{one.node}/status", b"maybe")
+    wait_for(
+        lambda: (n := node(api, two.node)) and n["checks"]["failing"], timeout=20, what="checks"
+    )
+    request = urllib.request.Request(
+        api.url + "/metrics", headers={"Authorization": f"Bearer {api.token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        text = resp.read().decode()
+    lines = set(text.splitlines())
+    assert {'kedge_nodes{state="online"} 2', 'kedge_checks_failing{check="clock"} 1',
+            'kedge_node_cpu_percent{node="rk3000-1"} 12.5', "kedge_ingest_connected 1",
+            'kedge_ingest_bad_payloads_total{reason="status"} 1'} <= lines  # fmt: skip
+    assert api.call("GET", "/metrics")[0] == 401
