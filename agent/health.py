@@ -35,6 +35,7 @@ class HealthCollector:
         self._edgecore_at = -EDGECORE_REFRESH_S
         self._docker_root: str | None = None
         self._restarts: int | None = None
+        self.allow_remote: list[str] = []  # the daemon keeps it current across reloads
         psutil.cpu_percent(interval=None)  # prime: the first real value covers one interval
 
     def _system(self) -> dict[str, object]:
@@ -130,6 +131,6 @@ class HealthCollector:
             temperature_c=max(temps.values()) if temps else None, temperatures_c=temps,
             docker=docker, edgecore=edgecore, join_phase=join_phase, checks=checks,
             clock_offset_s=clock_offset_s, spool_depth=spool_depth, spool_dropped=spool_dropped,
-            spool_error=spool_error,
+            spool_error=spool_error, allow_remote=list(self.allow_remote),
             **system,
         )  # fmt: skip

@@ -33,7 +33,7 @@ from cloud_api.routing import openapi_document as _openapi_document
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
 from cloud_api.throttle import Throttle
-from cloud_api.views import boards, cloudcore, jobs, meta, metrics, nodes
+from cloud_api.views import boards, cloudcore, jobs, live, meta, metrics, nodes
 from cloud_api.views import secrets as secret_views
 from kedge.host import Host
 
@@ -46,6 +46,7 @@ ROUTES: tuple[Route, ...] = (
     *boards.ROUTES,
     *nodes.ROUTES,
     *metrics.ROUTES,
+    *live.ROUTES,
 )
 
 

@@ -161,6 +161,9 @@ class NodeSummary(BaseModel):
     disk_percent: float | None
     temperature_c: float | None
     checks: ChecksView
+    allow_remote: list[str] = Field(
+        description="remote actions the board accepts beyond ping and check"
+    )
 
 
 class NodePage(BaseModel):

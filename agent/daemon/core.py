@@ -60,6 +60,7 @@ class Daemon:
         self.status_file = StatusFile(status_path(self.state))
         self.docker = DockerClient(settings.docker_socket)
         self.collector = HealthCollector(host, self.docker, self.node)
+        self.collector.allow_remote = list(settings.allow_remote)
         self.link = BrokerLink(self.endpoint, self.topics, self._subscriptions(),
                                self._on_message, self._on_up)  # fmt: skip
         self.checker = Checker(lambda: self.settings, host, lambda: self.link.client,
@@ -130,6 +131,7 @@ class Daemon:
         self.settings, self.node, self.topics, self.endpoint = settings, node, topics, endpoint
         # Everything read per report or per command follows the new settings at once.
         self.commands.allowed = set(settings.allow_remote)
+        self.collector.allow_remote = list(settings.allow_remote)
         self.spool.max_messages = settings.mqtt.spool_max_messages
         self.spool.max_bytes = settings.mqtt.spool_max_bytes
         self.reporter.interval = settings.report_interval

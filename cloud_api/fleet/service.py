@@ -55,7 +55,8 @@ class Fleet:
             )  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
         self._waiting: dict[tuple[str, str], asyncio.Event] = {}
-        self.listeners: set[Callable[[list[Report]], None]] = set()
+        # Called with the names of the boards whose record just changed (live views).
+        self.listeners: set[Callable[[set[str]], None]] = set()
         self.kube_error: str | None = None
 
     # -- lifecycle ----------------------------------------------------------------
@@ -79,8 +80,11 @@ class Fleet:
                 event = self._waiting.get((r.node, r.result.id))
                 if event is not None:
                     event.set()
+        self._changed({r.node for r in reports})
+
+    def _changed(self, names: set[str]) -> None:
         for listener in list(self.listeners):
-            listener(reports)
+            listener(names)
 
     # -- Kubernetes -----------------------------------------------------------------
     async def poll_kube(self) -> None:
@@ -88,7 +92,12 @@ class Fleet:
         cannot; the last good view stays)."""
         nodes = await self.kubectl.nodes()
         seen = {n.name: (bool(n.ready), n.ready_reason) for n in nodes if n.edge}
+        before = {r.node: (r.k8s_ready, r.k8s_reason) for r in self.store.nodes()}
         await asyncio.to_thread(self.store.set_kube, seen, time.time())
+        after = {r.node: (r.k8s_ready, r.k8s_reason) for r in self.store.nodes()}
+        changed = {n for n in after if after[n] != before.get(n)}
+        if changed:
+            self._changed(changed)
 
     async def _kube_loop(self) -> None:
         while True:

@@ -47,6 +47,9 @@ MIGRATIONS = (
         status TEXT, reason TEXT, result TEXT, finished_at REAL);
     CREATE INDEX commands_by_node ON commands (node, issued_at);
     """,
+    """
+    ALTER TABLE nodes ADD COLUMN allow_remote TEXT;
+    """,
 )
 KEPT_COMMANDS_PER_NODE = 50
 
@@ -102,6 +105,7 @@ class NodeRow:
     checks_at: float | None
     k8s_ready: bool | None
     k8s_reason: str | None
+    allow_remote: list[str]
 
 
 @dataclass(frozen=True)
@@ -193,9 +197,10 @@ class SqliteFleetStore:
             # A report replayed from the board's spool is history, not news.
             db.execute(
                 "UPDATE nodes SET agent_version = ?, join_phase = ?, cpu = ?, mem = ?, disk = ?, "
-                "temp = ?, health_at = ?, health = ? WHERE node = ? AND coalesce(health_at, 0) <= ?",
+                "temp = ?, health_at = ?, health = ?, allow_remote = ? "
+                "WHERE node = ? AND coalesce(health_at, 0) <= ?",
                 (h.agent_version, h.join_phase, h.cpu_percent, h.memory.percent, disk,
-                 h.temperature_c, t, h.to_json(), r.node, t),
+                 h.temperature_c, t, h.to_json(), json.dumps(h.allow_remote), r.node, t),
             )  # fmt: skip
             db.execute(
                 "INSERT OR REPLACE INTO health (node, t, cpu, mem, disk, temp) VALUES (?, ?, ?, ?, ?, ?)",
@@ -355,7 +360,7 @@ class SqliteFleetStore:
 
 _ROW = (
     "node, status, status_at, last_seen, agent_version, join_phase, cpu, mem, disk, temp, "
-    "checks_ok, failing, counts, checks_at, k8s_ready, k8s_reason"
+    "checks_ok, failing, counts, checks_at, k8s_ready, k8s_reason, allow_remote"
 )
 _COMMAND = "id, action, args, issued_at, expires_at, status, reason, result, finished_at"
 
@@ -372,6 +377,7 @@ def _node_row(r: Sequence[Any]) -> NodeRow:
         checks_ok=None if r[10] is None else bool(r[10]),
         failing=json.loads(r[11]) if r[11] else [], counts=json.loads(r[12]) if r[12] else {},
         checks_at=r[13], k8s_ready=None if r[14] is None else bool(r[14]), k8s_reason=r[15],
+        allow_remote=json.loads(r[16]) if r[16] else [],
     )  # fmt: skip
 
 

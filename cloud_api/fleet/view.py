@@ -26,6 +26,7 @@ def summary(row: NodeRow, now: float, stale_after_s: float) -> NodeSummary:
         agent_version=row.agent_version, cpu_percent=row.cpu, memory_percent=row.mem,
         disk_percent=row.disk, temperature_c=row.temp,
         checks=ChecksView(ok=row.checks_ok, counts=row.counts, failing=row.failing, at=row.checks_at),
+        allow_remote=row.allow_remote,
     )  # fmt: skip
 
 

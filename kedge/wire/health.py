@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import Field
+
 from kedge.wire._base import Payload, Versioned
 from kedge.wire.checks import ChecksSummary
 
@@ -51,3 +53,5 @@ class HealthReport(Versioned):
     spool_depth: int
     spool_dropped: int
     spool_error: str | None = None  # the disk queue failed: reports are held in memory only
+    # The remote actions this board accepts beyond ping and check (its allow_remote).
+    allow_remote: list[str] = Field(default_factory=list)

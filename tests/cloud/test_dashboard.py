@@ -1,0 +1,129 @@
+"""The dashboard in a real headless Chromium (Debian's chromium and chromium-driver,
+driven with selenium): the boards with their true states, a change on MQTT shown
+without a reload, a failing check's remedy, a command sent from a button and answered.
+The last screen is saved to build/test-artifacts/dashboard.png."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.cloud.test_api import Api
+from tests.cloud.test_fleet import api, boards, broker  # noqa: F401 - fixtures
+from tests.harness.fleet import Board, checks, health
+from tests.harness.wait import wait_for
+
+ARTIFACTS = Path(
+    os.environ.get("KEDGE_TEST_ARTIFACTS", Path(__file__).parents[2] / "build" / "test-artifacts")
+)
+# Chromium on a closed network: no background connections, no first-run work.
+FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1500,700")  # fmt: skip
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.fail(
+            "chromium and chromium-driver are missing: run scripts/setup-host (make test does)"
+        )
+    options = Options()
+    options.binary_location = shutil.which("chromium") or ""
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver") or ""))
+    driver.set_page_load_timeout(30)
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def state_of(browser: WebDriver, node: str) -> str | None:
+    try:
+        return browser.find_element(By.CSS_SELECTOR, f'tr[data-node="{node}"]').get_attribute(
+            "data-state"
+        )
+    except WebDriverException:
+        return None
+
+
+def test_the_dashboard_follows_the_fleet_live(
+    api: Api,  # noqa: F811
+    boards: dict[str, Board],  # noqa: F811
+    browser: WebDriver,
+) -> None:
+    one, two = boards["rk3000-1"], boards["rk3000-2"]
+    one.send("health", health(one.node, cpu=20.0, temp=48.0))
+    one.send("checks", checks(one.node))
+    two.send("health", health(two.node, cpu=35.0))
+    two.send("checks", checks(two.node, failing=("clock",)))
+    wait_for(lambda: api.call("GET", "/api/v1/nodes?failing=clock", token=api.token)[2]["total"] == 1,
+             timeout=20, what="the reports stored")  # fmt: skip
+
+    browser.get(f"{api.url}/#token={api.token}")
+    wait_for(lambda: state_of(browser, one.node) == "online" and state_of(browser, two.node) == "online",
+             timeout=30, what="both boards online in the table")  # fmt: skip
+    assert "token=" not in browser.current_url  # taken out of the address bar
+    wait_for(
+        lambda: "live" in browser.find_element(By.ID, "live").text,
+        timeout=30,
+        what="the live stream",
+    )
+
+    # A failing check, with its remedy one click away.
+    summary = browser.find_element(By.CSS_SELECTOR, f'tr[data-node="{two.node}"] details summary')
+    assert summary.text == "1 failing: clock"
+    summary.click()
+    wait_for(lambda: "Remedy: fix clock" in browser.find_element(
+        By.CSS_SELECTOR, f'tr[data-node="{two.node}"] details').text, timeout=20, what="the remedy")  # fmt: skip
+
+    # A change on MQTT, shown without a reload: a board drops off and its will says so.
+    one.vanish()
+    wait_for(
+        lambda: state_of(browser, one.node) == "offline",
+        timeout=30,
+        what="offline without a reload",
+    )
+    assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1
+
+    # A command from its button, answered by the board.
+    check = browser.find_element(
+        By.CSS_SELECTOR, f'tr[data-node="{two.node}"] button[data-action="check"]'
+    )
+    assert browser.find_element(By.CSS_SELECTOR, f'tr[data-node="{two.node}"] button[data-action="reset"]'
+                                ).get_attribute("disabled") == "true"  # fmt: skip
+    check.click()
+    wait_for(lambda: two.commands, timeout=20, what="the command at the board")
+    two.answer(two.commands[-1], ok=True)
+    wait_for(lambda: "check → done" in browser.find_element(By.ID, "output").text, timeout=30,
+             what="the answer on the page")  # fmt: skip
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+
+
+def test_a_wrong_token_asks_again(api: Api, browser: WebDriver) -> None:  # noqa: F811
+    browser.get(f"{api.url}/#token=wrong")
+    wait_for(
+        lambda: browser.find_element(By.ID, "login").is_displayed(),
+        timeout=20,
+        what="the login form",
+    )
+    assert browser.find_element(By.ID, "login-error").text == "That token was refused."
+    browser.find_element(By.ID, "token").send_keys(api.token)
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    wait_for(
+        lambda: browser.find_element(By.ID, "fleet").is_displayed(), timeout=20, what="the fleet"
+    )
+    assert browser.find_element(By.ID, "empty").is_displayed()  # no board has reported
