@@ -103,6 +103,19 @@ class Kubectl:
             )
         return result.stdout
 
+    async def apply(self, manifest: dict[str, Any]) -> str:
+        """`kubectl apply -f -` with the manifest on stdin."""
+        try:
+            result = await self.host.run(["kubectl", f"--kubeconfig={self.kubeconfig}", "apply", "-f", "-"],
+                                         timeout=self.timeout, input_data=json.dumps(manifest).encode())  # fmt: skip
+        except CommandError as exc:
+            raise KubeError(str(exc)) from exc
+        if not result.ok:
+            raise KubeError(
+                f"kubectl apply: {result.stderr.strip() or f'exit {result.returncode}'}"
+            )
+        return result.stdout
+
     async def json(self, *args: str) -> Any:
         out = await self.run(*args, "-o", "json")
         try:

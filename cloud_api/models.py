@@ -210,3 +210,13 @@ class CommandRequest(Strict):
     action: Literal["ping", "check", "fix", "join", "reset"]
     args: dict[str, Any] = Field(default_factory=dict)
     ttl_s: float = Field(300.0, ge=5, le=86400, description="the board ignores it after this")
+
+
+class VerifyRequest(Strict):
+    image: str = Field(
+        "nginx:1.14.2",
+        max_length=255,
+        pattern=r"^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?(:[A-Za-z0-9_.-]{1,128})?(@sha256:[a-f0-9]{64})?$",
+        description="the image each board runs (the seed guide's nginx by default)",
+    )
+    timeout_s: float = Field(180.0, ge=5, le=3600, description="how long to wait for the pods")

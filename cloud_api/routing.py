@@ -18,7 +18,7 @@ from cloud_api.cloudcore import Cloudcore
 from cloud_api.connections import Guard
 from cloud_api.errors import ApiError
 from cloud_api.fleet.service import Fleet
-from cloud_api.jobs import Jobs
+from cloud_api.jobs import Busy, Jobs
 from cloud_api.settings import CloudSettings
 from cloud_api.store import Store
 from cloud_api.throttle import Throttle
@@ -51,6 +51,13 @@ class Route:
     # query parameter -> (description, JSON schema); path parameter -> JSON schema
     query: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def busy(exc: Busy) -> ApiError:
+    """409: another job runs, and where to follow it."""
+    return ApiError(
+        409, "busy", f"{exc}; follow it at /api/v1/jobs/{exc.job.id}", {"job": exc.job.id}
+    )
 
 
 async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
@@ -117,6 +124,8 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
             ok: dict[str, Any] = {"type": "object"}
             if r.response is not None:
                 ok = {"type": "array", "items": ref(r.response)} if r.many else ref(r.response)
+        elif r.content_type == "text/event-stream":
+            ok = {"description": "server-sent events; each event's data is JSON"}  # any JSON
         else:
             ok = {"type": "string"}
         responses[str(r.status)] = {

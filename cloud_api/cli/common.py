@@ -65,11 +65,17 @@ def print_json(text: str) -> None:
 
 async def follow(api: ApiClient, accepted: Accepted, as_json: bool) -> int:
     """Print a job's lines as they come; the exit code is its outcome."""
+    end = await follow_job(api, accepted, as_json)
+    return EXIT_OK if end is None or end.state == "succeeded" else EXIT_FAILED
+
+
+async def follow_job(api: ApiClient, accepted: Accepted, as_json: bool) -> JobView | None:
+    """follow(), returning how the job ended (None: there was nothing to do)."""
     print(accepted.message, file=sys.stderr if as_json else sys.stdout, flush=True)
     if accepted.job is None:
         if as_json:
             print_json(accepted.model_dump_json(indent=2))
-        return EXIT_OK
+        return None
     end = accepted.job
     async for event, data in api.events(f"/api/v1/jobs/{end.id}/events", after=-1):
         if event == "line" and not as_json:
@@ -82,7 +88,7 @@ async def follow(api: ApiClient, accepted: Accepted, as_json: bool) -> int:
         print("✓ done")
     else:
         print(f"✗ {end.error.message if end.error else 'the job did not finish'}")
-    return EXIT_OK if end.state == "succeeded" else EXIT_FAILED
+    return end
 
 
 def dump(value: object) -> str:

@@ -13,7 +13,7 @@ from cloud_api.errors import ApiError
 from cloud_api.jobs import Busy, Job
 from cloud_api.kube import KubeError
 from cloud_api.models import Accepted, CloudcoreRequest, CloudcoreStatus, JobView, TokenView
-from cloud_api.routing import CLOUDCORE, JOBS, Route, read_body
+from cloud_api.routing import CLOUDCORE, JOBS, Route, busy, read_body
 
 log = structlog.get_logger(__name__)
 
@@ -30,12 +30,6 @@ def accepted(message: str, job: Job | None) -> web.Response:
     )
     headers = {"Location": f"/api/v1/jobs/{job.id}"} if job else {}
     return web.json_response(body.model_dump(), status=202 if job else 200, headers=headers)
-
-
-def busy(exc: Busy) -> ApiError:
-    return ApiError(
-        409, "busy", f"{exc}; follow it at /api/v1/jobs/{exc.job.id}", {"job": exc.job.id}
-    )
 
 
 async def install(request: web.Request) -> web.Response:

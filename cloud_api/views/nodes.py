@@ -4,21 +4,28 @@ commands sent to it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from aiohttp import web
 
 from cloud_api.errors import ApiError
 from cloud_api.fleet.service import NoBroker
+from cloud_api.fleet.verify import verify
 from cloud_api.fleet.view import downsample, summary, table
+from cloud_api.jobs import Busy
+from cloud_api.kube import KubeError
 from cloud_api.models import (
+    Accepted,
     CommandRequest,
     CommandView,
     HealthSeries,
+    JobView,
     NodeDetail,
     NodePage,
+    VerifyRequest,
 )
-from cloud_api.routing import FLEET, SETTINGS, Route, read_body
+from cloud_api.routing import FLEET, JOBS, SETTINGS, Route, busy, read_body
 from kedge.names import DNS1123_SUBDOMAIN_RE, is_dns1123_subdomain
 from kedge.wire.commands import COMMAND_ID_PATTERN
 
@@ -64,6 +71,12 @@ async def list_nodes(request: web.Request) -> web.Response:
     failing = request.query.get("failing")
     limit = _integer(request, "limit", 500, 1, MAX_PAGE)
     offset = _integer(request, "offset", 0, 0, 10**9)
+    refresh = request.query.get("refresh", "false")
+    if refresh not in ("true", "false"):
+        raise ApiError(400, "bad_query", f"refresh={refresh!r}: expected true or false")
+    if refresh == "true":
+        with contextlib.suppress(KubeError):  # the last view stays; /metrics and the log say why
+            await fleet.poll_kube()
     rows = await asyncio.to_thread(fleet.store.nodes)
     items = table(rows, stale_after_s=request.app[SETTINGS].fleet.stale_after_s, state_is=state,
                   failing=failing)  # fmt: skip
@@ -121,6 +134,20 @@ async def send_command(request: web.Request) -> web.Response:
     return web.json_response(text=CommandView(**sent).model_dump_json(), status=202)
 
 
+async def start_verify(request: web.Request) -> web.Response:
+    body: VerifyRequest = await read_body(request, VerifyRequest)
+    kubectl = request.app[FLEET].kubectl
+    try:
+        job = request.app[JOBS].start(
+            "verify", lambda j: verify(j, kubectl, body.image, body.timeout_s)
+        )
+    except Busy as exc:
+        raise busy(exc) from exc
+    accepted = Accepted(message=f"running {body.image} on every Ready edge node", changed=True,
+                        job=JobView.model_validate(job.view()))  # fmt: skip
+    return web.json_response(text=accepted.model_dump_json(), status=202)
+
+
 async def get_command(request: web.Request) -> web.Response:
     fleet, name = request.app[FLEET], _node_name(request)
     wait = _number(request, "wait", 0, 0, MAX_WAIT_S)
@@ -143,7 +170,9 @@ ROUTES = (
                             {"type": "string", "enum": ["online", "stale", "offline", "unknown"]}),
                  "failing": ("boards failing this check", {"type": "string"}),
                  "limit": ("page size (500)", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
-                 "offset": ("first item", {"type": "integer", "minimum": 0, "maximum": 10**9})}),
+                 "offset": ("first item", {"type": "integer", "minimum": 0, "maximum": 10**9}),
+                 "refresh": ("read Kubernetes' view first instead of the last poll's",
+                             {"type": "string", "enum": ["true", "false"]})}),
     Route("GET", "/api/v1/nodes/{name}", get_node, "one board in full: latest reports, check history, commands",
           admin=True, response=NodeDetail, also={**NOT_A_NAME, 404: ("no such board", None)}, params=NODE),
     Route("GET", "/api/v1/nodes/{name}/health", node_health, "a board's CPU, memory, disk and temperature over time",
@@ -158,4 +187,7 @@ ROUTES = (
           admin=True, response=CommandView, also={**NOT_A_NAME, 404: ("no such command", None)},
           params={**NODE, **COMMAND_ID},
           query={"wait": ("seconds to wait for the answer", {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S})}),
+    Route("POST", "/api/v1/verify", start_verify, "a pod on every Ready edge node, reported per board (a job)",
+          admin=True, request=VerifyRequest, response=Accepted, status=202,
+          also={409: ("another job is running", None)}),
 )  # fmt: skip

@@ -41,6 +41,8 @@ DEFAULT = {
     "deployments": {},
     "secrets": {},
     "events": [],
+    # Deployments other than cloudcore (the verify job's), by namespace/name
+    "workloads": {},
     # namespace -> when its termination ends (the namespace controller empties it first)
     "terminating": {},
     "termination_s": 1.0,

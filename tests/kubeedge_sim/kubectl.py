@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 from tests.kubeedge_sim import cluster
@@ -68,8 +69,52 @@ def _pod(d: dict[str, Any], namespace: str) -> dict[str, Any]:
             "spec": {"nodeName": d["node"]} if d["node"] else {}, "status": status}  # fmt: skip
 
 
+def _apply(kubeconfig: str, manifest: dict[str, Any]) -> int:
+    """Deployments only (what the verify job applies): each becomes one pod, placed by
+    its nodeSelector (workload_pod)."""
+    items = manifest.get("items", [manifest]) if manifest.get("kind") == "List" else [manifest]
+    with cluster.update(kubeconfig) as state:
+        for d in items:
+            meta, spec = d["metadata"], d["spec"]["template"]["spec"]
+            state["workloads"][f"{meta.get('namespace', 'default')}/{meta['name']}"] = {
+                "app": meta["labels"]["app"], "labels": d["spec"]["template"]["metadata"]["labels"],
+                "node": spec.get("nodeSelector", {}).get("kubernetes.io/hostname"),
+                "image": spec["containers"][0]["image"], "created": time.time(),
+            }  # fmt: skip
+    for d in items:
+        print(f"deployment.apps/{d['metadata']['name']} created")
+    return 0
+
+
+def workload_pod(data: dict[str, Any], w: dict[str, Any]) -> dict[str, Any]:
+    """The pod of a pinned Deployment: Pending while no Ready node has that hostname
+    (the scheduler's event says so), waiting with the kubelet's reason when its node has
+    a pod problem set by a test (an image it cannot pull), Running a moment after
+    creation otherwise."""
+    node = next((n for n in data["nodes"] if n["name"] == w["node"]), None)
+    meta = {
+        "name": f"{w['labels']['app']}-{w['node']}-7d9c5-x2k4p",
+        "namespace": "default",
+        "labels": w["labels"],
+    }
+    if node is None or not node.get("ready", True):
+        return {"metadata": meta, "spec": {}, "status": {"phase": "Pending"}}
+    problem = node.get("pod_problem")
+    if problem:
+        waiting = {
+            "reason": problem["reason"],
+            "message": problem["message"].replace("{image}", w["image"]),
+        }
+        return {"metadata": meta, "spec": {"nodeName": node["name"]},
+                "status": {"phase": "Pending", "containerStatuses": [{"name": "probe", "ready": False,
+                           "restartCount": 0, "state": {"waiting": waiting}}]}}  # fmt: skip
+    running = time.time() - w["created"] > 0.5
+    return {"metadata": meta, "spec": {"nodeName": node["name"]},
+            "status": {"phase": "Running" if running else "Pending"}}  # fmt: skip
+
+
 VALUED = ("--kubeconfig", "-n", "--namespace", "-o", "--output", "-p", "--patch", "--type", "-l",
-          "--selector", "--tail")  # fmt: skip
+          "--selector", "--tail", "-f", "--filename")  # fmt: skip
 
 
 def _split(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -122,6 +167,14 @@ def main(argv: list[str], root: str) -> int:
             return _not_found("deployments.apps", words[2])
         print(json.dumps(_deployment(d)))
         return 0
+    if words[:2] in (["get", "pods"], ["get", "pod"]) and (flags.get("-l") or "").startswith(
+        "app="
+    ):
+        app = flags["-l"].removeprefix("app=")
+        pods = [workload_pod(data, w) for k, w in sorted(data["workloads"].items())
+                if w["app"] == app and k.startswith(f"{namespace}/")]  # fmt: skip
+        print(json.dumps({"items": pods}))
+        return 0
     if words[:2] in (["get", "pods"], ["get", "pod"]):
         d = data["deployments"].get(f"{namespace}/cloudcore")
         pods = [] if d is None or "image" not in d else [_pod(d, namespace)]
@@ -170,6 +223,17 @@ def main(argv: list[str], root: str) -> int:
         cluster.save(kubeconfig, data)
         cluster.reconcile(kubeconfig)
         print("deployment.apps/cloudcore patched")
+        return 0
+    if words[:1] == ["apply"] and flags.get("-f") == "-":
+        return _apply(kubeconfig, json.loads(sys.stdin.read()))
+    if words[:2] == ["delete", "deployment"] and (flags.get("-l") or "").startswith("app="):
+        app = flags["-l"].removeprefix("app=")
+        with cluster.update(kubeconfig) as state:
+            gone = [k for k, w in state["workloads"].items() if w["app"] == app]
+            for k in gone:
+                del state["workloads"][k]
+        for k in gone:
+            print(f'deployment.apps "{k.split("/", 1)[1]}" deleted')
         return 0
     if words[:2] == ["delete", "secret"] and len(words) == 3:
         if data["secrets"].pop(f"{namespace}/{words[2]}", None) is None:
