@@ -131,6 +131,14 @@ class Kubectl:
             return False
         return True
 
+    async def delete_node(self, name: str) -> bool:
+        """Whether there was one to delete."""
+        try:
+            await self.run("delete", "node", name)
+        except NotFound:
+            return False
+        return True
+
     async def restart(self, namespace: str, deployment: str) -> None:
         await self.run("-n", namespace, "rollout", "restart", f"deployment/{deployment}")
 

@@ -220,3 +220,17 @@ class VerifyRequest(Strict):
         description="the image each board runs (the seed guide's nginx by default)",
     )
     timeout_s: float = Field(180.0, ge=5, le=3600, description="how long to wait for the pods")
+
+
+class Removed(BaseModel):
+    node: str
+    reset: str | None = Field(
+        description="the board's answer to reset (done, rejected, …), sent: no answer in time, null: not asked"
+    )
+    kubernetes_node_deleted: bool = Field(
+        description="false: Kubernetes had no such node, or see kubernetes_error"
+    )
+    kubernetes_error: str | None = Field(
+        None, description="why the node could not be deleted (then do it by hand)"
+    )
+    forgotten: bool = Field(description="false: the fleet view did not know it")

@@ -141,6 +141,23 @@ class Fleet:
         assert found is not None
         return found
 
+    async def remove(self, node: str, *, reset_first: bool, wait_s: float) -> dict[str, Any]:
+        """Take a board out of the fleet: optionally a `reset` command first (answered or
+        not within wait_s), then its Kubernetes node deleted, then forgotten here. What
+        was done is returned; nothing stops half-way on a board that does not answer."""
+        done: dict[str, Any] = {"node": node, "reset": None}
+        if reset_first:
+            sent = await self.send(node, "reset", {}, ttl_s=max(60.0, wait_s))
+            answer = await self.result(node, sent["id"], wait_s)
+            done["reset"] = answer["status"] if answer else "sent"
+        try:
+            done["kubernetes_node_deleted"] = await self.kubectl.delete_node(node)
+        except KubeError as exc:
+            done["kubernetes_node_deleted"], done["kubernetes_error"] = False, str(exc)
+        done["forgotten"] = await asyncio.to_thread(self.store.forget, node)
+        self._changed({node})
+        return done
+
     async def result(self, node: str, command_id: str, wait_s: float) -> dict[str, Any] | None:
         """The command's record, once the board answered or wait_s passed."""
         found = self.store.command(node, command_id)

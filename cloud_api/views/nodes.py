@@ -23,6 +23,7 @@ from cloud_api.models import (
     JobView,
     NodeDetail,
     NodePage,
+    Removed,
     VerifyRequest,
 )
 from cloud_api.routing import FLEET, JOBS, SETTINGS, Route, busy, read_body
@@ -134,6 +135,25 @@ async def send_command(request: web.Request) -> web.Response:
     return web.json_response(text=CommandView(**sent).model_dump_json(), status=202)
 
 
+async def remove_node(request: web.Request) -> web.Response:
+    fleet, name = request.app[FLEET], _node_name(request)
+    reset = request.query.get("reset", "false")
+    if reset not in ("true", "false"):
+        raise ApiError(400, "bad_query", f"reset={reset!r}: expected true or false")
+    wait = _number(request, "wait", 30, 0, MAX_WAIT_S)
+    try:
+        done = await fleet.remove(name, reset_first=reset == "true", wait_s=wait)
+    except NoBroker as exc:
+        raise ApiError(
+            503 if exc.configured else 409, "no_broker", f"reset not sent: {exc}"
+        ) from exc
+    except KubeError as exc:
+        raise ApiError(
+            503, "kubernetes_unavailable", f"cannot delete node {name!r}: {exc}"
+        ) from exc
+    return web.json_response(text=Removed(**done).model_dump_json())
+
+
 async def start_verify(request: web.Request) -> web.Response:
     body: VerifyRequest = await read_body(request, VerifyRequest)
     kubectl = request.app[FLEET].kubectl
@@ -187,6 +207,14 @@ ROUTES = (
           admin=True, response=CommandView, also={**NOT_A_NAME, 404: ("no such command", None)},
           params={**NODE, **COMMAND_ID},
           query={"wait": ("seconds to wait for the answer", {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S})}),
+    Route("DELETE", "/api/v1/nodes/{name}", remove_node,
+          "take a board out: optionally reset it first, delete its Kubernetes node, forget it",
+          admin=True, response=Removed, params=NODE,
+          also={**NOT_A_NAME, 409: ("reset asked, no broker configured", None),
+                503: ("reset asked, no broker link", None)},
+          query={"reset": ("send the board a reset first", {"type": "string", "enum": ["true", "false"]}),
+                 "wait": ("seconds to wait for the reset's answer (30)",
+                          {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S})}),
     Route("POST", "/api/v1/verify", start_verify, "a pod on every Ready edge node, reported per board (a job)",
           admin=True, request=VerifyRequest, response=Accepted, status=202,
           also={409: ("another job is running", None)}),

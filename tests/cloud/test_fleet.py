@@ -228,3 +228,80 @@ def test_metrics_count_the_fleet_and_the_ingest(api: Api, boards: dict[str, Boar
             'kedge_node_cpu_percent{node="rk3000-1"} 12.5', "kedge_ingest_connected 1",
             'kedge_ingest_bad_payloads_total{reason="status"} 1'} <= lines  # fmt: skip
     assert api.call("GET", "/metrics")[0] == 401
+
+
+def test_a_board_taken_out_is_reset_first_and_forgotten(api: Api, boards: dict[str, Board]) -> None:
+    board = boards["rk3000-1"]
+    board.send("health", health(board.node))
+    wait_for(
+        lambda: (n := node(api, board.node)) and n["cpu_percent"] is not None,
+        timeout=20,
+        what="the board",
+    )
+
+    def answer_reset() -> bool:
+        if not board.commands:
+            return False
+        board.answer(board.commands[-1])
+        return True
+
+    import threading
+
+    answering = threading.Thread(
+        target=lambda: wait_for(answer_reset, timeout=20, what="the reset")
+    )
+    answering.start()
+    status, _, done = api.call(
+        "DELETE", f"/api/v1/nodes/{board.node}?reset=true&wait=20", token=api.token
+    )
+    answering.join(30)
+    assert board.commands[-1]["action"] == "reset"
+    # No kubectl here: reset and forgotten, and why the node was not deleted.
+    assert (status, done["reset"], done["forgotten"], done["kubernetes_node_deleted"]) == (
+        200,
+        "done",
+        True,
+        False,
+    )
+    assert "kubectl" in done["kubernetes_error"]
+    assert node(api, board.node) is None or node(api, board.node)["last_seen"] is None  # type: ignore[index]
+
+
+SHIPPED_BROKER_CONFIG = Path(__file__).parents[2] / "packaging" / "mosquitto-kedge.conf"
+
+
+def test_reports_queued_for_the_api_survive_a_broker_restart(tmp_path: Path) -> None:
+    """With the shipped broker configuration: the API stops, boards keep reporting, the
+    broker restarts, the API comes back — every report is stored."""
+    lines = tuple(
+        ln for ln in SHIPPED_BROKER_CONFIG.read_text().splitlines() if ln and not ln.startswith("#")
+    )
+    broker = Mosquitto(tmp_path / "mosquitto", extra=lines).start()
+    api = serve(tmp_path, broker)
+    try:
+        board = Board(broker.port, "rk3000-1")
+        start_at = datetime.now(UTC) - timedelta(minutes=30)
+        for i in range(20):
+            board.send("health", health(board.node, seq=i, at=start_at + timedelta(seconds=i)))
+        api.proc.send_signal(signal.SIGTERM)
+        api.proc.wait(30)
+        for i in range(20, 60):  # queued in the API's session, in the broker
+            board.send("health", health(board.node, seq=i, at=start_at + timedelta(seconds=i)))
+        board.close()
+        broker.stop()  # persistence: the queue is written to disk
+        broker.start()
+        api = serve(tmp_path, broker)
+        db = tmp_path / "state" / "fleet.db"
+
+        def stored() -> int:
+            with sqlite3.connect(db) as c:
+                return int(c.execute("SELECT count(*) FROM health").fetchone()[0])
+
+        wait_for(
+            lambda: stored() == 60, timeout=30, what="all 60 reports after the broker's restart"
+        )
+    finally:
+        if api.proc.poll() is None:
+            api.proc.send_signal(signal.SIGTERM)
+            api.proc.wait(30)
+        broker.stop()

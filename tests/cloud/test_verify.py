@@ -76,3 +76,14 @@ def test_the_cli_verb_prints_each_board_and_fails_when_one_did_not_run(cloud: Ma
     assert any(
         line.startswith("rk3000-1 ") and "Ready" in line for line in listed.stdout.splitlines()
     )
+
+
+def test_a_node_taken_out_leaves_kubernetes(cloud: Master) -> None:
+    cloud.edit_cluster(nodes=[*cloud.cluster()["nodes"], edge("rk3000-9")])
+    status, done = cloud.call("DELETE", "/api/v1/nodes/rk3000-9")
+    assert (status, done["kubernetes_node_deleted"], done["reset"]) == (200, True, None)
+    assert "rk3000-9" not in [n["name"] for n in cloud.cluster()["nodes"]]
+    again = cloud.call("DELETE", "/api/v1/nodes/rk3000-9")[1]
+    assert again["kubernetes_node_deleted"] is False
+    refused = cloud.call("DELETE", "/api/v1/nodes/rk3000-9?reset=true")
+    assert (refused[0], refused[1]["error"]["code"]) == (409, "no_broker")

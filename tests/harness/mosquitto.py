@@ -24,6 +24,7 @@ class Mosquitto:
     users: dict[str, str] = field(default_factory=dict)
     tls: tuple[Path, Path, Path] | None = None  # ca, cert, key
     also_on: tuple[str, ...] = ()  # more addresses to listen on (a veth's, for partitions)
+    extra: tuple[str, ...] = ()  # more configuration lines (a shipped file's)
     proc: subprocess.Popen[bytes] | None = None
 
     def config(self) -> str:
@@ -32,6 +33,12 @@ class Mosquitto:
         lines = ["user root", f"listener {self.port} 127.0.0.1", "persistence false", "max_queued_messages 0",
                  f"log_dest file {self.workdir / 'mosquitto.log'}", "log_type error", "log_type warning"]  # fmt: skip
         lines[2:2] = [f"listener {self.port} {address}" for address in self.also_on]
+        if self.extra:
+            # the harness's own "persistence false" and queue limit give way to the file's
+            lines = [
+                ln for ln in lines if not ln.startswith(("persistence ", "max_queued_messages "))
+            ]
+            lines += [*self.extra, f"persistence_location {self.workdir}/"]
         if self.users:
             lines += [f"password_file {self.workdir / 'passwd'}", "allow_anonymous false"]
         else:

@@ -235,6 +235,15 @@ def main(argv: list[str], root: str) -> int:
         for k in gone:
             print(f'deployment.apps "{k.split("/", 1)[1]}" deleted')
         return 0
+    if words[:2] == ["delete", "node"] and len(words) == 3:
+        with cluster.update(kubeconfig) as state:
+            kept = [n for n in state["nodes"] if n["name"] != words[2]]
+            found = len(kept) != len(state["nodes"])
+            state["nodes"] = kept
+        if not found:
+            return _not_found("nodes", words[2])
+        print(f'node "{words[2]}" deleted')
+        return 0
     if words[:2] == ["delete", "secret"] and len(words) == 3:
         if data["secrets"].pop(f"{namespace}/{words[2]}", None) is None:
             return _not_found("secrets", words[2])
