@@ -10,10 +10,11 @@ follow for fleets that outgrow one machine."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -156,22 +157,27 @@ class SqliteFleetStore:
         self._db.close()
         self._read.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The writer, in one transaction (all of it or none), one writer at a time."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def integrity(self) -> str:
         return str(self._read.execute("PRAGMA integrity_check").fetchone()[0])
 
     # -- writing (the ingest) --------------------------------------------------------
     def write(self, batch: Sequence[Report]) -> None:
         """Every report in one transaction: all of the batch is stored, or none."""
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for r in batch:
-                    self._write_one(db, r)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            for r in batch:
+                self._write_one(db, r)
 
     def _seen(self, db: sqlite3.Connection, node: str, at: float) -> None:
         db.execute(
@@ -238,13 +244,13 @@ class SqliteFleetStore:
                 )  # fmt: skip
 
     def record_command(self, node: str, command: RemoteCommand) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._transaction() as db:
+            db.execute(
                 "INSERT INTO commands (id, node, action, args, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (command.id, node, command.action, json.dumps(command.args),
                  command.issued_at.timestamp(), command.expires_at.timestamp()),
             )  # fmt: skip
-            self._db.execute(
+            db.execute(
                 "DELETE FROM commands WHERE node = ? AND id NOT IN (SELECT id FROM commands "
                 "WHERE node = ? ORDER BY issued_at DESC LIMIT ?)",
                 (node, node, KEPT_COMMANDS_PER_NODE),
@@ -253,28 +259,21 @@ class SqliteFleetStore:
     def set_kube(self, seen: dict[str, tuple[bool, str]], at: float) -> None:
         """Kubernetes' view of the edge nodes: Ready and why not; a board Kubernetes no
         longer lists loses its Ready."""
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("UPDATE nodes SET k8s_ready = NULL, k8s_reason = NULL, k8s_seen = NULL")
-                for node, (ready, reason) in seen.items():
-                    db.execute(
-                        "INSERT INTO nodes (node, k8s_ready, k8s_reason, k8s_seen) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (node) DO UPDATE SET k8s_ready = excluded.k8s_ready, "
-                        "k8s_reason = excluded.k8s_reason, k8s_seen = excluded.k8s_seen",
-                        (node, int(ready), reason, at),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            db.execute("UPDATE nodes SET k8s_ready = NULL, k8s_reason = NULL, k8s_seen = NULL")
+            for node, (ready, reason) in seen.items():
+                db.execute(
+                    "INSERT INTO nodes (node, k8s_ready, k8s_reason, k8s_seen) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (node) DO UPDATE SET k8s_ready = excluded.k8s_ready, "
+                    "k8s_reason = excluded.k8s_reason, k8s_seen = excluded.k8s_seen",
+                    (node, int(ready), reason, at),
+                )
 
     def forget(self, name: str) -> bool:
-        with self._lock:
-            gone = self._db.execute("DELETE FROM nodes WHERE node = ?", (name,)).rowcount
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM nodes WHERE node = ?", (name,)).rowcount
             for table in ("health", "health_rollup", "check_reports", "commands"):
-                self._db.execute(f"DELETE FROM {table} WHERE node = ?", (name,))  # noqa: S608 - fixed names
+                db.execute(f"DELETE FROM {table} WHERE node = ?", (name,))  # noqa: S608 - fixed names
         return gone > 0
 
     def compact(self, now: float, raw_keep_s: float, bucket_s: int, rollup_keep_s: float) -> int:
@@ -282,29 +281,22 @@ class SqliteFleetStore:
         and max where a peak matters), and drop rollups older than rollup_keep_s. Returns
         the raw rows folded."""
         cut = now - raw_keep_s
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(
-                    "INSERT INTO health_rollup (node, t, n, cpu, cpu_max, mem, mem_max, disk, temp, temp_max) "
-                    "SELECT node, CAST(t / ?1 AS INTEGER) * ?1 AS b, count(*), avg(cpu), max(cpu), avg(mem), "
-                    "max(mem), avg(disk), avg(temp), max(temp) FROM health WHERE t < ?2 GROUP BY node, b "
-                    "ON CONFLICT (node, t) DO UPDATE SET "
-                    "cpu = (cpu * n + excluded.cpu * excluded.n) / (n + excluded.n), "
-                    "mem = (mem * n + excluded.mem * excluded.n) / (n + excluded.n), "
-                    "disk = (disk * n + excluded.disk * excluded.n) / (n + excluded.n), "
-                    "temp = (temp * n + excluded.temp * excluded.n) / (n + excluded.n), "
-                    "cpu_max = max(cpu_max, excluded.cpu_max), mem_max = max(mem_max, excluded.mem_max), "
-                    "temp_max = max(temp_max, excluded.temp_max), n = n + excluded.n",
-                    (bucket_s, cut),
-                )
-                folded = db.execute("DELETE FROM health WHERE t < ?", (cut,)).rowcount
-                db.execute("DELETE FROM health_rollup WHERE t < ?", (now - rollup_keep_s,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO health_rollup (node, t, n, cpu, cpu_max, mem, mem_max, disk, temp, temp_max) "
+                "SELECT node, CAST(t / ?1 AS INTEGER) * ?1 AS b, count(*), avg(cpu), max(cpu), avg(mem), "
+                "max(mem), avg(disk), avg(temp), max(temp) FROM health WHERE t < ?2 GROUP BY node, b "
+                "ON CONFLICT (node, t) DO UPDATE SET "
+                "cpu = (cpu * n + excluded.cpu * excluded.n) / (n + excluded.n), "
+                "mem = (mem * n + excluded.mem * excluded.n) / (n + excluded.n), "
+                "disk = (disk * n + excluded.disk * excluded.n) / (n + excluded.n), "
+                "temp = (temp * n + excluded.temp * excluded.n) / (n + excluded.n), "
+                "cpu_max = max(cpu_max, excluded.cpu_max), mem_max = max(mem_max, excluded.mem_max), "
+                "temp_max = max(temp_max, excluded.temp_max), n = n + excluded.n",
+                (bucket_s, cut),
+            )
+            folded = db.execute("DELETE FROM health WHERE t < ?", (cut,)).rowcount
+            db.execute("DELETE FROM health_rollup WHERE t < ?", (now - rollup_keep_s,))
         return int(folded)
 
     # -- reading (the API) -----------------------------------------------------------

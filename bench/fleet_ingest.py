@@ -1,0 +1,217 @@
+"""Benchmark: the cloud API's MQTT ingest against the broker's own delivery ceiling,
+measured side by side in one run.
+
+One mosquitto with the shipped configuration (packaging/mosquitto-kedge.conf). N
+simulated boards (publisher processes using the agent's own HealthReport, QoS 1, each
+board a distinct node) send `rounds` reports each, as fast as the broker takes them:
+  1. to a plain paho subscriber that only counts (the broker's delivery ceiling here);
+  2. to `kedge-cloud-api serve` (validation, SQLite, acknowledgement after commit).
+Reported: messages/s delivered to each, messages lost (must be 0 at QoS 1), the ratio
+ingest / plain (target >= 0.5), and GET /api/v1/nodes latency (p50/p99 over many calls)
+with N boards known — the default page (500) and the whole table.
+
+    .venv/bin/python -m bench.fleet_ingest [--boards 1000] [--rounds 10] [--publishers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import signal
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.cloud.test_api import start
+from tests.harness.fleet import health
+from tests.harness.http import call_json
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.wait import wait_for
+
+CONFIG = Path(__file__).parents[1] / "packaging" / "mosquitto-kedge.conf"
+
+
+def publish(port: int, nodes: list[str], rounds: int, start: float, ready: Any) -> None:
+    """One publisher process: every board in `nodes`, `rounds` reports each, QoS 1."""
+    template = health("NODE", at=datetime(2026, 1, 1, tzinfo=UTC)).to_json()
+    stamp = template.split('"timestamp":"', 1)[1].split('"', 1)[0]
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{nodes[0]}", protocol=paho.MQTTv5)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port, 60)
+    c.loop_start()
+    ready.set()
+    last = None
+    for r in range(rounds):
+        when = (
+            (datetime.fromtimestamp(start, UTC) + timedelta(seconds=r))
+            .isoformat()
+            .replace("+00:00", "Z")
+        )
+        for node in nodes:
+            body = template.replace('"node":"NODE"', f'"node":"{node}"').replace(stamp, when)
+            last = c.publish(f"kedge/{node}/health", body, qos=1)
+    if last is not None:
+        last.wait_for_publish(timeout=600)
+    c.loop_stop()
+    c.disconnect()
+
+
+class Counter:
+    """The baseline: a plain QoS 1 subscriber that only counts."""
+
+    def __init__(self, port: int) -> None:
+        self.count, self.first, self.last = 0, 0.0, 0.0
+        self._lock = threading.Lock()
+        self.c = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id="plain-subscriber", protocol=paho.MQTTv5
+        )
+        ready = threading.Event()
+        self.c.on_subscribe = lambda *a: ready.set()
+        self.c.on_message = self._message
+        self.c.connect("127.0.0.1", port, 60)
+        self.c.subscribe("kedge/+/health", qos=1)
+        self.c.loop_start()
+        if not ready.wait(20):
+            raise TimeoutError("plain subscriber did not subscribe")
+
+    def _message(self, *_: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.count += 1
+            self.first = self.first or now
+            self.last = now
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def run_publishers(port: int, boards: int, rounds: int, publishers: int, base: float) -> float:
+    names = [f"rk-{i:05d}" for i in range(boards)]
+    chunks = [names[i::publishers] for i in range(publishers)]
+    ctx = multiprocessing.get_context("spawn")
+    events = [ctx.Event() for _ in chunks]
+    procs = [
+        ctx.Process(target=publish, args=(port, chunk, rounds, base, ev))
+        for chunk, ev in zip(chunks, events, strict=True)
+    ]
+    for p in procs:
+        p.start()
+    for ev in events:
+        ev.wait(60)
+    started = time.monotonic()
+    for p in procs:
+        p.join(1800)
+    return started
+
+
+def plain(broker: Mosquitto, boards: int, rounds: int, publishers: int) -> tuple[float, int]:
+    counter = Counter(broker.port)
+    total = boards * rounds
+    started = run_publishers(broker.port, boards, rounds, publishers, time.time() - 86400)
+    with contextlib.suppress(TimeoutError):  # what did not arrive is the loss reported
+        wait_for(
+            lambda: counter.count >= total, timeout=600, what="the plain subscriber's messages"
+        )
+    counter.close()
+    elapsed = max(counter.last - started, 1e-6)
+    return counter.count / elapsed, total - counter.count
+
+
+def ingest(
+    broker: Mosquitto, workdir: Path, boards: int, rounds: int, publishers: int
+) -> tuple[float, int, dict[str, float]]:
+    config = workdir / "cloud-api.toml"
+    config.write_text(f'log_level = "warning"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n')
+    api = start(workdir / "state", "--config", str(config))
+    db = workdir / "state" / "fleet.db"
+    total = boards * rounds
+
+    def stored() -> int:
+        with sqlite3.connect(db, timeout=30) as c:
+            return int(c.execute("SELECT count(*) FROM health").fetchone()[0])
+
+    try:
+        started = run_publishers(broker.port, boards, rounds, publishers, time.time() - 2 * 86400)
+        done_at = started
+        deadline = time.monotonic() + 900
+        seen = -1
+        while time.monotonic() < deadline:
+            n = stored()
+            if n != seen:
+                seen, done_at = n, time.monotonic()
+            if n >= total:
+                break
+            time.sleep(
+                0.2
+            )  # sampling the database for the benchmark's clock, not a wait for a condition in a test
+        rate = seen / max(done_at - started, 1e-6)
+        latencies = nodes_latency(api.url, api.token)
+        return rate, total - seen, latencies
+    finally:
+        api.proc.send_signal(signal.SIGTERM)
+        api.proc.wait(60)
+
+
+def nodes_latency(url: str, token: str, calls: int = 100) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for label, path in (("page", "/api/v1/nodes"), ("all", "/api/v1/nodes?limit=10000")):
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            status, _, _ = call_json("GET", url + path, token=token, timeout=30)
+            times.append((time.perf_counter() - t0) * 1000)
+            assert status == 200
+        times.sort()
+        out[f"{label}_p50_ms"] = round(statistics.median(times), 1)
+        out[f"{label}_p99_ms"] = round(times[int(0.99 * (len(times) - 1))], 1)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--publishers", type=int, default=4)
+    args = parser.parse_args(argv)
+    lines = tuple(ln for ln in CONFIG.read_text().splitlines() if ln and not ln.startswith("#"))
+    with tempfile.TemporaryDirectory(prefix="kedge-bench-") as tmp:
+        work = Path(tmp)
+        broker = Mosquitto(work / "mosquitto", extra=lines).start()
+        try:
+            plain_rate, plain_lost = plain(broker, args.boards, args.rounds, args.publishers)
+            ingest_rate, ingest_lost, latency = ingest(
+                broker, work, args.boards, args.rounds, args.publishers
+            )
+        finally:
+            broker.stop()
+    report = {
+        "boards": args.boards, "messages": args.boards * args.rounds, "publishers": args.publishers,
+        "plain_msgs_per_s": round(plain_rate), "plain_lost": plain_lost,
+        "ingest_msgs_per_s": round(ingest_rate), "ingest_lost": ingest_lost,
+        "ratio_ingest_to_plain": round(ingest_rate / plain_rate, 2) if plain_rate else None,
+        **latency,
+    }  # fmt: skip
+    print(json.dumps(report, indent=2))
+    ok = (
+        ingest_lost == 0
+        and report["ratio_ingest_to_plain"] is not None
+        and report["ratio_ingest_to_plain"] >= 0.5
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
