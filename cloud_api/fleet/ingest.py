@@ -47,6 +47,7 @@ log = structlog.get_logger(__name__)
 MAX_PAYLOAD = mqtt.MAX_INBOUND_PACKET
 SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of reports may wait for the API to come back
 SHARED_LEAVES = ("health", "checks", "cmd/result")
+DISCONNECT_S = 5.0
 
 
 MODELS: dict[str, type[Versioned]] = {
@@ -54,6 +55,13 @@ MODELS: dict[str, type[Versioned]] = {
     "checks": CheckReport,
     "cmd/result": CommandResult,
 }
+
+
+def _stopping() -> bool:
+    """This task was asked to stop. aiomqtt can turn the cancellation into "disconnected"
+    (an MqttError) or end its message stream quietly, so the request is read here too."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class BadPayload(ValueError):
@@ -92,7 +100,7 @@ def parse(prefix: str, topic: str, payload: bytes, now: float) -> Report:
     if isinstance(parsed, HealthReport):
         if parsed.node != node:
             raise BadPayload("node", f"a report for {parsed.node!r} on {node!r}'s topic")
-        return Health(node, parsed, now)
+        return Health(node, parsed, now, payload.decode())
     if isinstance(parsed, CheckReport):
         if parsed.node != node:
             raise BadPayload("node", f"a report for {parsed.node!r} on {node!r}'s topic")
@@ -142,10 +150,12 @@ class Ingest:
     async def run(self) -> None:
         ep = mqtt.endpoint(self.settings, self.identifier)
         backoff = mqtt.Backoff(*mqtt.NETWORK_BACKOFF)
-        while True:
+        while not _stopping():
             try:
                 await self._session(ep, backoff)
             except aiomqtt.MqttError as exc:
+                if _stopping():
+                    raise asyncio.CancelledError from exc
                 failure = mqtt.classify(exc)
                 self.stats.last_error = str(failure)
                 if failure.kind == "refused":
@@ -162,33 +172,49 @@ class Ingest:
         c = mqtt.client(
             ep, max_queued_incoming=0, session_expiry_s=SESSION_EXPIRY_S, manual_ack=True
         )
-        async with c:
-            await c.subscribe([(t, 1) for t in self.subscriptions()])
-            self._client, self.stats.connected, self.stats.last_error = c, True, None
-            self._up.set()
-            backoff.reset()
-            log.info("ingest.connected", broker=ep.address, subscriptions=self.subscriptions())
-            inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
-
-            async def receive() -> None:
-                async for message in c.messages:
-                    inbox.put_nowait(message)
-
-            reader = asyncio.create_task(receive())
+        await c.__aenter__()
+        try:
+            await self._consume(c, ep, backoff)
+        finally:
+            # aiomqtt waits for the broker's goodbye without a bound; a stop must not.
             try:
-                while not reader.done():
-                    await self._one_batch(c, inbox, reader)
-                reader.result()  # the link's error, if that is why it ended
-            finally:
-                reader.cancel()
+                async with asyncio.timeout(DISCONNECT_S):
+                    await c.__aexit__(None, None, None)
+            except TimeoutError:
+                log.warning("ingest.disconnect_timeout", broker=ep.address)
+
+    async def _consume(self, c: aiomqtt.Client, ep: mqtt.Endpoint, backoff: mqtt.Backoff) -> None:
+        await c.subscribe([(t, 1) for t in self.subscriptions()])
+        self._client, self.stats.connected, self.stats.last_error = c, True, None
+        self._up.set()
+        backoff.reset()
+        log.info("ingest.connected", broker=ep.address, subscriptions=self.subscriptions())
+        inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+
+        async def receive() -> None:
+            async for message in c.messages:
+                inbox.put_nowait(message)
+
+        reader = asyncio.create_task(receive())
+        try:
+            while not reader.done():
+                await self._one_batch(c, inbox, reader)
+            reader.result()  # the link's error, if that is why it ended
+            raise aiomqtt.MqttError("the broker ended the message stream")
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def _one_batch(
         self, c: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message], reader: asyncio.Task[None]
     ) -> None:
         first = asyncio.ensure_future(inbox.get())
-        done, _ = await asyncio.wait({first, reader}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({first, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not first.done():
+                first.cancel()
         if first not in done:
-            first.cancel()
             return
         messages = [first.result()]
         deadline = asyncio.get_running_loop().time() + self.batch_wait_s

@@ -25,6 +25,7 @@ from kedge.wire import RemoteCommand
 
 log = structlog.get_logger(__name__)
 COMPACT_EVERY_S = 300.0
+STOP_WAIT_S = 5.0
 
 
 def client_id(group: str) -> str:
@@ -67,11 +68,16 @@ class Fleet:
         self._tasks = [asyncio.create_task(w) for w in work]
 
     async def stop(self) -> None:
+        """Cancel the running parts and wait for them, boundedly: a stop never hangs."""
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_WAIT_S)
+            for t in stuck:
+                where = [
+                    f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno}" for f in t.get_stack()
+                ]
+                log.warning("fleet.stop_timeout", task=t.get_coro().__qualname__, at=where)  # type: ignore[union-attr]
         self._tasks = []
 
     def _written(self, reports: list[Report]) -> None:

@@ -67,6 +67,7 @@ class Health:
     node: str
     report: HealthReport
     at: float
+    raw: str = ""  # the JSON as the board sent it (kept as the latest report)
 
 
 @dataclass(frozen=True)
@@ -175,16 +176,45 @@ class SqliteFleetStore:
     # -- writing (the ingest) --------------------------------------------------------
     def write(self, batch: Sequence[Report]) -> None:
         """Every report in one transaction: all of the batch is stored, or none."""
+        healths = [r for r in batch if isinstance(r, Health)]
         with self._transaction() as db:
+            if healths:
+                self._write_healths(db, healths)
             for r in batch:
-                self._write_one(db, r)
+                if not isinstance(r, Health):
+                    self._write_one(db, r)
+
+    def _write_healths(self, db: sqlite3.Connection, healths: list[Health]) -> None:
+        """Health is nearly every message: one statement per kind for the whole batch,
+        and only each board's newest report becomes its latest state."""
+        rows: list[tuple[str, float, float, float, float | None, float | None]] = []
+        newest: dict[str, tuple[float, Health]] = {}
+        for r in healths:
+            h = r.report
+            t = h.timestamp.timestamp()
+            rows.append(
+                (r.node, t, h.cpu_percent, h.memory.percent, _percent_disk(h), h.temperature_c)
+            )
+            if r.node not in newest or t >= newest[r.node][0]:
+                newest[r.node] = (t, r)
+        db.executemany(
+            "INSERT OR REPLACE INTO health (node, t, cpu, mem, disk, temp) VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        db.executemany(_SEEN, [(node, r.at) for node, (_, r) in newest.items()])
+        # A report replayed from the board's spool is history, not news.
+        db.executemany(
+            "UPDATE nodes SET agent_version = ?, join_phase = ?, cpu = ?, mem = ?, disk = ?, "
+            "temp = ?, health_at = ?, health = ?, allow_remote = ? "
+            "WHERE node = ? AND coalesce(health_at, 0) <= ?",
+            [(r.report.agent_version, r.report.join_phase, r.report.cpu_percent, r.report.memory.percent,
+              _percent_disk(r.report), r.report.temperature_c, t, r.raw or r.report.to_json(),
+              json.dumps(r.report.allow_remote), node, t)
+             for node, (t, r) in newest.items()],
+        )  # fmt: skip
 
     def _seen(self, db: sqlite3.Connection, node: str, at: float) -> None:
-        db.execute(
-            "INSERT INTO nodes (node, last_seen) VALUES (?, ?) ON CONFLICT (node) DO UPDATE "
-            "SET last_seen = max(coalesce(last_seen, 0), excluded.last_seen)",
-            (node, at),
-        )
+        db.execute(_SEEN, (node, at))
 
     def _write_one(self, db: sqlite3.Connection, r: Report) -> None:
         if isinstance(r, Status):
@@ -195,23 +225,6 @@ class SqliteFleetStore:
             )
             if r.online:
                 self._seen(db, r.node, r.at)
-        elif isinstance(r, Health):
-            h = r.report
-            t = h.timestamp.timestamp()
-            disk = _percent_disk(h)
-            self._seen(db, r.node, r.at)
-            # A report replayed from the board's spool is history, not news.
-            db.execute(
-                "UPDATE nodes SET agent_version = ?, join_phase = ?, cpu = ?, mem = ?, disk = ?, "
-                "temp = ?, health_at = ?, health = ?, allow_remote = ? "
-                "WHERE node = ? AND coalesce(health_at, 0) <= ?",
-                (h.agent_version, h.join_phase, h.cpu_percent, h.memory.percent, disk,
-                 h.temperature_c, t, h.to_json(), json.dumps(h.allow_remote), r.node, t),
-            )  # fmt: skip
-            db.execute(
-                "INSERT OR REPLACE INTO health (node, t, cpu, mem, disk, temp) VALUES (?, ?, ?, ?, ?, ?)",
-                (r.node, t, h.cpu_percent, h.memory.percent, disk, h.temperature_c),
-            )
         elif isinstance(r, Checks):
             c = r.report
             t = c.started_at.timestamp()
@@ -232,7 +245,7 @@ class SqliteFleetStore:
                     "INSERT OR REPLACE INTO check_reports (node, t, ok, failing, report) VALUES (?, ?, ?, ?, ?)",
                     (r.node, t, int(c.ok), json.dumps(failing), c.to_json()),
                 )
-        else:
+        elif isinstance(r, Result):
             res = r.result
             self._seen(db, r.node, r.at)
             if res.id is not None:
@@ -301,8 +314,12 @@ class SqliteFleetStore:
 
     # -- reading (the API) -----------------------------------------------------------
     def nodes(self) -> list[NodeRow]:
-        rows = self._read.execute(f"SELECT {_ROW} FROM nodes ORDER BY node").fetchall()  # noqa: S608
-        return [_node_row(r) for r in rows]
+        return [node_row(r) for r in self.raw_nodes()]
+
+    def raw_nodes(self) -> list[tuple[Any, ...]]:
+        """Every board's row unparsed (see node_row): a page of 10,000 boards parses only
+        the rows it shows."""
+        return self._read.execute(f"SELECT {_ROW} FROM nodes ORDER BY node").fetchall()  # noqa: S608
 
     def node(self, name: str) -> tuple[NodeRow, dict[str, Any]] | None:
         row = self._read.execute(
@@ -316,7 +333,7 @@ class SqliteFleetStore:
             "health": json.loads(health) if health else None,
             "checks": json.loads(checks) if checks else None,
         }
-        return _node_row(row[:-2]), full
+        return node_row(row[:-2]), full
 
     def health(self, name: str, since: float, until: float) -> list[Point]:
         """Rolled-up points first (older), then every raw report, oldest first."""
@@ -350,6 +367,10 @@ class SqliteFleetStore:
         return [(t, bool(ok), json.loads(failing)) for t, ok, failing in rows]
 
 
+_SEEN = (
+    "INSERT INTO nodes (node, last_seen) VALUES (?, ?) ON CONFLICT (node) DO UPDATE "
+    "SET last_seen = max(coalesce(last_seen, 0), excluded.last_seen)"
+)
 _ROW = (
     "node, status, status_at, last_seen, agent_version, join_phase, cpu, mem, disk, temp, "
     "checks_ok, failing, counts, checks_at, k8s_ready, k8s_reason, allow_remote"
@@ -362,7 +383,8 @@ def _verdicts(report_json: str) -> str:
     return json.dumps({c["id"]: c["status"] for c in checks}, sort_keys=True)
 
 
-def _node_row(r: Sequence[Any]) -> NodeRow:
+def node_row(r: Sequence[Any]) -> NodeRow:
+    """A raw row (raw_nodes) as a NodeRow."""
     return NodeRow(
         node=r[0], status=r[1], status_at=r[2], last_seen=r[3], agent_version=r[4],
         join_phase=r[5], cpu=r[6], mem=r[7], disk=r[8], temp=r[9],

@@ -3,29 +3,68 @@ store, and the fleet table with its filters."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from cloud_api.fleet.store import NodeRow, Point
+from cloud_api.fleet.store import NodeRow, Point, node_row
 from cloud_api.models import ChecksView, HealthPoint, NodeState, NodeSummary
 
 
 def state(row: NodeRow, now: float, stale_after_s: float) -> NodeState:
-    if row.status == "offline":
+    return _state(row.status, row.status_at, row.last_seen, now, stale_after_s)
+
+
+def _state(
+    status: str | None,
+    status_at: float | None,
+    last_seen: float | None,
+    now: float,
+    stale_after_s: float,
+) -> NodeState:
+    if status == "offline":
         return "offline"
-    if row.status == "online":
-        quiet = now - (row.last_seen or row.status_at or 0)
+    if status == "online":
+        quiet = now - (last_seen or status_at or 0)
         return "stale" if quiet > stale_after_s else "online"
     return "unknown"
 
 
+def page(
+    raw: Sequence[Sequence[Any]],
+    *,
+    stale_after_s: float,
+    offset: int,
+    limit: int,
+    state_is: str | None = None,
+    failing: str | None = None,
+    now: float | None = None,
+) -> tuple[int, list[NodeSummary]]:
+    """(how many match, the summaries of one page of them), from store rows unparsed:
+    the filters read only the columns they need, and only the page is built."""
+    now = time.time() if now is None else now
+    wanted = f'"{failing}"' if failing is not None else None
+    kept = [
+        r for r in raw
+        if (state_is is None or _state(r[1], r[2], r[3], now, stale_after_s) == state_is)
+        and (wanted is None or (r[11] and wanted in r[11] and failing in json.loads(r[11])))
+    ]  # fmt: skip
+    return len(kept), [
+        summary(node_row(r), now, stale_after_s) for r in kept[offset : offset + limit]
+    ]
+
+
 def summary(row: NodeRow, now: float, stale_after_s: float) -> NodeSummary:
-    return NodeSummary(
+    # Built without validation: every value comes from the store's own typed columns, and
+    # a fleet page builds thousands of these.
+    return NodeSummary.model_construct(
         node=row.node, state=state(row, now, stale_after_s), last_seen=row.last_seen,
         ready=row.k8s_ready, not_ready_reason=row.k8s_reason, join_phase=row.join_phase,
         agent_version=row.agent_version, cpu_percent=row.cpu, memory_percent=row.mem,
         disk_percent=row.disk, temperature_c=row.temp,
-        checks=ChecksView(ok=row.checks_ok, counts=row.counts, failing=row.failing, at=row.checks_at),
+        checks=ChecksView.model_construct(ok=row.checks_ok, counts=row.counts, failing=row.failing,
+                                          at=row.checks_at),
         allow_remote=row.allow_remote,
     )  # fmt: skip
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from cloud_api.errors import ApiError
 from cloud_api.fleet.service import NoBroker
 from cloud_api.fleet.verify import verify
-from cloud_api.fleet.view import downsample, summary, table
+from cloud_api.fleet.view import downsample, page, summary
 from cloud_api.jobs import Busy
 from cloud_api.kube import KubeError
 from cloud_api.models import (
@@ -78,13 +78,11 @@ async def list_nodes(request: web.Request) -> web.Response:
     if refresh == "true":
         with contextlib.suppress(KubeError):  # the last view stays; /metrics and the log say why
             await fleet.poll_kube()
-    rows = await asyncio.to_thread(fleet.store.nodes)
-    items = table(rows, stale_after_s=request.app[SETTINGS].fleet.stale_after_s, state_is=state,
-                  failing=failing)  # fmt: skip
-    page = NodePage(
-        total=len(items), offset=offset, limit=limit, items=items[offset : offset + limit]
-    )
-    return web.json_response(text=page.model_dump_json())
+    raw = await asyncio.to_thread(fleet.store.raw_nodes)
+    total, items = page(raw, stale_after_s=request.app[SETTINGS].fleet.stale_after_s, offset=offset,
+                        limit=limit, state_is=state, failing=failing)  # fmt: skip
+    body = NodePage.model_construct(total=total, offset=offset, limit=limit, items=items)
+    return web.json_response(text=body.model_dump_json())
 
 
 async def get_node(request: web.Request) -> web.Response:
