@@ -316,6 +316,15 @@ class SqliteFleetStore:
     def nodes(self) -> list[NodeRow]:
         return [node_row(r) for r in self.raw_nodes()]
 
+    def raw_page(self, offset: int, limit: int) -> tuple[int, list[tuple[Any, ...]]]:
+        """(how many boards, one page of their rows unparsed) — the unfiltered table."""
+        total = int(self._read.execute("SELECT count(*) FROM nodes").fetchone()[0])
+        rows = self._read.execute(
+            f"SELECT {_ROW} FROM nodes ORDER BY node LIMIT ? OFFSET ?",  # noqa: S608
+            (limit, offset),
+        ).fetchall()
+        return total, rows
+
     def raw_nodes(self) -> list[tuple[Any, ...]]:
         """Every board's row unparsed (see node_row): a page of 10,000 boards parses only
         the rows it shows."""

@@ -78,9 +78,14 @@ async def list_nodes(request: web.Request) -> web.Response:
     if refresh == "true":
         with contextlib.suppress(KubeError):  # the last view stays; /metrics and the log say why
             await fleet.poll_kube()
-    raw = await asyncio.to_thread(fleet.store.raw_nodes)
-    total, items = page(raw, stale_after_s=request.app[SETTINGS].fleet.stale_after_s, offset=offset,
-                        limit=limit, state_is=state, failing=failing)  # fmt: skip
+    stale = request.app[SETTINGS].fleet.stale_after_s
+    if state is None and failing is None:  # the plain table: SQLite pages it
+        total, raw = await asyncio.to_thread(fleet.store.raw_page, offset, limit)
+        _, items = page(raw, stale_after_s=stale, offset=0, limit=limit)
+    else:
+        raw = await asyncio.to_thread(fleet.store.raw_nodes)
+        total, items = page(raw, stale_after_s=stale, offset=offset, limit=limit, state_is=state,
+                            failing=failing)  # fmt: skip
     body = NodePage.model_construct(total=total, offset=offset, limit=limit, items=items)
     return web.json_response(text=body.model_dump_json())
 
