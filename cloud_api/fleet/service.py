@@ -98,10 +98,7 @@ class Fleet:
         cannot; the last good view stays)."""
         nodes = await self.kubectl.nodes()
         seen = {n.name: (bool(n.ready), n.ready_reason) for n in nodes if n.edge}
-        before = {r.node: (r.k8s_ready, r.k8s_reason) for r in self.store.nodes()}
-        await asyncio.to_thread(self.store.set_kube, seen, time.time())
-        after = {r.node: (r.k8s_ready, r.k8s_reason) for r in self.store.nodes()}
-        changed = {n for n in after if after[n] != before.get(n)}
+        changed = await asyncio.to_thread(self.store.set_kube, seen, time.time())
         if changed:
             self._changed(changed)
 

@@ -127,7 +127,7 @@ class FleetStore(Protocol):
     def record_command(self, node: str, command: RemoteCommand) -> None: ...
     def command(self, node: str, command_id: str) -> dict[str, Any] | None: ...
     def commands(self, node: str, limit: int) -> list[dict[str, Any]]: ...
-    def set_kube(self, seen: dict[str, tuple[bool, str]], at: float) -> None: ...
+    def set_kube(self, seen: dict[str, tuple[bool, str]], at: float) -> set[str]: ...
     def forget(self, name: str) -> bool: ...
     def compact(
         self, now: float, raw_keep_s: float, bucket_s: int, rollup_keep_s: float
@@ -269,10 +269,14 @@ class SqliteFleetStore:
                 (node, node, KEPT_COMMANDS_PER_NODE),
             )
 
-    def set_kube(self, seen: dict[str, tuple[bool, str]], at: float) -> None:
+    def set_kube(self, seen: dict[str, tuple[bool, str]], at: float) -> set[str]:
         """Kubernetes' view of the edge nodes: Ready and why not; a board Kubernetes no
-        longer lists loses its Ready."""
+        longer lists loses its Ready. Returns the boards whose readiness changed."""
         with self._transaction() as db:
+            before = {
+                n: (r, why)
+                for n, r, why in db.execute("SELECT node, k8s_ready, k8s_reason FROM nodes")
+            }
             db.execute("UPDATE nodes SET k8s_ready = NULL, k8s_reason = NULL, k8s_seen = NULL")
             for node, (ready, reason) in seen.items():
                 db.execute(
@@ -281,6 +285,9 @@ class SqliteFleetStore:
                     "k8s_reason = excluded.k8s_reason, k8s_seen = excluded.k8s_seen",
                     (node, int(ready), reason, at),
                 )
+        after = {n: (int(r), why) for n, (r, why) in seen.items()}
+        gone = {n for n, state in before.items() if state != (None, None) and n not in after}
+        return gone | {n for n, state in after.items() if before.get(n) != state}
 
     def forget(self, name: str) -> bool:
         with self._transaction() as db:
