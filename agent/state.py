@@ -78,7 +78,7 @@ class StateDir:
     def load_join(self) -> JoinRecord | None:
         """The last join's record; None when there is none. StateCorrupt when the file is
         damaged: "never joined" would be a lie that hides leftovers."""
-        path = self._file("join.json")
+        path = self.path / "join.json"  # reading creates nothing: checks only read
         try:
             return JoinRecord.model_validate_json(path.read_bytes())
         except FileNotFoundError:

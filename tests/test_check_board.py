@@ -37,6 +37,31 @@ def test_running_edgecore_blocks(board: Board, agent: AgentRunner, tmp_path: Pat
     assert result.details["blocking"] == [f"edgecore running (pid {pid})"]
 
 
+def joined_record(node: str) -> str:
+    return json.dumps({"phase": "joined", "node": node, "cloudcore": "198.18.0.2:10000",
+                       "kubeedge_version": "v1.13.0", "started_at": "2026-11-29T09:00:00Z",
+                       "finished_at": "2026-11-29T09:01:00Z"})  # fmt: skip
+
+
+def test_a_joined_board_owns_what_a_fresh_one_would_call_leftovers(
+    board: Board, agent: AgentRunner, tmp_path: Path
+) -> None:
+    board.mkdir("/etc/kubeedge/config")
+    board.write("/var/lib/kedge-agent/join.json", joined_record("board-1"))
+    with named_process("edgecore", tmp_path):
+        result = check_one(agent, board, "leftovers")
+    assert (result.status, result.summary) == ("pass", "joined as board-1 to 198.18.0.2:10000 since "
+            "2026-11-29 09:01Z: what is in /etc/kubeedge and the running edgecore belong to that join")  # fmt: skip
+
+
+def test_a_join_record_for_another_name_does_not_excuse_leftovers(
+    board: Board, agent: AgentRunner
+) -> None:
+    board.mkdir("/etc/kubeedge/config")
+    board.write("/var/lib/kedge-agent/join.json", joined_record("rk3000-old"))
+    assert check_one(agent, board, "leftovers").status == "fail"
+
+
 def test_stale_state_and_unit_warn(board: Board, agent: AgentRunner) -> None:
     board.write("/var/lib/kubeedge/edgecore.db", "")
     board.mkdir("/var/lib/edged/pods")

@@ -19,6 +19,9 @@ from kedge.kubeedge import (
 from kedge.names import is_dns1123_subdomain, suggest_dns1123
 
 MB = 1024 * 1024
+# Who holds the ports on a joined board: edgecore, and keadm's MQTT container
+# (mosquitto, published by docker-proxy).
+JOINED_OWNERS = frozenset({"edgecore", "mosquitto", "docker-proxy"})
 RESET_REMEDY = (
     "Run `kedge-agent reset` to clean up the earlier join (or by hand: systemctl disable --now "
     "edgecore; rm -f /etc/systemd/system/edgecore.service; rm -rf /etc/kubeedge "
@@ -46,7 +49,13 @@ async def leftovers(ctx: CheckContext) -> Outcome:
         for d in UNIT_DIRS
         if ctx.host.exists(f"{d}/{EDGECORE_UNIT}")
     ]
-    details = {"blocking": blocking, "stale": stale}
+    details: dict[str, Any] = {"blocking": blocking, "stale": stale}
+    joined = ctx.joined()
+    if joined is not None:
+        since = f" since {joined.finished_at:%Y-%m-%d %H:%M}Z" if joined.finished_at else ""
+        details["joined"] = joined.node
+        return passed(f"joined as {joined.node} to {joined.cloudcore}{since}: what is in "
+                      f"{ETC_DIR} and the running edgecore belong to that join", **details)  # fmt: skip
     if blocking:
         return failed(
             "; ".join(blocking + stale) + " (keadm join refuses to start)", RESET_REMEDY, **details
@@ -156,6 +165,8 @@ async def ports(ctx: CheckContext) -> Outcome:
     wanted = {EDGECORE_PORT: "edgecore", MQTT_PORT: "the MQTT broker keadm starts",
               MQTT_WS_PORT: "the MQTT broker keadm starts"}  # fmt: skip
     listeners = await asyncio.to_thread(ctx.host.listeners)
+    if ctx.joined() is not None:  # edgecore and keadm's broker hold them now
+        listeners = [lst for lst in listeners if lst.process not in JOINED_OWNERS]
     taken = [
         f"{lst.port} ({wanted[lst.port]}) is taken by {lst.process or 'an unknown process'}"
         f"{f' (pid {lst.pid})' if lst.pid else ''} on {lst.address}"

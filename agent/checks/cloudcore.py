@@ -82,6 +82,8 @@ async def cloudcore(ctx: CheckContext) -> Outcome:
 
 def _token_outcome(ctx: CheckContext, ca_hash: str, details: dict[str, Any]) -> Outcome:
     reachable = f"cloudcore {ctx.settings.cloudcore} reachable, TLS verified"
+    if ctx.joined() is not None:  # the token was spent on the join; edgecore has its certificate
+        return passed(f"{reachable}; joined, the join token is not needed again", **details)
     try:
         token = ctx.token()
     except UserError as exc:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from agent.checks.facts import Facts
 from agent.docker_api import DockerClient
 from agent.settings import AgentSettings
+from agent.state import JoinRecord, StateCorrupt, StateDir
 from kedge.host import Host, ProcessInfo
 from kedge.private_files import read_secret
 
@@ -45,6 +46,18 @@ class CheckContext:
     async def find_processes(self, *programs: str) -> list[ProcessInfo]:
         wanted = set(programs)
         return [p for p in await self.processes() if p.program in wanted or p.name in wanted]
+
+    def joined(self) -> JoinRecord | None:
+        """This board's finished join, by kedge's record of it. On a joined board what a
+        check before joining calls leftovers, taken ports or an expired token are the
+        join's own: the daemon's periodic checks must not report them as failures."""
+        try:
+            record = StateDir(self.host, self.settings.state_dir).load_join()
+        except StateCorrupt:
+            return None  # leftovers are then reported, and reset is the remedy
+        if record is None or record.phase != "joined" or record.node != self.node_name():
+            return None
+        return record
 
     def token(self) -> str | None:
         """The join token from `token` or `token_file` (never logged)."""

@@ -1,131 +1,178 @@
-"""`make demo`: the field story's setup. On a simulated single-master cluster (its own
-network namespace), `kedge-cloud-api init` installs cloudcore and makes a secret; one
-fixture board with the guide's problems enrolls with it and is taken from `kedge-agent
-check` through `fix` and `join` to a verified edge node, then `reset`.
+"""`make demo`: the seed guide's whole story on one machine. A simulated master (its
+own network namespace) gets cloudcore from `kedge-cloud-api init`; the seed's four
+RK3000 boards (tests/harness/demo_boards.py: one healthy, one with k3s, one with
+docker on cgroupfs, one with its clock 10 minutes behind) enroll, are checked, fixed
+and joined — or stopped, with the reason; their `kedge-agent run` daemons report over
+MQTT to the cloud API; the verify job runs the guide's nginx on every Ready board; the
+fleet table and the dashboard's address end the story. On a terminal it then waits for
+Ctrl-C; otherwise (CI) it stops by itself.
 
-Real parts: the cloud API process, a private dockerd (reading the board's
-/etc/docker/daemon.json and restarted through the board's systemctl) with a loopback
-registry as its Docker Hub mirror, and an SNTP server. Simulated (they cannot run
-here): keadm, kubectl and the cluster, cloudcore (a process serving its ports),
-edgecore, systemctl/journalctl, chronyc — see tests/kubeedge_sim/.
+Real parts: the cloud API, mosquitto, a dockerd per board with a loopback registry as
+Docker Hub's mirror, SNTP servers. Simulated (they cannot run here): keadm, kubectl and
+the cluster, cloudcore, edgecore, systemctl/journalctl, chronyc — see tests/kubeedge_sim/.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import argparse
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from kedge.kubeedge import join_images
-from tests.harness.board import Board
+from tests.harness.demo_boards import PROBLEMS, SeedBoard, prepare
 from tests.harness.dockerd import Dockerd, seed_registry
-from tests.harness.master import MASTER_IP, Master, master
+from tests.harness.master import LAN_IP, MASTER_IP, Master, master
+from tests.harness.mosquitto import Mosquitto
 from tests.harness.registry import start_registry
-from tests.harness.sntp import SntpServer
-from tests.kubeedge_sim.chronyc import OFFSET_FILE
+from tests.harness.wait import wait_for
 
-AGENT = str(Path(sys.executable).with_name("kedge-agent"))
+EXPECTED_JOIN = {"rk3000-1": True, "rk3000-2": False, "rk3000-3": True, "rk3000-4": True}
 
 
 def banner(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}", flush=True)
 
 
-def agent(board: Board, *args: str) -> int:
-    argv = [AGENT, *args, "--root", str(board.root), "--config", str(board.config_path)]
-    print(f"$ kedge-agent {' '.join(args)}", flush=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEDGE_AGENT_")}
-    return subprocess.run(argv, env=env, timeout=600, check=False).returncode
-
-
-def cloud(m: Master, *args: str, capture: bool = False) -> str:
+def cloud(m: Master, *args: str, capture: bool = False) -> tuple[int, str]:
     print(f"$ kedge-cloud-api {' '.join(args)}", flush=True)
     out = m.cli(*args, timeout=600, capture=capture)
     if capture:
         print(out.stderr, end="", flush=True)  # the hint; the secret itself is the return value
-    return out.stdout.strip() if capture else ""
+    return out.returncode, (out.stdout.strip() if capture else "")
 
 
-def prepare(work: Path, mirror_url: str) -> tuple[Board, Dockerd]:
-    board = Board.create(work / "board", hostname="rk3000-board1")
-    board.install_keadm("v1.13.0")
-    board.install_systemd()
-    board.install_sim("chronyc", "tests.kubeedge_sim.chronyc", "/usr/bin")
-    board.write(OFFSET_FILE, "-95\n")  # the board's clock runs 95 s fast
-    board.mkdir("/etc/kubeedge/config")  # an earlier keadm join died half-way
-    daemon_json = {"registry-mirrors": [mirror_url], "log-level": "warn"}
-    board.write("/etc/docker/daemon.json", json.dumps(daemon_json, indent=4) + "\n")
-    docker = Dockerd(config_file=board.path("/etc/docker/daemon.json")).start()
-    assert docker.proc is not None
-    unit = {
-        "exec": docker.argv,
-        "pidfile": str(docker.workdir / "dockerd.pid"),
-        "pid": docker.proc.pid,
-    }
-    board.write("/var/lib/kedge-sim/systemd.json", json.dumps({"units": {"docker.service": unit}}))
-    return board, docker
+def on_board(b: SeedBoard, *args: str) -> int:
+    print(f"[{b.name}]$ kedge-agent {' '.join(args)}", flush=True)
+    return b.agent(*args).returncode
 
 
-def main() -> int:
-    if os.geteuid() != 0:
-        print("make demo needs root (it starts a private dockerd)", file=sys.stderr)
+def broker_settings(broker: Mosquitto, user: str, secrets: Path) -> dict[str, Any]:
+    password = secrets / f"{user}.password"
+    password.write_text(broker.users[user] + "\n")
+    password.chmod(0o600)
+    return {"host": LAN_IP, "port": broker.port, "username": user, "password_file": str(password)}
+
+
+def fleet(m: Master) -> list[dict[str, Any]]:
+    status, page = m.call("GET", "/api/v1/nodes?limit=100")
+    return list(page["items"]) if status == 200 else []
+
+
+def reported(m: Master, names: list[str]) -> bool:
+    rows = {row["node"]: row for row in fleet(m)}
+    return all(
+        n in rows and rows[n]["state"] == "online" and rows[n]["checks"]["at"] for n in names
+    )
+
+
+def outcome(b: SeedBoard, row: dict[str, Any] | None) -> str:
+    if b.codes.get("join") == 0:
+        ready = "Ready" if row and row["ready"] else "not Ready yet"
+        return f"joined, {ready} in Kubernetes"
+    failing = ", ".join(row["checks"]["failing"]) if row else "see above"
+    return f"stopped before keadm join: failing {failing}"
+
+
+def story(work: Path, m: Master, broker: Mosquitto, mirror: str, screenshot: Path | None) -> int:
+    secrets = work / "secrets"
+    secrets.mkdir(mode=0o700)
+    m.start(
+        mqtt=broker_settings(broker, "kedge-cloud", secrets),
+        board_mqtt=broker_settings(broker, "kedge-board", secrets),
+        fleet={"stale_after_s": 20, "kube_poll_s": 2, "batch_wait_s": 0.05},
+    )
+    print(f"master {MASTER_IP} (single tainted control plane, Kubernetes v1.23.17); "
+          f"cloud API {m.url}; mosquitto {LAN_IP}:{broker.port}")  # fmt: skip
+    banner("0. on the master: cloudcore, then one secret for the four boards")
+    cloud(m, "init", "--advertise-address", MASTER_IP)
+    _, secret = cloud(m, "secret", "create", "--uses", "4", "--ttl", "24h", capture=True)
+
+    boards: list[SeedBoard] = []
+    try:
+        banner("the boards: " + "; ".join(f"{n}: {p}" for n, p in PROBLEMS.items()))
+        for name in PROBLEMS:
+            boards.append(prepare(work, name, mirror))
+        for step, b in enumerate(boards, start=1):
+            banner(f"{step}. {b.name} ({b.problem}): enroll, check, fix, join")
+            on_board(b, "enroll", "--cloud-api", m.url, "--secret", secret)
+            on_board(b, "check")
+            on_board(b, "fix", "--yes")
+            on_board(b, "join", "--yes")
+
+        banner("5. every board reports to the cloud API over MQTT (kedge-agent run)")
+        for b in boards:
+            b.start_daemon()
+        names = [b.name for b in boards]
+        try:
+            wait_for(lambda: reported(m, names), timeout=90, what="every board's first report")
+            print("all four boards online in the fleet view")
+        except TimeoutError as exc:
+            print(f"not every board reported: {exc}")
+
+        banner("6. verify: the guide's nginx:1.14.2, one pod pinned to each Ready edge board")
+        verified, _ = cloud(m, "verify", "--timeout", "60")
+
+        banner("7. the fleet")
+        cloud(m, "nodes")
+        rows = {row["node"]: row for row in fleet(m)}
+        print()
+        for b in boards:
+            print(f"{b.name:9} {b.problem:55} -> {outcome(b, rows.get(b.name))}")
+        if screenshot is not None:
+            from tests.harness.browser import save_dashboard
+
+            save_dashboard(f"{m.url}/#token={m.token}", screenshot, len(boards))
+            print(f"dashboard screenshot: {screenshot}")
+        as_expected = all((b.codes.get("join") == 0) == EXPECTED_JOIN[b.name] for b in boards)
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            banner(f"dashboard: {m.url}/#token={m.token}  (Ctrl-C stops everything)")
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        return 0 if as_expected and verified == 0 else 1
+    finally:
+        for b in boards:
+            b.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--screenshot", type=Path, help="save the dashboard's picture here")
+    args = parser.parse_args(argv)
+    if shutil.which("unshare") is None or __import__("os").geteuid() != 0:
+        print(
+            "make demo needs root (network and PID namespaces, private dockerds)", file=sys.stderr
+        )
         return 2
+    # SIGTERM ends the story as Ctrl-C does: through the finally blocks that stop it all.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="kedge-demo-"))
-    banner("setting up: a docker registry as Docker Hub's mirror, a private dockerd, the master")
+    banner("setting up: a registry as Docker Hub's mirror, the master, mosquitto")
     registry = start_registry(work / "registry")
     seeder = Dockerd().start()
-    board: Board | None = None
-    docker: Dockerd | None = None
     rc = 1
     try:
         seed_registry(seeder, registry.address, join_images("v1.13.0"))
         seeder.stop()
-        board, docker = prepare(work, registry.url)
-        with SntpServer(offset_file=board.path(OFFSET_FILE)) as ntp, master(work) as m:
-            m.start()
-            board.configure(
-                {
-                    "docker_host": docker.socket,
-                    "ntp_servers": [ntp.address],
-                    "cgroup_driver": "systemd",
-                    "join_settle_s": 3,
-                    "thresholds": {"docker_min_free_mb": 1},
-                }
-            )
-            print(
-                f"board root {board.root}\ndockerd {docker.socket}\nmaster {MASTER_IP} (single tainted "
-                f"control plane, Kubernetes v1.23.17); cloud API {m.url}"
-            )
-            banner("0. on the master: cloudcore, then a secret for the boards")
-            cloud(m, "init", "--advertise-address", MASTER_IP)
-            secret = cloud(m, "secret", "create", "--uses", "4", "--ttl", "24h", capture=True)
-            banner("0. on the board: enroll (no token copied by hand)")
-            agent(board, "enroll", "--cloud-api", m.url, "--secret", secret)
-            banner("1. check: what would make `keadm join` fail on this board")
-            agent(board, "check")
-            banner("2. fix: repair what can be repaired (each change is printed first)")
-            agent(board, "fix", "--yes")
-            banner("3. check again")
-            agent(board, "check")
-            banner("4. join: keadm with flags derived from the board, then verification")
-            rc = agent(board, "join", "--yes")
-            banner("5. join again: a no-op")
-            agent(board, "join", "--yes")
-            banner("6. reset: back to a clean board")
-            agent(board, "reset", "--yes")
+        users = {"kedge-cloud": "cloud-demo-password", "kedge-board": "board-demo-password"}
+        with master(work) as m:
+            broker = Mosquitto(work / "mosquitto", also_on=(LAN_IP,), users=users).start()
+            try:
+                rc = story(work, m, broker, registry.url, args.screenshot)
+            finally:
+                broker.stop()
+    except KeyboardInterrupt:
+        rc = 130
     finally:
-        if docker is not None:
-            docker.stop()
-        if board is not None:
-            board.stop_processes()
         seeder.stop()
         registry.stop()
         shutil.rmtree(work, ignore_errors=True)
-    banner("done: the join " + ("succeeded" if rc == 0 else f"failed (exit {rc})"))
+    banner(
+        "done: " + ("the story went as the guide's reader would want" if rc == 0 else f"exit {rc}")
+    )
     return rc
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 
+from tests.harness.pidns import PidNamespace
 from tests.harness.procs import spawn, stop, tail
 from tests.harness.wait import wait_for
 
@@ -75,6 +76,7 @@ class Dockerd:
     config_file: Path | None = None  # e.g. a board's /etc/docker/daemon.json
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kd", dir="/tmp")))
     proc: subprocess.Popen[bytes] | None = None
+    pidns: PidNamespace | None = None  # a board's own PID namespace, which outlives it
 
     @property
     def socket(self) -> str:
@@ -103,7 +105,7 @@ class Dockerd:
             if self.cgroup_driver == "systemd":
                 config["exec-opts"] = ["native.cgroupdriver=systemd"]
             (self.workdir / "daemon.json").write_text(json.dumps(config))
-        self.proc = spawn(self.argv, self.log)
+        self.proc = spawn(self.pidns.argv(*self.argv) if self.pidns else self.argv, self.log)
         wait_for(self._ready, timeout=timeout, what=f"dockerd on {self.socket}")
         return self
 
@@ -117,7 +119,9 @@ class Dockerd:
             stop(self.proc, timeout=30)
             self.proc = None
         pidfile = self.workdir / "dockerd.pid"
-        if pidfile.exists():  # restarted by someone else (the systemctl simulator)
+        if self.pidns is not None:  # the PID in the file is the namespace's: its owner stops it
+            pidfile.unlink(missing_ok=True)
+        elif pidfile.exists():  # restarted by someone else (the systemctl simulator)
             with contextlib.suppress(ValueError, psutil.NoSuchProcess):
                 proc = psutil.Process(int(pidfile.read_text().strip()))
                 proc.terminate()
