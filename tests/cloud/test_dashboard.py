@@ -11,51 +11,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.cloud.test_api import Api
 from tests.cloud.test_fleet import api, boards, broker  # noqa: F401 - fixtures
+from tests.harness.browser import MISSING, chromium, rows
 from tests.harness.fleet import Board, checks, health
 from tests.harness.wait import wait_for
 
 ARTIFACTS = Path(
     os.environ.get("KEDGE_TEST_ARTIFACTS", Path(__file__).parents[2] / "build" / "test-artifacts")
 )
-# Chromium on a closed network: no background connections, no first-run work.
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1500,700")  # fmt: skip
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.fail(
-            "chromium and chromium-driver are missing: run scripts/setup-host (make test does)"
-        )
-    options = Options()
-    options.binary_location = shutil.which("chromium") or ""
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver") or ""))
-    driver.set_page_load_timeout(30)
-    driver.set_script_timeout(30)
-    yield driver
-    driver.quit()
+        pytest.fail(MISSING)
+    with chromium(tmp_path / "chromium") as driver:
+        yield driver
 
 
 def state_of(browser: WebDriver, node: str) -> str | None:
-    try:
-        return browser.find_element(By.CSS_SELECTOR, f'tr[data-node="{node}"]').get_attribute(
-            "data-state"
-        )
-    except WebDriverException:
-        return None
+    return rows(browser).get(node)
 
 
 def test_the_dashboard_follows_the_fleet_live(
