@@ -163,6 +163,25 @@ class Kubectl:
             for i in items
         ]
 
+    async def pods_by_node(self) -> dict[str, list[dict[str, str]]]:
+        """Every scheduled pod in every namespace, by node: namespace, name, phase and
+        the reason a container waits or the pod is not running (kubectl's STATUS column)."""
+        items = (await self.json("get", "pods", "--all-namespaces"))["items"]
+        placed: dict[str, list[dict[str, str]]] = {}
+        for i in items:
+            node = i.get("spec", {}).get("nodeName")
+            if not node:
+                continue
+            status = i.get("status", {})
+            waiting = [((c.get("state") or {}).get("waiting") or {}).get("reason", "")
+                       for c in status.get("containerStatuses") or []]  # fmt: skip
+            reason = next((w for w in waiting if w), status.get("reason", ""))
+            placed.setdefault(node, []).append({
+                "namespace": i["metadata"].get("namespace", "default"), "name": i["metadata"]["name"],
+                "phase": status.get("phase", ""), "reason": reason,
+            })  # fmt: skip
+        return placed
+
     async def namespace_exists(self, name: str) -> bool:
         return await self.namespace_phase(name) is not None
 

@@ -164,6 +164,10 @@ class NodeSummary(BaseModel):
     allow_remote: list[str] = Field(
         description="remote actions the board accepts beyond ping and check"
     )
+    pods_total: int | None = Field(
+        None, description="pods Kubernetes placed on the board; null: not a Kubernetes node"
+    )
+    pods_running: int | None = Field(None, description="of those, Running")
 
 
 class NodePage(BaseModel):
@@ -185,11 +189,19 @@ class CommandView(BaseModel):
     finished_at: float | None
 
 
+class PodView(BaseModel):
+    namespace: str
+    name: str
+    phase: str
+    reason: str = Field(description="why a container waits or the pod is not running")
+
+
 class NodeDetail(NodeSummary):
     health: dict[str, Any] | None = Field(description="the latest health report, as sent")
     check_report: dict[str, Any] | None = Field(description="the latest check report, as sent")
     check_history: list[dict[str, Any]] = Field(description="when the verdicts changed")
     commands: list[CommandView]
+    pods: list[PodView] = Field(description="the pods Kubernetes placed on the board")
 
 
 class HealthPoint(BaseModel):
@@ -220,6 +232,21 @@ class VerifyRequest(Strict):
         description="the image each board runs (the seed guide's nginx by default)",
     )
     timeout_s: float = Field(180.0, ge=5, le=3600, description="how long to wait for the pods")
+
+
+class VerifyVerdict(BaseModel):
+    result: Literal["running", "pending"]
+    reason: str
+
+
+class VerifyRun(BaseModel):
+    job: str
+    started_at: float
+    finished_at: float
+    image: str
+    ok: bool = Field(description="every Ready edge board ran the pod")
+    running: int
+    nodes: dict[str, VerifyVerdict] = Field(description="per board asked")
 
 
 class Removed(BaseModel):

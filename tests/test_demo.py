@@ -45,3 +45,11 @@ def test_make_demo_tells_the_four_board_story() -> None:
     table = [line.split() for line in lines if line.startswith("rk3000-") and " -> " not in line]
     assert [(row[0], row[1]) for row in table] == [(f"rk3000-{i}", "online") for i in range(1, 5)]
     assert picture.stat().st_size > 10_000  # a picture, not an empty file
+    shown = [
+        line.removeprefix("  dashboard: ") for line in lines if line.startswith("  dashboard: ")
+    ]
+    assert shown == [
+        "rk3000-1: online", "rk3000-2: online", "rk3000-3: online", "rk3000-4: online",
+        "nginx:1.14.2: 3 of 3 Ready edge boards ran it",
+        "rk3000-1 running", "rk3000-3 running", "rk3000-4 running",
+    ]  # fmt: skip

@@ -18,7 +18,9 @@ import aiomqtt
 import structlog
 
 from cloud_api.fleet.ingest import Ingest
-from cloud_api.fleet.store import Report, Result, SqliteFleetStore
+from cloud_api.fleet.store import KubeView, Report, Result, SqliteFleetStore
+from cloud_api.fleet.verify import verify
+from cloud_api.jobs import Job
 from cloud_api.kube import Kubectl, KubeError
 from cloud_api.settings import CloudSettings
 from kedge.wire import RemoteCommand
@@ -58,6 +60,8 @@ class Fleet:
         self._waiting: dict[tuple[str, str], asyncio.Event] = {}
         # Called with the names of the boards whose record just changed (live views).
         self.listeners: set[Callable[[set[str]], None]] = set()
+        # Called with each finished verify job's result (live views).
+        self.verify_listeners: set[Callable[[dict[str, Any]], None]] = set()
         self.kube_error: str | None = None
 
     # -- lifecycle ----------------------------------------------------------------
@@ -92,12 +96,29 @@ class Fleet:
         for listener in list(self.listeners):
             listener(names)
 
+    # -- the pod smoke test ------------------------------------------------------------
+    async def verify(self, job: Job, image: str, timeout_s: float) -> dict[str, Any]:
+        """The verify job; its result is kept (the newest is GET /api/v1/verify) and shown
+        to live views."""
+        started = time.time()
+        result = await verify(job, self.kubectl, image, timeout_s)
+        await asyncio.to_thread(self.store.save_verify, job.id, started, time.time(), result)
+        latest = self.store.last_verify()
+        for listener in list(self.verify_listeners):
+            listener(latest or {})
+        return result
+
     # -- Kubernetes -----------------------------------------------------------------
     async def poll_kube(self) -> None:
         """Read the edge nodes' Ready condition into the store (KubeError when kubectl
         cannot; the last good view stays)."""
         nodes = await self.kubectl.nodes()
-        seen = {n.name: (bool(n.ready), n.ready_reason) for n in nodes if n.edge}
+        pods = await self.kubectl.pods_by_node()
+        seen = {
+            n.name: KubeView(bool(n.ready), n.ready_reason, pods.get(n.name, []))
+            for n in nodes
+            if n.edge
+        }
         changed = await asyncio.to_thread(self.store.set_kube, seen, time.time())
         if changed:
             self._changed(changed)

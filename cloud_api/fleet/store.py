@@ -51,7 +51,14 @@ MIGRATIONS = (
     """
     ALTER TABLE nodes ADD COLUMN allow_remote TEXT;
     """,
+    """
+    ALTER TABLE nodes ADD COLUMN k8s_pods TEXT;   -- the pods Kubernetes placed on the board
+    CREATE TABLE verify_runs (
+        job TEXT PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL NOT NULL,
+        result TEXT NOT NULL);
+    """,
 )
+KEPT_VERIFY_RUNS = 20
 KEPT_COMMANDS_PER_NODE = 50
 
 
@@ -108,6 +115,16 @@ class NodeRow:
     k8s_ready: bool | None
     k8s_reason: str | None
     allow_remote: list[str]
+    pods: list[dict[str, str]] | None  # None: Kubernetes has not listed the board's pods
+
+
+@dataclass(frozen=True)
+class KubeView:
+    """Kubernetes' view of one edge node."""
+
+    ready: bool
+    reason: str
+    pods: list[dict[str, str]]  # namespace, name, phase, reason
 
 
 @dataclass(frozen=True)
@@ -127,7 +144,11 @@ class FleetStore(Protocol):
     def record_command(self, node: str, command: RemoteCommand) -> None: ...
     def command(self, node: str, command_id: str) -> dict[str, Any] | None: ...
     def commands(self, node: str, limit: int) -> list[dict[str, Any]]: ...
-    def set_kube(self, seen: dict[str, tuple[bool, str]], at: float) -> set[str]: ...
+    def set_kube(self, seen: dict[str, KubeView], at: float) -> set[str]: ...
+    def save_verify(
+        self, job: str, started_at: float, finished_at: float, result: dict[str, Any]
+    ) -> None: ...
+    def last_verify(self) -> dict[str, Any] | None: ...
     def forget(self, name: str) -> bool: ...
     def compact(
         self, now: float, raw_keep_s: float, bucket_s: int, rollup_keep_s: float
@@ -269,25 +290,56 @@ class SqliteFleetStore:
                 (node, node, KEPT_COMMANDS_PER_NODE),
             )
 
-    def set_kube(self, seen: dict[str, tuple[bool, str]], at: float) -> set[str]:
-        """Kubernetes' view of the edge nodes: Ready and why not; a board Kubernetes no
-        longer lists loses its Ready. Returns the boards whose readiness changed."""
+    def set_kube(self, seen: dict[str, KubeView], at: float) -> set[str]:
+        """Kubernetes' view of the edge nodes: Ready and why not, and their pods; a board
+        Kubernetes no longer lists loses them. Returns the boards whose view changed."""
+        after = {
+            n: (int(v.ready), v.reason, json.dumps(v.pods, sort_keys=True)) for n, v in seen.items()
+        }
         with self._transaction() as db:
             before = {
-                n: (r, why)
-                for n, r, why in db.execute("SELECT node, k8s_ready, k8s_reason FROM nodes")
-            }
-            db.execute("UPDATE nodes SET k8s_ready = NULL, k8s_reason = NULL, k8s_seen = NULL")
-            for node, (ready, reason) in seen.items():
-                db.execute(
-                    "INSERT INTO nodes (node, k8s_ready, k8s_reason, k8s_seen) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (node) DO UPDATE SET k8s_ready = excluded.k8s_ready, "
-                    "k8s_reason = excluded.k8s_reason, k8s_seen = excluded.k8s_seen",
-                    (node, int(ready), reason, at),
-                )
-        after = {n: (int(r), why) for n, (r, why) in seen.items()}
-        gone = {n for n, state in before.items() if state != (None, None) and n not in after}
+                n: (r, why, pods)
+                for n, r, why, pods in db.execute("SELECT node, k8s_ready, k8s_reason, k8s_pods FROM nodes")
+            }  # fmt: skip
+            db.execute(
+                "UPDATE nodes SET k8s_ready = NULL, k8s_reason = NULL, k8s_seen = NULL, k8s_pods = NULL"
+            )
+            db.executemany(
+                "INSERT INTO nodes (node, k8s_ready, k8s_reason, k8s_pods, k8s_seen) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (node) DO UPDATE SET k8s_ready = excluded.k8s_ready, "
+                "k8s_reason = excluded.k8s_reason, k8s_pods = excluded.k8s_pods, k8s_seen = excluded.k8s_seen",
+                [(node, ready, reason, pods, at) for node, (ready, reason, pods) in after.items()],
+            )
+        gone = {n for n, state in before.items() if state != (None, None, None) and n not in after}
         return gone | {n for n, state in after.items() if before.get(n) != state}
+
+    def save_verify(
+        self, job: str, started_at: float, finished_at: float, result: dict[str, Any]
+    ) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO verify_runs VALUES (?, ?, ?, ?)",
+                       (job, started_at, finished_at, json.dumps(result)))  # fmt: skip
+            db.execute(
+                "DELETE FROM verify_runs WHERE job NOT IN "
+                "(SELECT job FROM verify_runs ORDER BY finished_at DESC LIMIT ?)",
+                (KEPT_VERIFY_RUNS,),
+            )
+
+    def last_verify(self) -> dict[str, Any] | None:
+        """The newest verify job's result, with its job id and times."""
+        row = self._read.execute(
+            "SELECT job, started_at, finished_at, result FROM verify_runs "
+            "ORDER BY finished_at DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        job, started_at, finished_at, result = row
+        return {
+            "job": job,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            **json.loads(result),
+        }
 
     def forget(self, name: str) -> bool:
         with self._transaction() as db:
@@ -389,7 +441,7 @@ _SEEN = (
 )
 _ROW = (
     "node, status, status_at, last_seen, agent_version, join_phase, cpu, mem, disk, temp, "
-    "checks_ok, failing, counts, checks_at, k8s_ready, k8s_reason, allow_remote"
+    "checks_ok, failing, counts, checks_at, k8s_ready, k8s_reason, allow_remote, k8s_pods"
 )
 _COMMAND = "id, action, args, issued_at, expires_at, status, reason, result, finished_at"
 
@@ -408,6 +460,7 @@ def node_row(r: Sequence[Any]) -> NodeRow:
         failing=json.loads(r[11]) if r[11] else [], counts=json.loads(r[12]) if r[12] else {},
         checks_at=r[13], k8s_ready=None if r[14] is None else bool(r[14]), k8s_reason=r[15],
         allow_remote=json.loads(r[16]) if r[16] else [],
+        pods=json.loads(r[17]) if r[17] else None,
     )  # fmt: skip
 
 

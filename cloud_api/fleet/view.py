@@ -66,6 +66,8 @@ def summary(row: NodeRow, now: float, stale_after_s: float) -> NodeSummary:
         checks=ChecksView.model_construct(ok=row.checks_ok, counts=row.counts, failing=row.failing,
                                           at=row.checks_at),
         allow_remote=row.allow_remote,
+        pods_total=None if row.pods is None else len(row.pods),
+        pods_running=None if row.pods is None else sum(p["phase"] == "Running" for p in row.pods),
     )  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 // The kedge fleet dashboard: the table from GET /api/v1/nodes, kept current by the
 // server-sent events of GET /api/v1/events (read with fetch, so the admin token travels
-// in a header, never in a URL), sparklines from /api/v1/nodes/{name}/health.
+// in a header, never in a URL), sparklines from /api/v1/nodes/{name}/health, and the
+// newest pod smoke test from /api/v1/verify (run again with POST /api/v1/verify).
 "use strict";
 
 const HOUR = 3600;
@@ -110,13 +111,43 @@ function row(n) {
     el("td", { class: "state " + n.state }, n.state),
     el("td", { class: "seen", "data-t": n.last_seen || "" }, ago(n.last_seen)),
     el("td", { class: "ready-" + ready, title: n.not_ready_reason || "" },
-      n.ready === null ? "not a node" : n.ready ? "Ready" : "NotReady"),
+      n.ready === null ? "not a node" : n.ready ? "Ready" : "NotReady",
+      n.pods_total === null || n.pods_total === undefined ? ""
+        : el("div", { class: "hint pods" }, n.pods_running + "/" + n.pods_total + " pods running")),
     el("td", {}, n.join_phase || "–"),
     el("td", { class: "num" }, pct(n.cpu_percent), spark(s, "cpu", 100)),
     el("td", { class: "num" }, pct(n.memory_percent), spark(s, "mem", 100)),
     el("td", { class: "num" }, deg(n.temperature_c), spark(s, "temp", 100)),
     el("td", {}, checksCell(n)),
     actions(n));
+}
+
+function showVerify(v) {
+  const summary = document.getElementById("verify-summary");
+  const list = document.getElementById("verify-nodes");
+  if (!v) return;
+  const asked = Object.keys(v.nodes).length;
+  summary.className = v.ok ? "pass" : "fail";
+  summary.dataset.job = v.job;
+  summary.textContent = v.image + ": " + v.running + " of " + asked + " Ready edge boards ran it · " + ago(v.finished_at);
+  list.replaceChildren(...Object.entries(v.nodes).sort().map(([node, verdict]) =>
+    el("li", { class: verdict.result, "data-node": node, title: verdict.reason },
+      node + " " + verdict.result + (verdict.reason ? " — " + verdict.reason : ""))));
+}
+
+async function loadVerify() {
+  const r = await api("/api/v1/verify");
+  if (r.ok) showVerify(await r.json());
+}
+
+async function runVerify() {
+  const summary = document.getElementById("verify-summary");
+  const r = await api("/api/v1/verify", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
+  });
+  const answer = await r.json();
+  summary.className = "hint";
+  summary.textContent = r.ok ? answer.message + " …" : "not started: " + answer.error.message;
 }
 
 function render() {
@@ -175,6 +206,7 @@ async function stream() {
           const kind = (frame.match(/^event: (.*)$/m) || [])[1];
           const data = (frame.match(/^data: (.*)$/m) || [])[1];
           if (kind === "nodes") { JSON.parse(data).forEach(remember); render(); }
+          else if (kind === "verify") { showVerify(JSON.parse(data)); }
           else if (kind === "resync") { await load(); }
         }
       }
@@ -197,6 +229,7 @@ async function open() {
   if (!token) { showLogin(""); return; }
   sessionStorage.setItem("kedge-token", token);
   if (!(await load())) return;
+  await loadVerify();
   document.getElementById("login").hidden = true;
   document.getElementById("fleet").hidden = false;
   stream();
@@ -206,6 +239,7 @@ document.addEventListener("DOMContentLoaded", () => {
   // A link may carry the token in its fragment, which never reaches a server log.
   const m = location.hash.match(/token=([A-Za-z0-9_-]+)/);
   if (m) { token = m[1]; history.replaceState(null, "", location.pathname); }
+  document.getElementById("verify-run").addEventListener("click", runVerify);
   document.getElementById("login").addEventListener("submit", e => {
     e.preventDefault();
     token = document.getElementById("token").value.trim();

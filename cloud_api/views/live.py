@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 
@@ -38,11 +39,13 @@ async def static(request: web.Request) -> web.Response:
 
 async def events(request: web.Request) -> web.StreamResponse:
     """`event: nodes` with a JSON list of board summaries whenever boards' records
-    change; `event: resync` when this client fell too far behind (refetch the table);
-    a comment every KEEPALIVE_S."""
+    change; `event: verify` with a verify job's result when one finishes; `event:
+    resync` when this client fell too far behind (refetch the table); a comment every
+    KEEPALIVE_S."""
     fleet, stale = request.app[FLEET], request.app[SETTINGS].fleet.stale_after_s
     pending: asyncio.Queue[set[str]] = asyncio.Queue(maxsize=BACKLOG)
     overflow = False
+    verified: dict[str, Any] | None = None
 
     def changed(names: set[str]) -> None:
         nonlocal overflow
@@ -51,10 +54,16 @@ async def events(request: web.Request) -> web.StreamResponse:
         except asyncio.QueueFull:
             overflow = True
 
+    def verify_done(result: dict[str, Any]) -> None:
+        nonlocal verified
+        verified = result
+        changed(set())
+
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Request-Id": request.get("request_id", "")})  # fmt: skip
     await response.prepare(request)
     fleet.listeners.add(changed)
+    fleet.verify_listeners.add(verify_done)
     try:
         await response.write(b"event: hello\ndata: {}\n\n")
         while True:
@@ -65,9 +74,14 @@ async def events(request: web.Request) -> web.StreamResponse:
                 continue
             while not pending.empty():
                 names |= pending.get_nowait()
+            if verified is not None:
+                await response.write(f"event: verify\ndata: {json.dumps(verified)}\n\n".encode())
+                verified = None
             if overflow:
                 overflow = False
                 await response.write(b"event: resync\ndata: {}\n\n")
+                continue
+            if not names:
                 continue
             now, items = time.time(), []
             for name in sorted(names):
@@ -79,6 +93,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         pass  # the browser went away
     finally:
         fleet.listeners.discard(changed)
+        fleet.verify_listeners.discard(verify_done)
     return response
 
 

@@ -11,7 +11,6 @@ from aiohttp import web
 
 from cloud_api.errors import ApiError
 from cloud_api.fleet.service import NoBroker
-from cloud_api.fleet.verify import verify
 from cloud_api.fleet.view import downsample, page, summary
 from cloud_api.jobs import Busy
 from cloud_api.kube import KubeError
@@ -23,8 +22,10 @@ from cloud_api.models import (
     JobView,
     NodeDetail,
     NodePage,
+    PodView,
     Removed,
     VerifyRequest,
+    VerifyRun,
 )
 from cloud_api.routing import FLEET, JOBS, SETTINGS, Route, busy, read_body
 from kedge.names import DNS1123_SUBDOMAIN_RE, is_dns1123_subdomain
@@ -108,6 +109,7 @@ async def get_node(request: web.Request) -> web.Response:
     detail = NodeDetail(
         **base.model_dump(), health=full["health"], check_report=full["checks"],
         check_history=history, commands=[CommandView(**c) for c in fleet.store.commands(name, 20)],
+        pods=[PodView(**p) for p in row.pods or []],
     )  # fmt: skip
     return web.json_response(text=detail.model_dump_json())
 
@@ -159,16 +161,23 @@ async def remove_node(request: web.Request) -> web.Response:
 
 async def start_verify(request: web.Request) -> web.Response:
     body: VerifyRequest = await read_body(request, VerifyRequest)
-    kubectl = request.app[FLEET].kubectl
+    fleet = request.app[FLEET]
     try:
         job = request.app[JOBS].start(
-            "verify", lambda j: verify(j, kubectl, body.image, body.timeout_s)
+            "verify", lambda j: fleet.verify(j, body.image, body.timeout_s)
         )
     except Busy as exc:
         raise busy(exc) from exc
     accepted = Accepted(message=f"running {body.image} on every Ready edge node", changed=True,
                         job=JobView.model_validate(job.view()))  # fmt: skip
     return web.json_response(text=accepted.model_dump_json(), status=202)
+
+
+async def last_verify(request: web.Request) -> web.Response:
+    found = request.app[FLEET].store.last_verify()
+    if found is None:
+        raise ApiError(404, "not_found", "no verify job has finished yet: POST /api/v1/verify")
+    return web.json_response(text=VerifyRun(**found).model_dump_json())
 
 
 async def get_command(request: web.Request) -> web.Response:
@@ -221,4 +230,6 @@ ROUTES = (
     Route("POST", "/api/v1/verify", start_verify, "a pod on every Ready edge node, reported per board (a job)",
           admin=True, request=VerifyRequest, response=Accepted, status=202,
           also={409: ("another job is running", None)}),
+    Route("GET", "/api/v1/verify", last_verify, "the newest verify job's result, per board",
+          admin=True, response=VerifyRun, also={404: ("no verify job has finished", None)}),
 )  # fmt: skip

@@ -35,6 +35,7 @@ def test_verify_reports_each_board_and_cleans_up(cloud: Master) -> None:
         edge("rk3000-4", ready=False, reason="NodeStatusUnknown"),
     ]  # fmt: skip
     cloud.edit_cluster(nodes=nodes)
+    assert cloud.call("GET", "/api/v1/verify")[0] == 404  # none has run yet
     status, body = cloud.call("POST", "/api/v1/verify", {"timeout_s": 5})
     assert status == 202, body
     job = cloud.wait_job(body["job"]["id"])
@@ -48,6 +49,27 @@ def test_verify_reports_each_board_and_cleans_up(cloud: Master) -> None:
     assert cloud.cluster()["workloads"] == {}  # the check removed what it made
     lines = [entry["line"] for entry in job["lines"]]
     assert "3 Ready edge nodes: rk3000-1, rk3000-2, rk3000-3" in lines
+    status, kept = cloud.call("GET", "/api/v1/verify")  # what the dashboard shows
+    assert status == 200
+    assert (kept["job"], kept["running"], kept["nodes"]) == (body["job"]["id"], 2, result["nodes"])
+    assert kept["started_at"] <= kept["finished_at"]
+
+
+def test_the_kubernetes_view_lists_each_boards_pods(cloud: Master) -> None:
+    nodes = cloud.cluster()["nodes"]
+    web = {"namespace": "default", "name": "nginx-6799fc88d8-4x2lp", "phase": "Running"}
+    stuck = {"namespace": "default", "name": "nginx-6799fc88d8-9kq7z", "phase": "Pending",
+             "reason": "ImagePullBackOff"}  # fmt: skip
+    nodes += [edge("rk3000-1", pods=[web, stuck]), edge("rk3000-2")]
+    cloud.edit_cluster(nodes=nodes)
+    status, page = cloud.call("GET", "/api/v1/nodes?refresh=true")
+    assert status == 200, page
+    rows = {row["node"]: row for row in page["items"]}
+    assert (rows["rk3000-1"]["pods_total"], rows["rk3000-1"]["pods_running"]) == (2, 1)
+    assert (rows["rk3000-2"]["pods_total"], rows["rk3000-2"]["pods_running"]) == (0, 0)
+    status, detail = cloud.call("GET", "/api/v1/nodes/rk3000-1")
+    assert status == 200
+    assert detail["pods"] == [{**web, "reason": ""}, stuck]
 
 
 def test_verify_without_a_ready_edge_node_says_so(cloud: Master) -> None:

@@ -53,8 +53,18 @@ def rows(browser: WebDriver) -> dict[str, str]:
         return {}
 
 
-def save_dashboard(url: str, target: Path, boards: int) -> None:
-    """Open the dashboard, wait for `boards` rows, save the picture."""
+def verify_job(browser: WebDriver) -> str:
+    """The job id of the verify result the page shows ("" before one)."""
+    try:
+        return browser.find_element(By.ID, "verify-summary").get_attribute("data-job") or ""
+    except WebDriverException:
+        return ""
+
+
+def save_dashboard(url: str, target: Path, boards: int) -> list[str]:
+    """Open the dashboard, wait for `boards` rows and the last verify result, run verify
+    again from its button and wait for the new result to arrive live (no reload), save
+    the picture. Returns what the page says, line by line."""
     with (
         tempfile.TemporaryDirectory(prefix="kedge-chromium-") as profile,
         chromium(Path(profile)) as b,
@@ -63,6 +73,17 @@ def save_dashboard(url: str, target: Path, boards: int) -> None:
         wait_for(
             lambda: len(rows(b)) >= boards, timeout=30, what=f"{boards} boards on the dashboard"
         )
+        first = wait_for(lambda: verify_job(b), timeout=30, what="the last verify result")
+        b.find_element(By.ID, "verify-run").click()
+        wait_for(
+            lambda: verify_job(b) not in ("", first), timeout=120, what="a new verify result, live"
+        )
+        if b.execute_script("return performance.getEntriesByType('navigation').length") != 1:
+            raise RuntimeError("the page reloaded")
         target.parent.mkdir(parents=True, exist_ok=True)
         if not b.save_screenshot(str(target)):
             raise RuntimeError(f"cannot save the dashboard's picture to {target}")
+        seen = [f"{node}: {state}" for node, state in sorted(rows(b).items())]
+        seen.append(b.find_element(By.ID, "verify-summary").text.rsplit(" · ", 1)[0])
+        seen += [li.text for li in b.find_elements(By.CSS_SELECTOR, "#verify-nodes li")]
+        return seen

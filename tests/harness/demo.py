@@ -125,7 +125,9 @@ def story(work: Path, m: Master, broker: Mosquitto, mirror: str, screenshot: Pat
         if screenshot is not None:
             from tests.harness.browser import save_dashboard
 
-            save_dashboard(f"{m.url}/#token={m.token}", screenshot, len(boards))
+            banner("8. the dashboard in a headless browser: verify run again from its button")
+            for line in save_dashboard(f"{m.url}/#token={m.token}", screenshot, len(boards)):
+                print(f"  dashboard: {line}")
             print(f"dashboard screenshot: {screenshot}")
         as_expected = all((b.codes.get("join") == 0) == EXPECTED_JOIN[b.name] for b in boards)
         if sys.stdin.isatty() and sys.stdout.isatty():

@@ -86,6 +86,23 @@ def _apply(kubeconfig: str, manifest: dict[str, Any]) -> int:
     return 0
 
 
+def _all_pods(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every namespace's pods: cloudcore's, the workloads', and those a test placed on a
+    node (`pods`: namespace, name, phase and the reason a container waits)."""
+    pods = [
+        _pod(d, key.split("/")[0]) for key, d in sorted(data["deployments"].items()) if "image" in d
+    ]
+    pods += [workload_pod(data, w) for _, w in sorted(data["workloads"].items())]
+    for node in data["nodes"]:
+        for p in node.get("pods", []):
+            waiting = [{"name": p["name"], "ready": False, "restartCount": 0,
+                        "state": {"waiting": {"reason": p["reason"]}}}] if p.get("reason") else []  # fmt: skip
+            pods.append({"metadata": {"name": p["name"], "namespace": p["namespace"]},
+                         "spec": {"nodeName": node["name"]},
+                         "status": {"phase": p["phase"], "containerStatuses": waiting}})  # fmt: skip
+    return pods
+
+
 def workload_pod(data: dict[str, Any], w: dict[str, Any]) -> dict[str, Any]:
     """The pod of a pinned Deployment: Pending while no Ready node has that hostname
     (the scheduler's event says so), waiting with the kubelet's reason when its node has
@@ -166,6 +183,9 @@ def main(argv: list[str], root: str) -> int:
         if d is None:
             return _not_found("deployments.apps", words[2])
         print(json.dumps(_deployment(d)))
+        return 0
+    if words[:2] == ["get", "pods"] and ("--all-namespaces" in words or "-A" in words):
+        print(json.dumps({"items": _all_pods(data)}))
         return 0
     if words[:2] in (["get", "pods"], ["get", "pod"]) and (flags.get("-l") or "").startswith(
         "app="
