@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiomqtt
 import structlog
@@ -169,9 +170,9 @@ class Ingest:
                 self._up.clear()
 
     async def _session(self, ep: mqtt.Endpoint, backoff: mqtt.Backoff) -> None:
-        c = mqtt.client(
-            ep, max_queued_incoming=0, session_expiry_s=SESSION_EXPIRY_S, manual_ack=True
-        )
+        c = mqtt.client(ep, max_queued_incoming=0, session_expiry_s=SESSION_EXPIRY_S,
+                        manual_ack=True, batched=True)  # fmt: skip
+        assert isinstance(c, mqtt.Batched)
         await c.__aenter__()
         try:
             await self._consume(c, ep, backoff)
@@ -183,34 +184,25 @@ class Ingest:
             except TimeoutError:
                 log.warning("ingest.disconnect_timeout", broker=ep.address)
 
-    async def _consume(self, c: aiomqtt.Client, ep: mqtt.Endpoint, backoff: mqtt.Backoff) -> None:
+    async def _consume(self, c: mqtt.Batched, ep: mqtt.Endpoint, backoff: mqtt.Backoff) -> None:
         await c.subscribe([(t, 1) for t in self.subscriptions()])
         self._client, self.stats.connected, self.stats.last_error = c, True, None
         self._up.set()
         backoff.reset()
         log.info("ingest.connected", broker=ep.address, subscriptions=self.subscriptions())
-        inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        lost = c.link_lost()
+        while not lost.done():
+            await self._one_batch(c, lost)
+        if lost.exception() is not None:
+            raise aiomqtt.MqttError("the link to the broker ended") from lost.exception()
+        raise aiomqtt.MqttError("the broker ended the message stream")
 
-        async def receive() -> None:
-            async for message in c.messages:
-                inbox.put_nowait(message)
-
-        reader = asyncio.create_task(receive())
-        try:
-            while not reader.done():
-                await self._one_batch(c, inbox, reader)
-            reader.result()  # the link's error, if that is why it ended
-            raise aiomqtt.MqttError("the broker ended the message stream")
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-
-    async def _one_batch(
-        self, c: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message], reader: asyncio.Task[None]
-    ) -> None:
+    async def _one_batch(self, c: mqtt.Batched, lost: asyncio.Future[None]) -> None:
+        inbox = c.inbox
         first = asyncio.ensure_future(inbox.get())
         try:
-            done, _ = await asyncio.wait({first, reader}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: list[asyncio.Future[Any]] = [first, lost]
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not first.done():
                 first.cancel()
