@@ -57,6 +57,16 @@ MIGRATIONS = (
         job TEXT PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL NOT NULL,
         result TEXT NOT NULL);
     """,
+    # The reports as sent (kilobytes each) move out of the table every fleet page reads:
+    # at 10,000 boards reading 500 small rows instead of 500 rows with overflow pages
+    # halved GET /api/v1/nodes, and a health write no longer rewrites the checks.
+    """
+    CREATE TABLE node_reports (node TEXT PRIMARY KEY, health TEXT, checks TEXT);
+    INSERT INTO node_reports (node, health, checks)
+        SELECT node, health, checks FROM nodes WHERE health IS NOT NULL OR checks IS NOT NULL;
+    ALTER TABLE nodes DROP COLUMN health;
+    ALTER TABLE nodes DROP COLUMN checks;
+    """,
 )
 KEPT_VERIFY_RUNS = 20
 KEPT_COMMANDS_PER_NODE = 50
@@ -94,7 +104,7 @@ class Result:
 Report = Status | Health | Checks | Result
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__
 class NodeRow:
     """One board as the fleet table shows it."""
 
@@ -226,13 +236,17 @@ class SqliteFleetStore:
         # A report replayed from the board's spool is history, not news.
         db.executemany(
             "UPDATE nodes SET agent_version = ?, join_phase = ?, cpu = ?, mem = ?, disk = ?, "
-            "temp = ?, health_at = ?, health = ?, allow_remote = ? "
+            "temp = ?, health_at = ?, allow_remote = ? "
             "WHERE node = ? AND coalesce(health_at, 0) <= ?",
             [(r.report.agent_version, r.report.join_phase, r.report.cpu_percent, r.report.memory.percent,
-              _percent_disk(r.report), r.report.temperature_c, t, r.raw or r.report.to_json(),
+              _percent_disk(r.report), r.report.temperature_c, t,
               json.dumps(r.report.allow_remote), node, t)
              for node, (t, r) in newest.items()],
         )  # fmt: skip
+        db.executemany(
+            _KEEP_REPORT.format(column="health", at="health_at"),
+            [(node, r.raw or r.report.to_json(), node, t) for node, (t, r) in newest.items()],
+        )
 
     def _seen(self, db: sqlite3.Connection, node: str, at: float) -> None:
         db.execute(_SEEN, (node, at))
@@ -252,9 +266,13 @@ class SqliteFleetStore:
             failing = sorted(x.id for x in c.checks if x.status.blocks)
             self._seen(db, r.node, r.at)
             db.execute(
-                "UPDATE nodes SET checks_ok = ?, failing = ?, counts = ?, checks_at = ?, checks = ? "
+                "UPDATE nodes SET checks_ok = ?, failing = ?, counts = ?, checks_at = ? "
                 "WHERE node = ? AND coalesce(checks_at, 0) <= ?",
-                (int(c.ok), json.dumps(failing), json.dumps(_counts(c)), t, c.to_json(), r.node, t),
+                (int(c.ok), json.dumps(failing), json.dumps(_counts(c)), t, r.node, t),
+            )
+            db.execute(
+                _KEEP_REPORT.format(column="checks", at="checks_at"),
+                (r.node, c.to_json(), r.node, t),
             )
             # History keeps a report only when the verdicts changed.
             verdicts = json.dumps({x.id: x.status.value for x in c.checks}, sort_keys=True)
@@ -344,7 +362,7 @@ class SqliteFleetStore:
     def forget(self, name: str) -> bool:
         with self._transaction() as db:
             gone = db.execute("DELETE FROM nodes WHERE node = ?", (name,)).rowcount
-            for table in ("health", "health_rollup", "check_reports", "commands"):
+            for table in ("health", "health_rollup", "check_reports", "commands", "node_reports"):
                 db.execute(f"DELETE FROM {table} WHERE node = ?", (name,))  # noqa: S608 - fixed names
         return gone > 0
 
@@ -375,12 +393,23 @@ class SqliteFleetStore:
     def nodes(self) -> list[NodeRow]:
         return [node_row(r) for r in self.raw_nodes()]
 
-    def raw_page(self, offset: int, limit: int) -> tuple[int, list[tuple[Any, ...]]]:
-        """(how many boards, one page of their rows unparsed) — the unfiltered table."""
-        total = int(self._read.execute("SELECT count(*) FROM nodes").fetchone()[0])
+    def raw_page(
+        self,
+        offset: int,
+        limit: int,
+        *,
+        state: str | None = None,
+        failing: str | None = None,
+        stale_before: float = 0.0,
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        """(how many boards match, one page of their rows unparsed), filtered by SQLite:
+        by state (as view.state() tells it; a board heard before stale_before is stale)
+        and by a failing check."""
+        where, args = _filters(state, failing, stale_before)
+        total = int(self._read.execute(f"SELECT count(*) FROM nodes{where}", args).fetchone()[0])  # noqa: S608
         rows = self._read.execute(
-            f"SELECT {_ROW} FROM nodes ORDER BY node LIMIT ? OFFSET ?",  # noqa: S608
-            (limit, offset),
+            f"SELECT {_ROW} FROM nodes{where} ORDER BY node LIMIT :limit OFFSET :offset",  # noqa: S608
+            {**args, "limit": limit, "offset": offset},
         ).fetchall()
         return total, rows
 
@@ -391,7 +420,8 @@ class SqliteFleetStore:
 
     def node(self, name: str) -> tuple[NodeRow, dict[str, Any]] | None:
         row = self._read.execute(
-            f"SELECT {_ROW}, health, checks FROM nodes WHERE node = ?",  # noqa: S608
+            f"SELECT {_ROW}, r.health, r.checks FROM nodes LEFT JOIN node_reports AS r USING (node) "  # noqa: S608
+            "WHERE node = ?",
             (name,),
         ).fetchone()
         if row is None:
@@ -442,6 +472,36 @@ _SEEN = (
 _ROW = (
     "node, status, status_at, last_seen, agent_version, join_phase, cpu, mem, disk, temp, "
     "checks_ok, failing, counts, checks_at, k8s_ready, k8s_reason, allow_remote, k8s_pods"
+)
+_HEARD = "coalesce(last_seen, status_at, 0)"
+_STATES = {  # view.state(), in SQL
+    "offline": "status = 'offline'",
+    "online": f"status = 'online' AND {_HEARD} >= :stale_before",
+    "stale": f"status = 'online' AND {_HEARD} < :stale_before",
+    "unknown": "(status IS NULL OR status NOT IN ('online', 'offline'))",
+}
+
+
+def _filters(
+    state: str | None, failing: str | None, stale_before: float
+) -> tuple[str, dict[str, Any]]:
+    clauses: list[str] = []
+    args: dict[str, Any] = {"stale_before": stale_before}
+    if state is not None:
+        clauses.append(_STATES[state])
+    if failing is not None:
+        # failing holds a JSON list of check ids: find one whole, quoted id (instr, unlike
+        # LIKE, is case-sensitive and has no wildcards to escape)
+        clauses.append("instr(failing, :failing) > 0")
+        args["failing"] = json.dumps(failing)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+# A report as sent becomes the board's latest only if the UPDATE of its row just made it
+# the newest (the row's time is now this report's).
+_KEEP_REPORT = (
+    "INSERT INTO node_reports (node, {column}) SELECT ?, ? FROM nodes WHERE node = ? AND {at} = ? "
+    "ON CONFLICT (node) DO UPDATE SET {column} = excluded.{column}"
 )
 _COMMAND = "id, action, args, issued_at, expires_at, status, reason, result, finished_at"
 

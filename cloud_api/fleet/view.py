@@ -3,13 +3,12 @@ store, and the fleet table with its filters."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from cloud_api.fleet.store import NodeRow, Point, node_row
-from cloud_api.models import ChecksView, HealthPoint, NodeState, NodeSummary
+from cloud_api.models import HealthPoint, NodeState
 
 
 def state(row: NodeRow, now: float, stale_after_s: float) -> NodeState:
@@ -31,44 +30,26 @@ def _state(
     return "unknown"
 
 
-def page(
-    raw: Sequence[Sequence[Any]],
-    *,
-    stale_after_s: float,
-    offset: int,
-    limit: int,
-    state_is: str | None = None,
-    failing: str | None = None,
-    now: float | None = None,
-) -> tuple[int, list[NodeSummary]]:
-    """(how many match, the summaries of one page of them), from store rows unparsed:
-    the filters read only the columns they need, and only the page is built."""
-    now = time.time() if now is None else now
-    wanted = f'"{failing}"' if failing is not None else None
-    kept = [
-        r for r in raw
-        if (state_is is None or _state(r[1], r[2], r[3], now, stale_after_s) == state_is)
-        and (wanted is None or (r[11] and wanted in r[11] and failing in json.loads(r[11])))
-    ]  # fmt: skip
-    return len(kept), [
-        summary(node_row(r), now, stale_after_s) for r in kept[offset : offset + limit]
-    ]
+def page(raw: Sequence[Sequence[Any]], *, now: float, stale_after_s: float) -> list[dict[str, Any]]:
+    """One page of store rows (filtered and paged by SQLite) as NodeSummary's JSON form."""
+    return [wire(node_row(r), now, stale_after_s) for r in raw]
 
 
-def summary(row: NodeRow, now: float, stale_after_s: float) -> NodeSummary:
-    # Built without validation: every value comes from the store's own typed columns, and
-    # a fleet page builds thousands of these.
-    return NodeSummary.model_construct(
-        node=row.node, state=state(row, now, stale_after_s), last_seen=row.last_seen,
-        ready=row.k8s_ready, not_ready_reason=row.k8s_reason, join_phase=row.join_phase,
-        agent_version=row.agent_version, cpu_percent=row.cpu, memory_percent=row.mem,
-        disk_percent=row.disk, temperature_c=row.temp,
-        checks=ChecksView.model_construct(ok=row.checks_ok, counts=row.counts, failing=row.failing,
-                                          at=row.checks_at),
-        allow_remote=row.allow_remote,
-        pods_total=None if row.pods is None else len(row.pods),
-        pods_running=None if row.pods is None else sum(p["phase"] == "Running" for p in row.pods),
-    )  # fmt: skip
+def wire(row: NodeRow, now: float, stale_after_s: float) -> dict[str, Any]:
+    """One board as the API shows it: NodeSummary's JSON form, built as plain data (a
+    page of 500 boards built through pydantic took most of GET /api/v1/nodes' time;
+    tests/cloud/test_fleet.py validates these against NodeSummary)."""
+    pods = row.pods
+    return {
+        "node": row.node, "state": state(row, now, stale_after_s), "last_seen": row.last_seen,
+        "ready": row.k8s_ready, "not_ready_reason": row.k8s_reason, "join_phase": row.join_phase,
+        "agent_version": row.agent_version, "cpu_percent": row.cpu, "memory_percent": row.mem,
+        "disk_percent": row.disk, "temperature_c": row.temp,
+        "checks": {"ok": row.checks_ok, "counts": row.counts, "failing": row.failing, "at": row.checks_at},
+        "allow_remote": row.allow_remote,
+        "pods_total": None if pods is None else len(pods),
+        "pods_running": None if pods is None else sum(p["phase"] == "Running" for p in pods),
+    }  # fmt: skip
 
 
 def table(
@@ -78,12 +59,12 @@ def table(
     state_is: str | None = None,
     failing: str | None = None,
     now: float | None = None,
-) -> list[NodeSummary]:
+) -> list[dict[str, Any]]:
     now = time.time() if now is None else now
     out = []
     for row in rows:
-        s = summary(row, now, stale_after_s)
-        if state_is is not None and s.state != state_is:
+        s = wire(row, now, stale_after_s)
+        if state_is is not None and s["state"] != state_is:
             continue
         if failing is not None and failing not in row.failing:
             continue

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cloud_api.fleet.view import summary
+from cloud_api.fleet.view import wire
 from cloud_api.routing import FLEET, SETTINGS, Route
 
 KEEPALIVE_S = 15.0
@@ -87,7 +87,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             for name in sorted(names):
                 found = fleet.store.node(name)
                 if found is not None:
-                    items.append(summary(found[0], now, stale).model_dump(mode="json"))
+                    items.append(wire(found[0], now, stale))
             await response.write(f"event: nodes\ndata: {json.dumps(items)}\n\n".encode())
     except (ConnectionResetError, ConnectionError):
         pass  # the browser went away

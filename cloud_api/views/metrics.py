@@ -26,15 +26,15 @@ async def metrics(request: web.Request) -> web.Response:
     rows = await asyncio.to_thread(fleet.store.nodes)
     nodes = table(rows, stale_after_s=request.app[SETTINGS].fleet.stale_after_s, now=time.time())
     out: list[str] = []
-    states = Counter(n.state for n in nodes)
+    states = Counter(n["state"] for n in nodes)
     _family(out, "kedge_nodes", "gauge", "Boards by state (online, stale, offline, unknown).")
     out += [
         f'kedge_nodes{{state="{s}"}} {states.get(s, 0)}'
         for s in ("online", "stale", "offline", "unknown")
     ]
     _family(out, "kedge_nodes_ready", "gauge", "Edge nodes Ready in Kubernetes.")
-    out.append(f"kedge_nodes_ready {sum(1 for n in nodes if n.ready)}")
-    failing = Counter(check for n in nodes for check in n.checks.failing)
+    out.append(f"kedge_nodes_ready {sum(1 for n in nodes if n['ready'])}")
+    failing = Counter(check for n in nodes for check in n["checks"]["failing"])
     _family(
         out, "kedge_checks_failing", "gauge", "Boards whose latest check report fails this check."
     )
@@ -72,9 +72,9 @@ async def metrics(request: web.Request) -> web.Response:
     ):
         _family(out, metric, "gauge", help_text)
         for n in nodes:
-            value = getattr(n, attr)
+            value = n[attr]
             if value is not None:
-                out.append(f'{metric}{{node="{_label(n.node)}"}} {value}')
+                out.append(f'{metric}{{node="{_label(n["node"])}"}} {value}')
     return web.Response(body=("\n".join(out) + "\n").encode(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})  # fmt: skip
 

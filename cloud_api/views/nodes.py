@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 import time
 
+import pydantic_core
 from aiohttp import web
 
 from cloud_api.errors import ApiError
 from cloud_api.fleet.service import NoBroker
-from cloud_api.fleet.view import downsample, page, summary
+from cloud_api.fleet.view import downsample, page, wire
 from cloud_api.jobs import Busy
 from cloud_api.kube import KubeError
 from cloud_api.models import (
@@ -80,15 +81,13 @@ async def list_nodes(request: web.Request) -> web.Response:
         with contextlib.suppress(KubeError):  # the last view stays; /metrics and the log say why
             await fleet.poll_kube()
     stale = request.app[SETTINGS].fleet.stale_after_s
-    if state is None and failing is None:  # the plain table: SQLite pages it
-        total, raw = await asyncio.to_thread(fleet.store.raw_page, offset, limit)
-        _, items = page(raw, stale_after_s=stale, offset=0, limit=limit)
-    else:
-        raw = await asyncio.to_thread(fleet.store.raw_nodes)
-        total, items = page(raw, stale_after_s=stale, offset=offset, limit=limit, state_is=state,
-                            failing=failing)  # fmt: skip
-    body = NodePage.model_construct(total=total, offset=offset, limit=limit, items=items)
-    return web.json_response(text=body.model_dump_json())
+    now = time.time()
+    total, raw = await asyncio.to_thread(
+        fleet.store.raw_page, offset, limit, state=state, failing=failing, stale_before=now - stale
+    )
+    items = page(raw, now=now, stale_after_s=stale)
+    body = {"total": total, "offset": offset, "limit": limit, "items": items}  # a NodePage
+    return web.json_response(body=pydantic_core.to_json(body))
 
 
 async def get_node(request: web.Request) -> web.Response:
@@ -101,13 +100,13 @@ async def get_node(request: web.Request) -> web.Response:
             f"no board {name!r} has reported, and Kubernetes has no such edge node",
         )
     row, full = found
-    base = summary(row, time.time(), request.app[SETTINGS].fleet.stale_after_s)
+    base = wire(row, time.time(), request.app[SETTINGS].fleet.stale_after_s)
     history = [
         {"at": t, "ok": ok, "failing": failing}
         for t, ok, failing in fleet.store.check_history(name, 20)
     ]
     detail = NodeDetail(
-        **base.model_dump(), health=full["health"], check_report=full["checks"],
+        **base, health=full["health"], check_report=full["checks"],
         check_history=history, commands=[CommandView(**c) for c in fleet.store.commands(name, 20)],
         pods=[PodView(**p) for p in row.pods or []],
     )  # fmt: skip

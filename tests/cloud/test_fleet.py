@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from cloud_api.models import NodePage, NodeSummary
 from tests.cloud.test_api import Api, start
 from tests.harness.fleet import Board, checks, health
 from tests.harness.mosquitto import Mosquitto
@@ -70,6 +71,9 @@ def test_reports_make_the_fleet_table(api: Api, boards: dict[str, Board]) -> Non
     status, _, page = api.call("GET", "/api/v1/nodes", token=api.token)
     assert status == 200
     assert page["total"] == 2
+    # The table is built as plain data for speed: it must still be exactly the documented model.
+    NodePage.model_validate(page)
+    assert all(set(item) == set(NodeSummary.model_fields) for item in page["items"])
     first = page["items"][0]
     assert (first["node"], first["state"], first["cpu_percent"], first["temperature_c"]) == (
         "rk3000-1", "online", 12.5, 51.0)  # fmt: skip
