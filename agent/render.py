@@ -37,7 +37,11 @@ def render_report(report: CheckReport, *, colour: bool) -> str:
     counts = report.counts()
     tally = ", ".join(f"{counts[s]} {s.value}" for s in Status if counts[s])
     lines.append("")
-    if report.ok:
+    # The leftovers check knows when this board is already joined (kedge's join record)
+    joined = any(c.id == "leftovers" and c.details.get("joined") for c in report.checks)
+    if joined:
+        verdict = "joined, nothing in the way" if report.ok else "joined, with problems"
+    elif report.ok:
         verdict = "ready to join" if not counts[Status.WARN] else "ready to join, with warnings"
     else:
         verdict = "not ready to join"

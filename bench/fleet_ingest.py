@@ -39,6 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cloud_api.fleet.ingest import LEGACY_GROUP
 from cloud_api.fleet.service import client_id
 from cloud_api.settings import FleetSettings
 from kedge import paho_tables
@@ -175,7 +176,7 @@ def ingest(
     finally:
         api.proc.send_signal(signal.SIGTERM)
         api.proc.wait(60)
-        forget_session(broker.port, client_id(FleetSettings().share_group))
+        forget_session(broker.port, client_id(FleetSettings().share_group or LEGACY_GROUP))
 
 
 def forget_session(port: int, identifier: str) -> None:

@@ -28,7 +28,8 @@ class FleetSettings(BaseModel):
     # An "online" board not heard from for this long shows as stale.
     stale_after_s: float = Field(60.0, gt=0, le=86400)
     # MQTT v5 shared subscription group: API processes in one group split the reports.
-    share_group: str = Field("kedge-cloud", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # Empty (one process): a plain subscription, which survives a broker restart.
+    share_group: str = Field("", pattern=r"^([A-Za-z0-9_-]{1,64})?$")
     kube_poll_s: float = Field(30.0, ge=1, le=3600)
     batch_max: int = Field(500, ge=1, le=10000)
     batch_wait_s: float = Field(0.2, gt=0, le=10)

@@ -5,11 +5,16 @@ saved as build/test-artifacts/demo-dashboard.png."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import psutil
 import pytest
+
+from tests.harness.wait import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -53,3 +58,37 @@ def test_make_demo_tells_the_four_board_story() -> None:
         "nginx:1.14.2: 3 of 3 Ready edge boards ran it",
         "rk3000-1 running", "rk3000-3 running", "rk3000-4 running",
     ]  # fmt: skip
+
+
+def test_ctrl_c_stops_everything_it_started() -> None:
+    namespaces_before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                       timeout=30, check=True).stdout  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "tests.harness.demo"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        # the four boards, the master and the broker are all up once the first board's story starts
+        wait_for(lambda: any(ln.startswith("== 1. rk3000-1") for ln in lines) or proc.poll() is not None,
+                 timeout=300, what="the demo's first board")  # fmt: skip
+        work = next(ln.split()[2] for ln in lines if ln.startswith("work directory: "))
+        proc.send_signal(signal.SIGINT)
+        proc.wait(180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    reader.join(30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    assert proc.returncode == 130, "".join(lines[-30:])
+    assert "".join(lines).count("Traceback") == 0
+    left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
+            if any("kedge-demo-" in part for part in p.info["cmdline"] or [])]  # fmt: skip
+    assert left == []
+    assert work.startswith("/")
+    assert not Path(work).exists()
+    namespaces_after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                      timeout=30, check=True).stdout  # fmt: skip
+    assert namespaces_after == namespaces_before

@@ -92,7 +92,12 @@ def test_reset_returns_a_joined_board_to_a_clean_one(
     joinable: Board, agent: AgentRunner, dockerd_systemd: Dockerd
 ) -> None:
     assert join(agent, joinable).rc == 0
-    assert agent(joinable, "check", "--only", "leftovers").rc == 1
+    # Joined, what is in /etc/kubeedge is the join's own, not a leftover
+    owned = agent(joinable, "check", "--only", "leftovers", "--json")
+    assert owned.rc == 0
+    assert json.loads(owned.out)["checks"][0]["summary"].startswith("joined as board-1 to ")
+    told = agent(joinable, "check", "--only", "leftovers").out
+    assert told.rstrip().endswith(" ms: joined, nothing in the way.")
     run = agent(joinable, "reset", "--yes", "--json")
     doc = json.loads(run.out)
     targets = [c["target"] for c in doc["changes"]]

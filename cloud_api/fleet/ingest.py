@@ -46,6 +46,7 @@ from kedge.wire.topics import every_board, node_of
 
 log = structlog.get_logger(__name__)
 MAX_PAYLOAD = mqtt.MAX_INBOUND_PACKET
+LEGACY_GROUP = "kedge-cloud"  # the shared group every API process used before plain was the default
 SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of reports may wait for the API to come back
 SHARED_LEAVES = ("health", "checks", "cmd/result")
 DISCONNECT_S = 5.0
@@ -144,9 +145,16 @@ class Ingest:
         self._up = asyncio.Event()
 
     def subscriptions(self) -> list[str]:
-        prefix = self.settings.topic_prefix
-        shared = [f"$share/{self.group}/{every_board(prefix, leaf)}" for leaf in SHARED_LEAVES]
-        return [every_board(prefix, "status"), *shared]
+        return [every_board(self.settings.topic_prefix, "status"), *self._reports(self.group)]
+
+    def _reports(self, group: str) -> list[str]:
+        """The report filters: plain, or `$share/<group>/…` when several API processes
+        split the reports. Plain is the default because mosquitto (2.0) does not keep a
+        shared subscription across its own restart: what boards publish between the
+        broker's restart and this process's return would reach no one, where a plain
+        subscription in the persistent session queues it (docs/robustness.md)."""
+        filters = [every_board(self.settings.topic_prefix, leaf) for leaf in SHARED_LEAVES]
+        return [f"$share/{group}/{f}" for f in filters] if group else filters
 
     async def run(self) -> None:
         ep = mqtt.endpoint(self.settings, self.identifier)
@@ -186,6 +194,10 @@ class Ingest:
 
     async def _consume(self, c: mqtt.Batched, ep: mqtt.Endpoint, backoff: mqtt.Backoff) -> None:
         await c.subscribe([(t, 1) for t in self.subscriptions()])
+        # The session outlives a change of share_group: drop the other form's filters, or
+        # the broker would deliver every report twice.
+        other = self._reports("" if self.group else LEGACY_GROUP)
+        await c.unsubscribe(other)
         self._client, self.stats.connected, self.stats.last_error = c, True, None
         self._up.set()
         backoff.reset()

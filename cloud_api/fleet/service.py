@@ -17,7 +17,7 @@ from typing import Any
 import aiomqtt
 import structlog
 
-from cloud_api.fleet.ingest import Ingest
+from cloud_api.fleet.ingest import LEGACY_GROUP, Ingest
 from cloud_api.fleet.store import KubeView, Report, Result, SqliteFleetStore
 from cloud_api.fleet.verify import verify
 from cloud_api.jobs import Job
@@ -52,7 +52,7 @@ class Fleet:
         if settings.mqtt.host:
             f = settings.fleet
             self.ingest = Ingest(
-                settings.mqtt, store, identifier=client_id(f.share_group),
+                settings.mqtt, store, identifier=client_id(f.share_group or LEGACY_GROUP),
                 group=f.share_group, batch_max=f.batch_max, batch_wait_s=f.batch_wait_s,
                 on_written=self._written,
             )  # fmt: skip

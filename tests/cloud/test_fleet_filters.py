@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cloud_api.fleet.ingest import Ingest
 from cloud_api.fleet.store import Checks, Health, SqliteFleetStore, Status
 from cloud_api.fleet.view import page
+from kedge.broker import BrokerSettings
 from tests.harness.fleet import checks, health
 
 NOW, STALE = 1_800_000_000.0, 60.0
@@ -55,3 +57,17 @@ def test_paging_applies_to_the_filtered_rows(tmp_path: Path) -> None:
     store = fleet(tmp_path)
     total, raw = store.raw_page(1, 1, failing="clock", stale_before=NOW - STALE)
     assert (total, [r[0] for r in raw]) == (2, ["b-stale"])
+
+
+def test_reports_are_subscribed_plainly_unless_processes_share_them(tmp_path: Path) -> None:
+    broker = BrokerSettings(host="127.0.0.1")
+    one = Ingest(broker, fleet(tmp_path), identifier="x", group="", batch_max=1, batch_wait_s=1)
+    assert one.subscriptions() == [
+        "kedge/+/status",
+        "kedge/+/health",
+        "kedge/+/checks",
+        "kedge/+/cmd/result",
+    ]
+    split = Ingest(broker, one.store, identifier="x", group="api", batch_max=1, batch_wait_s=1)
+    assert split.subscriptions()[1:] == ["$share/api/kedge/+/health", "$share/api/kedge/+/checks",
+                                         "$share/api/kedge/+/cmd/result"]  # fmt: skip

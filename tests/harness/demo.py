@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="kedge-demo-"))
     banner("setting up: a registry as Docker Hub's mirror, the master, mosquitto")
+    print(f"work directory: {work} (removed at the end)", flush=True)
     registry = start_registry(work / "registry")
     seeder = Dockerd().start()
     rc = 1
