@@ -60,6 +60,8 @@ def as_defaults(enrollment: Enrollment, state_dir_setting: Path) -> dict[str, An
         "kubeedge_version": enrollment.kubeedge_version,
         "cloud_api_url": enrollment.cloud_api_url,
     }
+    if enrollment.command_key is not None:
+        values["command_key"] = enrollment.command_key
     if enrollment.mqtt is not None:
         values["mqtt"] = {
             **enrollment.mqtt.model_dump(exclude={"password"}),

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from kedge import command_auth
 from kedge.errors import first_problem
 from kedge.wire import CommandResult, RemoteCommand
 
@@ -62,7 +63,11 @@ class CommandRunner:
         remember: Callable[[str], bool],
         known_checks: Collection[str] = (),
         clock: Callable[[], datetime] = _now,
+        *,
+        node: Callable[[], str],
+        key: Callable[[], str | None],
     ) -> None:
+        self.node, self.key = node, key
         self.handlers = handlers
         self.allowed = set(allowed)
         self.remember = remember
@@ -88,6 +93,10 @@ class CommandRunner:
             return rejected(f"malformed command: {first_problem(exc, 'command')}", cid, action)
         except RecursionError:
             return rejected("malformed command: command: nested too deeply", cid, action)
+        # Before anything else the command says is considered: a forger learns nothing
+        # (not even whether an action is allowed) and cannot spend an id.
+        if (reason := command_auth.refusal(command, self.node(), self.key())) is not None:
+            return rejected(reason, command.id, command.action)
         if command.action not in ACTIONS:
             return rejected(
                 f"unknown action {command.action!r} (known: {', '.join(ACTIONS)})", command.id

@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from agent import enrollment
+from kedge import command_auth
 from kedge.broker import BrokerSettings, check_topic_levels
 from kedge.errors import ConfigError, first_problem
 from kedge.kubeedge import CERT_PORT, KEADM_CERT_WAIT_S, KEADM_POLL_S
@@ -93,6 +94,10 @@ class AgentSettings(LayeredSettings):
     cloudcore_cert_port: int = Field(CERT_PORT, ge=1, le=65535)
     token: SecretStr | None = None
     token_file: Path | None = None
+    # The key the cloud API seals this board's commands with (enrollment sets it); a
+    # board without one runs no remote command.
+    command_key: SecretStr | None = None
+    command_key_file: Path | None = None
     kubeedge_version: Annotated[str, AfterValidator(check_release_tag)] = "v1.13.0"
     runtime: Literal["docker", "remote"] = "docker"
     remote_runtime_endpoint: str | None = None
@@ -140,6 +145,13 @@ class AgentSettings(LayeredSettings):
             raise ValueError(
                 "expected the output of `keadm gettoken` (letters, digits, '.', '_', '-')"
             )
+        return v
+
+    @field_validator("command_key")
+    @classmethod
+    def _command_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            command_auth.check_key(v.get_secret_value())  # its ValueError names the form
         return v
 
     @field_validator("labels")

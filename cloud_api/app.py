@@ -122,7 +122,8 @@ def create_app(
     app[GUARD] = Guard(settings.max_connections, settings.header_timeout_s)
     app[ENROLL_THROTTLE] = Throttle(settings.enroll_rate_per_s, settings.enroll_burst)
     app[CLOUDCORE] = Cloudcore(host, settings, store)
-    app[FLEET] = Fleet(settings, fleet_store, app[CLOUDCORE].kubectl)
+    app[FLEET] = Fleet(settings, fleet_store, app[CLOUDCORE].kubectl,
+                       lambda node: (b.command_key if (b := store.board(node)) else None))  # fmt: skip
     app[meta.OPENAPI] = openapi_document()
     for r in ROUTES:
         app.router.add_route(r.method, r.path, _guarded(r))

@@ -32,6 +32,9 @@ MIGRATIONS = (
         id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, phase TEXT NOT NULL,
         created REAL NOT NULL, finished REAL, error TEXT);
     """,
+    """
+    ALTER TABLE boards ADD COLUMN command_key TEXT;  -- the MAC key for its commands
+    """,
 )
 INTERRUPTED = (
     "the service stopped or was killed before the job finished (its keadm was stopped "
@@ -57,6 +60,7 @@ class Board:
     enrolled_at: float
     secret_id: str | None
     machine_id: str | None
+    command_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,15 +177,15 @@ class Store:
 
     def record_board(self, board: Board) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO boards (node_name, arch, agent_version, enrolled_at, secret_id, machine_id) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO boards (node_name, arch, agent_version, enrolled_at, secret_id, "
+            "machine_id, command_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (board.node_name, board.arch, board.agent_version, board.enrolled_at,
-             board.secret_id, board.machine_id),
+             board.secret_id, board.machine_id, board.command_key),
         )  # fmt: skip
 
     def board(self, node_name: str) -> Board | None:
         row = self._db.execute(
-            "SELECT node_name, arch, agent_version, enrolled_at, secret_id, machine_id FROM boards "
+            "SELECT node_name, arch, agent_version, enrolled_at, secret_id, machine_id, command_key FROM boards "
             "WHERE node_name = ?",
             (node_name,),
         ).fetchone()
@@ -189,7 +193,7 @@ class Store:
 
     def boards(self) -> list[Board]:
         rows = self._db.execute(
-            "SELECT node_name, arch, agent_version, enrolled_at, secret_id, machine_id FROM boards "
+            "SELECT node_name, arch, agent_version, enrolled_at, secret_id, machine_id, command_key FROM boards "
             "ORDER BY node_name"
         ).fetchall()
         return [Board(*row) for row in rows]

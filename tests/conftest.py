@@ -21,6 +21,7 @@ from tests.harness.agentd import start_daemon  # noqa: F401 - a fixture for ever
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, seed_registry
 from tests.harness.registry import Registry, start_registry
+from tests.harness.sealing import TEST_COMMAND_KEY
 from tests.harness.sntp import SntpServer
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
 from tests.kubeedge_sim.pki import CloudcorePKI
@@ -141,6 +142,7 @@ def ready_settings(
         "cloudcore": cc.cloudcore,
         "cloudcore_cert_port": cc.cert_port,
         "token": cc.pki.token(),
+        "command_key": TEST_COMMAND_KEY,  # as enrollment would set it
         # The machine's own load is not what these tests are about (test_check_board covers it).
         "thresholds": {"docker_min_free_mb": 1, "cpu_sample_s": 0.1, "max_cpu_used_pct": 100},
         **extra,

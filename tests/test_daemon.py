@@ -21,6 +21,7 @@ from tests.harness.agentd import AGENT, Agentd
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd
 from tests.harness.mosquitto import Mosquitto, Recorder
+from tests.harness.sealing import sealed
 from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
@@ -211,8 +212,8 @@ def test_spool_bound_drops_the_oldest_and_counts(
 
 def command(cid: str, action: str, *, expires_in: float = 60, **args: Any) -> str:
     now = datetime.now(UTC)
-    return json.dumps({"id": cid, "action": action, "issued_at": now.isoformat(),
-                       "expires_at": (now + timedelta(seconds=expires_in)).isoformat(), "args": args})  # fmt: skip
+    return sealed({"id": cid, "action": action, "issued_at": now.isoformat(),
+                   "expires_at": (now + timedelta(seconds=expires_in)).isoformat(), "args": args})  # fmt: skip
 
 
 def test_commands_are_answered_and_bad_ones_rejected(

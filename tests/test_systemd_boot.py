@@ -10,7 +10,6 @@ Marked packaging (it builds the packages and a bookworm root; skip locally with
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from tests.harness.http import call_json
 from tests.harness.mosquitto import Mosquitto, Recorder
 from tests.harness.nspawn import Container, booted
 from tests.harness.procs import free_port
+from tests.harness.sealing import sealed
 from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for
 from tests.test_packaging import bookworm_chroot, publish
@@ -86,8 +86,8 @@ def system(
 
 def command(cid: str, action: str, **args: object) -> str:
     now = datetime.now(UTC)
-    return json.dumps({"id": cid, "action": action, "issued_at": now.isoformat(),
-                       "expires_at": (now + timedelta(minutes=5)).isoformat(), "args": args})  # fmt: skip
+    return sealed({"id": cid, "action": action, "issued_at": now.isoformat(),
+                   "expires_at": (now + timedelta(minutes=5)).isoformat(), "args": args})  # fmt: skip
 
 
 def test_apt_install_gives_a_running_reporting_agent(

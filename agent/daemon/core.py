@@ -31,10 +31,11 @@ from agent.settings import AgentSettings
 from agent.spool import Spool
 from agent.state import StateDir
 from kedge import mqtt
-from kedge.errors import UserError
+from kedge.errors import ConfigError, UserError
 from kedge.host import Host
 from kedge.mqtt import Endpoint
 from kedge.names import is_dns1123_subdomain
+from kedge.private_files import read_secret
 from kedge.sdnotify import notify, watchdog_interval
 from kedge.wire import AVAILABLE, DaemonStatus, Topics
 
@@ -71,12 +72,25 @@ class Daemon:
         actions = RemoteActions(lambda: self.settings, host, self.state, self.docker,
                                 self.checker, self.collector, cli_args)  # fmt: skip
         self.commands = CommandRunner(actions.table(), list(settings.allow_remote),
-                                      self.spool.remember_command, known_checks=list(CHECKS))  # fmt: skip
+                                      self.spool.remember_command, known_checks=list(CHECKS),
+                                      node=lambda: self.node, key=self._command_key)  # fmt: skip
         self.desk = CommandDesk(self.commands, lambda: self.topics)
         self.stopping = asyncio.Event()
         self.started_at = time.monotonic()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._announce: asyncio.Task[None] | None = None
+
+    def _command_key(self) -> str | None:
+        """The key this board's commands are sealed with (see kedge.command_auth)."""
+        s = self.settings
+        if s.command_key is not None:
+            return s.command_key.get_secret_value()
+        if s.command_key_file is not None:
+            try:
+                return read_secret(s.command_key_file, "command_key_file")
+            except ConfigError as exc:
+                log.warning("command.key_unreadable", error=str(exc))
+        return None
 
     def _subscriptions(self) -> list[str]:
         return [self.topics.cmd, f"{self.settings.mqtt.discovery_prefix}/status"]

@@ -23,6 +23,7 @@ from cloud_api.fleet.verify import verify
 from cloud_api.jobs import Job
 from cloud_api.kube import Kubectl, KubeError
 from cloud_api.settings import CloudSettings
+from kedge import command_auth
 from kedge.wire import RemoteCommand
 
 log = structlog.get_logger(__name__)
@@ -45,9 +46,20 @@ class NoBroker(Exception):
         self.configured = configured
 
 
+class NotEnrolled(Exception):
+    """The board has no command key here: a command to it could not be sealed."""
+
+
 class Fleet:
-    def __init__(self, settings: CloudSettings, store: SqliteFleetStore, kubectl: Kubectl) -> None:
+    def __init__(
+        self,
+        settings: CloudSettings,
+        store: SqliteFleetStore,
+        kubectl: Kubectl,
+        command_key: Callable[[str], str | None],
+    ) -> None:
         self.settings, self.store, self.kubectl = settings, store, kubectl
+        self.command_key = command_key  # a board's key from its enrollment
         self.ingest: Ingest | None = None
         if settings.mqtt.host:
             f = settings.fleet
@@ -153,9 +165,16 @@ class Fleet:
             raise NoBroker(
                 "no broker configured: set [mqtt] host in the cloud API's config", configured=False
             )
+        key = self.command_key(node)
+        if key is None:
+            raise NotEnrolled(
+                f"{node} did not enroll with this cloud API, so it holds no key to check a "
+                "command's MAC and would refuse it: enroll it (kedge-agent enroll)"
+            )
         now = datetime.now(UTC)
         command = RemoteCommand(id=secrets.token_hex(8), action=action, issued_at=now,
                                 expires_at=now + timedelta(seconds=ttl_s), args=args)  # fmt: skip
+        command = command_auth.seal(command, node, key)
         await asyncio.to_thread(self.store.record_command, node, command)
         try:
             await self.ingest.publish(node, command)

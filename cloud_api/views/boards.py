@@ -16,6 +16,7 @@ from cloud_api.routing import CLOUDCORE, ENROLL_THROTTLE, SETTINGS, STORE, Route
 from cloud_api.store import Board, SecretRefused
 from cloud_api.throttle import Throttle
 from cloud_api.views.cloudcore import kube_unavailable
+from kedge import command_auth
 from kedge.errors import ConfigError
 from kedge.kubeedge import CERT_PORT, CLOUDHUB_PORT
 from kedge.wire import BrokerAnswer, Enrolled, EnrollRequest
@@ -106,9 +107,10 @@ async def _enroll(request: web.Request, body: EnrollRequest, secret_id: str) -> 
     except KubeError as exc:
         raise kube_unavailable(exc) from exc
     mqtt = _mqtt(request)
+    key = command_auth.new_key()  # a new one at every enrollment: the old one stops working
     store.record_board(
         Board(body.node_name, body.arch, body.agent_version, time.time(), secret_id,
-              body.machine_id)
+              body.machine_id, key)
     )  # fmt: skip
     log.info(
         "board.enrolled",
@@ -125,6 +127,7 @@ async def _enroll(request: web.Request, body: EnrollRequest, secret_id: str) -> 
         token_expires_at=expires,
         kubeedge_version=record.version,
         mqtt=mqtt,
+        command_key=SecretStr(key),
     )
 
 

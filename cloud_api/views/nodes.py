@@ -11,7 +11,7 @@ import pydantic_core
 from aiohttp import web
 
 from cloud_api.errors import ApiError
-from cloud_api.fleet.service import NoBroker
+from cloud_api.fleet.service import NoBroker, NotEnrolled
 from cloud_api.fleet.view import downsample, page, wire
 from cloud_api.jobs import Busy
 from cloud_api.kube import KubeError
@@ -136,6 +136,8 @@ async def send_command(request: web.Request) -> web.Response:
         sent = await fleet.send(name, body.action, body.args, body.ttl_s)
     except NoBroker as exc:
         raise ApiError(503 if exc.configured else 409, "no_broker", str(exc)) from exc
+    except NotEnrolled as exc:
+        raise ApiError(409, "not_enrolled", str(exc)) from exc
     return web.json_response(text=CommandView(**sent).model_dump_json(), status=202)
 
 
@@ -151,6 +153,8 @@ async def remove_node(request: web.Request) -> web.Response:
         raise ApiError(
             503 if exc.configured else 409, "no_broker", f"reset not sent: {exc}"
         ) from exc
+    except NotEnrolled as exc:
+        raise ApiError(409, "not_enrolled", f"reset not sent: {exc}") from exc
     except KubeError as exc:
         raise ApiError(
             503, "kubernetes_unavailable", f"cannot delete node {name!r}: {exc}"
@@ -213,7 +217,8 @@ ROUTES = (
                           {"type": "number", "minimum": 0, "maximum": 86400 * 30})}),
     Route("POST", "/api/v1/nodes/{name}/commands", send_command, "send a command to a board (its allow_remote decides)",
           admin=True, request=CommandRequest, response=CommandView, status=202, params=NODE,
-          also={**NOT_A_NAME, 409: ("no broker is configured", None), 503: ("no broker link", None)}),
+          also={**NOT_A_NAME, 409: ("no broker is configured, or the board did not enroll here", None),
+                503: ("no broker link", None)}),
     Route("GET", "/api/v1/nodes/{name}/commands/{id}", get_command, "a command and the board's answer",
           admin=True, response=CommandView, also={**NOT_A_NAME, 404: ("no such command", None)},
           params={**NODE, **COMMAND_ID},
@@ -221,7 +226,7 @@ ROUTES = (
     Route("DELETE", "/api/v1/nodes/{name}", remove_node,
           "take a board out: optionally reset it first, delete its Kubernetes node, forget it",
           admin=True, response=Removed, params=NODE,
-          also={**NOT_A_NAME, 409: ("reset asked, no broker configured", None),
+          also={**NOT_A_NAME, 409: ("reset asked, no broker configured or the board did not enroll here", None),
                 503: ("reset asked, no broker link", None)},
           query={"reset": ("send the board a reset first", {"type": "string", "enum": ["true", "false"]}),
                  "wait": ("seconds to wait for the reset's answer (30)",

@@ -21,6 +21,11 @@ class RemoteCommand(Payload):
     issued_at: AwareDatetime
     expires_at: AwareDatetime
     args: dict[str, Any] = Field(default_factory=dict)
+    mac: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="HMAC-SHA256 by the cloud API under the board's key (kedge.command_auth)",
+    )
 
 
 class CommandResult(Versioned):

@@ -64,3 +64,6 @@ class Enrolled(Payload):
     token_expires_at: float | None
     kubeedge_version: str
     mqtt: BrokerAnswer | None
+    command_key: WireSecret | None = Field(
+        None, description="this board's key for the MAC on every command the cloud API sends it"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,9 +16,12 @@ from typing import Any
 import pytest
 
 from cloud_api.models import NodePage, NodeSummary
+from cloud_api.store import Board as StoredBoard
+from cloud_api.store import Store
 from tests.cloud.test_api import Api, start
 from tests.harness.fleet import Board, checks, health
 from tests.harness.mosquitto import Mosquitto
+from tests.harness.sealing import TEST_COMMAND_KEY
 from tests.harness.wait import wait_for
 
 
@@ -28,7 +32,19 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     m.stop()
 
 
+def enroll_here(state: Path, *nodes: str) -> None:
+    """Boards as enrollment leaves them in the API's database: with their command key."""
+    state.mkdir(parents=True, exist_ok=True)
+    store = Store(state / "kedge.db")
+    for node in nodes:
+        store.record_board(
+            StoredBoard(node, "arm64", "0.1.0", time.time(), None, None, TEST_COMMAND_KEY)
+        )
+    store.close()
+
+
 def serve(tmp_path: Path, broker: Mosquitto, **fleet: Any) -> Api:
+    enroll_here(tmp_path / "state", "rk3000-1", "rk3000-2")
     settings = {"stale_after_s": 30, "batch_wait_s": 0.05, **fleet}
     config = tmp_path / "cloud-api.toml"
     config.write_text(
@@ -163,6 +179,21 @@ def test_commands_round_trip(api: Api, boards: dict[str, Board]) -> None:
                                token=api.token)  # fmt: skip
     assert (status, done["status"], done["result"]) == (200, "done", {"ok": True})
     assert node(api, board.node)["commands"][0]["id"] == sent["id"]  # type: ignore[index]
+    assert board.forged == []  # sealed with the board's key, for this board
+
+
+def test_no_command_goes_to_a_board_that_did_not_enroll_here(api: Api, broker: Mosquitto) -> None:
+    stranger = Board(broker.port, "rk3000-9")  # reports, but never enrolled with this API
+    try:
+        stranger.send("health", health(stranger.node))
+        wait_for(lambda: node(api, stranger.node), timeout=20, what="the board")
+        status, _, body = api.call("POST", f"/api/v1/nodes/{stranger.node}/commands",
+                                   {"action": "ping"}, token=api.token)  # fmt: skip
+        assert (status, body["error"]["code"]) == (409, "not_enrolled")
+        assert "holds no key to check a command's MAC" in body["error"]["message"]
+        assert stranger.commands == stranger.forged == []
+    finally:
+        stranger.close()
 
 
 def test_health_history_and_its_rollup(api: Api, boards: dict[str, Board], tmp_path: Path) -> None:

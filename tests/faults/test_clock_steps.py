@@ -10,7 +10,6 @@ as it is now, with the stated skew allowance.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from tests.harness.agentd import Agentd
 from tests.harness.board import Board
 from tests.harness.mosquitto import Mosquitto, Recorder
+from tests.harness.sealing import sealed
 from tests.harness.wait import wait_for
 from tests.test_daemon import broker, configured, healths, recorder
 
@@ -32,8 +32,8 @@ CMD, RESULT = "kedge/board-1/cmd", "kedge/board-1/cmd/result"
 def command(cid: str) -> str:
     """A ping issued now by the sender's (this machine's, correct) clock, for 60 s."""
     now = datetime.now(UTC)
-    return json.dumps({"id": cid, "action": "ping", "issued_at": now.isoformat(),
-                       "expires_at": (now + timedelta(seconds=60)).isoformat()})  # fmt: skip
+    return sealed({"id": cid, "action": "ping", "issued_at": now.isoformat(),
+                   "expires_at": (now + timedelta(seconds=60)).isoformat()})  # fmt: skip
 
 
 def test_reports_order_and_command_lifetimes_survive_clock_steps(

@@ -10,10 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from agent.checks import CHECKS
 from agent.remote import MAX_COMMAND_BYTES, CommandRunner
+from kedge import command_auth
 from kedge.wire import CommandResult, RemoteCommand
+from tests.harness.sealing import TEST_COMMAND_KEY, sealed
 
 pytestmark = pytest.mark.faults
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -23,7 +26,10 @@ def command(cid: str = "c-1", action: str = "ping", *, issued: timedelta = timed
             lifetime: float = 60, **fields: Any) -> bytes:  # fmt: skip
     body = {"id": cid, "action": action, "issued_at": (NOW + issued).isoformat(),
             "expires_at": (NOW + issued + timedelta(seconds=lifetime)).isoformat(), **fields}  # fmt: skip
-    return json.dumps(body).encode()
+    try:
+        return sealed(body).encode()  # as the cloud API sends it
+    except ValidationError:
+        return json.dumps(body).encode()  # not a command at all: the board says why
 
 
 def runner(*, allowed: tuple[str, ...] = (), gate: asyncio.Event | None = None) -> CommandRunner:
@@ -41,9 +47,8 @@ def runner(*, allowed: tuple[str, ...] = (), gate: asyncio.Event | None = None) 
         return {"summary": f"{cmd.action} ran"}
 
     handlers = {a: handler for a in ("ping", "check", "fix", "join", "reset")}
-    return CommandRunner(
-        handlers, list(allowed), remember, known_checks=list(CHECKS), clock=lambda: NOW
-    )
+    return CommandRunner(handlers, list(allowed), remember, known_checks=list(CHECKS), clock=lambda: NOW,
+                         node=lambda: "board-1", key=lambda: TEST_COMMAND_KEY)  # fmt: skip
 
 
 async def result(payload: bytes, r: CommandRunner | None = None) -> CommandResult:
@@ -130,3 +135,69 @@ async def test_one_board_wide_action_at_a_time_the_rest_are_busy() -> None:
     assert (await ping).status == "done"  # ping is never held up
     assert (await first).status == "done"
     assert (await r.execute(command("c-9", "check"))).status == "done"
+
+
+def unsealed(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(command("forged-1", "ping"))
+    body.update(changes)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (json.dumps(unsealed(mac=None) | {"mac": None}).encode(),
+         "unsigned: commands must carry the cloud API's MAC for this board"),
+        (json.dumps({k: v for k, v in unsealed().items() if k != "mac"}).encode(),
+         "unsigned: commands must carry the cloud API's MAC for this board"),
+        (json.dumps(unsealed(mac="0" * 64)).encode(),
+         "bad MAC: not sealed by this board's cloud API, or altered on the way"),
+        # sealed right, then altered: an action, an argument, a lifetime
+        (json.dumps(unsealed(action="reset")).encode(),
+         "bad MAC: not sealed by this board's cloud API, or altered on the way"),
+        (json.dumps(unsealed(args={"only": ["clock"]})).encode(),
+         "bad MAC: not sealed by this board's cloud API, or altered on the way"),
+        (json.dumps(unsealed(expires_at=(NOW + timedelta(seconds=3000)).isoformat())).encode(),
+         "bad MAC: not sealed by this board's cloud API, or altered on the way"),
+        # sealed for another board (its key is not this one's either)
+        (sealed(json.loads(command("other-1", "reset")), node="board-2").encode(),
+         "bad MAC: not sealed by this board's cloud API, or altered on the way"),
+        (sealed(json.loads(command("other-2", "reset")), key=command_auth.new_key()).encode(),
+         "bad MAC: not sealed by this board's cloud API, or altered on the way"),
+    ],
+    ids=["mac-null", "no-mac", "wrong-mac", "altered-action", "altered-args", "altered-expiry",
+         "other-board", "other-key"],
+)  # fmt: skip
+async def test_a_command_not_sealed_for_this_board_never_runs(payload: bytes, reason: str) -> None:
+    ran: list[str] = []
+
+    async def handler(cmd: RemoteCommand) -> dict[str, Any]:
+        ran.append(cmd.id)
+        return {}
+
+    r = runner(allowed=("reset",))
+    r.handlers = dict.fromkeys(r.handlers, handler)
+    answer = await result(payload, r)
+    assert (answer.status, answer.reason) == ("rejected", reason)
+    assert ran == []
+    # a forged command does not spend its id: the real one still runs
+    assert (await result(command(json.loads(payload)["id"], "ping"), r)).status == "done"
+
+
+async def test_a_replayed_sealed_command_runs_once() -> None:
+    r = runner()
+    first = await result(command("once-1", "ping"), r)
+    again = await result(command("once-1", "ping"), r)
+    assert first.status == "done"
+    assert (again.status, again.reason) == (
+        "rejected",
+        "duplicate id: this command was already received",
+    )
+
+
+async def test_a_board_without_a_key_runs_nothing() -> None:
+    r = runner()
+    r.key = lambda: None
+    answer = await result(command("c-9", "ping"), r)
+    assert answer.status == "rejected"
+    assert answer.reason.startswith("this board holds no command key, so it runs no remote command")

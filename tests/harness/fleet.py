@@ -10,6 +10,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kedge import command_auth
 from kedge.wire import (
     AVAILABLE,
     NOT_AVAILABLE,
@@ -21,10 +22,12 @@ from kedge.wire import (
     EdgecoreState,
     HealthReport,
     Payload,
+    RemoteCommand,
     Status,
     Topics,
     Usage,
 )
+from tests.harness.sealing import TEST_COMMAND_KEY
 from tests.harness.wait import wait_for
 
 
@@ -62,7 +65,8 @@ class Board:
 
     def __init__(self, port: int, node: str, prefix: str = "kedge") -> None:
         self.node, self.topics = node, Topics(prefix, node)
-        self.commands: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []  # those sealed for this board, as a board checks
+        self.forged: list[str] = []  # why the others would be refused
         self._connected = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"board-{node}",
                                   protocol=paho.MQTTv5)  # fmt: skip
@@ -78,7 +82,14 @@ class Board:
     def _message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         import json
 
-        self.commands.append(json.loads(message.payload))
+        body = json.loads(message.payload)
+        reason = command_auth.refusal(
+            RemoteCommand.model_validate(body), self.node, TEST_COMMAND_KEY
+        )
+        if reason is None:
+            self.commands.append(body)
+        else:
+            self.forged.append(reason)
 
     def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=retain)

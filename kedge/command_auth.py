@@ -1,0 +1,89 @@
+"""Commands authenticated end to end: the cloud API seals every command with an
+HMAC-SHA256 under a key it made for that one board at enrollment; the board verifies
+before it looks at anything else the command says.
+
+The broker only carries commands: whoever holds a broker account (a leaked cloud-side
+password, a board's own, a misconfigured ACL) can publish to a board's command topic,
+but without the board's key cannot make it run anything. A MAC rather than a signature:
+the board side stays standard library (no crypto library in the arm64 package), and a
+key shared by one board and the API gives away nothing but that board, which whoever
+holds its key already has.
+
+What is sealed: the id, the board's node name (a command for one board is worthless on
+another), the action, the arguments (canonical JSON) and both times (as integer
+microseconds, so that no re-serialisation of a timestamp changes the bytes).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from kedge.wire import RemoteCommand
+
+KEY_BYTES = 32
+DOMAIN = b"kedge-command-v1\x00"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def new_key() -> str:
+    """A fresh board key, as text (URL-safe base64 of 32 random bytes)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+
+
+def check_key(key: str) -> None:
+    """ValueError when `key` is not a command key."""
+    _key_bytes(key)
+
+
+def _key_bytes(key: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(key.strip().encode())
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != KEY_BYTES:
+        raise ValueError(f"a command key is {KEY_BYTES} bytes in URL-safe base64")
+    return raw
+
+
+def _micros(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+def sealed_bytes(command: RemoteCommand, node: str) -> bytes:
+    fields = {
+        "id": command.id, "node": node, "action": command.action, "args": command.args,
+        "issued_at": _micros(command.issued_at), "expires_at": _micros(command.expires_at),
+    }  # fmt: skip
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return DOMAIN + canonical.encode()
+
+
+def seal(command: RemoteCommand, node: str, key: str) -> RemoteCommand:
+    """The command with its MAC for `node` under `key`."""
+    mac = hmac.new(_key_bytes(key), sealed_bytes(command, node), hashlib.sha256).hexdigest()
+    return command.model_copy(update={"mac": mac})
+
+
+def refusal(command: RemoteCommand, node: str, key: str | None) -> str | None:
+    """Why `command` must not run on `node` holding `key`, or None when it is sealed right."""
+    if key is None:
+        return (
+            "this board holds no command key, so it runs no remote command: enroll it with "
+            "the cloud API (kedge-agent enroll), which gives it one"
+        )
+    if command.mac is None:
+        return "unsigned: commands must carry the cloud API's MAC for this board"
+    try:
+        raw = _key_bytes(key)
+    except ValueError as exc:
+        return f"this board's command key is unusable ({exc}): enroll the board again"
+    expected = hmac.new(raw, sealed_bytes(command, node), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, command.mac):
+        return "bad MAC: not sealed by this board's cloud API, or altered on the way"
+    return None
