@@ -23,7 +23,7 @@ from tests.harness.http import call_json
 from tests.harness.mosquitto import Mosquitto, Recorder
 from tests.harness.nspawn import Container, booted
 from tests.harness.procs import free_port
-from tests.harness.sealing import sealed
+from tests.harness.sealing import TEST_COMMAND_KEY, sealed
 from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for
 from tests.test_packaging import bookworm_chroot, publish
@@ -68,6 +68,7 @@ def system(
     (root / "etc/default/kedge-agent").write_text(
         f"KEDGE_AGENT_MQTT__HOST=127.0.0.1\nKEDGE_AGENT_MQTT__PORT={broker.port}\n"
         f"KEDGE_AGENT_NODE_NAME={NODE}\nKEDGE_AGENT_REPORT_INTERVAL=1\n"
+        f"KEDGE_AGENT_COMMAND_KEY={TEST_COMMAND_KEY}\n"
         'KEDGE_AGENT_ALLOW_REMOTE=\'["reset", "fix"]\'\n'
         f"KEDGE_AGENT_NTP_SERVERS='[\"{ntp.address}\"]'\n"
     )
@@ -87,7 +88,7 @@ def system(
 def command(cid: str, action: str, **args: object) -> str:
     now = datetime.now(UTC)
     return sealed({"id": cid, "action": action, "issued_at": now.isoformat(),
-                   "expires_at": (now + timedelta(minutes=5)).isoformat(), "args": args})  # fmt: skip
+                   "expires_at": (now + timedelta(minutes=5)).isoformat(), "args": args}, node=NODE)  # fmt: skip
 
 
 def test_apt_install_gives_a_running_reporting_agent(

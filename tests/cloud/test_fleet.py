@@ -191,7 +191,8 @@ def test_no_command_goes_to_a_board_that_did_not_enroll_here(api: Api, broker: M
                                    {"action": "ping"}, token=api.token)  # fmt: skip
         assert (status, body["error"]["code"]) == (409, "not_enrolled")
         assert "holds no key to check a command's MAC" in body["error"]["message"]
-        assert stranger.commands == stranger.forged == []
+        assert stranger.commands == []
+        assert stranger.forged == []
     finally:
         stranger.close()
 
