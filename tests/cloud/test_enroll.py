@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import time
 from collections.abc import Iterator
@@ -162,6 +163,13 @@ def test_secret_enroll_join_with_no_flags_joins_the_node(
         assert "enrolled as board-1" in run.out
         saved = board.path("/var/lib/kedge-agent/enrollment.json")
         assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+        # the key the API seals this board's commands with, known to both ends only
+        key = json.loads(saved.read_text())["command_key"]
+        with sqlite3.connect(cloud.state / "kedge.db") as db:
+            assert db.execute(
+                "SELECT command_key FROM boards WHERE node_name = 'board-1'"
+            ).fetchone() == (key,)
+        assert key not in run.out + run.err
         again = agent(board, "enroll", "--cloud-api", cloud.url, "--secret", created.stdout.strip())
         assert (again.rc, again.out.splitlines()[-1]) == (
             0,
