@@ -261,3 +261,8 @@ class Removed(BaseModel):
         None, description="why the node could not be deleted (then do it by hand)"
     )
     forgotten: bool = Field(description="false: the fleet view did not know it")
+    enrollment_revoked: bool = Field(
+        False,
+        description="its enrollment and command key were removed: no command can be sealed "
+        "for it any more, and the name is free for a new enrollment",
+    )

@@ -183,6 +183,10 @@ class Store:
              board.secret_id, board.machine_id, board.command_key),
         )  # fmt: skip
 
+    def forget_board(self, node_name: str) -> bool:
+        """The enrollment gone, with the key the board's commands were sealed with."""
+        return self._db.execute("DELETE FROM boards WHERE node_name = ?", (node_name,)).rowcount > 0
+
     def board(self, node_name: str) -> Board | None:
         row = self._db.execute(
             "SELECT node_name, arch, agent_version, enrolled_at, secret_id, machine_id, command_key FROM boards "

@@ -28,7 +28,7 @@ from cloud_api.models import (
     VerifyRequest,
     VerifyRun,
 )
-from cloud_api.routing import FLEET, JOBS, SETTINGS, Route, busy, read_body
+from cloud_api.routing import FLEET, JOBS, SETTINGS, STORE, Route, busy, read_body
 from kedge.names import DNS1123_SUBDOMAIN_RE, is_dns1123_subdomain
 from kedge.wire.commands import COMMAND_ID_PATTERN
 
@@ -159,6 +159,7 @@ async def remove_node(request: web.Request) -> web.Response:
         raise ApiError(
             503, "kubernetes_unavailable", f"cannot delete node {name!r}: {exc}"
         ) from exc
+    done["enrollment_revoked"] = request.app[STORE].forget_board(name)
     return web.json_response(text=Removed(**done).model_dump_json())
 
 

@@ -301,6 +301,11 @@ def test_a_board_taken_out_is_reset_first_and_forgotten(api: Api, boards: dict[s
     )
     assert "kubectl" in done["kubernetes_error"]
     assert node(api, board.node) is None or node(api, board.node)["last_seen"] is None  # type: ignore[index]
+    # revoked: its key is gone, so nothing can be sealed for it any more
+    assert done["enrollment_revoked"] is True
+    status, _, refused = api.call("POST", f"/api/v1/nodes/{board.node}/commands", {"action": "ping"},
+                                  token=api.token)  # fmt: skip
+    assert (status, refused["error"]["code"]) == (409, "not_enrolled")
 
 
 SHIPPED_BROKER_CONFIG = Path(__file__).parents[2] / "packaging" / "mosquitto-kedge.conf"
