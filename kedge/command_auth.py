@@ -87,3 +87,28 @@ def refusal(command: RemoteCommand, node: str, key: str | None) -> str | None:
     if not hmac.compare_digest(expected, command.mac):
         return "bad MAC: not sealed by this board's cloud API, or altered on the way"
     return None
+
+
+# The same key proves a board's identity when it enrolls again: a name belongs to the
+# board that holds its key. Another domain string, so that no command MAC can ever be
+# passed off as a proof or the other way round.
+PROOF_DOMAIN = b"kedge-enroll-v1\x00"
+PROOF_WINDOW_S = 300
+
+
+def proof(node: str, at: int, key: str) -> str:
+    """The board's proof that it holds `key`, for enrolling `node` again at `at` (epoch s)."""
+    return hmac.new(
+        _key_bytes(key), PROOF_DOMAIN + f"{node}\x00{at}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def proof_refusal(node: str, at: int | None, given: str | None, key: str, now: float) -> str | None:
+    """Why an enrollment's proof does not show the board holds `key`, or None."""
+    if given is None or at is None:
+        return "no proof of the board's key"
+    if abs(now - at) > PROOF_WINDOW_S:
+        return f"the proof was made {int(now - at)} s from the cloud API's time (allowed: {PROOF_WINDOW_S} s)"
+    if not hmac.compare_digest(proof(node, at, key), given):
+        return "the proof was not made with this name's key"
+    return None

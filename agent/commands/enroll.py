@@ -8,12 +8,14 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
 from agent import __version__, enrollment
 from agent.commands.common import EXIT_FAILED, EXIT_USAGE, emitter, finish, host_from, settings_from
 from agent.state import StateDir
+from kedge import command_auth
 from kedge.cloud_client import ApiAnswerError, ApiClient, ClientError
 from kedge.errors import UserError
 from kedge.kubeedge import ARCH_BY_MACHINE
@@ -116,12 +118,19 @@ async def run(args: argparse.Namespace) -> int:
             )
             return finish(args, report)
         machine_id = (host.read_text("/etc/machine-id") or "").strip()
+        proven: dict[str, Any] = {}
+        if known is not None and known.command_key is not None and known.node_name == node:
+            # enrolling again: the key from the last enrollment proves the name is ours
+            at = int(time.time())
+            proven = {"proof": command_auth.proof(node, at, known.command_key.get_secret_value()),
+                      "proof_at": at}  # fmt: skip
         body = EnrollRequest(
             node_name=node,
             secret=SecretStr(secret),
             arch=arch,
             agent_version=__version__,
             machine_id=hashlib.sha256(machine_id.encode()).hexdigest() if machine_id else None,
+            **proven,
         )
         emit(f"enrolling {node} ({arch}) with {url}")
         try:

@@ -97,7 +97,24 @@ async def _enroll(request: web.Request, body: EnrollRequest, secret_id: str) -> 
         {"node_name": body.node_name},
     )
     known = store.board(body.node_name)
-    if known is not None and (known.machine_id is None or known.machine_id != body.machine_id):
+    if known is not None and known.command_key is not None:
+        # The name belongs to the board holding its key: a machine-id hash, sent in
+        # clear, is no proof (docs/security.md).
+        why = command_auth.proof_refusal(
+            body.node_name, body.proof_at, body.proof, known.command_key, time.time()
+        )
+        if why is not None:
+            log.warning("board.enroll_refused", node_name=body.node_name, reason=why)
+            raise ApiError(
+                409,
+                "name_taken",
+                f"node name {body.node_name!r} belongs to the board holding its key, and this "
+                f"request does not prove it is that board ({why}): enroll again from that board "
+                "(with its clock right), or release the name first: "
+                f"DELETE /api/v1/nodes/{body.node_name}",
+                {"node_name": body.node_name},
+            )
+    elif known is not None and (known.machine_id is None or known.machine_id != body.machine_id):
         raise taken
     try:
         in_cluster = any(n.name == body.node_name for n in await cloudcore.kubectl.nodes())

@@ -28,6 +28,14 @@ class EnrollRequest(Payload):
         description="sha256 of /etc/machine-id: re-enrolling the same board is allowed",
     )
 
+    proof: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="enrolling again: HMAC of the name and proof_at under the board's current "
+        "command key (kedge.command_auth.proof)",
+    )
+    proof_at: int | None = Field(None, ge=0, description="when the proof was made (epoch seconds)")
+
     @field_validator("node_name")
     @classmethod
     def _name(cls, v: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from kedge import command_auth
 from tests.conftest import AgentRunner
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd
@@ -43,9 +44,16 @@ def secret(cloud: Master, **spec: Any) -> dict[str, Any]:
 
 
 def enroll(
-    cloud: Master, secret_value: str, name: str = "board-1", machine: str | None = MACHINE_A
-) -> tuple[int, Any]:
-    body = {"node_name": name, "secret": secret_value, "arch": "arm64", "agent_version": "0.1.0"}
+    cloud: Master, secret_value: str, name: str = "board-1", machine: str | None = MACHINE_A,
+    **extra: Any,
+) -> tuple[int, Any]:  # fmt: skip
+    body = {
+        "node_name": name,
+        "secret": secret_value,
+        "arch": "arm64",
+        "agent_version": "0.1.0",
+        **extra,
+    }
     if machine:
         body["machine_id"] = machine
     return cloud.call("POST", "/api/v1/enroll", body, admin=False)
@@ -96,15 +104,29 @@ def test_refusals(cloud: Master) -> None:
     assert (status, body["error"]["code"]) == (403, "secret_expired")
 
 
-def test_a_name_is_kept_for_its_board(cloud: Master) -> None:
+def test_a_name_belongs_to_the_board_holding_its_key(cloud: Master) -> None:
     s = secret(cloud)["secret"]
-    assert enroll(cloud, s, machine=MACHINE_A)[0] == 200
-    assert enroll(cloud, s, machine=MACHINE_A)[0] == 200  # the same board again
-    status, body = enroll(cloud, s, machine=MACHINE_B)
+    status, first = enroll(cloud, s, machine=MACHINE_A)
+    assert status == 200, first
+    key = first["command_key"]
+    # the same machine-id hash, sent in clear, proves nothing
+    status, body = enroll(cloud, s, machine=MACHINE_A)
     assert (status, body["error"]["code"]) == (409, "name_taken")
-    assert body["error"]["message"].startswith(
-        "node name 'board-1' is already used by another board"
-    )
+    assert "(no proof of the board's key)" in body["error"]["message"]
+    at = int(time.time())
+    forged = command_auth.proof("board-1", at, command_auth.new_key())
+    status, body = enroll(cloud, s, proof=forged, proof_at=at)
+    assert "(the proof was not made with this name's key)" in body["error"]["message"]
+    stale = command_auth.proof("board-1", at - 1000, key)  # an old request, replayed
+    status, body = enroll(cloud, s, proof=stale, proof_at=at - 1000)
+    assert (status, body["error"]["code"]) == (409, "name_taken")
+    assert "s from the cloud API's time (allowed: 300 s)" in body["error"]["message"]
+    # the board itself, proving its key: enrolled again, with a new key
+    status, again = enroll(cloud, s, proof=command_auth.proof("board-1", at, key), proof_at=at)
+    assert status == 200, again
+    assert again["command_key"] != key
+    status, body = enroll(cloud, s, proof=command_auth.proof("board-1", at, key), proof_at=at)
+    assert (status, body["error"]["code"]) == (409, "name_taken")  # the old key is spent
     nodes = cloud.cluster()["nodes"]
     nodes.append(
         {"name": "edge-7", "ip": "", "taints": [], "labels": {"node-role.kubernetes.io/edge": ""}}
@@ -175,6 +197,12 @@ def test_secret_enroll_join_with_no_flags_joins_the_node(
             0,
             f"✓ already enrolled as board-1 with {cloud.url}: nothing changed",
         )
+        # --again: the board proves the name is its own with its key, and gets a new one
+        forced = agent(
+            board, "enroll", "--cloud-api", cloud.url, "--secret", created.stdout.strip(), "--again"
+        )
+        assert forced.rc == 0, forced.out + forced.err
+        assert json.loads(saved.read_text())["command_key"] != key
 
         check = agent(board, "check", "--json", "--only", "clock")
         assert "cloud_api_offset_s" in check.result("clock").details
