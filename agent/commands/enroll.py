@@ -21,7 +21,7 @@ from kedge.errors import UserError
 from kedge.kubeedge import ARCH_BY_MACHINE
 from kedge.names import HTTP_URL_RE, is_dns1123_subdomain
 from kedge.private_files import read_secret
-from kedge.wire import ActionReport, Change, EnrollRequest
+from kedge.wire import ActionReport, Change, EnrollRequest, RenewRequest
 
 EPILOG = """\
 The cloud admin creates the secret on the master (kedge-cloud-api secret create).
@@ -29,6 +29,11 @@ The answer (cloudcore's address, the join token, the KubeEdge version, the MQTT 
 is kept in <state_dir>/enrollment.json, mode 0600, and used wherever the settings say
 nothing, so `kedge-agent join` needs no flags afterwards. Enrolling again with the same
 cloud API and node name changes nothing while the token is valid; --again forces it.
+
+The answer also holds this board's command key: the cloud API seals every command to
+the board with it, and the board proves with it that its name is its own. An expired
+join token or a key to rotate needs no new secret: --renew proves the board with its
+current key and gets a fresh token and a new key (the old key stops working).
 """
 
 
@@ -50,6 +55,12 @@ def register(
         help="the cloud API, e.g. http://192.168.1.10:8080",
     )
     secret = p.add_mutually_exclusive_group(required=True)
+    secret.add_argument(
+        "--renew",
+        action="store_true",
+        help="already enrolled: get a fresh join token and a new command key, proving this "
+        "board with its current key (no secret)",
+    )
     secret.add_argument(
         "--secret", metavar="SECRET", help="enrollment secret (visible in ps; prefer --secret-file)"
     )
@@ -85,7 +96,7 @@ async def run(args: argparse.Namespace) -> int:
             f"--cloud-api {args.cloud_api!r}: expected http://HOST:PORT or https://HOST:PORT"
         )
     url = args.cloud_api.rstrip("/")
-    secret = _secret(args)
+    secret = None if args.renew else _secret(args)
     settings = settings_from(args, {"node_name": args.node_name})
     host = host_from(args)
     node = settings.node_name or host.hostname()
@@ -104,9 +115,15 @@ async def run(args: argparse.Namespace) -> int:
     with state.lock("enroll"):
         known = enrollment.load(state.path)
         fresh = known is not None and (known.token_expires_at or float("inf")) > time.time() + 600
+        if args.renew and (known is None or known.command_key is None or known.node_name != node):
+            raise UserError(
+                f"--renew: this board is not enrolled as {node} with a command key: enroll it with "
+                "a secret first (--secret or --secret-file)"
+            )
         if (
             known
             and fresh
+            and not args.renew
             and not args.again
             and (known.cloud_api_url, known.node_name) == (url, node)
         ):
@@ -124,19 +141,25 @@ async def run(args: argparse.Namespace) -> int:
             at = int(time.time())
             proven = {"proof": command_auth.proof(node, at, known.command_key.get_secret_value()),
                       "proof_at": at}  # fmt: skip
-        body = EnrollRequest(
-            node_name=node,
-            secret=SecretStr(secret),
-            arch=arch,
-            agent_version=__version__,
-            machine_id=hashlib.sha256(machine_id.encode()).hexdigest() if machine_id else None,
-            **proven,
-        )
-        emit(f"enrolling {node} ({arch}) with {url}")
+        body: EnrollRequest | RenewRequest
+        if secret is None:
+            body = RenewRequest(node_name=node, agent_version=__version__, **proven)
+            emit(f"renewing {node}'s credentials with {url}")
+        else:
+            body = EnrollRequest(
+                node_name=node,
+                secret=SecretStr(secret),
+                arch=arch,
+                agent_version=__version__,
+                machine_id=hashlib.sha256(machine_id.encode()).hexdigest() if machine_id else None,
+                **proven,
+            )
+            emit(f"enrolling {node} ({arch}) with {url}")
+        path = "/api/v1/renew" if secret is None else "/api/v1/enroll"
         try:
             async with ApiClient(url, timeout=30, ca_file=args.ca_file) as api:
                 _, answer = await api.call(
-                    "POST", "/api/v1/enroll", body.model_dump(mode="json", exclude_none=True)
+                    "POST", path, body.model_dump(mode="json", exclude_none=True)
                 )
         except ApiAnswerError as exc:
             print(f"kedge-agent: enroll refused: {exc.message}", file=sys.stderr)

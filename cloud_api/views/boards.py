@@ -4,6 +4,7 @@ the list of enrolled boards (admin)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import structlog
 from aiohttp import web
@@ -13,13 +14,13 @@ from cloud_api.errors import UNAUTHORIZED, ApiError
 from cloud_api.kube import KubeError
 from cloud_api.models import BoardInfo
 from cloud_api.routing import CLOUDCORE, ENROLL_THROTTLE, SETTINGS, STORE, Route, read_body
-from cloud_api.store import Board, SecretRefused
+from cloud_api.store import Board, CloudcoreRecord, SecretRefused
 from cloud_api.throttle import Throttle
 from cloud_api.views.cloudcore import kube_unavailable
 from kedge import command_auth
 from kedge.errors import ConfigError
 from kedge.kubeedge import CERT_PORT, CLOUDHUB_PORT
-from kedge.wire import BrokerAnswer, Enrolled, EnrollRequest
+from kedge.wire import BrokerAnswer, Enrolled, EnrollRequest, RenewRequest
 
 log = structlog.get_logger(__name__)
 
@@ -136,8 +137,19 @@ async def _enroll(request: web.Request, body: EnrollRequest, secret_id: str) -> 
         agent_version=body.agent_version,
         again=known is not None,
     )
+    return _answer(body.node_name, record, token, expires, mqtt, key)
+
+
+def _answer(
+    node: str,
+    record: CloudcoreRecord,
+    token: str,
+    expires: float | None,
+    mqtt: BrokerAnswer | None,
+    key: str,
+) -> Enrolled:
     return Enrolled(
-        node_name=body.node_name,
+        node_name=node,
         cloudcore=f"{record.advertise[0]}:{CLOUDHUB_PORT}",
         cloudcore_cert_port=CERT_PORT,
         token=SecretStr(token),
@@ -146,6 +158,37 @@ async def _enroll(request: web.Request, body: EnrollRequest, secret_id: str) -> 
         mqtt=mqtt,
         command_key=SecretStr(key),
     )
+
+
+async def renew(request: web.Request) -> web.Response:
+    """Fresh credentials for an enrolled board, on the proof of its current key: a join
+    token current now and a new command key (the old one stops working)."""
+    _throttle(request)
+    body: RenewRequest = await read_body(request, RenewRequest)
+    store, cloudcore = request.app[STORE], request.app[CLOUDCORE]
+    known = store.board(body.node_name)
+    why = (
+        "this name is not enrolled here with a key: enroll it with a secret"
+        if known is None or known.command_key is None
+        else command_auth.proof_refusal(
+            body.node_name, body.proof_at, body.proof, known.command_key, time.time()
+        )
+    )
+    if known is None or why is not None:
+        log.warning("board.renew_refused", node_name=body.node_name, reason=why)
+        raise ApiError(401, "not_proven", f"renewal of {body.node_name!r} refused: {why}")
+    record = store.cloudcore()
+    if record is None:
+        raise ApiError(409, "no_cloudcore", "cloudcore is not installed through this API")
+    try:
+        token, expires = await cloudcore.token()
+    except KubeError as exc:
+        raise kube_unavailable(exc) from exc
+    key = command_auth.new_key()
+    store.record_board(replace(known, agent_version=body.agent_version, command_key=key))
+    log.info("board.renewed", node_name=body.node_name)
+    answer = _answer(body.node_name, record, token, expires, _mqtt(request), key)
+    return web.json_response(text=answer.to_json())
 
 
 async def list_boards(request: web.Request) -> web.Response:
@@ -179,6 +222,21 @@ ROUTES = (
             401: ("unknown secret", None),
             403: ("the secret is expired or used up", None),
             409: ("the node name is taken, or cloudcore is not installed", None),
+            429: ("too many attempts from this address (Retry-After)", None),
+            502: ("the cluster did not answer", None),
+            503: ("the broker password is unreadable", None),
+        },
+    ),
+    Route(
+        "POST",
+        "/api/v1/renew",
+        renew,
+        "fresh credentials for an enrolled board, on the proof of its command key (no secret)",
+        request=RenewRequest,
+        response=Enrolled,
+        also={
+            401: ("not enrolled here, or the proof failed (the message says which)", None),
+            409: ("cloudcore is not installed", None),
             429: ("too many attempts from this address (Retry-After)", None),
             502: ("the cluster did not answer", None),
             503: ("the broker password is unreadable", None),

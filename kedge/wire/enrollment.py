@@ -54,6 +54,17 @@ class EnrollRequest(Payload):
         return v
 
 
+class RenewRequest(Payload):
+    """An enrolled board asking for fresh credentials (a join token, a new command key)
+    without an enrollment secret: its proof made with its current command key is the
+    credential."""
+
+    node_name: str = Field(max_length=253, json_schema_extra={"pattern": DNS1123_SUBDOMAIN_PATTERN})
+    agent_version: str = Field(max_length=64, pattern=r"^[0-9A-Za-z.+~-]+$")
+    proof: str = Field(pattern=r"^[0-9a-f]{64}$", description="kedge.command_auth.proof")
+    proof_at: int = Field(ge=0, description="when the proof was made (epoch seconds)")
+
+
 class BrokerAnswer(Payload):
     """The broker a board reports to, with the credentials it uses there."""
 

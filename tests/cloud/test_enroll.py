@@ -127,6 +127,17 @@ def test_a_name_belongs_to_the_board_holding_its_key(cloud: Master) -> None:
     assert again["command_key"] != key
     status, body = enroll(cloud, s, proof=command_auth.proof("board-1", at, key), proof_at=at)
     assert (status, body["error"]["code"]) == (409, "name_taken")  # the old key is spent
+    # renewal needs no secret, only the current key's proof
+    renew = {"node_name": "board-1", "agent_version": "0.1.0", "proof_at": at}
+    current = again["command_key"]
+    status, body = cloud.call("POST", "/api/v1/renew", {**renew, "proof": command_auth.proof("board-1", at, key)},
+                              admin=False)  # fmt: skip
+    assert (status, body["error"]["code"]) == (401, "not_proven")
+    proven = {**renew, "proof": command_auth.proof("board-1", at, current)}
+    status, renewed = cloud.call("POST", "/api/v1/renew", proven, admin=False)
+    assert status == 200, renewed
+    assert renewed["command_key"] not in (key, current)
+    assert len(renewed["token"].split(".")) == 4
     nodes = cloud.cluster()["nodes"]
     nodes.append(
         {"name": "edge-7", "ip": "", "taints": [], "labels": {"node-role.kubernetes.io/edge": ""}}
@@ -202,6 +213,11 @@ def test_secret_enroll_join_with_no_flags_joins_the_node(
             board, "enroll", "--cloud-api", cloud.url, "--secret", created.stdout.strip(), "--again"
         )
         assert forced.rc == 0, forced.out + forced.err
+        assert json.loads(saved.read_text())["command_key"] != key
+        # --renew: no secret, the current key proves the board
+        key = json.loads(saved.read_text())["command_key"]
+        renewed = agent(board, "enroll", "--cloud-api", cloud.url, "--renew")
+        assert renewed.rc == 0, renewed.out + renewed.err
         assert json.loads(saved.read_text())["command_key"] != key
 
         check = agent(board, "check", "--json", "--only", "clock")
