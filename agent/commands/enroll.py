@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from agent import __version__, enrollment
+from agent import __version__, enrollment, renewal
 from agent.commands.common import EXIT_FAILED, EXIT_USAGE, emitter, finish, host_from, settings_from
 from agent.state import StateDir
 from kedge import command_auth
@@ -21,7 +21,7 @@ from kedge.errors import UserError
 from kedge.kubeedge import ARCH_BY_MACHINE
 from kedge.names import HTTP_URL_RE, is_dns1123_subdomain
 from kedge.private_files import read_secret
-from kedge.wire import ActionReport, Change, EnrollRequest, RenewRequest
+from kedge.wire import ActionReport, Change, EnrollRequest
 
 EPILOG = """\
 The cloud admin creates the secret on the master (kedge-cloud-api secret create).
@@ -90,6 +90,23 @@ def _secret(args: argparse.Namespace) -> str:
     return read_secret(args.secret_file, "--secret-file")
 
 
+async def _enroll(url: str, body: EnrollRequest, ca_file: Path | None) -> enrollment.Enrollment:
+    async with ApiClient(url, timeout=30, ca_file=ca_file) as api:
+        _, answer = await api.call(
+            "POST", "/api/v1/enroll", body.model_dump(mode="json", exclude_none=True)
+        )
+    try:
+        fields = answer if isinstance(answer, dict) else {}
+        return enrollment.Enrollment.model_validate(
+            {**fields, "cloud_api_url": url, "enrolled_at": time.time()}
+        )
+    except ValidationError as exc:
+        raise ClientError(
+            f"{url} answered something that is not an enrollment ({exc.error_count()} problems): "
+            "is it kedge-cloud-api?"
+        ) from None
+
+
 async def run(args: argparse.Namespace) -> int:
     if not HTTP_URL_RE.fullmatch(args.cloud_api):
         raise UserError(
@@ -141,46 +158,32 @@ async def run(args: argparse.Namespace) -> int:
             at = int(time.time())
             proven = {"proof": command_auth.proof(node, at, known.command_key.get_secret_value()),
                       "proof_at": at}  # fmt: skip
-        body: EnrollRequest | RenewRequest
-        if secret is None:
-            body = RenewRequest(node_name=node, agent_version=__version__, **proven)
+        if args.renew:
+            assert known is not None
+            if known.cloud_api_url != url:
+                raise UserError(
+                    f"--renew: this board enrolled with {known.cloud_api_url}, not {url}"
+                )
             emit(f"renewing {node}'s credentials with {url}")
+            call = renewal.renewed(known, ca_file=args.ca_file)
         else:
             body = EnrollRequest(
                 node_name=node,
-                secret=SecretStr(secret),
+                secret=SecretStr(secret or ""),
                 arch=arch,
                 agent_version=__version__,
                 machine_id=hashlib.sha256(machine_id.encode()).hexdigest() if machine_id else None,
                 **proven,
             )
             emit(f"enrolling {node} ({arch}) with {url}")
-        path = "/api/v1/renew" if secret is None else "/api/v1/enroll"
+            call = _enroll(url, body, args.ca_file)
         try:
-            async with ApiClient(url, timeout=30, ca_file=args.ca_file) as api:
-                _, answer = await api.call(
-                    "POST", path, body.model_dump(mode="json", exclude_none=True)
-                )
+            saved = await call
         except ApiAnswerError as exc:
             print(f"kedge-agent: enroll refused: {exc.message}", file=sys.stderr)
             return EXIT_USAGE if exc.status in (401, 403, 409, 422) else EXIT_FAILED
         except ClientError as exc:
             print(f"kedge-agent: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        try:
-            saved = enrollment.Enrollment.model_validate(
-                {
-                    **(answer if isinstance(answer, dict) else {}),
-                    "cloud_api_url": url,
-                    "enrolled_at": time.time(),
-                }
-            )
-        except ValidationError as exc:
-            print(
-                f"kedge-agent: {url} answered something that is not an enrollment ({exc.error_count()} "
-                "problems): is it kedge-cloud-api?",
-                file=sys.stderr,
-            )
             return EXIT_FAILED
         enrollment.save(state.path, saved)
     expires = saved.token_expires_at

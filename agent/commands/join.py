@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent import enrollment, renewal
 from agent.checks import CHECKS
 from agent.commands.common import (
     EXIT_FAILED,
@@ -17,8 +20,12 @@ from agent.commands.common import (
     settings_from,
 )
 from agent.join import run_join
+from agent.settings import AgentSettings
 from agent.state import StateDir
+from kedge.cloud_client import ClientError
 from kedge.confirm import confirm
+from kedge.errors import UserError
+from kedge.host import Host
 
 EPILOG = """\
 keadm's flags are derived from the board, not from keadm's defaults: for docker on
@@ -73,6 +80,8 @@ async def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, overrides)
     host = host_from(args)
     emit = emitter(args)
+    if await _renew_if_due(settings, host, emit):
+        settings = settings_from(args, overrides)  # the enrollment's new token and key
     where = settings.cloudcore or "cloudcore"
     if not confirm(f"Join this board to {where}?", yes=args.yes, command="join"):
         emit("nothing changed")
@@ -85,3 +94,35 @@ async def run(args: argparse.Namespace) -> int:
             if c.status.blocks:
                 emit(f"✗ {c.id}: {c.summary}\n    {c.remedy.replace(chr(10), chr(10) + '    ')}")
     return finish(args, report)
+
+
+async def _renew_if_due(settings: AgentSettings, host: Host, emit: Callable[[str], None]) -> bool:
+    """The join token from enrollment about to end (or ended): fresh credentials from the
+    cloud API, proven with the board's key, before the join needs them. A token the
+    settings give (not the enrollment's) is left alone."""
+    state = StateDir(host, settings.state_dir)
+    known = enrollment.load(state.path)
+    if not renewal.due(known, time.time()) or known is None:
+        return False
+    if (
+        settings.token_file is not None
+        or settings.token is None
+        or (settings.token.get_secret_value() != known.token.get_secret_value())
+    ):
+        return False
+    emit(
+        f"the join token from enrollment ends soon or has ended: renewing with {known.cloud_api_url}"
+    )
+    try:
+        fresh = await renewal.renewed(known)
+    except ClientError as exc:
+        raise UserError(
+            f"cannot renew the join token with {known.cloud_api_url}: {exc} "
+            "(or enroll again with a secret: kedge-agent enroll --again)"
+        ) from exc
+    with state.lock("join"):
+        enrollment.save(state.path, fresh)
+    emit(
+        f"  wrote {settings.state_dir / enrollment.ENROLLMENT_FILE}: a fresh token and command key"
+    )
+    return True

@@ -223,8 +223,15 @@ def test_secret_enroll_join_with_no_flags_joins_the_node(
         check = agent(board, "check", "--json", "--only", "clock")
         assert "cloud_api_offset_s" in check.result("clock").details
 
+        # The token from enrollment has ended (a board flashed long ago): join renews it,
+        # proving the board with its key, then joins.
+        stale = json.loads(saved.read_text())
+        saved.write_text(json.dumps({**stale, "token_expires_at": time.time() - 60}))
         run = agent(board, "join", "--yes", "--json")
         assert run.rc == 0, run.out + run.err
+        fresh = json.loads(saved.read_text())
+        assert fresh["token_expires_at"] > time.time() + 3600
+        assert fresh["command_key"] != stale["command_key"]
         doc = json.loads(run.out)
         assert (
             doc["summary"]
