@@ -9,9 +9,11 @@ import time
 from pydantic import ValidationError
 
 from cloud_api.cli.common import EXIT_FAILED, EXIT_OK, connect, follow_job, print_json
-from cloud_api.models import Accepted, NodePage, VerifyRequest
+from cloud_api.models import Accepted, NodePage, Removed, VerifyRequest
 from cloud_api.settings import CloudSettings
+from kedge.confirm import confirm
 from kedge.errors import UserError, first_problem
+from kedge.names import is_dns1123_subdomain
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -35,6 +37,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     verify.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
                         help="how long to wait for the pods (180)")  # fmt: skip
     verify.set_defaults(handler=run_verify)
+    remove = sub.add_parser(
+        "remove", parents=[client], help="take a board out: its node, its enrollment, its key",
+        description="DELETE /api/v1/nodes/NAME: optionally send the board a reset first "
+        "(--reset; it must allow reset remotely), delete its Kubernetes node, forget its "
+        "reports and revoke its enrollment, so no command can be sealed for it again and its "
+        "name is free. Prints what was done.",
+    )  # fmt: skip
+    remove.add_argument("name", metavar="NAME", help="the board's node name")
+    remove.add_argument("--reset", action="store_true", help="send the board a reset first")
+    remove.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                        help="how long to wait for the reset's answer (30, at most 60)")  # fmt: skip
+    remove.add_argument("--yes", "-y", action="store_true", help="do not ask first")
+    remove.set_defaults(handler=run_remove)
 
 
 async def run_nodes(args: argparse.Namespace, settings: CloudSettings) -> int:
@@ -78,3 +93,29 @@ async def run_verify(args: argparse.Namespace, settings: CloudSettings) -> int:
         end = await follow_job(api, accepted, args.json)
     ran = end is not None and end.state == "succeeded" and bool((end.result or {}).get("ok"))
     return EXIT_OK if ran else EXIT_FAILED
+
+
+async def run_remove(args: argparse.Namespace, settings: CloudSettings) -> int:
+    if not is_dns1123_subdomain(args.name):
+        raise UserError(f"{args.name!r} is not a node name (a DNS-1123 subdomain)")
+    if not 0 <= args.wait <= 60:
+        raise UserError(f"--wait {args.wait:g}: expected 0 to 60 seconds")
+    first = "reset it, then " if args.reset else ""
+    if not confirm(f"Take {args.name} out: {first}delete its node and revoke its enrollment?",
+                   yes=args.yes, command="remove a board"):  # fmt: skip
+        print("nothing changed")
+        return EXIT_FAILED
+    query = f"?reset={'true' if args.reset else 'false'}&wait={args.wait:g}"
+    async with connect(args, settings) as api:
+        done = await api.fetch("DELETE", f"/api/v1/nodes/{args.name}{query}", Removed)
+    if args.json:
+        print_json(done.model_dump_json(indent=2))
+        return EXIT_OK
+    if done.reset is not None:
+        print(f"reset: {done.reset}")
+    print("Kubernetes node deleted" if done.kubernetes_node_deleted else
+          f"Kubernetes node not deleted: {done.kubernetes_error or 'there was none'}")  # fmt: skip
+    print("fleet view: forgotten" if done.forgotten else "fleet view: it was not known")
+    print("enrollment and command key revoked: its name is free" if done.enrollment_revoked else
+          "enrollment: none here")  # fmt: skip
+    return EXIT_OK

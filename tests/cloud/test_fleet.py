@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -346,3 +348,29 @@ def test_reports_queued_for_the_api_survive_a_broker_restart(tmp_path: Path) -> 
             api.proc.send_signal(signal.SIGTERM)
             api.proc.wait(30)
         broker.stop()
+
+
+def test_the_cli_takes_a_board_out_and_says_what_it_did(api: Api, boards: dict[str, Board]) -> None:
+    cli = [str(Path(sys.executable).with_name("kedge-cloud-api")), "remove", "--api", api.url,
+           "--token-file", str(api.state / "admin.token")]  # fmt: skip
+    board = boards["rk3000-2"]
+    board.send("health", health(board.node))
+    wait_for(lambda: node(api, board.node), timeout=20, what="the board")
+    asked = subprocess.run([*cli, board.node], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    assert (asked.returncode, asked.stderr.strip()) == (
+        2, "kedge-cloud-api: error: refusing to remove a board without --yes: there is no terminal to ask on")  # fmt: skip
+    assert node(api, board.node) is not None  # nothing changed
+    done = subprocess.run([*cli, board.node, "--yes"], capture_output=True, text=True, timeout=60,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Kubernetes node not deleted: kubectl")  # no cluster here
+    assert lines[1:] == [
+        "fleet view: forgotten",
+        "enrollment and command key revoked: its name is free",
+    ]
+    bad = subprocess.run([*cli, "Not_A_Name", "--yes"], capture_output=True, text=True, timeout=60,
+                         check=False)  # fmt: skip
+    assert (bad.returncode, bad.stderr.strip()) == (
+        2, "kedge-cloud-api: error: 'Not_A_Name' is not a node name (a DNS-1123 subdomain)")  # fmt: skip
