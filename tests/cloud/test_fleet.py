@@ -358,8 +358,8 @@ def test_the_cli_takes_a_board_out_and_says_what_it_did(api: Api, boards: dict[s
     wait_for(lambda: node(api, board.node), timeout=20, what="the board")
     asked = subprocess.run([*cli, board.node], capture_output=True, text=True, timeout=60,
                            stdin=subprocess.DEVNULL, check=False)  # fmt: skip
-    assert (asked.returncode, asked.stderr.strip()) == (
-        2, "kedge-cloud-api: error: refusing to remove a board without --yes: there is no terminal to ask on")  # fmt: skip
+    refusal = "refusing to remove a board without --yes: there is no terminal to ask on"
+    assert (asked.returncode, asked.stderr.strip()) == (2, f"kedge-cloud-api: error: {refusal}")
     assert node(api, board.node) is not None  # nothing changed
     done = subprocess.run([*cli, board.node, "--yes"], capture_output=True, text=True, timeout=60,
                           check=False)  # fmt: skip
