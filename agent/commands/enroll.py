@@ -153,7 +153,12 @@ async def run(args: argparse.Namespace) -> int:
             return finish(args, report)
         machine_id = (host.read_text("/etc/machine-id") or "").strip()
         proven: dict[str, Any] = {}
-        if known is not None and known.command_key is not None and known.node_name == node:
+        if (
+            not args.renew
+            and known is not None
+            and known.command_key is not None
+            and known.node_name == node
+        ):
             # enrolling again: the key from the last enrollment proves the name is ours
             at = int(time.time())
             proven = {"proof": command_auth.proof(node, at, known.command_key.get_secret_value()),

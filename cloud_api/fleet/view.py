@@ -3,7 +3,6 @@ store, and the fleet table with its filters."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,24 +51,9 @@ def wire(row: NodeRow, now: float, stale_after_s: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def table(
-    rows: Sequence[NodeRow],
-    *,
-    stale_after_s: float,
-    state_is: str | None = None,
-    failing: str | None = None,
-    now: float | None = None,
-) -> list[dict[str, Any]]:
-    now = time.time() if now is None else now
-    out = []
-    for row in rows:
-        s = wire(row, now, stale_after_s)
-        if state_is is not None and s["state"] != state_is:
-            continue
-        if failing is not None and failing not in row.failing:
-            continue
-        out.append(s)
-    return out
+def table(rows: Sequence[NodeRow], *, stale_after_s: float, now: float) -> list[dict[str, Any]]:
+    """Every board's NodeSummary JSON form (/metrics)."""
+    return [wire(row, now, stale_after_s) for row in rows]
 
 
 def downsample(points: Sequence[Point], step: float) -> list[HealthPoint]:

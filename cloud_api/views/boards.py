@@ -210,6 +210,12 @@ async def list_boards(request: web.Request) -> web.Response:
     )
 
 
+# What can stop either route from answering with credentials
+ANSWERING = {
+    429: ("too many attempts from this address (Retry-After)", None),
+    502: ("the cluster did not answer", None),
+    503: ("the broker password is unreadable", None),
+}
 ROUTES = (
     Route(
         "POST",
@@ -222,9 +228,7 @@ ROUTES = (
             401: ("unknown secret", None),
             403: ("the secret is expired or used up", None),
             409: ("the node name is taken, or cloudcore is not installed", None),
-            429: ("too many attempts from this address (Retry-After)", None),
-            502: ("the cluster did not answer", None),
-            503: ("the broker password is unreadable", None),
+            **ANSWERING,
         },
     ),
     Route(
@@ -237,9 +241,7 @@ ROUTES = (
         also={
             401: ("not enrolled here, or the proof failed (the message says which)", None),
             409: ("cloudcore is not installed", None),
-            429: ("too many attempts from this address (Retry-After)", None),
-            502: ("the cluster did not answer", None),
-            503: ("the broker password is unreadable", None),
+            **ANSWERING,
         },
     ),
     Route(
