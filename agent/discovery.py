@@ -124,5 +124,8 @@ def discovery_messages(
         payload = DiscoveryConfig.model_validate(
             {**common, **config, "unique_id": unique, "object_id": unique}, extra="forbid"
         )
-        messages.append((f"{discovery_prefix}/{component}/{unique}/config", payload.to_json()))
+        # <prefix>/<component>/<node_id>/<object_id>/config: the node_id level lets the
+        # broker allow a board exactly its own discovery topics (docs/security.md).
+        topic = f"{discovery_prefix}/{component}/kedge_{oid}/{key}/config"
+        messages.append((topic, payload.to_json()))
     return messages

@@ -15,6 +15,7 @@ from kedge.wire import Enrolled
 
 ENROLLMENT_FILE = "enrollment.json"
 MQTT_PASSWORD_FILE = "mqtt.password"  # noqa: S105 - a file name
+MQTT_CA_FILE = "mqtt-ca.pem"  # the broker CA enrollment named: the only one the board trusts there
 
 
 class Enrollment(Enrolled):
@@ -30,6 +31,11 @@ def save(state_dir: Path, enrollment: Enrollment) -> None:
         write_private(state_dir / MQTT_PASSWORD_FILE, password.get_secret_value() + "\n")
     else:
         (state_dir / MQTT_PASSWORD_FILE).unlink(missing_ok=True)
+    ca_pem = enrollment.mqtt.ca_pem if enrollment.mqtt is not None else None
+    if ca_pem is not None:
+        write_private(state_dir / MQTT_CA_FILE, ca_pem)
+    else:
+        (state_dir / MQTT_CA_FILE).unlink(missing_ok=True)
     text = enrollment.model_dump_json(indent=1, exclude={"mqtt": {"password"}})
     write_private(state_dir / ENROLLMENT_FILE, text + "\n")
 
@@ -64,7 +70,9 @@ def as_defaults(enrollment: Enrollment, state_dir_setting: Path) -> dict[str, An
         values["command_key"] = enrollment.command_key
     if enrollment.mqtt is not None:
         values["mqtt"] = {
-            **enrollment.mqtt.model_dump(exclude={"password"}),
+            **enrollment.mqtt.model_dump(exclude={"password", "ca_pem"}),
             "password_file": state_dir_setting / MQTT_PASSWORD_FILE,
         }
+        if enrollment.mqtt.ca_pem is not None:
+            values["mqtt"]["ca_file"] = state_dir_setting / MQTT_CA_FILE
     return values

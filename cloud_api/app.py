@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from cloud_api.auth import bearer_matches
+from cloud_api.broker.admin import BrokerAdmin
 from cloud_api.cloudcore import Cloudcore
 from cloud_api.connections import Guard
 from cloud_api.errors import UNAUTHORIZED, ApiError
@@ -19,6 +20,7 @@ from cloud_api.fleet.store import SqliteFleetStore
 from cloud_api.jobs import Jobs
 from cloud_api.routing import (
     ADMIN_TOKEN,
+    BROKER_ADMIN,
     CLOUDCORE,
     ENROLL_THROTTLE,
     FLEET,
@@ -36,6 +38,7 @@ from cloud_api.throttle import Throttle
 from cloud_api.views import boards, cloudcore, jobs, live, meta, metrics, nodes
 from cloud_api.views import secrets as secret_views
 from kedge.host import Host
+from kedge.private_files import read_secret
 
 log = structlog.get_logger(__name__)
 ROUTES: tuple[Route, ...] = (
@@ -107,6 +110,19 @@ def _guarded(route: Route) -> Handler:
     return admin_only
 
 
+def broker_admin(settings: CloudSettings) -> BrokerAdmin | None:
+    """The hand on boards' broker identities; its password is read now, so an unreadable
+    file stops the start with its name rather than failing the first enrollment."""
+    admin = settings.broker
+    if admin.admin_password_file is None:
+        return None
+    password = read_secret(admin.admin_password_file, "broker.admin_password_file",
+                           hint="kedge-cloud-api broker init writes it")  # fmt: skip
+    return BrokerAdmin(settings.mqtt, admin.admin_username, password,
+                       topic_prefix=settings.mqtt.topic_prefix,
+                       discovery_prefix=admin.discovery_prefix)  # fmt: skip
+
+
 def create_app(
     settings: CloudSettings,
     store: Store,
@@ -124,6 +140,7 @@ def create_app(
     app[CLOUDCORE] = Cloudcore(host, settings, store)
     app[FLEET] = Fleet(settings, fleet_store, app[CLOUDCORE].kubectl,
                        lambda node: (b.command_key if (b := store.board(node)) else None))  # fmt: skip
+    app[BROKER_ADMIN] = broker_admin(settings)
     app[meta.OPENAPI] = openapi_document()
     for r in ROUTES:
         app.router.add_route(r.method, r.path, _guarded(r))

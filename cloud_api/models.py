@@ -266,3 +266,9 @@ class Removed(BaseModel):
         description="its enrollment and command key were removed: no command can be sealed "
         "for it any more, and the name is free for a new enrollment",
     )
+    broker_identity_removed: bool | None = Field(
+        None,
+        description="its broker identity was removed and its connection dropped (null: boards "
+        "share one broker account here); false: see broker_error",
+    )
+    broker_error: str | None = Field(None, description="why its broker identity is still there")

@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from cloud_api import __version__
+from cloud_api.broker.admin import BrokerAdmin
 from cloud_api.cloudcore import Cloudcore
 from cloud_api.connections import Guard
 from cloud_api.errors import ApiError
@@ -32,6 +33,8 @@ SETTINGS = web.AppKey("settings", CloudSettings)
 GUARD = web.AppKey("guard", Guard)
 ENROLL_THROTTLE = web.AppKey("enroll_throttle", Throttle)
 FLEET = web.AppKey("fleet", Fleet)
+# Set when boards get their own broker identities ([broker] admin_password_file).
+BROKER_ADMIN = web.AppKey[BrokerAdmin | None]("broker_admin")
 
 
 @dataclass(frozen=True)

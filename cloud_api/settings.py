@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from kedge.broker import BrokerSettings
-from kedge.layered import LayeredSettings, load_layered
+from kedge.broker import BrokerSettings, check_topic_levels
+from kedge.errors import ConfigError, first_problem
+from kedge.layered import LayeredSettings, Layers, load_layered
 from kedge.names import HOSTPORT_RE, check_release_tag
 
 DEFAULT_CONFIG = Path("/etc/kedge/cloud-api.toml")
@@ -33,6 +34,27 @@ class FleetSettings(BaseModel):
     kube_poll_s: float = Field(30.0, ge=1, le=3600)
     batch_max: int = Field(500, ge=1, le=10000)
     batch_wait_s: float = Field(0.2, gt=0, le=10)
+
+
+class BrokerAdminSettings(BaseModel):
+    """The broker's identities: set (by `broker init`'s record, or here), every enrolled
+    board gets its own broker client, made through this admin identity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    admin_username: str = Field("kedge-admin", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    admin_password_file: Path | None = None
+    # The Home Assistant discovery prefix boards publish under (agent: discovery_prefix).
+    discovery_prefix: str = "homeassistant"
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return check_topic_levels(v)
+
+    @property
+    def per_board(self) -> bool:
+        return self.admin_password_file is not None
 
 
 class CloudSettings(LayeredSettings):
@@ -62,6 +84,7 @@ class CloudSettings(LayeredSettings):
     # What enrollment hands to boards: the address boards reach the broker at and the
     # boards' account, never the cloud's own.
     board_mqtt: BrokerSettings = Field(default_factory=BrokerSettings)
+    broker: BrokerAdminSettings = Field(default_factory=lambda: BrokerAdminSettings())
     fleet: FleetSettings = Field(default_factory=lambda: FleetSettings())
 
     @field_validator("listen")
@@ -75,10 +98,34 @@ class CloudSettings(LayeredSettings):
 def load_cloud_settings(
     config: Path | None = None, overrides: dict[str, Any] | None = None
 ) -> CloudSettings:
-    settings, _ = load_layered(CloudSettings, config=config, default=DEFAULT_CONFIG, config_env=CONFIG_ENV,
-                               overrides=overrides)  # fmt: skip
+    settings, layers = load_layered(CloudSettings, config=config, default=DEFAULT_CONFIG,
+                                    config_env=CONFIG_ENV, overrides=overrides)  # fmt: skip
     if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
-        from kedge.errors import ConfigError
-
         raise ConfigError("tls_cert_file and tls_key_file go together: set both or neither")
+    settings = _with_broker_record(settings, layers)
+    if settings.broker.per_board and settings.board_mqtt.username is not None:
+        raise ConfigError(
+            f"{layers.origin('board_mqtt')}: board_mqtt.username is set, but every board gets "
+            "its own broker identity ([broker] admin_password_file is set): remove "
+            "board_mqtt.username and board_mqtt.password_file"
+        )
     return settings
+
+
+def _with_broker_record(settings: CloudSettings, layers: Layers) -> CloudSettings:
+    """Fill the broker sections the user left alone from `broker init`'s record."""
+    from cloud_api.broker import record
+
+    found = record.load(settings.state_dir)
+    if found is None:
+        return settings
+    update = {k: v for k, v in found.as_defaults().items() if layers.origin(k) == "settings"}
+    if not update:
+        return settings
+    try:
+        return CloudSettings.model_validate({**dict(settings), **update})
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{record.record_path(settings.state_dir)}: {first_problem(exc, 'document')}: "
+            "run kedge-cloud-api broker init again"
+        ) from None

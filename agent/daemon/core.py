@@ -63,7 +63,7 @@ class Daemon:
         self.collector = HealthCollector(host, self.docker, self.node)
         self.collector.allow_remote = list(settings.allow_remote)
         self.link = BrokerLink(self.endpoint, self.topics, self._subscriptions(),
-                               self._on_message, self._on_up)  # fmt: skip
+                               self._on_message, self._on_up, on_refused=self._on_sighup)  # fmt: skip
         self.checker = Checker(lambda: self.settings, host, lambda: self.link.client,
                                lambda: self.topics)  # fmt: skip
         self.reporter = Reporter(self.collector, self.spool, self.link, self.checker, self.state,

@@ -25,8 +25,12 @@ OnUp = Callable[[aiomqtt.Client], Coroutine[None, None, None]]
 
 class BrokerLink:
     def __init__(self, endpoint: Endpoint, topics: Topics, subscriptions: Sequence[str],
-                 on_message: OnMessage, on_up: OnUp) -> None:  # fmt: skip
+                 on_message: OnMessage, on_up: OnUp,
+                 on_refused: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.endpoint = endpoint
+        # Called when the broker will not have us: the credentials may have been renewed
+        # on disk since (kedge-agent enroll --renew), and reading them again retargets.
+        self.on_refused = on_refused
         self.topics = topics
         self.subscriptions = tuple(subscriptions)
         self.on_message = on_message
@@ -53,6 +57,8 @@ class BrokerLink:
                 await self._session()
             except aiomqtt.MqttError as exc:
                 self.failure = mqtt.classify(exc)
+                if self.failure.kind == "refused" and self.on_refused is not None:
+                    self.on_refused()
             finally:
                 self.client = None
             self.attempted.set()

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from cloud_api import __version__
-from cloud_api.cli import boards, cloudcore, fleet, secret, serve
+from cloud_api.cli import boards, broker, cloudcore, fleet, secret, serve
 from cloud_api.cli.common import EXIT_FAILED, EXIT_USAGE, client_parser, common_parser
 from cloud_api.settings import load_cloud_settings
 from kedge.cloud_client import ApiAnswerError, ClientError
@@ -19,6 +19,7 @@ from kedge.logs import configure_logging
 
 EPILOG = """The whole cloud setup on the master:
   kedge-cloud-api init --advertise-address 192.168.1.10   # keadm init with the fixes; waits until ready
+  kedge-cloud-api broker init --board-host 192.168.1.10 --restart   # mosquitto: TLS, one identity per board
   kedge-cloud-api secret create --uses 4 --ttl 24h       # give the secret to the boards
 then on each board: kedge-agent enroll --cloud-api http://192.168.1.10:8080 --secret SECRET && kedge-agent join
 """
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = common_parser()
     client = client_parser(common)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (serve, cloudcore, boards, fleet, secret):
+    for module in (serve, cloudcore, broker, boards, fleet, secret):
         module.register(sub, common, client)
     return parser
 

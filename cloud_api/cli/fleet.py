@@ -118,4 +118,7 @@ async def run_remove(args: argparse.Namespace, settings: CloudSettings) -> int:
     print("fleet view: forgotten" if done.forgotten else "fleet view: it was not known")
     print("enrollment and command key revoked: its name is free" if done.enrollment_revoked else
           "enrollment: none here")  # fmt: skip
-    return EXIT_OK
+    if done.broker_identity_removed is not None:
+        print("broker identity removed, its connection dropped" if done.broker_identity_removed
+              else f"broker identity NOT removed: {done.broker_error}")  # fmt: skip
+    return EXIT_OK if done.broker_identity_removed is not False else EXIT_FAILED

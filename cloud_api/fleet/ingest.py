@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiomqtt
@@ -135,8 +135,10 @@ class Ingest:
         batch_max: int,
         batch_wait_s: float,
         on_written: Callable[[list[Report]], None] | None = None,
+        forget: str | None = None,
     ) -> None:
         self.settings, self.store = settings, store
+        self.forget = forget  # an earlier identifier whose session the broker should drop
         self.identifier, self.group = identifier, group
         self.batch_max, self.batch_wait_s = batch_max, batch_wait_s
         self.on_written = on_written
@@ -159,6 +161,8 @@ class Ingest:
     async def run(self) -> None:
         ep = mqtt.endpoint(self.settings, self.identifier)
         backoff = mqtt.Backoff(*mqtt.NETWORK_BACKOFF)
+        if self.forget:
+            await self._forget(replace(ep, identifier=self.forget))
         while not _stopping():
             try:
                 await self._session(ep, backoff)
@@ -176,6 +180,17 @@ class Ingest:
                 self.stats.connected = False
                 self._client = None
                 self._up.clear()
+
+    @staticmethod
+    async def _forget(ep: mqtt.Endpoint) -> None:
+        """End a session left under an identifier no longer used: mosquitto would queue
+        every report for it until persistent_client_expiration. Best effort, bounded."""
+        try:
+            async with asyncio.timeout(DISCONNECT_S + mqtt.CONNECT_TIMEOUT_S):
+                async with mqtt.client(ep):  # clean start, no expiry: the broker drops it
+                    pass
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.info("ingest.old_session_kept", identifier=ep.identifier, error=str(exc))
 
     async def _session(self, ep: mqtt.Endpoint, backoff: mqtt.Backoff) -> None:
         c = mqtt.client(ep, max_queued_incoming=0, session_expiry_s=SESSION_EXPIRY_S,

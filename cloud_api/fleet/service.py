@@ -31,11 +31,14 @@ COMPACT_EVERY_S = 300.0
 STOP_WAIT_S = 5.0
 
 
-def client_id(group: str) -> str:
+def client_id(group: str, *, before_0_2: bool = False) -> str:
     """Stable across restarts (the broker keeps this client's session) and unique per
-    machine (two API processes with one id would push each other off the broker)."""
+    machine (two API processes with one id would push each other off the broker). The
+    '_' keeps it out of the boards' ids (`kedge-<DNS name>`): a board named
+    `cloud-…` must never connect with it and take this session over. Before 0.2 it
+    had a '-' there (before_0_2: that id, whose session is ended once)."""
     host = "".join(ch for ch in socket.gethostname() if ch.isalnum() or ch in "-_")[:40]
-    return f"kedge-cloud-{group}-{host or 'host'}"
+    return f"kedge{'-' if before_0_2 else '_'}cloud-{group}-{host or 'host'}"
 
 
 class NoBroker(Exception):
@@ -65,6 +68,7 @@ class Fleet:
             f = settings.fleet
             self.ingest = Ingest(
                 settings.mqtt, store, identifier=client_id(f.share_group or LEGACY_GROUP),
+                forget=client_id(f.share_group or LEGACY_GROUP, before_0_2=True),
                 group=f.share_group, batch_max=f.batch_max, batch_wait_s=f.batch_wait_s,
                 on_written=self._written,
             )  # fmt: skip

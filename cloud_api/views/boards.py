@@ -10,10 +10,20 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
+from cloud_api.broker import identities
+from cloud_api.broker.admin import BrokerAdminError
 from cloud_api.errors import UNAUTHORIZED, ApiError
 from cloud_api.kube import KubeError
 from cloud_api.models import BoardInfo
-from cloud_api.routing import CLOUDCORE, ENROLL_THROTTLE, SETTINGS, STORE, Route, read_body
+from cloud_api.routing import (
+    BROKER_ADMIN,
+    CLOUDCORE,
+    ENROLL_THROTTLE,
+    SETTINGS,
+    STORE,
+    Route,
+    read_body,
+)
 from cloud_api.store import Board, CloudcoreRecord, SecretRefused
 from cloud_api.throttle import Throttle
 from cloud_api.views.cloudcore import kube_unavailable
@@ -25,17 +35,29 @@ from kedge.wire import BrokerAnswer, Enrolled, EnrollRequest, RenewRequest
 log = structlog.get_logger(__name__)
 
 
-def _mqtt(request: web.Request) -> BrokerAnswer | None:
-    mqtt = request.app[SETTINGS].board_mqtt
+async def _mqtt(request: web.Request, node: str) -> BrokerAnswer | None:
+    """Where the board reports, as whom: its own identity, made (or replaced, which ends
+    the old password and its connection) now; else the one shared account."""
+    mqtt, admin = request.app[SETTINGS].board_mqtt, request.app[BROKER_ADMIN]
     if mqtt.host is None:
         return None
     try:
-        password = mqtt.read_password()
-    except ConfigError as exc:
-        raise ApiError(503, "mqtt_password_unreadable", str(exc)) from exc
-    return BrokerAnswer(
-        host=mqtt.host, port=mqtt.port, tls=mqtt.tls, username=mqtt.username, password=password
-    )
+        ca_pem = mqtt.ca_file.read_text() if mqtt.tls and mqtt.ca_file is not None else None
+        if admin is None:
+            username, password = mqtt.username, mqtt.read_password()
+        else:
+            username = identities.board_username(node)
+            password = SecretStr(await admin.put_board(node))
+    except (ConfigError, OSError) as exc:
+        raise ApiError(
+            503, "mqtt_unavailable", f"no broker credentials for {node!r}: {exc}"
+        ) from exc
+    except BrokerAdminError as exc:
+        raise ApiError(
+            503, "broker_unavailable", f"no broker identity for {node!r}: {exc}"
+        ) from exc
+    return BrokerAnswer(host=mqtt.host, port=mqtt.port, tls=mqtt.tls, username=username,
+                        password=password, ca_pem=ca_pem)  # fmt: skip
 
 
 def _refused(exc: SecretRefused) -> ApiError:
@@ -124,7 +146,7 @@ async def _enroll(request: web.Request, body: EnrollRequest, secret_id: str) -> 
         token, expires = await cloudcore.token()
     except KubeError as exc:
         raise kube_unavailable(exc) from exc
-    mqtt = _mqtt(request)
+    mqtt = await _mqtt(request, body.node_name)
     key = command_auth.new_key()  # a new one at every enrollment: the old one stops working
     store.record_board(
         Board(body.node_name, body.arch, body.agent_version, time.time(), secret_id,
@@ -187,7 +209,9 @@ async def renew(request: web.Request) -> web.Response:
     key = command_auth.new_key()
     store.record_board(replace(known, agent_version=body.agent_version, command_key=key))
     log.info("board.renewed", node_name=body.node_name)
-    answer = _answer(body.node_name, record, token, expires, _mqtt(request), key)
+    answer = _answer(
+        body.node_name, record, token, expires, await _mqtt(request, body.node_name), key
+    )
     return web.json_response(text=answer.to_json())
 
 
@@ -214,7 +238,10 @@ async def list_boards(request: web.Request) -> web.Response:
 ANSWERING = {
     429: ("too many attempts from this address (Retry-After)", None),
     502: ("the cluster did not answer", None),
-    503: ("the broker password is unreadable", None),
+    503: (
+        "no broker credentials: the shared password is unreadable, or the broker did not make the board's identity",
+        None,
+    ),
 }
 ROUTES = (
     Route(

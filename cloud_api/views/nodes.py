@@ -8,8 +8,10 @@ import contextlib
 import time
 
 import pydantic_core
+import structlog
 from aiohttp import web
 
+from cloud_api.broker.admin import BrokerAdminError
 from cloud_api.errors import ApiError
 from cloud_api.fleet.service import NoBroker, NotEnrolled
 from cloud_api.fleet.view import downsample, page, wire
@@ -28,9 +30,11 @@ from cloud_api.models import (
     VerifyRequest,
     VerifyRun,
 )
-from cloud_api.routing import FLEET, JOBS, SETTINGS, STORE, Route, busy, read_body
+from cloud_api.routing import BROKER_ADMIN, FLEET, JOBS, SETTINGS, STORE, Route, busy, read_body
 from kedge.names import DNS1123_SUBDOMAIN_RE, is_dns1123_subdomain
 from kedge.wire.commands import COMMAND_ID_PATTERN
+
+log = structlog.get_logger(__name__)
 
 MAX_PAGE = 10000
 MAX_WAIT_S = 60.0
@@ -160,6 +164,17 @@ async def remove_node(request: web.Request) -> web.Response:
             503, "kubernetes_unavailable", f"cannot delete node {name!r}: {exc}"
         ) from exc
     done["enrollment_revoked"] = request.app[STORE].forget_board(name)
+    admin = request.app[BROKER_ADMIN]
+    if admin is not None:
+        try:
+            await admin.remove_board(name)
+            done["broker_identity_removed"] = True
+        except BrokerAdminError as exc:
+            log.warning("board.broker_identity_kept", node=name, error=str(exc))
+            done |= {
+                "broker_identity_removed": False,
+                "broker_error": f"{exc} (run the removal again)",
+            }
     return web.json_response(text=Removed(**done).model_dump_json())
 
 

@@ -73,6 +73,11 @@ class BrokerAnswer(Payload):
     tls: bool
     username: str | None
     password: WireSecret | None = None
+    ca_pem: str | None = Field(
+        None,
+        max_length=65536,
+        description="with tls: the CA (PEM) that signed the broker's certificate; the board pins it",
+    )
 
 
 class Enrolled(Payload):
