@@ -32,7 +32,8 @@ INTERVAL = 0.3
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    b = Mosquitto(tmp_path / "mosquitto").start()
+    """Set up as `kedge-cloud-api broker init` does: TLS, the board's own identity."""
+    b = Mosquitto(tmp_path / "mosquitto", state_dir=tmp_path / "cloud-state").start()
     yield b
     b.stop()
 
@@ -46,7 +47,9 @@ def recorder(broker: Mosquitto) -> Iterator[Recorder]:
 
 def daemon_settings(board: Board, docker: Dockerd, ntp: SntpServer, cc: CloudcoreSim, broker: Mosquitto,
                     **extra: Any) -> dict[str, Any]:  # fmt: skip
-    mqtt = {"host": "127.0.0.1", "port": broker.port, **extra.pop("mqtt", {})}
+    node = extra.get("node_name", "board-1")
+    own = broker.identities.board_settings(node) if broker.identities else {}
+    mqtt = {"host": "127.0.0.1", "port": broker.port, **own, **extra.pop("mqtt", {})}
     return ready_settings(
         docker, ntp, cc, report_interval=INTERVAL, check_interval=3600, mqtt=mqtt, **extra
     )

@@ -29,9 +29,17 @@ from tests.harness.wait import wait_for
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    m = Mosquitto(tmp_path / "mosquitto").start()
+    """As `kedge-cloud-api broker init` sets it up for the API's state directory: TLS, one
+    identity per board, no anonymous access."""
+    m = Mosquitto(tmp_path / "mosquitto", state_dir=tmp_path / "state").start()
     yield m
     m.stop()
+
+
+def board_for(broker: Mosquitto, name: str) -> Board:
+    """A board connected with the identity enrollment gives it."""
+    assert broker.identities is not None
+    return Board(broker.port, name, auth=broker.identities.board(name))
 
 
 def enroll_here(state: Path, *nodes: str) -> None:
@@ -49,10 +57,9 @@ def serve(tmp_path: Path, broker: Mosquitto, **fleet: Any) -> Api:
     enroll_here(tmp_path / "state", "rk3000-1", "rk3000-2")
     settings = {"stale_after_s": 30, "batch_wait_s": 0.05, **fleet}
     config = tmp_path / "cloud-api.toml"
-    config.write_text(
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n\n[fleet]\n'
-        + "".join(f"{k} = {v!r}\n" for k, v in settings.items())
-    )
+    # [mqtt] and [broker] come from broker init's record in the state directory.
+    mqtt = "" if broker.identities else f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n\n'
+    config.write_text(mqtt + "[fleet]\n" + "".join(f"{k} = {v!r}\n" for k, v in settings.items()))
     return start(tmp_path / "state", "--config", str(config))
 
 
@@ -67,7 +74,7 @@ def api(tmp_path: Path, broker: Mosquitto) -> Iterator[Api]:
 
 @pytest.fixture
 def boards(broker: Mosquitto) -> Iterator[dict[str, Board]]:
-    made = {name: Board(broker.port, name) for name in ("rk3000-1", "rk3000-2")}
+    made = {name: board_for(broker, name) for name in ("rk3000-1", "rk3000-2")}
     yield made
     for b in made.values():
         b.close()
@@ -185,7 +192,8 @@ def test_commands_round_trip(api: Api, boards: dict[str, Board]) -> None:
 
 
 def test_no_command_goes_to_a_board_that_did_not_enroll_here(api: Api, broker: Mosquitto) -> None:
-    stranger = Board(broker.port, "rk3000-9")  # reports, but never enrolled with this API
+    # It reports (it has a broker identity), but never enrolled with this API.
+    stranger = board_for(broker, "rk3000-9")
     try:
         stranger.send("health", health(stranger.node))
         wait_for(lambda: node(api, stranger.node), timeout=20, what="the board")
@@ -222,7 +230,7 @@ def test_a_restart_loses_nothing_acknowledged(tmp_path: Path, broker: Mosquitto)
     every report the boards had acknowledged by the broker is there — those sent while
     the API was down were queued in its persistent session."""
     api = serve(tmp_path, broker)
-    board = Board(broker.port, "rk3000-1")
+    board = board_for(broker, "rk3000-1")
     try:
         now = datetime.now(UTC) - timedelta(minutes=30)
         for i in range(100):
@@ -305,24 +313,21 @@ def test_a_board_taken_out_is_reset_first_and_forgotten(api: Api, boards: dict[s
     assert node(api, board.node) is None or node(api, board.node)["last_seen"] is None  # type: ignore[index]
     # revoked: its key is gone, so nothing can be sealed for it any more
     assert done["enrollment_revoked"] is True
+    # and its broker identity: the broker dropped the connection it had open
+    assert (done["broker_identity_removed"], done["broker_error"]) == (True, None)
+    wait_for(lambda: not board.connected(), timeout=20, what="the board dropped by the broker")
     status, _, refused = api.call("POST", f"/api/v1/nodes/{board.node}/commands", {"action": "ping"},
                                   token=api.token)  # fmt: skip
     assert (status, refused["error"]["code"]) == (409, "not_enrolled")
 
 
-SHIPPED_BROKER_CONFIG = Path(__file__).parents[2] / "packaging" / "mosquitto-kedge.conf"
-
-
 def test_reports_queued_for_the_api_survive_a_broker_restart(tmp_path: Path) -> None:
-    """With the shipped broker configuration: the API stops, boards keep reporting, the
-    broker restarts, the API comes back — every report is stored."""
-    lines = tuple(
-        ln for ln in SHIPPED_BROKER_CONFIG.read_text().splitlines() if ln and not ln.startswith("#")
-    )
-    broker = Mosquitto(tmp_path / "mosquitto", extra=lines).start()
+    """With the broker as `broker init` configures it: the API stops, boards keep
+    reporting, the broker restarts, the API comes back — every report is stored."""
+    broker = Mosquitto(tmp_path / "mosquitto", state_dir=tmp_path / "state").start()
     api = serve(tmp_path, broker)
     try:
-        board = Board(broker.port, "rk3000-1")
+        board = board_for(broker, "rk3000-1")
         start_at = datetime.now(UTC) - timedelta(minutes=30)
         for i in range(20):
             board.send("health", health(board.node, seq=i, at=start_at + timedelta(seconds=i)))
@@ -369,7 +374,9 @@ def test_the_cli_takes_a_board_out_and_says_what_it_did(api: Api, boards: dict[s
     assert lines[1:] == [
         "fleet view: forgotten",
         "enrollment and command key revoked: its name is free",
+        "broker identity removed, its connection dropped",
     ]
+    wait_for(lambda: not board.connected(), timeout=20, what="the board dropped by the broker")
     bad = subprocess.run([*cli, "Not_A_Name", "--yes"], capture_output=True, text=True, timeout=60,
                          check=False)  # fmt: skip
     assert (bad.returncode, bad.stderr.strip()) == (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cloud.test_fleet import SHIPPED_BROKER_CONFIG, serve
+from tests.cloud.test_fleet import serve
 from tests.harness.agentd import Agentd
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd
@@ -47,10 +47,7 @@ def spool_depth(board: Board) -> int:
 def test_a_broker_restart_loses_no_report(
     board: Board, dockerd_systemd: Dockerd, ntp: SntpServer, cloudcore: CloudcoreSim, tmp_path: Path
 ) -> None:
-    lines = tuple(
-        ln for ln in SHIPPED_BROKER_CONFIG.read_text().splitlines() if ln and not ln.startswith("#")
-    )
-    broker = Mosquitto(tmp_path / "mosquitto", extra=lines).start()
+    broker = Mosquitto(tmp_path / "mosquitto", state_dir=tmp_path / "state").start()
     api = serve(tmp_path, broker)
     board.install_join_tools()
     board.configure(

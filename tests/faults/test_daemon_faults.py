@@ -42,25 +42,39 @@ def _configure(board: Board, dockerd_systemd: Dockerd, ntp: SntpServer, cloudcor
     board.configure(daemon_settings(board, dockerd_systemd, ntp, cloudcore, broker, **extra))
 
 
+@pytest.fixture
+def unlimited_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """Anonymous and without a message size limit, on purpose: a broker of the user's own,
+    not the one `broker init` sets up (which refuses the message before any board sees it)."""
+    b = Mosquitto(tmp_path / "unlimited").start()
+    yield b
+    b.stop()
+
+
 def test_an_oversize_command_is_rejected_without_echo_or_memory_blowup(
     board: Board, dockerd_systemd: Dockerd, ntp: SntpServer, cloudcore: CloudcoreSim,
-    broker: Mosquitto, recorder: Recorder, start_daemon: Callable[..., Agentd],
+    unlimited_broker: Mosquitto, start_daemon: Callable[..., Agentd],
 ) -> None:  # fmt: skip
     """MQTT 3.1.1 (no maximum packet size to ask the broker for): the daemon reads 8 MB,
     answers `rejected` in a few hundred bytes and does not keep it."""
-    _configure(board, dockerd_systemd, ntp, cloudcore, broker, mqtt={"protocol": "3.1.1"})
-    d = start_daemon()
-    _online(recorder)
-    before = psutil.Process(d.proc.pid).memory_info().rss
-    big = json.loads(command("big-1", "ping"))
-    big["action"] = "x" * 8_000_000
-    recorder.publish(CMD, json.dumps(big))
-    wait_for(lambda: recorder.on(RESULT), timeout=30, what="the rejection")
-    answer = recorder.on(RESULT)[0]
-    assert len(answer) < 400
-    assert json.loads(answer)["reason"].startswith("command too large: 8000")
-    assert psutil.Process(d.proc.pid).memory_info().rss - before < 64 << 20
-    assert len(d.log.read_text()) < 50_000
+    broker = unlimited_broker
+    recorder = Recorder(broker, "kedge/#")
+    try:
+        _configure(board, dockerd_systemd, ntp, cloudcore, broker, mqtt={"protocol": "3.1.1"})
+        d = start_daemon()
+        _online(recorder)
+        before = psutil.Process(d.proc.pid).memory_info().rss
+        big = json.loads(command("big-1", "ping"))
+        big["action"] = "x" * 8_000_000
+        recorder.publish(CMD, json.dumps(big))
+        wait_for(lambda: recorder.on(RESULT), timeout=30, what="the rejection")
+        answer = recorder.on(RESULT)[0]
+        assert len(answer) < 400
+        assert json.loads(answer)["reason"].startswith("command too large: 8000")
+        assert psutil.Process(d.proc.pid).memory_info().rss - before < 64 << 20
+        assert len(d.log.read_text()) < 50_000
+    finally:
+        recorder.close()
 
 
 def test_mqtt5_asks_the_broker_to_keep_huge_messages_away(

@@ -40,7 +40,10 @@ def board_ns() -> Iterator[tuple[Netns, str]]:
 
 @pytest.fixture
 def lan_broker(tmp_path: Path, board_ns: tuple[Netns, str]) -> Iterator[Mosquitto]:
-    b = Mosquitto(tmp_path / "mosquitto", also_on=(LAN_IP,)).start()
+    # broker init's TLS listener takes every address; its certificate names LAN_IP
+    b = Mosquitto(
+        tmp_path / "mosquitto", state_dir=tmp_path / "cloud-state", board_host=LAN_IP
+    ).start()
     yield b
     b.stop()
 

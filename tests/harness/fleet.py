@@ -27,6 +27,7 @@ from kedge.wire import (
     Topics,
     Usage,
 )
+from tests.harness.mosquitto import Auth
 from tests.harness.sealing import TEST_COMMAND_KEY
 from tests.harness.wait import wait_for
 
@@ -63,21 +64,45 @@ def checks(node: str, *, failing: tuple[str, ...] = (), at: datetime | None = No
 class Board:
     """One simulated board's MQTT client: the agent's topics, QoS 1, its will."""
 
-    def __init__(self, port: int, node: str, prefix: str = "kedge") -> None:
+    def __init__(self, port: int, node: str, prefix: str = "kedge", *, auth: Auth | None = None,
+                 client_id: str | None = None) -> None:  # fmt: skip
         self.node, self.topics = node, Topics(prefix, node)
         self.commands: list[dict[str, Any]] = []  # those sealed for this board, as a board checks
         self.forged: list[str] = []  # why the others would be refused
+        self.refused: list[str] = []  # CONNACK reasons other than success
+        self.acks: dict[int, int] = {}  # mid -> PUBACK reason code (0x87: not authorized)
         self._connected = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"board-{node}",
-                                  protocol=paho.MQTTv5)  # fmt: skip
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5,
+                                  client_id=client_id or f"kedge-{node}")  # fmt: skip
+        if auth is not None:
+            self.client.username_pw_set(auth.username, auth.password)
+            if auth.ca is not None:
+                self.client.tls_set(ca_certs=str(auth.ca))
         self.client.will_set(self.topics.status, NOT_AVAILABLE, qos=1, retain=True)
-        self.client.on_connect = lambda *a: self._connected.set()
+        self.client.on_connect = self._on_connect
+        self.client.on_publish = lambda c, u, mid, rc, p: self.acks.__setitem__(mid, rc.value)
         self.client.on_message = self._message
         self.client.connect("127.0.0.1", port, keepalive=5)
         self.client.loop_start()
-        wait_for(self._connected.is_set, timeout=20, what=f"{node} connected")
+        wait_for(
+            lambda: self._connected.is_set() or self.refused, timeout=20, what=f"{node} connected"
+        )
+        if self.refused:
+            self.close()
+            raise ConnectionRefusedError(f"{node}: the broker refused: {self.refused[0]}")
         self.client.subscribe(self.topics.cmd, qos=1)
         self.publish_raw(self.topics.status, AVAILABLE.encode(), retain=True)
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
+    ) -> None:
+        if rc.is_failure:
+            self.refused.append(str(rc))
+        else:
+            self._connected.set()
+
+    def connected(self) -> bool:
+        return self.client.is_connected()
 
     def _message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         import json
@@ -91,10 +116,13 @@ class Board:
         else:
             self.forged.append(reason)
 
-    def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
+        """Publish at QoS 1; the PUBACK's reason code (0 accepted, 0x87 not authorized)."""
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(timeout=10)
         assert info.is_published(), f"not acknowledged by the broker: {topic}"
+        wait_for(lambda: info.mid in self.acks, timeout=10, what=f"the PUBACK for {topic}")
+        return self.acks[info.mid]
 
     def send(self, leaf: str, model: Payload) -> None:
         self.publish_raw(f"{self.topics.base}/{leaf}", model.to_json().encode())
