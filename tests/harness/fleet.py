@@ -66,7 +66,7 @@ class Board:
 
     def __init__(self, port: int, node: str, prefix: str = "kedge", *, auth: Auth | None = None,
                  client_id: str | None = None) -> None:  # fmt: skip
-        self.node, self.topics = node, Topics(prefix, node)
+        self.node, self.topics, self.auth = node, Topics(prefix, node), auth
         self.commands: list[dict[str, Any]] = []  # those sealed for this board, as a board checks
         self.forged: list[str] = []  # why the others would be refused
         self.refused: list[str] = []  # CONNACK reasons other than success
@@ -117,7 +117,10 @@ class Board:
             self.forged.append(reason)
 
     def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
-        """Publish at QoS 1; the PUBACK's reason code (0 accepted, 0x87 not authorized)."""
+        """Publish at QoS 1; the PUBACK's reason code (0 accepted, 0x87 not authorized).
+        mosquitto 2.0 also drops a client that published where it may not: paho connects
+        again by itself, and the next publish waits for that."""
+        wait_for(self.client.is_connected, timeout=20, what=f"{self.node} connected again")
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(timeout=10)
         assert info.is_published(), f"not acknowledged by the broker: {topic}"
