@@ -113,13 +113,20 @@ def load_cloud_settings(
 
 
 def _with_broker_record(settings: CloudSettings, layers: Layers) -> CloudSettings:
-    """Fill the broker sections the user left alone from `broker init`'s record."""
+    """Fill the broker sections from `broker init`'s record: a section left alone comes
+    whole from it; in a section of the settings file, the keys written there win."""
     from cloud_api.broker import record
 
     found = record.load(settings.state_dir)
     if found is None:
         return settings
-    update = {k: v for k, v in found.as_defaults().items() if layers.origin(k) == "settings"}
+    update: dict[str, Any] = {}
+    for key, value in found.as_defaults().items():
+        origin = layers.origin(key)
+        if origin == "settings":
+            update[key] = value
+        elif origin == str(layers.path) and isinstance(layers.data.get(key), dict):
+            update[key] = {**value, **layers.data[key]}
     if not update:
         return settings
     try:

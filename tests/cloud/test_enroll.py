@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 
+from agent.settings import load_settings
 from kedge import command_auth
+from tests.cloud.test_identities import connect
 from tests.conftest import AgentRunner
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd
-from tests.harness.master import MASTER_IP, Master, master
+from tests.harness.master import LAN_IP, MASTER_IP, Master, master
+from tests.harness.mosquitto import Auth, Mosquitto
 from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for
 from tests.test_join import remove_containers
@@ -282,3 +285,55 @@ def test_a_refused_enrollment_gives_its_use_back(cloud: Master) -> None:
     status, listed = cloud.call("GET", "/api/v1/enrollment-secrets")
     assert [x["uses_left"] for x in listed if x["id"] == s["id"]] == [1]
     assert enroll(cloud, s["secret"], name="board-2")[0] == 200
+
+
+@pytest.fixture
+def cloud_and_broker(tmp_path: Path) -> Iterator[tuple[Master, Mosquitto]]:
+    """A master whose broker `broker init` set up: every enrolled board gets its own
+    identity (the API reaches the broker across the LAN, as the boards do)."""
+    with master(tmp_path) as m:
+        broker = Mosquitto(tmp_path / "mosquitto", state_dir=m.state, board_host=LAN_IP).start()
+        try:
+            m.start(mqtt={"host": LAN_IP})
+            status, body = m.call("POST", "/api/v1/cloudcore", {"advertise_address": [MASTER_IP]})
+            assert status == 202, body
+            assert m.wait_job(body["job"]["id"])["state"] == "succeeded"
+            yield m, broker
+        finally:
+            broker.stop()
+
+
+def test_an_enrolled_board_gets_its_own_broker_identity_renewed_and_revoked(
+    cloud_and_broker: tuple[Master, Mosquitto], board: Board, agent: AgentRunner
+) -> None:
+    cloud, broker = cloud_and_broker
+    board.configure({"state_dir": "/var/lib/kedge-agent"})
+    s = secret(cloud, uses=1)
+    run = agent(board, "enroll", "--cloud-api", cloud.url, "--secret", s["secret"])
+    assert run.rc == 0, run.out + run.err
+    state = board.path("/var/lib/kedge-agent")
+    saved = json.loads((state / "enrollment.json").read_text())
+    assert saved["mqtt"] == {"host": LAN_IP, "port": broker.port, "tls": True,
+                             "username": "board-board-1",
+                             "ca_pem": (broker.identities.record.ca_file.read_text()  # type: ignore[union-attr]
+                                        )}  # fmt: skip
+    assert stat.S_IMODE((state / "mqtt.password").stat().st_mode) == 0o600
+    first = (state / "mqtt.password").read_text().strip()
+    assert first not in run.out + run.err + (state / "enrollment.json").read_text()
+
+    def own(password: str) -> str:
+        """Connect as the agent's own settings say (its pinned CA, its identity)."""
+        settings = load_settings(board.config_path, root=board.root)
+        m = settings.mqtt
+        assert (m.host, m.username, m.ca_file) == (
+            LAN_IP, "board-board-1", board.path("/var/lib/kedge-agent/mqtt-ca.pem"))  # fmt: skip
+        return connect(broker, Auth(m.username, password, m.ca_file), "kedge-board-1", host=LAN_IP)
+
+    assert own(first) == "Success"
+    renewed = agent(board, "enroll", "--cloud-api", cloud.url, "--renew")
+    assert renewed.rc == 0, renewed.out + renewed.err
+    second = (state / "mqtt.password").read_text().strip()
+    assert (own(first), own(second)) == ("Not authorized", "Success")
+    status, done = cloud.call("DELETE", "/api/v1/nodes/board-1")
+    assert (status, done["broker_identity_removed"]) == (200, True), done
+    assert own(second) == "Not authorized"

@@ -70,16 +70,16 @@ def attempt(
         board.close()
 
 
-def connect(broker: Mosquitto, auth: Auth | None, client_id: str) -> str:
+def connect(broker: Mosquitto, auth: Auth | None, client_id: str, host: str = "127.0.0.1") -> str:
     """Try a connection; the broker's answer ("Success", "Not authorized", …)."""
     answer: list[str] = []
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
     if auth is not None:
         c.username_pw_set(auth.username, auth.password)
     assert broker.identities is not None
-    c.tls_set(ca_certs=str(broker.identities.record.ca_file))
+    c.tls_set(ca_certs=str(auth.ca if auth and auth.ca else broker.identities.record.ca_file))
     c.on_connect = lambda cl, u, f, rc, p=None: answer.append(str(rc))
-    c.connect("127.0.0.1", broker.port, 10)
+    c.connect(host, broker.port, 10)
     c.loop_start()
     try:
         wait_for(lambda: answer, timeout=20, what=f"the broker's answer to {client_id}")
