@@ -327,7 +327,9 @@ def test_an_enrolled_board_gets_its_own_broker_identity_renewed_and_revoked(
         m = settings.mqtt
         assert (m.host, m.username, m.ca_file) == (
             LAN_IP, "board-board-1", board.path("/var/lib/kedge-agent/mqtt-ca.pem"))  # fmt: skip
-        return connect(broker, Auth(m.username, password, m.ca_file), "kedge-board-1", host=LAN_IP)
+        return connect(
+            broker, Auth("board-board-1", password, m.ca_file), "kedge-board-1", host=LAN_IP
+        )
 
     assert own(first) == "Success"
     renewed = agent(board, "enroll", "--cloud-api", cloud.url, "--renew")
