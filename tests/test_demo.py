@@ -40,6 +40,10 @@ def test_make_demo_tells_the_four_board_story() -> None:
         "joined, Ready in Kubernetes",
     ]
     assert "will run chronyc makestep: clock is 600.0 s behind NTP" in out.stdout
+    # The broker as broker init left it: TLS, no anonymous access, one identity per board.
+    assert [ln.split(": ", 1)[1] for ln in lines if ln.startswith("wrote ") and ln.endswith("no board yet")] == [
+        "identities kedge-admin and kedge-cloud; no board yet"]  # fmt: skip
+    assert any(ln.endswith("(TLS)") and "mosquitto 198.18.0.1:" in ln for ln in lines)
     assert (
         'will write /etc/docker/daemon.json: "exec-opts": ["native.cgroupdriver=systemd"]'
         in out.stdout

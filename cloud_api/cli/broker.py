@@ -66,8 +66,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                       help="the dynamic security plugin's file (%(default)s)")  # fmt: skip
     init.add_argument("--owner", default="mosquitto",
                       help="the user mosquitto runs as (%(default)s)")  # fmt: skip
+    init.add_argument("--state-dir", type=Path, metavar="DIR",
+                      help="the cloud API's state directory, where the CA key, the API's broker "
+                           "passwords and the record go (default: the service's, state_dir)")  # fmt: skip
     init.add_argument("--json", action="store_true", help="print what was done as JSON")
-    init.set_defaults(handler=run_init)
+    init.set_defaults(handler=run_init, overrides=lambda a: {"state_dir": a.state_dir})
 
 
 async def run_init(args: argparse.Namespace, settings: CloudSettings) -> int:

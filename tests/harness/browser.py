@@ -83,7 +83,10 @@ def save_dashboard(url: str, target: Path, boards: int) -> list[str]:
         target.parent.mkdir(parents=True, exist_ok=True)
         if not b.save_screenshot(str(target)):
             raise RuntimeError(f"cannot save the dashboard's picture to {target}")
-        seen = [f"{node}: {state}" for node, state in sorted(rows(b).items())]
+        # Read again until whole: a live update can replace a row while it is being read.
+        table = wait_for(lambda: r if len(r := rows(b)) >= boards else None, timeout=30,
+                         what="the table read whole")  # fmt: skip
+        seen = [f"{node}: {state}" for node, state in sorted(table.items())]
         seen.append(b.find_element(By.ID, "verify-summary").text.rsplit(" · ", 1)[0])
         seen += [li.text for li in b.find_elements(By.CSS_SELECTOR, "#verify-nodes li")]
         return seen

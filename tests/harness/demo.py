@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 from kedge.kubeedge import join_images
 from tests.harness.demo_boards import PROBLEMS, SeedBoard, prepare
 from tests.harness.dockerd import Dockerd, seed_registry
+from tests.harness.master import CLI as CLOUD_API
 from tests.harness.master import LAN_IP, MASTER_IP, Master, master
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.registry import start_registry
@@ -50,11 +52,19 @@ def on_board(b: SeedBoard, *args: str) -> int:
     return b.agent(*args).returncode
 
 
-def broker_settings(broker: Mosquitto, user: str, secrets: Path) -> dict[str, Any]:
-    password = secrets / f"{user}.password"
-    password.write_text(broker.users[user] + "\n")
-    password.chmod(0o600)
-    return {"host": LAN_IP, "port": broker.port, "username": user, "password_file": str(password)}
+def broker_init(m: Master, broker: Mosquitto) -> None:
+    """`kedge-cloud-api broker init` as on the master, into the demo's own directories
+    (the real defaults are /etc/mosquitto and /var/lib/mosquitto)."""
+    w = broker.workdir
+    args = ["broker", "init", "--board-host", LAN_IP, "--port", str(broker.port)]
+    print(f"$ kedge-cloud-api {' '.join(args)}", flush=True)
+    where = ["--state-dir", str(m.state), "--conf-dir", str(w / "conf.d"), "--cert-dir",
+             str(w / "certs"), "--dynsec-file", str(w / "dynamic-security.json"), "--owner", "root"]  # fmt: skip
+    out = subprocess.run([CLOUD_API, *args, *where], capture_output=True, text=True, timeout=120,
+                         check=False)  # fmt: skip
+    print(out.stdout + out.stderr, end="", flush=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"broker init failed: {out.stderr}")
 
 
 def fleet(m: Master) -> list[dict[str, Any]]:
@@ -78,16 +88,15 @@ def outcome(b: SeedBoard, row: dict[str, Any] | None) -> str:
 
 
 def story(work: Path, m: Master, broker: Mosquitto, mirror: str, screenshot: Path | None) -> int:
-    secrets = work / "secrets"
-    secrets.mkdir(mode=0o700)
-    m.start(
-        mqtt=broker_settings(broker, "kedge-cloud", secrets),
-        board_mqtt=broker_settings(broker, "kedge-board", secrets),
-        fleet={"stale_after_s": 20, "kube_poll_s": 2, "batch_wait_s": 0.05},
-    )
+    banner("0. on the master: the broker (TLS, one identity per board), cloudcore, one secret")
+    broker_init(m, broker)
+    broker.start()
+    # The API reaches the broker across the LAN here (it runs in the master's namespace);
+    # everything else about the broker comes from broker init's record.
+    m.start(mqtt={"host": LAN_IP},
+            fleet={"stale_after_s": 20, "kube_poll_s": 2, "batch_wait_s": 0.05})  # fmt: skip
     print(f"master {MASTER_IP} (single tainted control plane, Kubernetes v1.23.17); "
-          f"cloud API {m.url}; mosquitto {LAN_IP}:{broker.port}")  # fmt: skip
-    banner("0. on the master: cloudcore, then one secret for the four boards")
+          f"cloud API {m.url}; mosquitto {LAN_IP}:{broker.port} (TLS)")  # fmt: skip
     cloud(m, "init", "--advertise-address", MASTER_IP)
     _, secret = cloud(m, "secret", "create", "--uses", "4", "--ttl", "24h", capture=True)
 
@@ -160,9 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seed_registry(seeder, registry.address, join_images("v1.13.0"))
         seeder.stop()
-        users = {"kedge-cloud": "cloud-demo-password", "kedge-board": "board-demo-password"}
         with master(work) as m:
-            broker = Mosquitto(work / "mosquitto", also_on=(LAN_IP,), users=users).start()
+            broker = Mosquitto(work / "mosquitto", state_dir=m.state, board_host=LAN_IP)
             try:
                 rc = story(work, m, broker, registry.url, args.screenshot)
             finally:
