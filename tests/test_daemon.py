@@ -451,3 +451,24 @@ def test_sighup_applies_allow_remote(
     second = recorder.json_on("kedge/board-1/cmd/result")[1]
     assert (second["id"], second["status"]) == ("reset-2", "done")
     assert second["reason"] == "removed 0 items"
+
+
+def test_a_rotated_broker_password_is_picked_up_without_a_restart(
+    configured: Board, broker: Mosquitto, recorder: Recorder, start_daemon: Callable[..., Agentd]
+) -> None:
+    """What `enroll --renew` does to a running daemon: a new password on disk, the old one
+    ended at the broker (which drops the connection). Refused, the daemon reads its
+    settings again and is back with the new one, by itself."""
+    assert broker.identities is not None
+    d = start_daemon()
+    wait_for(lambda: healths(recorder), timeout=30, what="a first report")
+    password_file = Path(broker.identities.board_settings("board-1")["password_file"])
+    fresh = broker.identities.board("board-1")  # the broker drops the daemon's connection now
+    password_file.write_text(fresh.password + "\n")
+    before = len(recorder.on("kedge/board-1/status"))
+    wait_for(lambda: recorder.on("kedge/board-1/status")[before:].count(b"online") >= 1,
+             timeout=90, what="online again with the new password")  # fmt: skip
+    seen = len(healths(recorder))
+    wait_for(lambda: len(healths(recorder)) > seen, timeout=30, what="reports flowing again")
+    assert d.proc.poll() is None
+    assert "Traceback" not in d.log.read_text()
