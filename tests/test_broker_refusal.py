@@ -19,6 +19,7 @@ from tests.harness.wait import wait_for
 
 @pytest.fixture
 def locked_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    # A password file of the user's own (no broker init): refusal is what is tested.
     broker = Mosquitto(tmp_path / "mosquitto", users={"board-1": "right"}).start()
     yield broker
     broker.stop()

@@ -274,6 +274,7 @@ def test_password_auth(
     tmp_path: Path,
     start_daemon: Callable[..., Agentd],
 ) -> None:
+    # A broker of the user's own with a shared password file (no broker init), on purpose.
     broker = Mosquitto(tmp_path / "auth", users={"board-1": "s3cret", "watcher": "w"}).start()
     try:
         (tmp_path / "mqtt.pass").write_text("s3cret\n")
@@ -304,6 +305,7 @@ def test_tls_with_a_private_ca(
     ca = tmp_path / "ca.pem"
     ca.write_text(__import__("ssl").DER_cert_to_PEM_cert(pki.ca_der))
     pki.write_server_pem(str(tmp_path / "server.pem"), str(tmp_path / "server.key"))
+    # TLS with a CA of the user's own (no broker init): the board's ca_file setting.
     broker = Mosquitto(
         tmp_path / "tls", tls=(ca, tmp_path / "server.pem", tmp_path / "server.key")
     ).start()
@@ -400,7 +402,7 @@ def test_sighup_reloads_settings_and_moves_to_the_new_broker(
     board.configure(daemon_settings(board, dockerd_systemd, ntp, cloudcore, broker))
     d = start_daemon()
     wait_for(lambda: d.status().get("connected"), timeout=30, what="connected")
-    other = Mosquitto(tmp_path / "other").start()
+    other = Mosquitto(tmp_path / "other").start()  # anonymous on purpose: any broker will do
     try:
         rec = Recorder(other, "kedge/#")
         try:

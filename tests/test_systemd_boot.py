@@ -34,6 +34,8 @@ NODE = "board-ns"
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    # Anonymous on purpose: what is tested is the units under systemd; identities are
+    # tested with the same daemon in tests/test_daemon.py and tests/cloud/test_identities.py.
     b = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
     yield b
     b.stop()
