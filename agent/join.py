@@ -32,6 +32,7 @@ from kedge.kubeedge import (
     DOCKERSHIM_ENDPOINT,
     EDGECORE_BIN,
     EDGECORE_UNIT,
+    Release,
     join_images,
     supports_docker,
 )
@@ -79,9 +80,10 @@ def keadm_join_argv(
         argv += ["--runtimetype=docker", f"--remote-runtime-endpoint={DOCKERSHIM_ENDPOINT}"]
         driver = docker_driver if settings.cgroup_driver == "auto" else settings.cgroup_driver
     else:
-        argv += ["--runtimetype=remote"]
-        if settings.remote_runtime_endpoint:
-            argv.append(f"--remote-runtime-endpoint={settings.remote_runtime_endpoint}")
+        if Release(settings.kubeedge_version).runtimetype_flag:
+            argv += ["--runtimetype=remote"]  # "unknown flag" from v1.16 on
+        if settings.remote_runtime_endpoint or settings.runtime != "remote":
+            argv.append(f"--remote-runtime-endpoint={settings.runtime_endpoint}")
         driver = "systemd" if settings.cgroup_driver == "auto" else settings.cgroup_driver
     argv.append(f"--cgroupdriver={driver}")
     if settings.image_repository:

@@ -28,7 +28,17 @@ from agent import enrollment
 from kedge import command_auth
 from kedge.broker import BrokerSettings, check_topic_levels
 from kedge.errors import ConfigError, first_problem
-from kedge.kubeedge import CERT_PORT, KEADM_CERT_WAIT_S, KEADM_POLL_S
+from kedge.kubeedge import (
+    CERT_PORT,
+    CONTAINERD_ENDPOINT,
+    DOCKERSHIM_ENDPOINT,
+    KEADM_CERT_WAIT_S,
+    KEADM_POLL_S,
+    NEWEST,
+    OLDEST,
+    RUNTIME_ENDPOINTS,
+    Release,
+)
 from kedge.layered import LayeredSettings, Layers, load_layered
 from kedge.names import (
     HOSTPORT_RE,
@@ -65,6 +75,14 @@ class Thresholds(BaseModel):
     docker_min_free_mb: int = Field(1024, ge=0)
 
 
+def check_kubeedge_release(tag: str) -> str:
+    release = Release(check_release_tag(tag))
+    if not release.supported:
+        low, high = (f"v{a}.{b}" for a, b in (OLDEST, NEWEST))
+        raise ValueError(f"kedge drives KubeEdge {low}.x to {high}.x; {tag} is outside them")
+    return tag
+
+
 class MqttSettings(BrokerSettings):
     """The broker the daemon reports to (`[mqtt]` in the config file): the shared broker
     settings and what only a board needs."""
@@ -98,8 +116,10 @@ class AgentSettings(LayeredSettings):
     # board without one runs no remote command.
     command_key: SecretStr | None = None
     command_key_file: Path | None = None
-    kubeedge_version: Annotated[str, AfterValidator(check_release_tag)] = "v1.13.0"
-    runtime: Literal["docker", "remote"] = "docker"
+    kubeedge_version: Annotated[str, AfterValidator(check_kubeedge_release)] = "v1.13.0"
+    # docker: dockershim, v1.13 only. The others name a CRI socket's usual place; remote
+    # takes remote_runtime_endpoint (containerd's socket when unset).
+    runtime: Literal["docker", "containerd", "cri-dockerd", "crio", "remote"] = "docker"
     remote_runtime_endpoint: str | None = None
     cgroup_driver: Literal["auto", "systemd", "cgroupfs"] = "auto"
     image_repository: str | None = None
@@ -201,6 +221,15 @@ class AgentSettings(LayeredSettings):
         if v is not None and not HTTP_URL_RE.fullmatch(v):
             raise ValueError("expected an http:// or https:// URL")
         return v.rstrip("/") if v else v
+
+    @property
+    def runtime_endpoint(self) -> str:
+        """The CRI socket keadm join and edgecore will use (dockershim's for docker)."""
+        if self.runtime == "docker":
+            return DOCKERSHIM_ENDPOINT
+        if self.remote_runtime_endpoint:
+            return self.remote_runtime_endpoint
+        return RUNTIME_ENDPOINTS.get(self.runtime, CONTAINERD_ENDPOINT)
 
     @property
     def docker_socket(self) -> str:

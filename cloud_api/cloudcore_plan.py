@@ -12,13 +12,21 @@ from cloud_api.kube import Node
 from kedge.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE
 from kedge.names import version_tuple
 
-# KubeEdge minor -> the Kubernetes minors it works with (the matrix's exact and "+" cells).
+# KubeEdge minor -> the Kubernetes minors it works with: up to v1.15 the matrix's exact
+# and "+" cells, from v1.16 the exact ones (docs/kubeedge-versions.md names each README).
 SUPPORTED_K8S: Mapping[tuple[int, int], tuple[int, int]] = {
     (1, 12): (20, 22),
     (1, 13): (20, 23),
     (1, 14): (20, 24),
     (1, 15): (20, 26),
     (1, 16): (25, 27),
+    (1, 17): (26, 28),
+    (1, 18): (27, 29),
+    (1, 19): (27, 29),
+    (1, 20): (28, 30),
+    (1, 21): (28, 30),
+    (1, 22): (29, 31),
+    (1, 23): (30, 32),
 }
 MASTER_TAINTS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 # manifests/charts/cloudcore/values.yaml@v1.13.0, cloudCore.resources.requests: the

@@ -1,7 +1,10 @@
 """What kedge knows about KubeEdge releases: names, ports, paths and images, each as the
-KubeEdge source at the release tag has it (docs/kubeedge-1.13.md quotes the lines)."""
+KubeEdge source at the release tag has it (docs/kubeedge-1.13.md and
+docs/kubeedge-versions.md quote the lines)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from kedge.names import version_tuple
 
@@ -84,3 +87,101 @@ def install_keadm_remedy(version: str, arch: str) -> str:
         f"  curl -fLO {release_url(version, arch)}\n"
         f"  tar -xzf {name}.tar.gz && install -m 0755 {name}/keadm/keadm /usr/local/bin/keadm"
     )
+
+
+# -- what changed after v1.13 (docs/kubeedge-versions.md quotes the source of each) -------
+OLDEST, NEWEST = (1, 13), (1, 23)
+NEWEST_TAG = "v1.23.1"  # the release to recommend
+# The KubeEdge project maintains its three newest minor releases.
+MAINTAINED_FROM = (1, 21)
+DATA_DIR_OLD, DATA_DIR_NEW = "/var/lib/edged", "/var/lib/kubelet"
+CONTAINERD_ENDPOINT = "unix:///run/containerd/containerd.sock"
+CRI_DOCKERD_ENDPOINT = "unix:///var/run/cri-dockerd.sock"
+CRIO_ENDPOINT = "unix:///var/run/crio/crio.sock"
+RUNTIME_ENDPOINTS = {"containerd": CONTAINERD_ENDPOINT, "cri-dockerd": CRI_DOCKERD_ENDPOINT,
+                     "crio": CRIO_ENDPOINT}  # fmt: skip
+# Releases that must not be installed, and why (the fixing release's commits).
+ADVISORIES = {
+    "v1.23.0": (
+        "v1.23.1", "v1.23.1 fixes four security issues, among them shell execution on edge "
+        "nodes through NodeUpgradeJob and ConfigUpdateJob fields and path traversal in tar "
+        "extraction (commits 657b745, ee78415, ee02dea, 0fe1ea1)",
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Release:
+    """One KubeEdge release as kedge must treat it: `keadm join`'s flags, what it pulls,
+    where edgecore keeps its data, what it checks before joining."""
+
+    tag: str
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        return version_tuple(self.tag)[:2]
+
+    @property
+    def supported(self) -> bool:
+        return OLDEST <= self.minor <= NEWEST
+
+    @property
+    def maintained(self) -> bool:
+        return self.minor >= MAINTAINED_FROM
+
+    @property
+    def docker(self) -> bool:
+        """dockershim (docker without cri-dockerd): v1.13 and before."""
+        return self.minor <= LAST_DOCKER_RELEASE
+
+    @property
+    def runtimetype_flag(self) -> bool:
+        # edge/join.go@v1.15.0: "Note it will be removed in 1.16 as the only valid value is 'remote'"
+        return self.minor <= (1, 15)
+
+    @property
+    def with_mqtt_flag(self) -> bool:
+        # edge/join_others.go@v1.20.0 line 83 (deprecated); gone at v1.21.0
+        return self.minor <= (1, 20)
+
+    @property
+    def pulls_mqtt_by_default(self) -> bool:
+        # edge/join.go@v1.15.0 newOption(): WithMQTT = true
+        return self.minor <= (1, 15)
+
+    @property
+    def data_dir(self) -> str:
+        # staging/.../common/constants/default_others.go: DefaultRootDir
+        return DATA_DIR_NEW if self.minor >= (1, 20) else DATA_DIR_OLD
+
+    @property
+    def checks_node_exists(self) -> bool:
+        """join refuses a name cloudcore already knows (edge/join.go@v1.20.0 isNodeExist)."""
+        return self.minor >= (1, 20)
+
+    @property
+    def has_reset_edge(self) -> bool:
+        return self.minor >= (1, 17)
+
+    def join_images(
+        self, repository: str | None = None, *, with_mqtt: bool | None = None
+    ) -> list[str]:
+        """What `keadm join` pulls. From v1.16 only the installation package (and the
+        MQTT broker image when asked), through the CRI; the pod sandbox of the copy step
+        is the runtime's own pause image, which --image-repository does not change."""
+        if self.docker:
+            return join_images(self.tag, repository)
+        mqtt = self.pulls_mqtt_by_default if with_mqtt is None else with_mqtt
+        images = [f"kubeedge/installation-package:{self.tag}"]
+        # pkg/image/image.go@v1.14.0 EdgeSet(): all three, whatever --with-mqtt says
+        if self.minor <= (1, 14) or (mqtt and self.with_mqtt_flag):
+            images.append(MOSQUITTO_IMAGE)
+        if self.minor <= (1, 15):
+            images.append(PAUSE_IMAGE)
+        if repository:
+            images = [f"{repository}/{ref.rsplit('/', 1)[-1]}" for ref in images]
+        return images
+
+    def advisory(self) -> tuple[str, str] | None:
+        """(the release to use instead, why) for a release that must not be installed."""
+        return ADVISORIES.get(self.tag)

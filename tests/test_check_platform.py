@@ -117,16 +117,46 @@ def test_docker_with_kubeedge_1_14_fails(board: Board, agent: AgentRunner) -> No
     assert "cri-dockerd" in result.remedy
 
 
-def test_docker_with_1_13_passes_and_names_the_endpoint(board: Board, agent: AgentRunner) -> None:
+def test_docker_with_1_13_works_but_is_unmaintained(board: Board, agent: AgentRunner) -> None:
     result = agent(board, "check", "--json", "--only", "kubeedge-version").result(
         "kubeedge-version"
     )
-    assert result.status == "pass"
+    assert result.status == "warn"
     assert "unix:///var/run/dockershim.sock" in result.summary
+    assert "KubeEdge v1.13.0 no longer gets fixes" in result.summary
+    assert "Plan the upgrade to v1.23.1: the cloud first" in result.remedy
+    assert 'runtime = "containerd"' in result.remedy
+
+
+def test_a_release_with_known_security_holes_is_warned_with_the_fixed_one(
+    board: Board, agent: AgentRunner
+) -> None:
+    board.configure({"kubeedge_version": "v1.23.0", "runtime": "containerd"})
+    board.write("/run/containerd/containerd.sock", "")
+    result = check_one(agent, board, "kubeedge-version")
+    assert result.status == "warn"
+    assert "v1.23.0 has known security holes" in result.summary
+    assert "NodeUpgradeJob" in result.summary
+    assert result.remedy.startswith('Set kubeedge_version = "v1.23.1"')
+    board.configure({"kubeedge_version": "v1.23.1", "runtime": "containerd"})
+    fixed = check_one(agent, board, "kubeedge-version")
+    assert (fixed.status, fixed.summary) == (
+        "pass", "v1.23.1 with CRI runtime at unix:///run/containerd/containerd.sock")  # fmt: skip
+
+
+@pytest.mark.parametrize("tag", ["v1.12.7", "v1.24.0"])
+def test_a_release_kedge_does_not_drive_is_one_clear_line(
+    board: Board, agent: AgentRunner, tag: str
+) -> None:
+    board.configure({"kubeedge_version": tag})
+    run = agent(board, "check")
+    assert run.rc == 2
+    assert f"kedge drives KubeEdge v1.13.x to v1.23.x; {tag} is outside them" in run.err
+    assert "Traceback" not in run.err
 
 
 def test_remote_runtime_needs_its_socket(board: Board, agent: AgentRunner) -> None:
-    board.configure({"kubeedge_version": "v1.15.1", "runtime": "remote",
+    board.configure({"kubeedge_version": "v1.23.1", "runtime": "remote",
                      "remote_runtime_endpoint": "unix:///run/cri-dockerd.sock"})  # fmt: skip
     missing = check_one(agent, board, "kubeedge-version")
     assert missing.status == "fail"  # keadm join stops at once: nothing to wait for

@@ -9,6 +9,8 @@ from tests.harness.board import Board
 def test_every_check_passes_on_a_ready_board(ready_board: Board, agent: AgentRunner) -> None:
     run = agent(ready_board, "check", "--json")
     got = statuses(run)
+    # The seed's v1.13 works, and is no longer maintained: the one warning, with the way up.
+    assert got.pop("kubeedge-version") == "warn", dump(run)
     assert set(got.values()) == {"pass"}, dump(run)
     report = run.report()
     assert report.ok

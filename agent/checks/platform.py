@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from agent.checks.context import CheckContext
-from agent.checks.registry import Outcome, check, failed, passed
+from agent.checks.registry import Outcome, check, failed, passed, warned
 from kedge.elf import elf_machine
 from kedge.errors import CommandError
 from kedge.kubeedge import (
@@ -13,6 +14,9 @@ from kedge.kubeedge import (
     ARCH_BY_MACHINE,
     DOCKERSHIM_ENDPOINT,
     ELF_MACHINE_NAMES,
+    MAINTAINED_FROM,
+    NEWEST_TAG,
+    Release,
     install_keadm_remedy,
     supports_docker,
 )
@@ -118,12 +122,9 @@ async def kubeedge_version(ctx: CheckContext) -> Outcome:
                 'remote_runtime_endpoint = "unix:///var/run/cri-dockerd.sock".',
                 **details,
             )
-        return passed(
-            f"{s.kubeedge_version} with docker (join will use "
-            f"--remote-runtime-endpoint={DOCKERSHIM_ENDPOINT})",
-            **details,
-        )
-    endpoint = s.remote_runtime_endpoint or "unix:///run/containerd/containerd.sock"
+        return _advised(s.kubeedge_version, f"{s.kubeedge_version} with docker (join will use "
+                        f"--remote-runtime-endpoint={DOCKERSHIM_ENDPOINT})", details)  # fmt: skip
+    endpoint = s.runtime_endpoint
     details["remote_runtime_endpoint"] = endpoint
     sock = endpoint.removeprefix("unix://")
     if not ctx.host.exists(sock):
@@ -137,7 +138,32 @@ async def kubeedge_version(ctx: CheckContext) -> Outcome:
             "or set remote_runtime_endpoint to the socket it serves.",
             **details,
         )
-    return passed(f"{s.kubeedge_version} with CRI runtime at {endpoint}", **details)
+    return _advised(
+        s.kubeedge_version, f"{s.kubeedge_version} with CRI runtime at {endpoint}", details
+    )
+
+
+def _advised(tag: str, summary: str, details: dict[str, Any]) -> Outcome:
+    """Pass, unless the release must not be used (security fixes missing) or is no longer
+    maintained: then a warning with the way up."""
+    release = Release(tag)
+    advisory = release.advisory()
+    if advisory is not None:
+        better, why = advisory
+        return warned(f"{summary}; but {tag} has known security holes: {why}",
+                      f'Set kubeedge_version = "{better}" (on the cloud side too: '
+                      f"kedge-cloud-api init --kubeedge-version {better}).", **details)  # fmt: skip
+    if not release.maintained:
+        return warned(
+            f"{summary}; but KubeEdge {tag} no longer gets fixes (the project maintains its "
+            f"three newest minor releases, v1.{MAINTAINED_FROM[1]} and later)",
+            f"Plan the upgrade to {NEWEST_TAG}: the cloud first (kedge-cloud-api init "
+            f"--kubeedge-version {NEWEST_TAG}), then each board; from v1.14 on, boards run "
+            'containerd or cri-dockerd instead of docker (runtime = "containerd"); '
+            "docs/kubeedge-versions.md has the steps.",
+            **details,
+        )
+    return passed(summary, **details)
 
 
 # keadm/cmd/keadm/app/cmd/edge/join.go@v1.13.0, runEdgeCore(): under systemd the last

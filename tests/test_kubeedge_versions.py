@@ -1,0 +1,79 @@
+"""The per-release facts (kedge/kubeedge.py `Release`, docs/kubeedge-versions.md) and the
+`keadm join` flags kedge builds from them for each release and runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agent.join import keadm_join_argv
+from agent.settings import AgentSettings
+from kedge.kubeedge import Release
+
+
+@pytest.mark.parametrize(
+    ("tag", "runtimetype", "with_mqtt", "data_dir", "node_check", "reset_edge"),
+    [
+        ("v1.13.0", True, True, "/var/lib/edged", False, False),
+        ("v1.15.4", True, True, "/var/lib/edged", False, False),
+        ("v1.16.0", False, True, "/var/lib/edged", False, False),
+        ("v1.17.0", False, True, "/var/lib/edged", False, True),
+        ("v1.19.2", False, True, "/var/lib/edged", False, True),
+        ("v1.20.0", False, True, "/var/lib/kubelet", True, True),
+        ("v1.21.0", False, False, "/var/lib/kubelet", True, True),
+        ("v1.23.1", False, False, "/var/lib/kubelet", True, True),
+    ],
+)
+def test_what_changes_release_by_release(
+    tag: str, runtimetype: bool, with_mqtt: bool, data_dir: str, node_check: bool, reset_edge: bool
+) -> None:
+    r = Release(tag)
+    assert (r.runtimetype_flag, r.with_mqtt_flag, r.data_dir, r.checks_node_exists,
+            r.has_reset_edge) == (runtimetype, with_mqtt, data_dir, node_check, reset_edge)  # fmt: skip
+
+
+def test_the_images_each_release_pulls() -> None:
+    assert Release("v1.13.0").join_images() == [
+        "kubeedge/installation-package:v1.13.0", "eclipse-mosquitto:1.6.15", "kubeedge/pause:3.6"]  # fmt: skip
+    # v1.14 pulls all three whatever --with-mqtt says; v1.15 only asks for mosquitto with it
+    assert len(Release("v1.14.2").join_images(with_mqtt=False)) == 3
+    assert Release("v1.15.1").join_images(with_mqtt=False) == [
+        "kubeedge/installation-package:v1.15.1", "kubeedge/pause:3.6"]  # fmt: skip
+    assert Release("v1.23.1").join_images(repository="mirror.local/kubeedge") == [
+        "mirror.local/kubeedge/installation-package:v1.23.1"]  # fmt: skip
+
+
+def test_supported_maintained_and_advised() -> None:
+    assert not Release("v1.12.7").supported
+    assert not Release("v1.24.0").supported
+    assert Release("v1.13.0").supported and not Release("v1.13.0").maintained  # noqa: PT018
+    assert Release("v1.21.0").maintained
+    better, why = Release("v1.23.0").advisory() or ("", "")
+    assert better == "v1.23.1"
+    assert "NodeUpgradeJob" in why
+    assert Release("v1.23.1").advisory() is None
+
+
+def argv(**settings: Any) -> list[str]:
+    s = AgentSettings.model_validate({"cloudcore": "192.0.2.1:10000", **settings})
+    return keadm_join_argv(s, node="rk3000-1", token="t", docker_driver="systemd")
+
+
+def test_join_flags_follow_the_release_and_the_runtime() -> None:
+    old = argv(kubeedge_version="v1.15.1", runtime="containerd")
+    assert "--runtimetype=remote" in old
+    new = argv(kubeedge_version="v1.23.1", runtime="containerd")
+    assert not [a for a in new if a.startswith("--runtimetype")]  # "unknown flag" from v1.16
+    assert "--remote-runtime-endpoint=unix:///run/containerd/containerd.sock" in new
+    shim = argv(kubeedge_version="v1.23.1", runtime="cri-dockerd")
+    assert "--remote-runtime-endpoint=unix:///var/run/cri-dockerd.sock" in shim
+    moved = argv(kubeedge_version="v1.23.1", runtime="containerd",
+                 remote_runtime_endpoint="unix:///srv/containerd.sock")  # fmt: skip
+    assert "--remote-runtime-endpoint=unix:///srv/containerd.sock" in moved
+    docker = argv()
+    flags = [a for a in docker if a.startswith(("--runtimetype", "--remote-runtime"))]
+    assert flags == [
+        "--runtimetype=docker",
+        "--remote-runtime-endpoint=unix:///var/run/dockershim.sock",
+    ]
