@@ -14,7 +14,15 @@ CHECK_GROUPS: dict[str, tuple[str, ...]] = {
     "platform": ("arch", "keadm", "kubeedge-version", "join-tools"),
     "conflicts": ("conflicts",),
     "clock": ("clock",),
-    "container_runtime": ("docker", "cgroup-driver", "images"),
+    "container_runtime": (
+        "docker",
+        "cgroup-driver",
+        "images",
+        "cri",
+        "runtime-cgroup",
+        "sandbox-image",
+        "cni",
+    ),
     "cloudcore": ("cloudcore",),
     "board": ("leftovers", "resources", "node-name", "ports"),
 }

@@ -84,7 +84,8 @@ def keadm_join_argv(
             argv += ["--runtimetype=remote"]  # "unknown flag" from v1.16 on
         if settings.remote_runtime_endpoint or settings.runtime != "remote":
             argv.append(f"--remote-runtime-endpoint={settings.runtime_endpoint}")
-        driver = "systemd" if settings.cgroup_driver == "auto" else settings.cgroup_driver
+        # auto: what the runtime's runc uses (the runtime-cgroup check read containerd's)
+        driver = docker_driver if settings.cgroup_driver == "auto" else settings.cgroup_driver
     argv.append(f"--cgroupdriver={driver}")
     if settings.image_repository:
         argv.append(f"--image-repository={settings.image_repository}")

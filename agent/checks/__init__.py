@@ -1,6 +1,6 @@
 """The preflight checks. Importing this package registers them, in report order."""
 
-from agent.checks import board, clock, cloudcore, conflicts, docker, images, platform
+from agent.checks import board, clock, cloudcore, conflicts, docker, images, platform, runtime
 from agent.checks.registry import REGISTRY, Check, Outcome
 
 ORDER = (
@@ -13,6 +13,10 @@ ORDER = (
     "docker",
     "cgroup-driver",
     "images",
+    "cri",
+    "runtime-cgroup",
+    "sandbox-image",
+    "cni",
     "cloudcore",
     "leftovers",
     "resources",
@@ -34,4 +38,5 @@ __all__ = [
     "docker",
     "images",
     "platform",
+    "runtime",
 ]

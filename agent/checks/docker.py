@@ -8,10 +8,11 @@ from typing import Any
 
 from agent.checks.context import CheckContext
 from agent.checks.facts import CgroupFacts
-from agent.checks.registry import Outcome, check, failed, passed, warned
+from agent.checks.registry import Outcome, check, failed, passed, skipped, warned
 from kedge.errors import DockerError, DockerUnavailable
 
 DAEMON_JSON = "/etc/docker/daemon.json"
+DOCKER_RUNTIMES = ("docker", "cri-dockerd")  # docker underneath: its daemon, driver and images
 MB = 1024 * 1024
 
 
@@ -58,6 +59,10 @@ def _unavailable_remedy(ctx: CheckContext, exc: DockerUnavailable) -> str:
     "Docker answers on its socket, its config is valid and it has disk space.",
 )
 async def docker(ctx: CheckContext) -> Outcome:
+    if ctx.settings.runtime not in DOCKER_RUNTIMES:
+        return skipped(
+            f"runtime is {ctx.settings.runtime}: docker is not used (the cri check covers it)"
+        )
     data, json_error = read_daemon_json(ctx)
     details: dict[str, Any] = {"socket": ctx.settings.docker_socket}
     if json_error:

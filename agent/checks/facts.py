@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from agent.containerd_config import ContainerdConfig
+
 
 @dataclass(frozen=True)
 class ClockFacts:
@@ -21,7 +23,7 @@ class ClockFacts:
 
 @dataclass(frozen=True)
 class CgroupFacts:
-    docker_driver: str  # what the running docker uses
+    docker_driver: str  # what the runtime uses (docker's, or containerd's runc)
     join_driver: str  # what `keadm join --cgroupdriver` must say
     memory_cgroup: bool | None  # None: nothing on the board tells
 
@@ -34,8 +36,22 @@ class ImageFacts:
     untagged_sandbox: tuple[str, str] | None = None
 
 
+@dataclass(frozen=True)
+class RuntimeFacts:
+    """The CRI runtime join and edgecore will use (not set with docker)."""
+
+    endpoint: str
+    name: str  # "containerd", "cri-dockerd", …
+    version: str
+    network_ready: bool | None
+    network_message: str
+    sandbox_image: str | None  # the runtime's pod sandbox image (containerd's config)
+    config: ContainerdConfig | None = None  # containerd's, when read
+
+
 @dataclass
 class Facts:
     clock: ClockFacts | None = None
     cgroup: CgroupFacts | None = None
     images: ImageFacts | None = None
+    runtime: RuntimeFacts | None = None

@@ -7,7 +7,7 @@ import asyncio
 from agent.checks.context import CheckContext
 from agent.checks.facts import ImageFacts
 from agent.checks.registry import Outcome, check, failed, passed, warned
-from kedge.kubeedge import ARCH_BY_MACHINE, join_images, sandbox_alias
+from kedge.kubeedge import ARCH_BY_MACHINE, Release, sandbox_alias
 
 
 @check(
@@ -17,10 +17,12 @@ from kedge.kubeedge import ARCH_BY_MACHINE, join_images, sandbox_alias
     needs=("docker",),
 )
 async def images(ctx: CheckContext) -> Outcome:
-    wanted = join_images(ctx.settings.kubeedge_version, ctx.settings.image_repository)
+    wanted = Release(ctx.settings.kubeedge_version).join_images(ctx.settings.image_repository)
     arches = await asyncio.gather(*(ctx.docker.image_architecture(ref) for ref in wanted))
     missing = [ref for ref, arch in zip(wanted, arches, strict=True) if arch is None]
-    alias = sandbox_alias(ctx.settings.image_repository)
+    alias = (
+        sandbox_alias(ctx.settings.image_repository) if ctx.settings.runtime == "docker" else None
+    )
     untagged = alias if alias and not await ctx.docker.image_exists(alias[1]) else None
     ctx.facts.images = ImageFacts(tuple(wanted), tuple(missing), untagged)
     details: dict[str, object] = {"images": wanted, "missing": missing}

@@ -1,0 +1,225 @@
+"""The CRI runtime a KubeEdge release after v1.13 joins with (containerd, cri-dockerd,
+CRI-O): does it serve the CRI, does runc use the cgroup driver the join passes, is its
+pod sandbox image there, can pods get a network. docs/kubeedge-versions.md says why each
+matters; with runtime = "docker" (dockershim) they are skipped."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from agent import containerd_config
+from agent.checks.context import CheckContext
+from agent.checks.facts import CgroupFacts, RuntimeFacts
+from agent.checks.registry import Outcome, check, failed, passed, skipped, warned
+from kedge.cri import GRPC_UNIMPLEMENTED, CriClient, CriError
+from kedge.elf import elf_machine
+from kedge.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE
+
+CRI_TIMEOUT_S = 10.0
+MIN_CONTAINERD = (1, 6)  # CRI v1 (runtime.v1), which KubeEdge from v1.14 speaks
+CNI_CONF_DIR, CNI_BIN_DIR = "/etc/cni/net.d", "/opt/cni/bin"
+CGROUPS_PATH_ERROR = 'expected cgroupsPath to be of format "slice:prefix:name" for systemd cgroups'
+
+
+def _dockershim(ctx: CheckContext) -> Outcome | None:
+    if ctx.settings.runtime == "docker":
+        return skipped("runtime is docker (dockershim, KubeEdge v1.13): no CRI runtime is used")
+    return None
+
+
+def _version(text: str) -> tuple[int, int]:
+    m = re.match(r"v?(\d+)\.(\d+)", text)
+    return (int(m[1]), int(m[2])) if m else (0, 0)
+
+
+@check(
+    "cri",
+    "Container runtime (CRI)",
+    "The runtime the join will use answers the CRI (v1) on its socket and is ready.",
+)
+async def cri(ctx: CheckContext) -> Outcome:
+    if (skip := _dockershim(ctx)) is not None:
+        return skip
+    s = ctx.settings
+    endpoint = s.runtime_endpoint
+    details: dict[str, Any] = {"runtime": s.runtime, "endpoint": endpoint}
+    client = CriClient(endpoint, timeout=CRI_TIMEOUT_S)
+    try:
+        version = await client.version()
+        conditions = {c.type: c for c in await client.conditions()}
+    except CriError as exc:
+        if exc.code == GRPC_UNIMPLEMENTED:
+            return failed(
+                f"{endpoint} does not serve the CRI: {exc} (containerd's CRI plugin is disabled; "
+                "keadm join would stop with the same words)",
+                'Enable containerd\'s CRI plugin: remove "cri" from disabled_plugins in '
+                f"{containerd_config.PATH} (Docker's containerd.io package disables it), then "
+                "systemctl restart containerd. kedge-agent fix does both.",
+                **details,
+            )
+        return failed(
+            f"no CRI runtime answers at {endpoint}: {exc}",
+            "Install and start the runtime (apt install containerd; systemctl enable --now "
+            "containerd), or set remote_runtime_endpoint to the socket it serves.",
+            **details,
+        )
+    details |= {"name": version.runtime_name, "version": version.runtime_version,
+                "cri_api": version.runtime_api_version}  # fmt: skip
+    config = None
+    if version.runtime_name == "containerd":
+        text = ctx.host.read_text(containerd_config.PATH)
+        try:
+            config = containerd_config.parse(text or "")
+        except containerd_config.ConfigUnreadable as exc:
+            return failed(str(exc), f"Fix {containerd_config.PATH}; containerd config dump shows what it reads.",
+                          **details)  # fmt: skip
+    network = conditions.get("NetworkReady")
+    sandbox = (config.sandbox_image if config else None) or containerd_config.default_sandbox(
+        version.runtime_version
+    )
+    ctx.facts.runtime = RuntimeFacts(endpoint, version.runtime_name, version.runtime_version,
+                                     network.status if network else None,
+                                     network.message if network else "", sandbox, config)  # fmt: skip
+    if version.runtime_name == "containerd" and _version(version.runtime_version) < MIN_CONTAINERD:
+        return failed(
+            f"containerd {version.runtime_version} is older than 1.6: KubeEdge after v1.13 needs CRI v1",
+            "Upgrade containerd to 1.6 or later (Debian 12: apt install containerd).",
+            **details,
+        )
+    ready = conditions.get("RuntimeReady")
+    if ready is not None and not ready.status:
+        return failed(f"{version.runtime_name} is not ready: {ready.reason} {ready.message}".strip(),
+                      f"journalctl -u {version.runtime_name} -e", **details)  # fmt: skip
+    return passed(f"{version.runtime_name} {version.runtime_version} serves CRI "
+                  f"{version.runtime_api_version} at {endpoint}", **details)  # fmt: skip
+
+
+def join_driver(ctx: CheckContext, runtime_driver: str) -> str:
+    setting = ctx.settings.cgroup_driver
+    return runtime_driver if setting == "auto" else setting
+
+
+@check(
+    "runtime-cgroup",
+    "Runtime cgroup driver",
+    "runc (through containerd) uses the cgroup driver keadm join passes to edgecore.",
+    needs=("cri",),
+)
+async def runtime_cgroup(ctx: CheckContext) -> Outcome:
+    if (skip := _dockershim(ctx)) is not None:
+        return skip
+    found = ctx.facts.runtime
+    if found is None or found.config is None:
+        name = found.name if found else "the runtime"
+        return skipped(f"{name}'s cgroup driver is not read by kedge (containerd's is)")
+    runtime_driver = "systemd" if found.config.systemd_cgroup else "cgroupfs"
+    join = join_driver(ctx, runtime_driver)
+    ctx.facts.cgroup = CgroupFacts(runtime_driver, join, None)
+    details = {"containerd": runtime_driver, "setting": ctx.settings.cgroup_driver, "join": join,
+               "config": containerd_config.PATH}  # fmt: skip
+    if join != runtime_driver:
+        value = "true" if join == "systemd" else "false"
+        return failed(
+            f"containerd's runc uses {runtime_driver} but the join passes --cgroupdriver={join}: "
+            f'keadm join would fail at "copy resources" with "{CGROUPS_PATH_ERROR}"'
+            if join == "systemd" else
+            f"containerd's runc uses {runtime_driver} but the join passes --cgroupdriver={join}: "
+            "edgecore's pods would not start",
+            f"Set SystemdCgroup = {value} under runc's options in {containerd_config.PATH} and "
+            f'systemctl restart containerd (kedge-agent fix does it), or set cgroup_driver = "auto".',
+            **details,
+        )  # fmt: skip
+    return passed(f"containerd and the join both use {join}", **details)
+
+
+@check(
+    "sandbox-image",
+    "Pod sandbox image",
+    "The runtime's own pause image is present: join's copy step and every pod need it, "
+    "and --image-repository does not change it.",
+    needs=("cri",),
+)
+async def sandbox_image(ctx: CheckContext) -> Outcome:
+    if (skip := _dockershim(ctx)) is not None:
+        return skip
+    found = ctx.facts.runtime
+    if found is None or not found.sandbox_image:
+        return skipped("the runtime's sandbox image is not known to kedge")
+    details = {"image": found.sandbox_image, "runtime": found.name}
+    try:
+        present = await CriClient(found.endpoint, timeout=CRI_TIMEOUT_S).image_id(
+            found.sandbox_image
+        )
+    except CriError as exc:
+        return failed(f"cannot ask {found.endpoint} for {found.sandbox_image}: {exc}",
+                      f"journalctl -u {found.name} -e", **details)  # fmt: skip
+    if present is None:
+        return warned(
+            f"{found.sandbox_image} is not in {found.name}: the join pulls it at its copy step, "
+            "which an offline board cannot",
+            "kedge-agent fix pulls it now (through the runtime's registry settings); offline, "
+            "import it: ctr -n k8s.io images import pause.tar",
+            **details,
+        )
+    return passed(f"{found.sandbox_image} is present", **details)
+
+
+def _conf_files(ctx: CheckContext) -> list[str]:
+    return [f"{CNI_CONF_DIR}/{n}" for n in ctx.host.entries(CNI_CONF_DIR)
+            if n.endswith((".conf", ".conflist", ".json"))]  # fmt: skip
+
+
+def _plugin_types(text: str) -> list[str]:
+    return sorted(set(re.findall(r'"type"\s*:\s*"([A-Za-z0-9_.-]+)"', text)))
+
+
+@check(
+    "cni",
+    "Pod network (CNI)",
+    "A CNI config and its plugins for this board's architecture: without them the node stays NotReady.",
+    needs=("cri",),
+)
+async def cni(ctx: CheckContext) -> Outcome:
+    if (skip := _dockershim(ctx)) is not None:
+        return skip
+    files = _conf_files(ctx)
+    details: dict[str, Any] = {"config_dir": CNI_CONF_DIR, "files": files}
+    if not files:
+        return failed(
+            f'no CNI config in {CNI_CONF_DIR}: the node would stay NotReady ("cni plugin not initialized")',
+            f"Install the CNI plugins for {ARCH_BY_MACHINE.get(ctx.host.machine(), ctx.host.machine())} "
+            f"(apt install containernetworking-plugins puts them in /usr/lib/cni; link or copy them to "
+            f"{CNI_BIN_DIR}) and write a bridge config to {CNI_CONF_DIR}/10-kedge-bridge.conflist; "
+            "kedge-agent fix does it from a local archive (cni_plugins_archive).",
+            **details,
+        )  # fmt: skip
+    wanted = _plugin_types("\n".join(ctx.host.read_text(f) or "" for f in files))
+    arch = ARCH_BY_MACHINE.get(ctx.host.machine())
+    missing, foreign = [], []
+    for plugin in wanted:
+        path = f"{CNI_BIN_DIR}/{plugin}"
+        if not ctx.host.exists(path):
+            missing.append(plugin)
+            continue
+        machine = elf_machine(ctx.host.path(path))
+        if machine is not None and arch is not None and ARCH_BY_ELF_MACHINE.get(machine) != arch:
+            foreign.append(plugin)
+    details |= {"plugins": wanted, "missing": missing, "wrong_arch": foreign}
+    if missing or foreign:
+        what = "; ".join(filter(None, [
+            f"missing from {CNI_BIN_DIR}: {', '.join(missing)}" if missing else "",
+            f"built for another architecture than {arch}: {', '.join(foreign)}" if foreign else "",
+        ]))  # fmt: skip
+        return failed(
+            f"the CNI config names plugins that cannot run: {what}",
+            f"Install the CNI plugins built for {arch} into {CNI_BIN_DIR} (the reference "
+            "install fetches amd64 ones only).",
+            **details,
+        )
+    network = ctx.facts.runtime
+    if network is not None and network.network_ready is False:
+        return warned(f"the runtime says its network is not ready: {network.network_message}",
+                      f"systemctl restart {network.name} to make it read {CNI_CONF_DIR} again",
+                      **details)  # fmt: skip
+    return passed(f"{', '.join(files)} with {', '.join(wanted) or 'no plugin'}", **details)

@@ -1,0 +1,128 @@
+"""The CRI runtime checks and fixes against a real containerd (Debian's 1.6) on a fixture
+board: the CRI answered or refused ("unknown service runtime.v1.RuntimeService"), runc's
+cgroup driver against the join's and its repair, the sandbox image, the CNI config."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import containerd_config
+from tests.conftest import AgentRunner, check_one
+from tests.harness.board import Board
+from tests.harness.containerd import Containerd, config_v2
+
+pytestmark = pytest.mark.skipif(shutil.which("containerd") is None, reason="needs containerd")
+
+
+@pytest.fixture
+def containerd(board: Board, tmp_path: Path) -> Iterator[Containerd]:
+    board.install_systemd()
+    c = Containerd(board, tmp_path / "containerd")
+    yield c
+    c.stop()
+
+
+def configure(board: Board, c: Containerd, **extra: Any) -> None:
+    board.configure({"kubeedge_version": "v1.23.1", "runtime": "containerd",
+                     "remote_runtime_endpoint": c.endpoint, **extra})  # fmt: skip
+
+
+def test_a_containerd_that_serves_the_cri_passes(
+    board: Board, containerd: Containerd, agent: AgentRunner
+) -> None:
+    containerd.start(config_v2(containerd.workdir, systemd_cgroup=False))
+    configure(board, containerd)
+    result = check_one(agent, board, "cri")
+    assert result.status == "pass", result.summary
+    assert result.summary.startswith("containerd 1.")
+    assert result.details["cri_api"] == "v1"
+    docker = check_one(agent, board, "docker")
+    assert (docker.status, docker.summary) == (
+        "skip", "runtime is containerd: docker is not used (the cri check covers it)")  # fmt: skip
+
+
+def test_containerd_io_without_its_cri_plugin_is_named_and_fixed(
+    board: Board, containerd: Containerd, agent: AgentRunner
+) -> None:
+    containerd.start(config_v2(containerd.workdir, systemd_cgroup=None, cri=False))
+    configure(board, containerd)
+    result = check_one(agent, board, "cri")
+    assert result.status == "fail"
+    assert "unknown service runtime.v1.RuntimeService" in result.summary
+    assert 'remove "cri" from disabled_plugins' in result.remedy
+    run = agent(board, "fix", "--yes", "--only", "cri")
+    assert run.rc == 0, run.out + run.err
+    assert not containerd_config.parse(board.path(containerd_config.PATH).read_text()).cri_disabled
+    assert board.path(containerd_config.PATH + ".kedge-backup").exists()
+    assert check_one(agent, board, "cri").status == "pass"
+
+
+def test_a_cgroup_driver_mismatch_is_named_with_keadms_words_and_fixed(
+    board: Board, containerd: Containerd, agent: AgentRunner
+) -> None:
+    """containerd's default (SystemdCgroup = false) against a join told to use systemd:
+    keadm join fails at "copy resources". fix sets it, keeps the rest, restarts, asks again."""
+    containerd.start(config_v2(containerd.workdir, systemd_cgroup=False))
+    configure(board, containerd, cgroup_driver="systemd")
+    before = board.path(containerd_config.PATH).read_text()
+    result = check_one(agent, board, "runtime-cgroup")
+    assert result.status == "fail"
+    assert (
+        'expected cgroupsPath to be of format "slice:prefix:name" for systemd cgroups'
+        in result.summary
+    )
+    dry = agent(board, "fix", "--dry-run", "--only", "runtime-cgroup")
+    assert dry.rc == 0, dry.out + dry.err
+    assert board.path(containerd_config.PATH).read_text() == before
+    run = agent(board, "fix", "--yes", "--only", "runtime-cgroup", "--json")
+    assert run.rc == 0, run.out + run.err
+    after = board.path(containerd_config.PATH).read_text()
+    assert containerd_config.parse(after).systemd_cgroup is True
+    assert [ln for ln in after.splitlines() if "SystemdCgroup" not in ln] == [
+        ln for ln in before.splitlines() if "SystemdCgroup" not in ln]  # fmt: skip
+    assert check_one(agent, board, "runtime-cgroup").status == "pass"
+    again = agent(board, "fix", "--yes", "--only", "runtime-cgroup")
+    assert again.rc == 0
+    assert board.path(containerd_config.PATH).read_text() == after  # idempotent
+
+
+def test_a_missing_sandbox_image_warns_and_no_cni_config_fails(
+    board: Board, containerd: Containerd, agent: AgentRunner
+) -> None:
+    containerd.start(config_v2(containerd.workdir, systemd_cgroup=False,
+                               sandbox_image="registry.example.invalid/pause:3.9"))  # fmt: skip
+    configure(board, containerd)
+    sandbox = check_one(agent, board, "sandbox-image")
+    assert sandbox.status == "warn"
+    assert sandbox.summary.startswith("registry.example.invalid/pause:3.9 is not in containerd")
+    cni = check_one(agent, board, "cni")
+    assert cni.status == "fail"
+    assert cni.summary == ('no CNI config in /etc/cni/net.d: the node would stay NotReady '
+                           '("cni plugin not initialized")')  # fmt: skip
+
+
+def test_cni_plugins_must_exist_for_this_boards_architecture(
+    board: Board, containerd: Containerd, agent: AgentRunner
+) -> None:
+    containerd.start(config_v2(containerd.workdir, systemd_cgroup=False))
+    configure(board, containerd)
+    board.write("/etc/cni/net.d/10-bridge.conflist",
+                '{"cniVersion": "1.0.0", "name": "kedge", "plugins": '
+                '[{"type": "bridge"}, {"type": "portmap"}]}')  # fmt: skip
+    missing = check_one(agent, board, "cni")
+    assert (missing.status, missing.details["missing"]) == ("fail", ["bridge", "portmap"])
+    board.write("/opt/cni/bin/bridge", Path("/bin/true").read_bytes(), 0o755)
+    # an aarch64 ELF header: what the reference install's amd64-only fetch gets wrong the other way
+    board.write(
+        "/opt/cni/bin/portmap",
+        b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\x02\x00\xb7\x00" + b"\0" * 44,
+        0o755,
+    )
+    foreign = check_one(agent, board, "cni")
+    assert (foreign.status, foreign.details["wrong_arch"]) == ("fail", ["portmap"])
+    assert "built for another architecture than amd64: portmap" in foreign.summary
