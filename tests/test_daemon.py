@@ -155,7 +155,9 @@ def test_sigterm_says_offline_itself_and_exits(
 def test_outage_loses_no_report(
     configured: Board, broker: Mosquitto, start_daemon: Callable[..., Agentd]
 ) -> None:
-    rec = Recorder(broker, "kedge/board-1/health")
+    # A kept session: the reports the daemon replays may reach the restarted broker before
+    # the second recorder does, and then wait for it there.
+    rec = Recorder(broker, "kedge/board-1/health", session="outage-watch")
     d = start_daemon()
     wait_for(lambda: len(rec.on("kedge/board-1/health")) >= 2, timeout=30, what="reports")
     rec.close()
@@ -166,7 +168,7 @@ def test_outage_loses_no_report(
         what="reports spooled during the outage",
     )
     broker.start()
-    rec = Recorder(broker, "kedge/board-1/health")
+    rec = Recorder(broker, "kedge/board-1/health", session="outage-watch")
     try:
         wait_for(lambda: d.status().get("connected") and d.status().get("spool_depth", 99) <= 1, timeout=60,
                  what="the spool to drain")  # fmt: skip

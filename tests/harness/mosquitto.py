@@ -188,10 +188,15 @@ class Mosquitto:
 class Recorder:
     """Subscribes to topics and keeps every message, in arrival order."""
 
-    def __init__(self, broker: Mosquitto, *topics: str, **auth: Any) -> None:
+    def __init__(
+        self, broker: Mosquitto, *topics: str, session: str | None = None, **auth: Any
+    ) -> None:
+        """session: a client id whose session the broker keeps (5 min) while this recorder
+        is away or the broker restarts, so what arrives meanwhile waits for the next
+        Recorder with the same session — no race with a publisher that reconnects first."""
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"recorder-{free_port()}",
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=session or f"recorder-{free_port()}",
                                    protocol=paho.MQTTv5)  # fmt: skip
         if "username" in auth:
             self._client.username_pw_set(auth["username"], auth.get("password"))
@@ -206,7 +211,16 @@ class Recorder:
         self._subscribed = threading.Event()
         self._client.on_subscribe = lambda *a: self._subscribed.set()
         self._client.on_connect = lambda c, *a: c.subscribe([(t, 1) for t in topics])
-        self._client.connect("127.0.0.1", broker.port, 30)
+        kept = None
+        if session:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            kept = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            kept.SessionExpiryInterval = 300
+        self._client.connect(
+            "127.0.0.1", broker.port, 30, clean_start=session is None, properties=kept
+        )
         self._client.loop_start()
         if not self._subscribed.wait(20):
             raise TimeoutError("recorder did not subscribe")
