@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.checks import ORDER
+from agent.checks.registry import NOT_USED
 from agent.docker_api import DockerClient
 from agent.fixes import FIXES, CannotFix, FixContext
 from agent.preflight import run_preflight
@@ -44,7 +45,7 @@ async def run_fix(
     problems = [
         {"check": c.id, "problem": f"cannot tell what to fix: {c.summary}",
          "remedy": c.remedy or "Fix what the check depends on first (see kedge-agent check)."}
-        for c in mine if c.status in (Status.SKIP, Status.ERROR)
+        for c in mine if c.status in (Status.SKIP, Status.ERROR) and not c.details.get(NOT_USED)
     ]  # fmt: skip
     if not todo:
         if problems:

@@ -8,7 +8,7 @@ from typing import Any
 
 from agent.checks.context import CheckContext
 from agent.checks.facts import CgroupFacts
-from agent.checks.registry import Outcome, check, failed, passed, skipped, warned
+from agent.checks.registry import Outcome, check, failed, not_used, passed, warned
 from kedge.errors import DockerError, DockerUnavailable
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -60,7 +60,7 @@ def _unavailable_remedy(ctx: CheckContext, exc: DockerUnavailable) -> str:
 )
 async def docker(ctx: CheckContext) -> Outcome:
     if ctx.settings.runtime not in DOCKER_RUNTIMES:
-        return skipped(
+        return not_used(
             f"runtime is {ctx.settings.runtime}: docker is not used (the cri check covers it)"
         )
     data, json_error = read_daemon_json(ctx)

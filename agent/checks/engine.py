@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 import structlog
 
 from agent.checks.context import CheckContext
-from agent.checks.registry import REGISTRY, Check, Outcome
+from agent.checks.registry import NOT_USED, REGISTRY, Check, Outcome
 from kedge.errors import KedgeError
 from kedge.wire import CheckResult, Status
 
@@ -84,6 +84,8 @@ async def _dependencies_allow(
         if dep not in present:
             return Outcome(Status.SKIP, f"needs the {dep} check, which was not run")
         dep_result = await asyncio.shield(tasks[dep])
+        if dep_result.details.get(NOT_USED):
+            return Outcome(Status.SKIP, dep_result.summary, "", {NOT_USED: True})
         if dep_result.status not in (Status.PASS, Status.WARN):
             return Outcome(
                 Status.SKIP, f"needs the {dep} check, which did not pass ({dep_result.status})"

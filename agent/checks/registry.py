@@ -41,6 +41,15 @@ def skipped(summary: str, **details: Any) -> Outcome:
     return Outcome(Status.SKIP, summary, "", details)
 
 
+NOT_USED = "not_used"  # a detail: the check does not apply to this board's setup
+
+
+def not_used(summary: str) -> Outcome:
+    """Skipped because the board does not use what the check looks at (docker's checks on
+    a containerd board, the CRI's on a docker one): nothing to repair, nothing blocked."""
+    return Outcome(Status.SKIP, summary, "", {NOT_USED: True})
+
+
 CheckFunc = Callable[["CheckContext"], Awaitable[Outcome]]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from agent import containerd_config
 from agent.checks.context import CheckContext
 from agent.checks.facts import CgroupFacts, RuntimeFacts
-from agent.checks.registry import Outcome, check, failed, passed, skipped, warned
+from agent.checks.registry import Outcome, check, failed, not_used, passed, skipped, warned
 from kedge.cri import GRPC_UNIMPLEMENTED, CriClient, CriError
 from kedge.elf import elf_machine
 from kedge.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE
@@ -24,7 +24,7 @@ CGROUPS_PATH_ERROR = 'expected cgroupsPath to be of format "slice:prefix:name" f
 
 def _dockershim(ctx: CheckContext) -> Outcome | None:
     if ctx.settings.runtime == "docker":
-        return skipped("runtime is docker (dockershim, KubeEdge v1.13): no CRI runtime is used")
+        return not_used("runtime is docker (dockershim, KubeEdge v1.13): no CRI runtime is used")
     return None
 
 
