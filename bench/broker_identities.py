@@ -33,7 +33,7 @@ from tests.harness.wait import wait_for
 paho_tables.install()
 
 
-def client(port: int, client_id: str, auth: Auth | None) -> paho.Client:
+def client(port: int, client_id: str, auth: Auth | None, *, wait: bool = True) -> paho.Client:
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
     if auth is not None:
         c.username_pw_set(auth.username, auth.password)
@@ -42,7 +42,8 @@ def client(port: int, client_id: str, auth: Auth | None) -> paho.Client:
     c.max_inflight_messages_set(100)
     c.connect("127.0.0.1", port, 60)
     c.loop_start()
-    wait_for(c.is_connected, timeout=30, what=f"{client_id} connected")
+    if wait:
+        wait_for(c.is_connected, timeout=30, what=f"{client_id} connected")
     return c
 
 
@@ -50,7 +51,14 @@ def reports(
     broker: Mosquitto, auths: dict[str, Auth | None], reader: Auth | None, count: int
 ) -> float:
     """Every board publishes `count` reports at QoS 1; reports/s until all arrived."""
-    boards = {node: client(broker.port, f"kedge-{node}", auth) for node, auth in auths.items()}
+    boards = {
+        node: client(broker.port, f"kedge-{node}", auth, wait=False) for node, auth in auths.items()
+    }
+    wait_for(
+        lambda: all(c.is_connected() for c in boards.values()),
+        timeout=120,
+        what="every board connected",
+    )
     got = 0
     lock = threading.Lock()
     done = threading.Event()
@@ -78,9 +86,11 @@ def reports(
     if not done.wait(120):
         raise RuntimeError(f"only {got} of {total} reports arrived")
     elapsed = time.perf_counter() - started
-    for c in [*boards.values(), sub]:
-        c.loop_stop()
+    everyone = [*boards.values(), sub]
+    for c in everyone:  # all first: each loop then ends at once instead of at its next wake-up
         c.disconnect()
+    for c in everyone:
+        c.loop_stop()
     return total / elapsed
 
 
