@@ -4,6 +4,7 @@ cgroup driver against the join's and its repair, the sandbox image, the CNI conf
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from agent import containerd_config
 from tests.conftest import AgentRunner, check_one
 from tests.harness.board import Board
 from tests.harness.containerd import Containerd, config_v2
+from tests.harness.dockerd import Dockerd, seed_registry
+from tests.harness.registry import Registry
 
 pytestmark = pytest.mark.skipif(shutil.which("containerd") is None, reason="needs containerd")
 
@@ -126,3 +129,27 @@ def test_cni_plugins_must_exist_for_this_boards_architecture(
     foreign = check_one(agent, board, "cni")
     assert (foreign.status, foreign.details["wrong_arch"]) == ("fail", ["portmap"])
     assert "built for another architecture than amd64: portmap" in foreign.summary
+
+
+def test_the_releases_images_are_pulled_through_the_runtime(
+    board: Board, containerd: Containerd, agent: AgentRunner, registry: Registry,
+    dockerd_systemd: Dockerd,
+) -> None:  # fmt: skip
+    """v1.23.1's join pulls only its installation package, through the CRI: the check asks
+    containerd, fix pulls it for real through containerd's mirror setting (the loopback
+    registry as Docker Hub), and the sandbox image likewise."""
+    seed_registry(dockerd_systemd, registry.address,
+                  ["kubeedge/installation-package:v1.23.1", "kubeedge/pause:3.6"])  # fmt: skip
+    containerd.start(config_v2(containerd.workdir, systemd_cgroup=False, mirror=registry.url,
+                               sandbox_image="kubeedge/pause:3.6"))  # fmt: skip
+    configure(board, containerd)
+    images = check_one(agent, board, "runtime-images")
+    assert (images.status, images.details["missing"]) == (
+        "warn", ["kubeedge/installation-package:v1.23.1"])  # fmt: skip
+    assert check_one(agent, board, "sandbox-image").status == "warn"
+    run = agent(board, "fix", "--yes", "--only", "runtime-images,sandbox-image", "--json")
+    assert run.rc == 0, run.out + run.err
+    pulled = [c["target"] for c in json.loads(run.out)["changes"] if c["action"] == "pull"]
+    assert sorted(pulled) == ["kubeedge/installation-package:v1.23.1", "kubeedge/pause:3.6"]
+    assert check_one(agent, board, "runtime-images").status == "pass"
+    assert check_one(agent, board, "sandbox-image").status == "pass"

@@ -12,11 +12,12 @@ def test_every_check_passes_on_a_ready_board(ready_board: Board, agent: AgentRun
     # The seed's v1.13 works, and is no longer maintained: the one warning, with the way up.
     assert got.pop("kubeedge-version") == "warn", dump(run)
     # A docker board: the CRI runtime's checks have nothing to look at.
-    assert [got.pop(c) for c in ("cri", "runtime-cgroup", "sandbox-image", "cni")] == ["skip"] * 4
+    cri = ("cri", "runtime-cgroup", "sandbox-image", "runtime-images", "cni")
+    assert [got.pop(c) for c in cri] == ["skip"] * len(cri)
     assert set(got.values()) == {"pass"}, dump(run)
     report = run.report()
     assert report.ok
     assert run.rc == 0
     assert report.node == "board-1"
     assert report.kubeedge_version == "v1.13.0"
-    assert len(report.checks) == 18
+    assert len(report.checks) == 19

@@ -16,6 +16,7 @@ ORDER = (
     "cri",
     "runtime-cgroup",
     "sandbox-image",
+    "runtime-images",
     "cni",
     "cloudcore",
     "leftovers",

@@ -14,7 +14,7 @@ from agent.checks.facts import CgroupFacts, RuntimeFacts
 from agent.checks.registry import Outcome, check, failed, not_used, passed, skipped, warned
 from kedge.cri import GRPC_UNIMPLEMENTED, CriClient, CriError
 from kedge.elf import elf_machine
-from kedge.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE
+from kedge.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE, Release
 
 CRI_TIMEOUT_S = 10.0
 MIN_CONTAINERD = (1, 6)  # CRI v1 (runtime.v1), which KubeEdge from v1.14 speaks
@@ -223,3 +223,36 @@ async def cni(ctx: CheckContext) -> Outcome:
                       f"systemctl restart {network.name} to make it read {CNI_CONF_DIR} again",
                       **details)  # fmt: skip
     return passed(f"{', '.join(files)} with {', '.join(wanted) or 'no plugin'}", **details)
+
+
+@check(
+    "runtime-images",
+    "KubeEdge images (CRI)",
+    "The images the target release's keadm join pulls are already in the runtime, so the "
+    "join works on a slow or offline link.",
+    needs=("cri",),
+)
+async def runtime_images(ctx: CheckContext) -> Outcome:
+    if (skip := _dockershim(ctx)) is not None:
+        return skip
+    found = ctx.facts.runtime
+    if found is None:
+        return skipped("the runtime did not answer")
+    wanted = Release(ctx.settings.kubeedge_version).join_images(ctx.settings.image_repository)
+    client = CriClient(found.endpoint, timeout=CRI_TIMEOUT_S)
+    try:
+        missing = [ref for ref in wanted if await client.image_id(ref) is None]
+    except CriError as exc:
+        return failed(f"cannot ask {found.endpoint} for images: {exc}", f"journalctl -u {found.name} -e",
+                      images=wanted)  # fmt: skip
+    details = {"images": wanted, "missing": missing, "runtime": found.name}
+    if missing:
+        return warned(
+            f"not in {found.name} yet: {', '.join(missing)} (keadm join pulls them through the CRI; "
+            "an offline board cannot)",
+            "kedge-agent fix pulls them now through the runtime (its registry mirrors apply); "
+            "offline: ctr -n k8s.io images import IMAGE.tar",
+            **details,
+        )
+    return passed(f"{len(wanted)} image{'s' if len(wanted) != 1 else ''} present in {found.name}",
+                  **details)  # fmt: skip

@@ -129,3 +129,20 @@ async def fix_sandbox_image(fx: FixContext, result: CheckResult) -> None:
         raise CannotFix(
             f"{found.name} could not pull {found.sandbox_image}: {exc}", result.remedy
         ) from exc
+
+
+@fixes("runtime-images")
+async def fix_runtime_images(fx: FixContext, result: CheckResult) -> None:
+    found = fx.facts.runtime
+    missing = [str(ref) for ref in result.details.get("missing") or []]
+    if found is None or not missing:
+        raise CannotFix("the check could not tell which images are missing", result.remedy)
+    client = CriClient(found.endpoint)
+    for ref in missing:
+        fx.change("pull", ref, f"through {found.name}'s CRI (its registry settings apply)")
+        if fx.dry_run:
+            continue
+        try:
+            await client.pull(ref, timeout=600)
+        except CriError as exc:
+            raise CannotFix(f"{found.name} could not pull {ref}: {exc}", result.remedy) from exc
