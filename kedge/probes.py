@@ -169,6 +169,18 @@ async def https_get_unverified(url: str, *, timeout: float = 3.0, limit: int = 6
     return body
 
 
+async def https_status_unverified(url: str, *, timeout: float = 3.0) -> int:
+    """The HTTP status of a GET over HTTPS without verifying the server (as keadm asks
+    cloudcore whether a node name is taken: InsecureSkipVerify)."""
+    with _mapped(url, timeout):
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(url, ssl=_insecure_context()) as resp,
+        ):
+            await resp.content.read(4096)
+            return resp.status
+
+
 async def http_date_offset(url: str, *, timeout: float = 3.0) -> float:
     """Server time minus local time from an HTTP Date header (1 s resolution)."""
     with _mapped(url, timeout):

@@ -129,3 +129,27 @@ def test_address_missing_from_the_certificate(board: Board, agent: AgentRunner) 
     assert result.summary.startswith("edgecore would reject cloudcore's certificate: ")
     assert "IP address mismatch" in result.summary
     assert "--advertise-address including 127.0.0.1" in result.remedy
+
+
+def test_from_v1_20_a_name_cloudcore_knows_is_named_before_keadm_refuses(
+    board: Board, agent: AgentRunner
+) -> None:
+    """cloudcore v1.20+ answers GET /node/<name> on its certificate port; keadm join
+    refuses unless that is 404."""
+    pki = CloudcorePKI.create(["127.0.0.1"])
+    with CloudcoreSim(pki, version="v1.23.1", nodes={"board-1"}) as cc:
+        point_at(board, cc, token=pki.token(), kubeedge_version="v1.23.1", runtime="containerd")
+        taken = check_cc(agent, board)
+        assert taken.status == "fail"
+        assert taken.summary == (
+            "cloudcore answers HTTP 200 for node board-1: keadm join v1.23.1 would refuse with "
+            '"node already exists or internal error occurred, cannot register again"'
+        )
+        assert taken.remedy.startswith("If this board is that node coming back, delete its Node "
+                                       "first: kedge-cloud-api remove board-1")  # fmt: skip
+        cc.nodes.clear()  # the admin deleted the Node
+        assert check_cc(agent, board).status == "pass"
+        # a v1.13 target never asks (its keadm does not)
+        cc.nodes.add("board-1")
+        point_at(board, cc, token=pki.token())
+        assert check_cc(agent, board).status == "pass"

@@ -11,8 +11,9 @@ from agent.checks.context import CheckContext
 from agent.checks.registry import Outcome, check, failed, passed, warned
 from agent.x509 import sha256_hex, to_der
 from kedge.errors import ProbeError, UserError
+from kedge.kubeedge import Release
 from kedge.names import split_hostport
-from kedge.probes import https_get_unverified, tcp_connect, tls_verify
+from kedge.probes import https_get_unverified, https_status_unverified, tcp_connect, tls_verify
 from kedge.token import parse_token
 
 TOKEN_WARN_LEFT = timedelta(hours=1)
@@ -77,7 +78,33 @@ async def cloudcore(ctx: CheckContext) -> Outcome:
             f"--advertise-address including {host}.",
             **details,
         )
-    return _token_outcome(ctx, ca_hash, details)
+    taken = await _name_taken(ctx, base, details)
+    return taken or _token_outcome(ctx, ca_hash, details)
+
+
+async def _name_taken(ctx: CheckContext, base: str, details: dict[str, Any]) -> Outcome | None:
+    """From v1.20 keadm join asks cloudcore GET /node/<name> first and refuses unless 404
+    (keadm/cmd/keadm/app/cmd/edge/join.go isNodeExist): say so before it does."""
+    if not Release(ctx.settings.kubeedge_version).checks_node_exists or ctx.joined() is not None:
+        return None
+    node = ctx.node_name()
+    try:
+        status = await https_status_unverified(f"{base}/node/{node}", timeout=3.0)
+    except ProbeError as exc:
+        return failed(f"cannot ask cloudcore whether {node} is registered: {exc}",
+                      "keadm join asks the same and would stop: see why the port does not answer.",
+                      **details)  # fmt: skip
+    details["node_lookup_status"] = status
+    if status == 404:
+        return None
+    return failed(
+        f"cloudcore answers HTTP {status} for node {node}: keadm join {ctx.settings.kubeedge_version} "
+        'would refuse with "node already exists or internal error occurred, cannot register again"',
+        f"If this board is that node coming back, delete its Node first: kedge-cloud-api remove {node} "
+        f"(or kubectl delete node {node}); if another board holds the name, set node_name to "
+        "another. HTTP 500: cloudcore could not ask the API server (kubectl -n kubeedge logs cloudcore).",
+        **details,
+    )
 
 
 def _token_outcome(ctx: CheckContext, ca_hash: str, details: dict[str, Any]) -> Outcome:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kedge.names import version_tuple
 from tests.kubeedge_sim.pki import CloudcorePKI
 
 
@@ -54,6 +55,14 @@ class _CertHandler(http.server.BaseHTTPRequestHandler):
             self._send(200, server.pki.ca_der)
         elif self.path == "/edge.crt":
             self._edge_crt()
+        elif self.path.startswith("/node/") and version_tuple(server.version) >= (1, 20, 0):
+            # cloud/pkg/cloudhub/servers/httpserver (v1.20 on), node.CheckNode: the Node
+            # from the API server; WriteErrorString(404, "Node not found") when it has none.
+            name = self.path.removeprefix("/node/")
+            if name in server.nodes:
+                self._send(200, b"")
+            else:
+                self._send(404, b"Node not found")
         else:
             self._send(404, b"404 page not found\n")
 
@@ -86,6 +95,8 @@ class _CertServer(_TLSMixin, http.server.ThreadingHTTPServer):
     pki: CloudcorePKI
     refuse_edge_crt: bool
     events: list[str]
+    version: str
+    nodes: set[str]
 
 
 class _HubHandler(socketserver.StreamRequestHandler):
@@ -135,6 +146,8 @@ class CloudcoreSim:
     host: str = "127.0.0.1"
     refuse_edge_crt: bool = False  # fault: the certificate port turns edges away
     events: list[str] = field(default_factory=list)  # what cloudcore would log
+    version: str = "v1.13.0"  # from v1.20 the certificate port also answers GET /node/<name>
+    nodes: set[str] = field(default_factory=set)  # the Nodes the cluster has
     refuse_websocket: bool = False  # fault: port 10000 turns edges away (a firewall, say)
     on_registered: Callable[[str], None] | None = None  # an edge connected to cloudhub
     _servers: list[socketserver.BaseServer] = field(default_factory=list)
@@ -158,6 +171,7 @@ class CloudcoreSim:
         cert = _CertServer((self.host, self.cert_port), _CertHandler)
         cert.pki, cert.ssl_context = self.pki, ctx
         cert.refuse_edge_crt, cert.events = self.refuse_edge_crt, self.events
+        cert.version, cert.nodes = self.version, self.nodes
         ws = _WebsocketServer((self.host, self.websocket_port), _HubHandler)
         ws.ssl_context = ctx
         ws.refuse_websocket, ws.events, ws.on_registered = (
