@@ -19,7 +19,7 @@ from agent.docker_api import DockerClient
 from agent.edgecore_dropin import DROPIN, remove_dropin
 from kedge.errors import CommandError, DockerError
 from kedge.host import Host
-from kedge.kubeedge import EDGECORE_UNIT, UNIT_DIRS
+from kedge.kubeedge import EDGECORE_UNIT, UNIT_DIRS, Release
 from kedge.wire import Change
 
 log = structlog.get_logger(__name__)
@@ -52,9 +52,20 @@ def _is_kubeedge_container(name: str) -> bool:
     return name == "mqtt" or name.startswith("k8s_")
 
 
-async def reset_board(host: Host, docker: DockerClient, *, dry_run: bool = False) -> list[Change]:
-    """Stop edgecore, remove its unit, containers and directories. Returns what changed
-    (or would change): an already clean board yields no changes."""
+def kubeedge_dirs(kubeedge_version: str) -> tuple[str, ...]:
+    """What reset removes for a target release: keadm's own list, and from v1.20 edgecore's
+    data directory /var/lib/kubelet (util/reset.go@v1.23.1 CleanDirectories adds
+    DefaultRootDir for an edge node — and returns at the first directory that is missing,
+    so kedge removes each itself instead of trusting keadm to)."""
+    data = Release(kubeedge_version).data_dir
+    return KUBEEDGE_DIRS if data in KUBEEDGE_DIRS else (*KUBEEDGE_DIRS, data)
+
+
+async def reset_board(host: Host, docker: DockerClient, *, dry_run: bool = False,
+                      dirs: tuple[str, ...] = KUBEEDGE_DIRS) -> list[Change]:  # fmt: skip
+    """Stop edgecore, remove its unit, containers and directories (`dirs`: see
+    kubeedge_dirs()). Returns what changed (or would change): an already clean board
+    yields no changes."""
     changes: list[Change] = []
 
     def did(action: str, target: str, detail: str = "") -> None:
@@ -96,7 +107,7 @@ async def reset_board(host: Host, docker: DockerClient, *, dry_run: bool = False
                 await docker.remove_container(c.id)
             did("remove", f"container {c.name}", c.image)
 
-    for d in KUBEEDGE_DIRS:
+    for d in dirs:
         if host.exists(d):
             if not dry_run:
                 shutil.rmtree(host.path(d), ignore_errors=True)

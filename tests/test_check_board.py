@@ -186,3 +186,13 @@ def test_a_busy_cpu_warns(board: Board, agent: AgentRunner) -> None:
     assert result.status == "warn"
     assert result.summary.startswith("CPU busy ")
     assert result.summary.endswith("(limit ≤ 50 %)")
+
+
+def test_leftovers_follow_the_target_releases_data_directory(
+    board: Board, agent: AgentRunner
+) -> None:
+    board.mkdir("/var/lib/kubelet/pods")  # edgecore's data directory from KubeEdge v1.20
+    assert check_one(agent, board, "leftovers").status == "pass"  # v1.13 keeps it elsewhere
+    board.configure({"kubeedge_version": "v1.23.1", "runtime": "containerd"})
+    stale = check_one(agent, board, "leftovers")
+    assert (stale.status, stale.summary) == ("warn", "/var/lib/kubelet is not empty")

@@ -77,3 +77,11 @@ def test_join_flags_follow_the_release_and_the_runtime() -> None:
         "--runtimetype=docker",
         "--remote-runtime-endpoint=unix:///var/run/dockershim.sock",
     ]
+
+
+def test_reset_removes_the_target_releases_data_directory() -> None:
+    from agent.reset import KUBEEDGE_DIRS, kubeedge_dirs
+
+    assert kubeedge_dirs("v1.13.0") == KUBEEDGE_DIRS
+    assert kubeedge_dirs("v1.19.2") == KUBEEDGE_DIRS  # /var/lib/edged is in it already
+    assert kubeedge_dirs("v1.23.1") == (*KUBEEDGE_DIRS, "/var/lib/kubelet")

@@ -15,6 +15,7 @@ from kedge.kubeedge import (
     MQTT_WS_PORT,
     STATE_DIRS,
     UNIT_DIRS,
+    Release,
 )
 from kedge.names import is_dns1123_subdomain, suggest_dns1123
 
@@ -43,7 +44,9 @@ async def leftovers(ctx: CheckContext) -> Outcome:
         blocking.append(
             f"{ETC_DIR} is not empty ({', '.join(entries[:4])}{'…' if len(entries) > 4 else ''})"
         )
-    stale += [f"{d} is not empty" for d in STATE_DIRS if ctx.host.entries(d)]
+    data_dir = Release(ctx.settings.kubeedge_version).data_dir  # /var/lib/kubelet from v1.20
+    state_dirs = STATE_DIRS if data_dir in STATE_DIRS else (*STATE_DIRS, data_dir)
+    stale += [f"{d} is not empty" for d in state_dirs if ctx.host.entries(d)]
     stale += [
         f"stale unit {d}/{EDGECORE_UNIT}"
         for d in UNIT_DIRS

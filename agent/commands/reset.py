@@ -6,7 +6,7 @@ import argparse
 
 from agent.commands.common import EXIT_FAILED, emitter, finish, host_from, settings_from
 from agent.docker_api import DockerClient
-from agent.reset import KUBEEDGE_DIRS, reset_board
+from agent.reset import KUBEEDGE_DIRS, kubeedge_dirs, reset_board
 from agent.state import StateDir
 from kedge.confirm import confirm
 from kedge.wire import ActionReport
@@ -14,7 +14,8 @@ from kedge.wire import ActionReport
 EPILOG = f"""\
 In order, skipping what is not there: stop and disable edgecore.service and remove
 it; remove the KubeEdge containers (mqtt, k8s_*) through the Docker API; run
-`keadm reset --force` when keadm is present; delete {", ".join(KUBEEDGE_DIRS)}.
+`keadm reset --force` when keadm is present; delete {", ".join(KUBEEDGE_DIRS)},
+and from KubeEdge v1.20 edgecore's data directory /var/lib/kubelet.
 Asks first on a terminal; without a terminal it needs --yes.
 """
 
@@ -44,12 +45,13 @@ async def run(args: argparse.Namespace) -> int:
         emit("nothing changed")
         return EXIT_FAILED
     state = StateDir(host, settings.state_dir)
+    dirs = kubeedge_dirs(settings.kubeedge_version)
     async with DockerClient(settings.docker_socket) as docker:
         if args.dry_run:
-            changes = await reset_board(host, docker, dry_run=True)
+            changes = await reset_board(host, docker, dry_run=True, dirs=dirs)
         else:
             with state.lock("reset"):
-                changes = await reset_board(host, docker)
+                changes = await reset_board(host, docker, dirs=dirs)
                 state.clear_join()
     for c in changes:
         emit(
