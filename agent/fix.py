@@ -35,6 +35,7 @@ async def run_fix(
     emit: Callable[[str], None],
     from_archive: Path | None = None,
     force_remove_conflicts: bool = False,
+    cni_archive: Path | None = None,
 ) -> ActionReport:
     targets = [c for c in FIXABLE if not list(only) or c in only]
     found = await run_preflight(settings, host, only=targets)
@@ -56,7 +57,7 @@ async def run_fix(
         return _report(True, summary, before.node, problems, checks=before.checks)
     async with DockerClient(settings.docker_socket) as docker:
         fx = FixContext(settings, host, docker, dry_run, emit, found.facts, from_archive,
-                        force_remove_conflicts)  # fmt: skip
+                        force_remove_conflicts, cni_archive)  # fmt: skip
         for result in todo:
             emit(f"{result.id}: {result.summary}")
             try:

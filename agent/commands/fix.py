@@ -29,6 +29,14 @@ repairs (by check id): {", ".join(FIXABLE)}
                  them from --from-archive FILE (a `docker save` tarball)
   leftovers      the full `kedge-agent reset`
   conflicts      stop and disable k3s/kubelet units, only with --force-remove-conflicts
+  cri            enable containerd's CRI plugin (disabled_plugins), restart it
+  runtime-cgroup set runc's SystemdCgroup in /etc/containerd/config.toml to the join's
+                 cgroup driver (backup kept, other lines untouched), restart, ask again
+  sandbox-image, runtime-images
+                 pull through the runtime's CRI (its registry mirrors apply)
+  cni            install the CNI plugins from --cni-archive FILE (a release tarball
+                 of containernetworking/plugins for this board's architecture) and
+                 write a bridge config when there is none
 
 Each change is printed before it is made; --dry-run prints only. Without --yes,
 fix asks on a terminal and refuses without one.
@@ -56,6 +64,8 @@ def register(
     p.add_argument(
         "--from-archive", type=Path, metavar="FILE", help="load images from a `docker save` tarball"
     )
+    p.add_argument("--cni-archive", type=Path, metavar="FILE",
+                   help="CNI plugins to install (cni-plugins-linux-ARCH-vX.tgz)")  # fmt: skip
     p.add_argument("--force-remove-conflicts", action="store_true",
                    help="stop and disable k3s/kubelet units (their data is kept)")  # fmt: skip
     p.set_defaults(handler=run)
@@ -63,8 +73,9 @@ def register(
 
 async def run(args: argparse.Namespace) -> int:
     check_ids("only", args.only, list(FIXABLE))
-    if args.from_archive is not None and not args.from_archive.is_file():
-        raise UserError(f"--from-archive {args.from_archive}: no such file")
+    for flag, path in (("--from-archive", args.from_archive), ("--cni-archive", args.cni_archive)):
+        if path is not None and not path.is_file():
+            raise UserError(f"{flag} {path}: no such file")
     settings = settings_from(args)
     host = host_from(args)
     emit = emitter(args)
@@ -79,6 +90,7 @@ async def run(args: argparse.Namespace) -> int:
         report = await run_fix(
             settings, host, only=args.only, dry_run=args.dry_run, emit=emit,
             from_archive=args.from_archive, force_remove_conflicts=args.force_remove_conflicts,
+            cni_archive=args.cni_archive,
         )  # fmt: skip
     if not args.json:
         for p in report.details["problems"]:

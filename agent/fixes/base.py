@@ -33,6 +33,7 @@ class FixContext:
     facts: Facts
     from_archive: Path | None = None
     force_remove_conflicts: bool = False
+    cni_archive: Path | None = None
     changes: list[Change] = field(default_factory=list)
 
     def change(self, action: str, target: str, detail: str = "") -> None:

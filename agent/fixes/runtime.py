@@ -1,18 +1,22 @@
-"""cri, runtime-cgroup, sandbox-image: mend containerd for the join — enable its CRI
-plugin, make runc use the join's cgroup driver (every other setting kept, a backup left,
-containerd restarted and asked again), pull the pod sandbox image through the CRI."""
+"""cri, runtime-cgroup, sandbox-image, runtime-images, cni: mend containerd for the join —
+enable its CRI plugin, make runc use the join's cgroup driver (every other setting kept,
+a backup left, containerd restarted and asked again), pull images through the CRI,
+install CNI plugins from a release tarball the user gives and a bridge config."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import stat
+import tarfile
+from pathlib import Path
 
 from agent import containerd_config
-from agent.checks.runtime import CRI_TIMEOUT_S
+from agent.checks.runtime import CNI_BIN_DIR, CNI_CONF_DIR, CRI_TIMEOUT_S
 from agent.fixes.base import CannotFix, FixContext, fixes
 from kedge.cri import CriClient, CriError
 from kedge.errors import CommandError
+from kedge.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE
 from kedge.private_files import write_private
 from kedge.wire import CheckResult
 
@@ -146,3 +150,85 @@ async def fix_runtime_images(fx: FixContext, result: CheckResult) -> None:
             await client.pull(ref, timeout=600)
         except CriError as exc:
             raise CannotFix(f"{found.name} could not pull {ref}: {exc}", result.remedy) from exc
+
+
+# A plain bridge network for the board's pods, as the CNI project's own example has it.
+BRIDGE_CONFLIST = """{
+  "cniVersion": "1.0.0",
+  "name": "kedge",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]],
+              "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+"""
+BRIDGE_FILE = f"{CNI_CONF_DIR}/10-kedge-bridge.conflist"
+MAX_PLUGIN_BYTES = 256 * 1024 * 1024
+
+
+def plugins_in(archive: Path) -> dict[str, bytes]:
+    """name -> content of each plain file at the top of a CNI plugins release tarball.
+    Links, devices, nested paths and oversized members are refused, never extracted."""
+    found: dict[str, bytes] = {}
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if not member.isfile() or "/" in name or not name or name.startswith("."):
+                    continue
+                if member.size > MAX_PLUGIN_BYTES:
+                    raise CannotFix(f"{archive}: {name} is larger than {MAX_PLUGIN_BYTES >> 20} MB")
+                data = tar.extractfile(member)
+                if data is not None:
+                    found[name] = data.read()
+    except (OSError, tarfile.TarError) as exc:
+        raise CannotFix(f"{archive}: not a readable tar archive: {exc}") from exc
+    return found
+
+
+@fixes("cni")
+async def fix_cni(fx: FixContext, result: CheckResult) -> None:
+    missing = [str(p) for p in result.details.get("missing") or []]
+    have_config = bool(result.details.get("files"))
+    wanted = missing if have_config else ["bridge", "host-local", "portmap", "loopback"]
+    wanted = [p for p in wanted if not fx.host.exists(f"{CNI_BIN_DIR}/{p}")]
+    if result.details.get("wrong_arch"):
+        raise CannotFix("CNI plugins built for another architecture are installed; kedge does not "
+                        "replace binaries it did not install", result.remedy)  # fmt: skip
+    if wanted and fx.cni_archive is None:
+        raise CannotFix(f"the CNI plugins {', '.join(wanted)} are missing and no --cni-archive was given",
+                        result.remedy)  # fmt: skip
+    plugins = plugins_in(fx.cni_archive) if wanted and fx.cni_archive else {}
+    board = ARCH_BY_MACHINE.get(fx.host.machine())
+    for name in wanted:
+        if name not in plugins:
+            raise CannotFix(f"{fx.cni_archive} has no {name} plugin", result.remedy)
+        arch = ARCH_BY_ELF_MACHINE.get(elf_machine_of(plugins[name]) or -1)
+        if board is not None and arch != board:
+            raise CannotFix(
+                f"{fx.cni_archive}: {name} is built for {arch or 'no known architecture'}, "
+                f"this board is {board}",
+                f"Use the cni-plugins-linux-{board} release tarball.",
+            )
+    for name in wanted:
+        fx.change("write", f"{CNI_BIN_DIR}/{name}", f"from {fx.cni_archive}")
+    if not have_config:
+        fx.change("write", BRIDGE_FILE, "a bridge network, 10.88.0.0/16, with portmap")
+    if fx.dry_run:
+        return
+    for name in wanted:
+        target = fx.host.path(f"{CNI_BIN_DIR}/{name}")
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        write_private(target, plugins[name], mode=0o755)
+    if not have_config:
+        conf = fx.host.path(BRIDGE_FILE)
+        conf.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        write_private(conf, BRIDGE_CONFLIST, mode=0o644)
+
+
+def elf_machine_of(data: bytes) -> int | None:
+    if data[:4] != b"\x7fELF" or len(data) < 20:
+        return None
+    return int.from_bytes(data[18:20], "little" if data[5] == 1 else "big")
