@@ -57,14 +57,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                       help="also a plain listener on 127.0.0.1:PORT (same identities, no TLS)")  # fmt: skip
     init.add_argument("--restart", action="store_true",
                       help="restart mosquitto and kedge-cloud-api if what changed needs it")  # fmt: skip
-    init.add_argument("--conf-dir", type=Path, default=Path("/etc/mosquitto/conf.d"),
+    init.add_argument("--conf-dir", type=Path, default=Path("/etc/mosquitto/conf.d"), metavar="DIR",
                       help="where mosquitto reads extra settings (%(default)s)")  # fmt: skip
-    init.add_argument("--cert-dir", type=Path, default=Path("/etc/mosquitto/kedge"),
+    init.add_argument("--cert-dir", type=Path, default=Path("/etc/mosquitto/kedge"), metavar="DIR",
                       help="where the broker's certificate and key go (%(default)s)")  # fmt: skip
-    init.add_argument("--dynsec-file", type=Path,
+    init.add_argument("--dynsec-file", type=Path, metavar="FILE",
                       default=Path("/var/lib/mosquitto/kedge-dynamic-security.json"),
                       help="the dynamic security plugin's file (%(default)s)")  # fmt: skip
-    init.add_argument("--owner", default="mosquitto",
+    init.add_argument("--owner", default="mosquitto", metavar="USER",
                       help="the user mosquitto runs as (%(default)s)")  # fmt: skip
     init.add_argument("--state-dir", type=Path, metavar="DIR",
                       help="the cloud API's state directory, where the CA key, the API's broker "
