@@ -120,10 +120,14 @@ def tolerations_needed(nodes: Sequence[Node]) -> list[dict[str, str]]:
 
 def init_argv(addresses: Sequence[str], kubeconfig: str, kubeedge_version: str,
               tolerations: Sequence[dict[str, str]]) -> list[str]:  # fmt: skip
-    """keadm init's argv: --profile (keadm 1.13.0 ignores --kubeedge-version) and one key
-    per --set (keadm splits values at '=' and ',')."""
+    """keadm init's argv: the version through --profile for v1.13 (keadm 1.13.0 ignores
+    --kubeedge-version), through --kubeedge-version after it (the flag every later
+    cloud/init.go reads into initOpts.KubeEdgeVersion); one key per --set (keadm splits
+    values at '=' and ',')."""
+    version = (["--profile", f"version={kubeedge_version}"] if version_tuple(kubeedge_version)[:2] <= (1, 13)
+               else [f"--kubeedge-version={kubeedge_version}"])  # fmt: skip
     argv = ["keadm", "init", f"--advertise-address={','.join(addresses)}", f"--kube-config={kubeconfig}",
-            "--profile", f"version={kubeedge_version}"]  # fmt: skip
+            *version]  # fmt: skip
     for i, t in enumerate(tolerations):
         for field in ("key", "operator", "effect"):
             argv += ["--set", f"cloudCore.tolerations[{i}].{field}={t[field]}"]

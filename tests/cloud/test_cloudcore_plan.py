@@ -78,3 +78,9 @@ def test_init_argv_uses_profile_and_one_key_per_set() -> None:
     assert sets[0] == "cloudCore.tolerations[0].key=node-role.kubernetes.io/control-plane"
     assert all(s.count("=") == 1 and "," not in s for s in sets)
     assert "--kubeedge-version" not in " ".join(argv)
+
+
+def test_init_argv_names_later_releases_with_kubeedge_version() -> None:
+    argv = init_argv(["192.168.31.137"], "/root/.kube/config", "v1.23.1", [])
+    assert argv == ["keadm", "init", "--advertise-address=192.168.31.137",
+                    "--kube-config=/root/.kube/config", "--kubeedge-version=v1.23.1"]  # fmt: skip
