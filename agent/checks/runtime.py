@@ -110,6 +110,10 @@ async def runtime_cgroup(ctx: CheckContext) -> Outcome:
     if (skip := _dockershim(ctx)) is not None:
         return skip
     found = ctx.facts.runtime
+    if ctx.settings.runtime == "cri-dockerd" or (found is not None and found.name == "docker"):
+        return not_used(
+            "cri-dockerd runs pods through docker: the cgroup-driver check covers its driver"
+        )
     if found is None or found.config is None:
         name = found.name if found else "the runtime"
         return skipped(f"{name}'s cgroup driver is not read by kedge (containerd's is)")
