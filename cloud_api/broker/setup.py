@@ -77,6 +77,10 @@ class BrokerSetup:
         self.changes.append(Change(action=action, target=str(target), detail=detail))
 
     async def run(self, host: Host) -> list[Change]:
+        if os.geteuid() != 0:
+            raise UserError(
+                "broker init writes mosquitto's configuration and keys: run it as root (sudo)"
+            )
         plugin = find_plugin()
         try:
             uid, gid = pwd.getpwnam(self.owner).pw_uid, grp.getgrnam(self.owner).gr_gid
