@@ -15,6 +15,7 @@ from agent import containerd_config
 from agent.checks.runtime import CNI_BIN_DIR, CNI_CONF_DIR, CRI_TIMEOUT_S
 from agent.fixes.base import CannotFix, FixContext, fixes
 from kedge.cri import CriClient, CriError
+from kedge.elf import header_machine
 from kedge.errors import CommandError
 from kedge.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE
 from kedge.private_files import write_private
@@ -97,7 +98,7 @@ async def fix_runtime_cgroup(fx: FixContext, result: CheckResult) -> None:
     found = fx.facts.cgroup
     if found is None:
         raise CannotFix("the check could not read containerd's cgroup driver", result.remedy)
-    target = join_driver_of(fx, found.docker_driver)
+    target = found.join_driver  # what the check worked out from cgroup_driver and containerd
     if target == found.docker_driver:
         return
     text = _read(fx)
@@ -110,11 +111,6 @@ async def fix_runtime_cgroup(fx: FixContext, result: CheckResult) -> None:
     if now.systemd_cgroup != want:
         raise CannotFix(f"containerd restarted but its config still says SystemdCgroup = {now.systemd_cgroup}",
                         f"Check {containerd_config.PATH} and containerd's --config flag in its unit.")  # fmt: skip
-
-
-def join_driver_of(fx: FixContext, runtime_driver: str) -> str:
-    setting = fx.settings.cgroup_driver
-    return runtime_driver if setting == "auto" else setting
 
 
 @fixes("sandbox-image")
@@ -205,7 +201,7 @@ async def fix_cni(fx: FixContext, result: CheckResult) -> None:
     for name in wanted:
         if name not in plugins:
             raise CannotFix(f"{fx.cni_archive} has no {name} plugin", result.remedy)
-        arch = ARCH_BY_ELF_MACHINE.get(elf_machine_of(plugins[name]) or -1)
+        arch = ARCH_BY_ELF_MACHINE.get(header_machine(plugins[name]) or -1)
         if board is not None and arch != board:
             raise CannotFix(
                 f"{fx.cni_archive}: {name} is built for {arch or 'no known architecture'}, "
@@ -226,9 +222,3 @@ async def fix_cni(fx: FixContext, result: CheckResult) -> None:
         conf = fx.host.path(BRIDGE_FILE)
         conf.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         write_private(conf, BRIDGE_CONFLIST, mode=0o644)
-
-
-def elf_machine_of(data: bytes) -> int | None:
-    if data[:4] != b"\x7fELF" or len(data) < 20:
-        return None
-    return int.from_bytes(data[18:20], "little" if data[5] == 1 else "big")
