@@ -15,6 +15,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.harness import paho_client
 from tests.harness.fleet import Board, health
 from tests.harness.mosquitto import Auth, Mosquitto, Recorder
 from tests.harness.sealing import sealed
@@ -84,8 +85,7 @@ def connect(broker: Mosquitto, auth: Auth | None, client_id: str, host: str = "1
     try:
         wait_for(lambda: answer, timeout=20, what=f"the broker's answer to {client_id}")
     finally:
-        c.loop_stop()
-        c.disconnect()
+        paho_client.release(c)
     return answer[0]
 
 

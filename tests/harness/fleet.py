@@ -27,6 +27,7 @@ from kedge.wire import (
     Topics,
     Usage,
 )
+from tests.harness import paho_client
 from tests.harness.mosquitto import Auth
 from tests.harness.sealing import TEST_COMMAND_KEY
 from tests.harness.wait import wait_for
@@ -136,9 +137,8 @@ class Board:
 
     def vanish(self) -> None:
         """Drop off the network without a goodbye: the broker publishes the will."""
-        self.client.loop_stop()
         self.client.socket().close()  # type: ignore[union-attr]
+        paho_client.release(self.client, goodbye=False)
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        paho_client.release(self.client)

@@ -21,6 +21,7 @@ from cloud_api.broker.record import BrokerRecord
 from cloud_api.broker.setup import BrokerSetup
 from kedge.broker import BrokerSettings
 from kedge.host import Host
+from tests.harness import paho_client
 from tests.harness.procs import free_port, spawn, stop, tail
 from tests.harness.wait import wait_for
 
@@ -237,8 +238,7 @@ class Recorder:
         return [json.loads(p) for p in self.on(topic)]
 
     def close(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
+        paho_client.release(self._client)
 
     def publish(self, topic: str, payload: str | bytes, *, retain: bool = False) -> None:
         self._client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
