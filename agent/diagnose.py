@@ -27,6 +27,27 @@ KNOWN: tuple[Known, ...] = (
         "`kedge-agent fix --only cgroup-driver` to make docker use the configured driver.",
     ),
     Known(
+        "runtime-cgroup-mismatch",
+        re.compile(r'expected cgroupsPath to be of format "slice:prefix:name" for systemd cgroups'),
+        "containerd's runc uses the systemd cgroup driver but the join passed --cgroupdriver=cgroupfs",
+        'Run `kedge-agent fix --only runtime-cgroup` (or set cgroup_driver = "auto"), then join again.',
+    ),
+    Known(
+        "node-already-registered",
+        # edge/join.go@v1.23.1 isNodeExist: anything but 404 from GET /node/<name>.
+        re.compile(r"node already exists or internal error occurred, cannot register again"),
+        "the cluster still has a Node of this name (from an earlier join), and KubeEdge from "
+        "v1.20 refuses to register it again",
+        "Delete the old Node first, on the master: `kubectl delete node <name>`; "
+        "`kedge-agent check --only cloudcore` says when it is gone.",
+    ),
+    Known(
+        "sandbox-image-unavailable",
+        re.compile(r'failed to get sandbox image "(?P<image>[^"]+)"'),
+        "the runtime could not get its sandbox image {image} for keadm's copy step",
+        "kedge-agent fix --only sandbox-image pulls it; offline, import it with ctr -n k8s.io images import.",
+    ),
+    Known(
         "clock-x509",
         re.compile(r"x509: certificate has expired or is not yet valid"),
         "the board's clock is outside cloudcore's certificate validity",

@@ -22,7 +22,7 @@ from agent.edgecore_dropin import (
 )
 from agent.fix import run_fix
 from agent.preflight import run_preflight
-from agent.reset import reset_board
+from agent.reset import kubeedge_dirs, reset_board
 from agent.settings import AgentSettings
 from agent.state import JoinRecord, StateCorrupt, StateDir, now
 from kedge.errors import CommandError, UserError
@@ -241,18 +241,19 @@ async def run_join(
             )
 
         changes: list[Change] = []
+        dirs = kubeedge_dirs(settings.kubeedge_version)
         try:
             previous = state.load_join()
         except StateCorrupt as exc:
             emit(f"{exc}; cleaning up as after an unfinished join")
-            changes += await reset_board(host, docker)
+            changes += await reset_board(host, docker, dirs=dirs)
             state.clear_join()
             previous = None
         if previous is not None and previous.unfinished:
             emit(
                 f"cleaning up the unfinished join of {previous.started_at:%Y-%m-%d %H:%M}Z (phase {previous.phase})"
             )
-            changes += await reset_board(host, docker)
+            changes += await reset_board(host, docker, dirs=dirs)
 
         found = await run_preflight(settings, host, ignore=ignore)
         preflight = found.report
@@ -319,7 +320,7 @@ async def run_join(
         record.phase, record.finished_at = "failed", now()
         state.save_join(record)
         emit("join failed; cleaning the board for a retry")
-        changes += await reset_board(host, docker)
+        changes += await reset_board(host, docker, dirs=dirs)
         # A keadm that could not start or finish says so itself, not as an exit code.
         why = (
             record.causes[0].summary

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 from agent.checks.context import CheckContext
@@ -127,7 +129,9 @@ async def kubeedge_version(ctx: CheckContext) -> Outcome:
     endpoint = s.runtime_endpoint
     details["remote_runtime_endpoint"] = endpoint
     sock = endpoint.removeprefix("unix://")
-    if not ctx.host.exists(sock):
+    # A socket setting names a path on this machine, as docker_host does: what the CRI
+    # client dials (kedge.cri), not a file below the board's root.
+    if not await asyncio.to_thread(Path(sock).exists):
         # keadm's first act with a remote runtime is to ask the CRI for its image API
         # (vendor/k8s.io/kubernetes/pkg/kubelet/cri/remote/remote_image.go@v1.13.0):
         # "unable to determine image API version", before it pulls anything.

@@ -127,9 +127,10 @@ async def runtime_cgroup(ctx: CheckContext) -> Outcome:
         return failed(
             f"containerd's runc uses {runtime_driver} but the join passes --cgroupdriver={join}: "
             f'keadm join would fail at "copy resources" with "{CGROUPS_PATH_ERROR}"'
-            if join == "systemd" else
+            if runtime_driver == "systemd" else
             f"containerd's runc uses {runtime_driver} but the join passes --cgroupdriver={join}: "
-            "edgecore's pods would not start",
+            "edgecore would put pods in systemd slices that runc does not use, so their "
+            "limits would not hold",
             f"Set SystemdCgroup = {value} under runc's options in {containerd_config.PATH} and "
             f'systemctl restart containerd (kedge-agent fix does it), or set cgroup_driver = "auto".',
             **details,

@@ -124,6 +124,7 @@ class _HubHandler(socketserver.StreamRequestHandler):
         self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                          b"Connection: Upgrade\r\n\r\n")  # fmt: skip
         self.server.events.append(f"edge node {node} connected")
+        self.server.nodes.add(node)  # edgecontroller created the Node
         if self.server.on_registered is not None:
             self.server.on_registered(node)
         self.request.settimeout(None)
@@ -137,6 +138,7 @@ class _WebsocketServer(_TLSMixin, socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     refuse_websocket: bool
     events: list[str]
+    nodes: set[str]
     on_registered: Callable[[str], None] | None
 
 
@@ -174,8 +176,8 @@ class CloudcoreSim:
         cert.version, cert.nodes = self.version, self.nodes
         ws = _WebsocketServer((self.host, self.websocket_port), _HubHandler)
         ws.ssl_context = ctx
-        ws.refuse_websocket, ws.events, ws.on_registered = (
-            self.refuse_websocket, self.events, self.on_registered)  # fmt: skip
+        ws.refuse_websocket, ws.events, ws.on_registered, ws.nodes = (
+            self.refuse_websocket, self.events, self.on_registered, self.nodes)  # fmt: skip
         self.cert_port = cert.server_address[1]
         self.websocket_port = ws.server_address[1]
         for server in (cert, ws):

@@ -9,6 +9,7 @@ its cgroup driver differs from docker's. Then it runs until SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from kedge.cri import CriClient, CriError
 from tests.harness.dockerd import api
 from tests.kubeedge_sim import klog, sim
 
@@ -235,7 +237,11 @@ def go_hostname_error(server: str) -> str:
 
 def main(argv: list[str], root: str) -> int:
     board = Path(root)
-    log("I", "server.go:77", "Version: v1.13.0")
+    try:  # edgeCoreVersion: written by keadm from v1.14 (join_others.go createEdgeConfigFiles)
+        version = value((board / CONFIG).read_text(), "edgeCoreVersion") or "v1.13.0"
+    except FileNotFoundError:
+        version = "v1.13.0"
+    log("I", "server.go:77", f"Version: {version}")
     faults = sim.faults(board)
     if faults.get("edgecore_crash"):
         return fatal("edged.go:249", faults["edgecore_crash"])
@@ -312,6 +318,20 @@ def main(argv: list[str], root: str) -> int:
                 f'connection error: desc = "transport: Error while dialing dial unix {endpoint}: connect: '
                 'no such file or directory"',
             )
+    elif cri_endpoint := value(cfg, "containerRuntimeEndpoint"):
+        # v1.14 on: kubelet's own CRI client (vendor/k8s.io/cri-client, NewRemoteRuntimeService
+        # then validateServiceConnection) against tailoredKubeletConfig's endpoint.
+        try:
+            asyncio.run(CriClient(cri_endpoint, 10).version())
+        except CriError as exc:
+            return fatal(
+                "edged.go:249",
+                "Start edged failed, err: failed to run Kubelet: validate service connection: "
+                f'validate CRI v1 runtime API for endpoint "{cri_endpoint}": {exc}',
+            )
+        (board / (value(cfg, "rootDirectory") or "/var/lib/kubelet").lstrip("/")).mkdir(
+            parents=True, exist_ok=True
+        )
     log("I", "edged.go:278", "Starting edged...")
     missing = cgroups_not_mounted(board)
     if missing:

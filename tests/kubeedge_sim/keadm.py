@@ -26,12 +26,13 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from kedge.names import version_tuple
 from tests.harness.dockerd import api
-from tests.kubeedge_sim import keadm_cloud, klog, sim, systemctl
+from tests.kubeedge_sim import keadm_cloud, keadm_cri, klog, sim, systemctl
 from tests.kubeedge_sim.cobra import CobraError, Flag, fail, parse
 
 GIT_COMMITS = {"v1.13.0": "ee357a0d5e4b1c9e8a1c5c4f0d3c9b0b7a0d8e0f"}
-COMMANDS = ("version", "join", "reset", "gettoken", "init", "debug")
+COMMANDS = ("version", "join", "reset", "gettoken", "init", "debug", "upgrade")
 JOIN_FLAGS = [
     Flag("cloudcore-ipport", "e"),
     Flag("edgenode-name", "i"),
@@ -173,6 +174,8 @@ def _port_free(port: int) -> bool:
 
 
 def cmd_join(args: list[str], root: Path) -> int:
+    if version_tuple(_state(root)["version"])[:2] >= (1, 16):
+        return keadm_cri.cmd_join(args, root, _state(root))
     opts = parse(JOIN_FLAGS, args)
     if not opts["cloudcore-ipport"]:
         return fail('required flag(s) "cloudcore-ipport" not set')
@@ -414,6 +417,15 @@ def cmd_reset(args: list[str], root: Path) -> int:
     return 0
 
 
+def cmd_upgrade(args: list[str], root: Path) -> int:
+    state = _state(root)
+    # `keadm upgrade edge` from v1.16 (edge/upgrade.go); before it, a bare `upgrade`.
+    if version_tuple(state["version"])[:2] < (1, 16) or args[:1] != ["edge"]:
+        sys.stderr.write("keadm simulator: only `upgrade edge` from v1.16 is simulated\n")
+        return 1
+    return keadm_cri.cmd_upgrade_edge(args[1:], root, state)
+
+
 def cmd_version(args: list[str], root: Path) -> int:
     parse([], args)
     st = _state(root)
@@ -433,7 +445,8 @@ def main(argv: list[str], root: str) -> int:
         return 0
     cmd, rest = argv[0], argv[1:]
     handlers = {"version": cmd_version, "join": cmd_join, "reset": cmd_reset,
-                "init": keadm_cloud.cmd_init, "gettoken": keadm_cloud.cmd_gettoken}  # fmt: skip
+                "init": keadm_cloud.cmd_init, "gettoken": keadm_cloud.cmd_gettoken,
+                "upgrade": cmd_upgrade}  # fmt: skip
     try:
         if cmd in handlers:
             return handlers[cmd](rest, Path(root))

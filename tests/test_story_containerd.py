@@ -1,0 +1,163 @@
+"""The fresh-board story on current KubeEdge: v1.23.1 on a real containerd (Debian's 1.6),
+against the v1.23.1 keadm/edgecore simulator (tests/kubeedge_sim/keadm_cri.py) and a
+cloudcore that answers GET /node/<name>. check → fix → check → join → verify → reset,
+and the re-join that v1.20's node-name check refuses until the old Node is gone."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import containerd_config
+from tests.conftest import AgentRunner, statuses
+from tests.harness.board import Board
+from tests.harness.containerd import Containerd, config_v2
+from tests.harness.dockerd import Dockerd, seed_registry
+from tests.harness.registry import Registry
+from tests.harness.sntp import SntpServer
+from tests.kubeedge_sim.cloudcore import CloudcoreSim
+from tests.kubeedge_sim.pki import CloudcorePKI
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(shutil.which("containerd") is None, reason="needs containerd"),
+]
+VERSION = "v1.23.1"
+
+
+@pytest.fixture(scope="module")
+def seeded(registry: Registry, dockerd_systemd: Dockerd) -> Registry:
+    seed_registry(dockerd_systemd, registry.address,
+                  [f"kubeedge/installation-package:{VERSION}", "kubeedge/pause:3.6"])  # fmt: skip
+    return registry
+
+
+@pytest.fixture
+def cloudcore_v1_23() -> Iterator[CloudcoreSim]:
+    with CloudcoreSim(CloudcorePKI.create(["127.0.0.1"]), version=VERSION) as cc:
+        yield cc
+
+
+@pytest.fixture
+def fresh(
+    board: Board, seeded: Registry, tmp_path: Path, ntp: SntpServer, cloudcore_v1_23: CloudcoreSim
+) -> Iterator[tuple[Board, Containerd]]:
+    """A board as a team starting today gets it: containerd with SystemdCgroup = true (what
+    most install guides tell you to set), no CNI, nothing pulled; keadm v1.23.1."""
+    board.install_systemd()
+    board.install_keadm(version=VERSION)
+    containerd = Containerd(board, tmp_path / "containerd").start(config_v2(
+        tmp_path / "containerd", systemd_cgroup=True, mirror=seeded.url,
+        sandbox_image="kubeedge/pause:3.6"))  # fmt: skip
+    board.configure(settings(containerd, ntp, cloudcore_v1_23))
+    yield board, containerd
+    board.stop_processes()
+    containerd.stop()
+
+
+def settings(c: Containerd, ntp: SntpServer, cc: CloudcoreSim, **extra: Any) -> dict[str, Any]:
+    return {
+        "node_name": "board-1", "kubeedge_version": VERSION, "runtime": "containerd",
+        "remote_runtime_endpoint": c.endpoint, "cgroup_driver": "cgroupfs",
+        "ntp_servers": [ntp.address], "cloudcore": cc.cloudcore,
+        "cloudcore_cert_port": cc.cert_port, "token": cc.pki.token(), "join_settle_s": 1,
+        "state_dir": "/var/lib/kedge-agent",
+        "thresholds": {"docker_min_free_mb": 1, "cpu_sample_s": 0.1, "max_cpu_used_pct": 100},
+        **extra,
+    }  # fmt: skip
+
+
+def cni_archive(path: Path) -> Path:
+    """The CNI release's layout: plugins at the archive's top level, built for this board."""
+    elf = Path("/bin/true").read_bytes()
+    with tarfile.open(path, "w:gz") as tar:
+        for name in ("bridge", "host-local", "portmap", "loopback"):
+            info = tarfile.TarInfo(f"./{name}")
+            info.size, info.mode = len(elf), 0o755
+            tar.addfile(info, io.BytesIO(elf))
+    return path
+
+
+def test_v1_23_1_on_containerd_from_fresh_board_to_joined_and_back(
+    fresh: tuple[Board, Containerd], agent: AgentRunner, cloudcore_v1_23: CloudcoreSim,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    board, containerd = fresh
+    first = agent(board, "check", "--json")
+    assert first.rc == 1
+    found = {k: v for k, v in statuses(first).items() if v not in ("pass", "skip")}
+    assert found == {
+        "runtime-cgroup": "fail",  # containerd systemd, the join cgroupfs
+        "cni": "fail",
+        "sandbox-image": "warn",
+        "runtime-images": "warn",
+    }
+
+    refused = json.loads(agent(board, "join", "--yes", "--json").out)
+    assert refused["summary"].startswith("preflight failed: runtime-cgroup")
+
+    archive = cni_archive(tmp_path / "cni-plugins-linux-amd64.tgz")
+    fixed = agent(board, "fix", "--yes", "--json", "--cni-archive", str(archive))
+    assert fixed.rc == 0, fixed.out + fixed.err
+    doc = json.loads(fixed.out)
+    assert doc["summary"] == "fixed runtime-cgroup, sandbox-image, runtime-images, cni (9 changes)"
+    config = containerd_config.parse(board.path(containerd_config.PATH).read_text())
+    assert config.systemd_cgroup is False
+    after_fix = statuses(agent(board, "check", "--json"))
+    assert after_fix.pop("cni") in ("pass", "warn")  # warn: containerd rereads its CNI dir later
+    assert set(after_fix.values()) == {"pass", "skip"}
+
+    joined = agent(board, "join", "--yes", "--json")
+    result = json.loads(joined.out)
+    assert joined.rc == 0, joined.out + joined.err
+    assert result["summary"] == (
+        f"joined {cloudcore_v1_23.cloudcore} as board-1; edgecore is active and connected to cloudhub"
+    )
+    argv = result["details"]["keadm_argv"]
+    assert not any(a.startswith(("--runtimetype", "--with-mqtt")) for a in argv)  # unknown in v1.23
+    assert f"--remote-runtime-endpoint={containerd.endpoint}" in argv
+    assert "--cgroupdriver=cgroupfs" in argv
+    assert board.path("/var/lib/kubelet").is_dir()  # v1.20's data directory
+    edgecore_yaml = board.path("/etc/kubeedge/config/edgecore.yaml").read_text()
+    assert f"edgeCoreVersion: {VERSION}" in edgecore_yaml
+    assert cloudcore_v1_23.nodes == {"board-1"}
+
+    reset = agent(board, "reset", "--yes", "--json")
+    assert json.loads(reset.out)["ok"] is True
+    assert not board.path("/var/lib/kubelet").exists()
+    assert statuses(agent(board, "check", "--json", "--only", "leftovers")) == {"leftovers": "pass"}
+
+    # The Node outlives the board's reset; v1.20 on refuses to register the name again.
+    again = agent(board, "join", "--yes", "--json")
+    assert again.rc == 1
+    assert json.loads(again.out)["summary"].startswith("preflight failed: cloudcore")
+    past = agent(board, "join", "--yes", "--json", "--ignore", "cloudcore")  # keadm's own refusal
+    assert [c["id"] for c in json.loads(past.out)["causes"]] == ["node-already-registered"]
+    cloudcore_v1_23.nodes.discard("board-1")  # kubectl delete node board-1
+    rejoined = agent(board, "join", "--yes", "--json")
+    assert rejoined.rc == 0, rejoined.out + rejoined.err
+
+
+def test_without_the_fix_keadm_fails_at_copy_resources_and_is_understood(
+    fresh: tuple[Board, Containerd], agent: AgentRunner, tmp_path: Path
+) -> None:
+    """Joining past the runtime-cgroup check: the simulated keadm fails the way runc does
+    for containerd's systemd driver without a slice, and kedge names it and cleans up."""
+    board, _ = fresh
+    archive = cni_archive(tmp_path / "cni.tgz")
+    pre = agent(board, "fix", "--yes", "--only", "cni,sandbox-image,runtime-images",
+                "--cni-archive", str(archive))  # fmt: skip
+    assert pre.rc == 0, pre.out + pre.err
+    run = agent(board, "join", "--yes", "--json", "--ignore", "runtime-cgroup")
+    doc = json.loads(run.out)
+    assert run.rc == 1
+    assert [c["id"] for c in doc["causes"]] == ["runtime-cgroup-mismatch"]
+    assert "kedge-agent fix --only runtime-cgroup" in doc["causes"][0]["remedy"]
+    assert not board.path("/etc/kubeedge").exists()  # cleaned for the retry
