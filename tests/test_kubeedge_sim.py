@@ -301,3 +301,58 @@ def test_edgecore_takes_docker_from_its_unit_not_from_keadm(
         "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
         in journal(sim_board)
     )
+
+
+# -- v1.16 and later (tests/kubeedge_sim/keadm_cri.py) ----------------------------------------
+@pytest.mark.parametrize(
+    ("version", "flag", "accepted"),
+    [
+        ("v1.20.0", "--with-mqtt", True),  # deprecated from v1.16, still parsed
+        ("v1.21.0", "--with-mqtt", False),  # gone (join_others.go@v1.21.0)
+        ("v1.16.0", "--runtimetype=remote", False),  # gone at v1.16
+        ("v1.17.0", "--set=a=b", False),  # appears at v1.18
+        ("v1.19.0", "--pre-run=x", False),  # appears at v1.20
+    ],
+)
+def test_each_release_knows_its_own_join_flags(
+    sim_board: Board, dockerd_systemd: Dockerd, cloudcore: CloudcoreSim,
+    version: str, flag: str, accepted: bool,
+) -> None:  # fmt: skip
+    sim_board.install_keadm(version=version)
+    done = keadm(sim_board, dockerd_systemd, *base(cloudcore), flag,
+                 "--remote-runtime-endpoint=unix:///nonexistent/containerd.sock")  # fmt: skip
+    name = flag.split("=", 1)[0]
+    assert (f"unknown flag: {name}" not in done.stderr) is accepted, done.stderr
+
+
+def test_from_v1_20_join_asks_cloudcore_whether_the_node_exists_first(
+    sim_board: Board, dockerd_systemd: Dockerd, cloudcore: CloudcoreSim
+) -> None:
+    """edge/join.go@v1.23.1 isNodeExist: before any directory is made, and with the
+    certificate unverified; cloudcore before v1.20 would answer 404 for any path."""
+    sim_board.install_keadm(version="v1.23.1")
+    with CloudcoreSim(cloudcore.pki, version="v1.23.1", nodes={"board-1"}) as cc:
+        done = keadm(sim_board, dockerd_systemd, *base(cc), "--edgenode-name=board-1")
+    assert done.returncode == 1
+    assert error_of(done) == (
+        "Error: node already exists or internal error occurred, cannot register again\n"
+    )
+    assert "3. Check if the node name is valid" in done.stderr
+    assert not sim_board.path("/etc/kubeedge").exists()
+
+
+def test_v1_23_join_without_a_cri_stops_before_pulling(
+    sim_board: Board, dockerd_systemd: Dockerd, cloudcore: CloudcoreSim
+) -> None:
+    sim_board.install_keadm(version="v1.23.1")
+    with CloudcoreSim(cloudcore.pki, version="v1.23.1") as cc:
+        done = keadm(sim_board, dockerd_systemd, *base(cc),
+                     "--remote-runtime-endpoint=unix:///nonexistent/containerd.sock")  # fmt: skip
+    assert done.returncode == 1
+    assert error_of(done).startswith(
+        "Error: edge node join failed: failed to new remote image service, err: validate service "
+        'connection: validate CRI v1 image API for endpoint "unix:///nonexistent/containerd.sock": '
+        "rpc error: code = Unavailable"
+    )
+    assert "execute keadm command failed" not in done.stdout  # v1.13's main printed it; gone
+    assert "Pull Images" not in done.stderr

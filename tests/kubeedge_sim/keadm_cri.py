@@ -27,7 +27,7 @@ from typing import Any
 from kedge.cri import IMAGES, RUNTIME, CriClient, CriError, field, fields
 from kedge.names import version_tuple
 from tests.kubeedge_sim import klog, sim, systemctl
-from tests.kubeedge_sim.cobra import Flag, fail, parse
+from tests.kubeedge_sim.cobra import Flag, parse
 
 BOOTSTRAP = "etc/kubeedge/bootstrap-edgecore.conf"
 CONFIG = "etc/kubeedge/config/edgecore.yaml"
@@ -76,6 +76,13 @@ modules:
   eventBus:
     enable: false
 """
+
+
+def fail(msg: str) -> int:
+    """keadm/cmd/keadm/keadm.go@v1.23.1 only exits 1: cobra's "Error: <err>" on stderr is
+    all (v1.13's main also printed "execute keadm command failed:" on stdout)."""
+    sys.stderr.write(f"Error: {msg}\n")
+    return 1
 
 
 def join_flags(minor: tuple[int, int]) -> list[Flag]:
