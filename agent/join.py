@@ -124,7 +124,7 @@ async def is_joined(host: Host, state: StateDir) -> JoinRecord | None:
     return record
 
 
-async def _settle(host: Host, seconds: float) -> bool:
+async def settle(host: Host, seconds: float) -> bool:
     """edgecore must stay up for the whole window. The unit keadm writes has
     Restart=always, RestartSec=10 (join.go@v1.13.0): a crash loop reads "active" between
     crashes, so systemd's restart count must not move either."""
@@ -156,7 +156,7 @@ async def _edgecore_restarts(host: Host) -> str | None:
     return (props or {}).get("NRestarts")
 
 
-async def _hub_connected(host: Host, cloudcore: str, within_s: float) -> bool:
+async def hub_connected(host: Host, cloudcore: str, within_s: float) -> bool:
     """An established connection from edgecore to cloudhub's address, within a bound."""
     want = split_hostport(cloudcore)
     loop = asyncio.get_running_loop()
@@ -347,10 +347,10 @@ async def _verify(host: Host, state: StateDir, record: JoinRecord, settings: Age
     if any(not host.exists(c) for c in CERTS):
         return False
     settle_s = settings.join_settle_s
-    if not await _settle(host, settle_s):
+    if not await settle(host, settle_s):
         record.causes = [await _not_staying_up(host)]
         return False
-    if not await _hub_connected(host, record.cloudcore, max(10.0, 2 * settle_s)):
+    if not await hub_connected(host, record.cloudcore, max(10.0, 2 * settle_s)):
         record.causes = [_hub_unreachable(record.cloudcore)]
         return False
     docker_host = await edgecore_docker_host(host)

@@ -510,7 +510,7 @@ def test_a_crash_loop_between_restarts_is_not_joined(joinable: Board, agent: Age
 
 async def test_settling_counts_restarts_when_every_read_says_active(tmp_path: Path) -> None:
     """The window a single state read can fall into: active between two crashes."""
-    from agent.join import _settle
+    from agent.join import settle
     from kedge.host import Host
 
     class Systemd(Host):
@@ -528,8 +528,8 @@ async def test_settling_counts_restarts_when_every_read_says_active(tmp_path: Pa
             restarts = self.reads // 4 if self.restarting else 0
             return {"ActiveState": "active", "NRestarts": str(restarts)}
 
-    assert await _settle(Systemd(tmp_path, restarting=True), 1.5) is False
-    assert await _settle(Systemd(tmp_path, restarting=False), 1.5) is True
+    assert await settle(Systemd(tmp_path, restarting=True), 1.5) is False
+    assert await settle(Systemd(tmp_path, restarting=False), 1.5) is True
 
 
 def test_a_remote_runtime_without_a_cri_is_named(

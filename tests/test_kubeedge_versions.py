@@ -85,3 +85,24 @@ def test_reset_removes_the_target_releases_data_directory() -> None:
     assert kubeedge_dirs("v1.13.0") == KUBEEDGE_DIRS
     assert kubeedge_dirs("v1.19.2") == KUBEEDGE_DIRS  # /var/lib/edged is in it already
     assert kubeedge_dirs("v1.23.1") == (*KUBEEDGE_DIRS, "/var/lib/kubelet")
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "cloud", "refusal"),
+    [
+        ("v1.22.0", "v1.23.1", "v1.23.1", None),
+        ("v1.23.0", "v1.23.1", "v1.23.1", None),  # a patch release: the advisory's way out
+        ("v1.23.1", "v1.23.1", "v1.23.1", None),  # nothing to do
+        ("v1.22.0", "v1.23.1", "v1.22.0", "cloudcore runs v1.22.0, older than v1.23.1"),
+        ("v1.21.0", "v1.23.1", "v1.23.1", "upgrade to the newest v1.22.x first"),
+        ("v1.23.1", "v1.22.0", "v1.23.1", "that is a rollback (keadm rollback edge)"),
+        ("v1.13.0", "v1.14.0", "v1.14.0", "cannot be upgraded in place"),
+    ],
+)
+def test_the_upgrade_plan_follows_kubeedges_rules(
+    current: str, target: str, cloud: str, refusal: str | None
+) -> None:
+    from agent.upgrade import plan
+
+    said = plan(current, target, cloud)
+    assert (said is None) if refusal is None else (said is not None and refusal in said), said

@@ -13,10 +13,11 @@ from kedge.wire import ActionReport
 
 EPILOG = f"""\
 In order, skipping what is not there: stop and disable edgecore.service and remove
-it; remove the KubeEdge containers (mqtt, k8s_*) through the Docker API; run
-`keadm reset --force` when keadm is present; delete {", ".join(KUBEEDGE_DIRS)},
+it; remove the KubeEdge containers (mqtt, k8s_*) through the Docker API; delete
+{", ".join(KUBEEDGE_DIRS)},
 and from KubeEdge v1.20 edgecore's data directory /var/lib/kubelet.
-Asks first on a terminal; without a terminal it needs --yes.
+Asks first on a terminal; without a terminal it needs --yes. kedge never runs
+`keadm reset`: on a board holding a kubeconfig it tears down cloudcore instead.
 """
 
 

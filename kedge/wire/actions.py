@@ -1,4 +1,4 @@
-"""The result of fix, join, reset and enroll (`--json`, and a remote command's result)."""
+"""The result of fix, join, reset, enroll and upgrade (`--json`, and a remote command's result)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class Cause(Payload):
 class ActionReport(Versioned):
     json_indent = 2
 
-    command: Literal["fix", "join", "reset", "enroll"]
+    command: Literal["fix", "join", "reset", "enroll", "upgrade"]
     node: str
     ok: bool
     summary: str

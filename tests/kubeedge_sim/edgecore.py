@@ -235,12 +235,11 @@ def go_hostname_error(server: str) -> str:
     return f"x509: certificate is valid for {', '.join(ips)}, not {host}"
 
 
-def main(argv: list[str], root: str) -> int:
+def main(argv: list[str], root: str, version: str = "v1.13.0") -> int:
     board = Path(root)
-    try:  # edgeCoreVersion: written by keadm from v1.14 (join_others.go createEdgeConfigFiles)
-        version = value((board / CONFIG).read_text(), "edgeCoreVersion") or "v1.13.0"
-    except FileNotFoundError:
-        version = "v1.13.0"
+    if argv[:1] == ["--version"]:  # cobra's version flag (pkg/version/verflag)
+        print(f"KubeEdge {version}")
+        return 0
     log("I", "server.go:77", f"Version: {version}")
     faults = sim.faults(board)
     if faults.get("edgecore_crash"):

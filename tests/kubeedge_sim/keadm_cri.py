@@ -165,7 +165,9 @@ def pull_images(endpoint: str, images: list[str]) -> str | None:
     return None
 
 
-def copy_resources(root: Path, endpoint: str, image: str, cgroupdriver: str) -> str | None:
+def copy_resources(
+    root: Path, endpoint: str, image: str, cgroupdriver: str, dest: str = "/" + EDGECORE
+) -> str | None:
     """ContainerRuntimeImpl.CopyResources (pkg/containers/container_runtime.go@v1.23.1): a
     privileged host-network sandbox, a container of `image` mounting /usr/local/bin at
     /tmp/usr/local/bin, `cp` through ExecSync. RunPodSandbox's errors come back unwrapped;
@@ -208,14 +210,19 @@ def copy_resources(root: Path, endpoint: str, image: str, cgroupdriver: str) -> 
             "task: failed to create shim task: OCI runtime create failed: runc create failed: "
             'unable to start container process: exec: "/bin/sh": exec format error: unknown'
         )
-    edgecore = root / EDGECORE
-    edgecore.parent.mkdir(parents=True, exist_ok=True)
-    edgecore.write_text(
-        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
-        f"from tests.kubeedge_sim.edgecore import main\nsys.exit(main(sys.argv[1:], root={str(root)!r}))\n"
-    )
-    edgecore.chmod(0o755)
+    write_edgecore(root / dest.lstrip("/"), root, image.rpartition(":")[2])
     return None
+
+
+def write_edgecore(path: Path, root: Path, version: str) -> None:
+    """The copied binary: a launcher for the simulated edgecore of the image's release."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        "from tests.kubeedge_sim.edgecore import main\n"
+        f"sys.exit(main(sys.argv[1:], root={str(root)!r}, version={version!r}))\n"
+    )
+    path.chmod(0o755)
 
 
 def node_exists(opts: dict[str, Any], node: str) -> str | None:
@@ -396,7 +403,8 @@ def cmd_upgrade_edge(args: list[str], root: Path, state: dict[str, Any]) -> int:
         return fail(
             f"failed to get edgecore binary, err: failed to pull image {image}, err: {error}"
         )
-    error = copy_resources(root, endpoint, image, driver)
+    staged = f"/etc/kubeedge/upgrade/{opts['toVersion']}/edgecore"  # common.KubeEdgeUpgradePath
+    error = copy_resources(root, endpoint, image, driver, dest=staged)
     if error:
         return fail(
             "failed to get edgecore binary, err: failed to copy edgecore from /usr/local/bin/edgecore "
@@ -405,9 +413,10 @@ def cmd_upgrade_edge(args: list[str], root: Path, state: dict[str, Any]) -> int:
     klog.line("I", "upgrade.go:126", "Upgrade process start ...")
     with contextlib.redirect_stdout(io.StringIO()):
         systemctl.main(["stop", "edgecore"], str(root))
-    (root / CONFIG).write_text(cfg.replace(f"edgeCoreVersion: {value(cfg, 'edgeCoreVersion')}",
-                                           f"edgeCoreVersion: {opts['toVersion']}"))  # fmt: skip
-    sim.save(root, "keadm", {**sim.load(root, "keadm"), "edgecore_version": opts["toVersion"]})
+    for pid in sim.programs_running("edgecore"):  # util.KillKubeEdgeBinary, after the stop
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    shutil.copyfile(root / staged.lstrip("/"), root / EDGECORE)  # files.FileCopy
     error = _run_edgecore(root)
     if error:
         return fail(f"failed to start edgecore, err: {error}")
