@@ -163,6 +163,7 @@ class Cloudcore:
         nodes = await self.kubectl.nodes()
         plan.check_room(nodes)
         current = await self.kubectl.deployment(NAMESPACE, "cloudcore")
+        plan.check_upgrade(current.tag if current else None, version, nodes)
         return InstallPlan(
             advertise=advertise,
             interfaces=where,
@@ -248,7 +249,14 @@ class Cloudcore:
                 + ", ".join(t["key"] for t in p.tolerations)
             )
         argv = plan.init_argv(p.advertise, str(self.settings.kubeconfig), p.version, p.tolerations)
-        if p.upgrade_from is not None:
+        if p.upgrade_from is not None and plan.uses_keadm_upgrade(p.version):
+            job.log(
+                f"cloudcore {p.upgrade_from} is installed: upgrading to {p.version} (keadm upgrade cloud)"
+            )
+            argv = plan.upgrade_argv(
+                p.advertise, str(self.settings.kubeconfig), p.version, p.tolerations
+            )
+        elif p.upgrade_from is not None:
             job.log(
                 f"cloudcore {p.upgrade_from} is installed: upgrading to {p.version} (keadm init --force)"
             )

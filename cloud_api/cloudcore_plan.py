@@ -134,6 +134,59 @@ def init_argv(addresses: Sequence[str], kubeconfig: str, kubeedge_version: str,
     return argv
 
 
+def upgrade_argv(addresses: Sequence[str], kubeconfig: str, kubeedge_version: str,
+                 tolerations: Sequence[dict[str, str]]) -> list[str]:  # fmt: skip
+    """`keadm upgrade cloud` (cloud/upgrade.go, from v1.16, where `keadm init` refuses an
+    installed release: "the cloudcore release already exists, and you can upgrade the
+    cloudcore using the `keadm upgrade`"): the last release's values kept, the version
+    and addresses set; --force because kedge waits for the Deployment itself."""
+    argv = ["keadm", "upgrade", "cloud", f"--advertise-address={','.join(addresses)}",
+            f"--kube-config={kubeconfig}", f"--kubeedge-version={kubeedge_version}",
+            "--reuse-values", "--force"]  # fmt: skip
+    for i, t in enumerate(tolerations):
+        for field in ("key", "operator", "effect"):
+            argv += ["--set", f"cloudCore.tolerations[{i}].{field}={t[field]}"]
+    return argv
+
+
+def uses_keadm_upgrade(kubeedge_version: str) -> bool:
+    return version_tuple(kubeedge_version)[:2] >= (1, 16)
+
+
+def check_upgrade(current: str | None, target: str, nodes: Sequence[Node]) -> None:
+    """The cloud goes first and one minor release at a time, and no edge node may end up
+    newer than cloudcore or more than one minor release behind it."""
+    to = version_tuple(target)[:2]
+    if current is not None:
+        now = version_tuple(current)[:2]
+        if to < now:
+            raise PlanError(f"cloudcore runs {current}: {target} would be a downgrade, which "
+                            "kedge does not do (keadm rollback is the tool for it)")  # fmt: skip
+        if to[1] - now[1] > 1:
+            raise PlanError(
+                f"cloudcore {current} → {target} skips minor releases; KubeEdge upgrades one "
+                f"minor release at a time: install the newest v1.{now[1] + 1}.x first",
+                {"current": current, "target": target},
+            )
+    behind = {n.name: n.kubeedge_version for n in nodes
+              if n.edge and n.kubeedge_version and to[1] - version_tuple(n.kubeedge_version)[1] > 1}  # fmt: skip
+    ahead = {n.name: n.kubeedge_version for n in nodes
+             if n.edge and n.kubeedge_version and version_tuple(n.kubeedge_version)[:2] > to}  # fmt: skip
+    if behind:
+        raise PlanError(
+            f"these edge nodes would be more than one minor release behind cloudcore {target}: "
+            + ", ".join(f"{k} ({v})" for k, v in sorted(behind.items()))
+            + "; upgrade them first (kedge-agent upgrade), one minor release at a time",
+            {"behind": behind},
+        )
+    if ahead:
+        raise PlanError(
+            f"these edge nodes run a newer release than {target}: "
+            + ", ".join(f"{k} ({v})" for k, v in sorted(ahead.items())),
+            {"ahead": ahead},
+        )
+
+
 def check_room(nodes: Sequence[Node]) -> None:
     """Some node cloudcore may run on (not an edge node, no NoSchedule taint kedge does
     not tolerate) must have the allocatable CPU and memory the chart requests; else the

@@ -46,6 +46,8 @@ class Node:
     allocatable: tuple[tuple[str, str], ...] = ()
     ready: bool | None = None  # the Ready condition; None when the node reports none
     ready_reason: str = ""
+    # edged reports kubeletVersion "<k8s>-kubeedge-<release>" (edge/pkg/edged/edged.go)
+    kubeedge_version: str | None = None
 
     def can_hold(self, requests: dict[str, str]) -> bool:
         have = dict(self.allocatable)
@@ -158,6 +160,9 @@ class Kubectl:
                 ),
                 edge="node-role.kubernetes.io/edge" in i["metadata"].get("labels", {}),
                 allocatable=tuple(sorted(i.get("status", {}).get("allocatable", {}).items())),
+                kubeedge_version=_kubeedge_release(
+                    i.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
+                ),
                 **_ready(i.get("status", {}).get("conditions") or []),
             )
             for i in items
@@ -259,3 +264,8 @@ def _ready(conditions: list[dict[str, Any]]) -> dict[str, Any]:
             why = "" if ready else f"{c.get('reason', '')}: {c.get('message', '')}".strip(": ")
             return {"ready": ready, "ready_reason": why}
     return {}
+
+
+def _kubeedge_release(kubelet_version: str) -> str | None:
+    _, sep, release = kubelet_version.partition("-kubeedge-")
+    return release if sep and release.startswith("v") else None

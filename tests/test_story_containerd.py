@@ -5,10 +5,8 @@ and the re-join that v1.20's node-name check refuses until the old Node is gone.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import pytest
 from agent import containerd_config
 from tests.conftest import AgentRunner, statuses
 from tests.harness.board import Board
-from tests.harness.containerd import Containerd, config_v2
+from tests.harness.containerd import Containerd, cni_archive, config_v2
 from tests.harness.dockerd import Dockerd, seed_registry
 from tests.harness.registry import Registry
 from tests.harness.sntp import SntpServer
@@ -72,17 +70,6 @@ def settings(c: Containerd, ntp: SntpServer, cc: CloudcoreSim, **extra: Any) -> 
         "thresholds": {"docker_min_free_mb": 1, "cpu_sample_s": 0.1, "max_cpu_used_pct": 100},
         **extra,
     }  # fmt: skip
-
-
-def cni_archive(path: Path) -> Path:
-    """The CNI release's layout: plugins at the archive's top level, built for this board."""
-    elf = Path("/bin/true").read_bytes()
-    with tarfile.open(path, "w:gz") as tar:
-        for name in ("bridge", "host-local", "portmap", "loopback"):
-            info = tarfile.TarInfo(f"./{name}")
-            info.size, info.mode = len(elf), 0o755
-            tar.addfile(info, io.BytesIO(elf))
-    return path
 
 
 def test_v1_23_1_on_containerd_from_fresh_board_to_joined_and_back(

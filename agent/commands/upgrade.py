@@ -14,9 +14,10 @@ from kedge.confirm import confirm
 from kedge.errors import UserError
 
 EPILOG = """\
-The target is the kubeedge_version setting (or --to). Cloud first: an enrolled board asks
-the cloud API for fresh credentials, which name the release cloudcore runs; a board not
-enrolled needs --cloud-version. Refused: a target newer than cloudcore, a downgrade,
+Cloud first: an enrolled board asks the cloud API for fresh credentials, which name the
+release cloudcore runs (and make it the target, unless the config file sets
+kubeedge_version or --to is given); a board not enrolled needs --cloud-version and
+upgrades to kubeedge_version or --to. Refused: a target newer than cloudcore, a downgrade,
 more than one minor release at a time, and boards on docker (v1.13 has no
 `keadm upgrade edge`: reset, then join the new release on containerd or cri-dockerd).
 
@@ -72,6 +73,8 @@ async def run(args: argparse.Namespace) -> int:
         with state.lock("join"):
             enrollment.save(state.path, fresh)
         cloud = fresh.kubeedge_version
+        settings = settings_from(args)  # the enrollment's release is a default of kubeedge_version
+        target = args.to or settings.kubeedge_version
     if cloud is None:
         raise UserError(
             "cannot tell which release cloudcore runs: this board is not enrolled; pass "

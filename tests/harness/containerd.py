@@ -5,8 +5,10 @@ no overlay mounts are needed for what the tests do (CRI calls, pulls, image list
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,3 +82,14 @@ class Containerd:
             pid = json.loads(units.read_text())["units"].get("containerd.service", {}).get("pid")
             if pid:
                 subprocess.run(["kill", str(pid)], check=False, timeout=10, capture_output=True)
+
+
+def cni_archive(path: Path) -> Path:
+    """The CNI release's layout: plugins at the archive's top level, built for this board."""
+    elf = Path("/bin/true").read_bytes()
+    with tarfile.open(path, "w:gz") as tar:
+        for name in ("bridge", "host-local", "portmap", "loopback"):
+            info = tarfile.TarInfo(f"./{name}")
+            info.size, info.mode = len(elf), 0o755
+            tar.addfile(info, io.BytesIO(elf))
+    return path

@@ -125,6 +125,7 @@ class _HubHandler(socketserver.StreamRequestHandler):
                          b"Connection: Upgrade\r\n\r\n")  # fmt: skip
         self.server.events.append(f"edge node {node} connected")
         self.server.nodes.add(node)  # edgecontroller created the Node
+        self.server.kubelet_versions[node] = headers.get("kubelet_version", "")
         if self.server.on_registered is not None:
             self.server.on_registered(node)
         self.request.settimeout(None)
@@ -139,6 +140,7 @@ class _WebsocketServer(_TLSMixin, socketserver.ThreadingTCPServer):
     refuse_websocket: bool
     events: list[str]
     nodes: set[str]
+    kubelet_versions: dict[str, str]
     on_registered: Callable[[str], None] | None
 
 
@@ -150,6 +152,7 @@ class CloudcoreSim:
     events: list[str] = field(default_factory=list)  # what cloudcore would log
     version: str = "v1.13.0"  # from v1.20 the certificate port also answers GET /node/<name>
     nodes: set[str] = field(default_factory=set)  # the Nodes the cluster has
+    kubelet_versions: dict[str, str] = field(default_factory=dict)  # what each edge's edged reports
     refuse_websocket: bool = False  # fault: port 10000 turns edges away (a firewall, say)
     on_registered: Callable[[str], None] | None = None  # an edge connected to cloudhub
     _servers: list[socketserver.BaseServer] = field(default_factory=list)
@@ -176,8 +179,9 @@ class CloudcoreSim:
         cert.version, cert.nodes = self.version, self.nodes
         ws = _WebsocketServer((self.host, self.websocket_port), _HubHandler)
         ws.ssl_context = ctx
-        ws.refuse_websocket, ws.events, ws.on_registered, ws.nodes = (
-            self.refuse_websocket, self.events, self.on_registered, self.nodes)  # fmt: skip
+        ws.refuse_websocket, ws.events, ws.on_registered, ws.nodes, ws.kubelet_versions = (
+            self.refuse_websocket, self.events, self.on_registered, self.nodes,
+            self.kubelet_versions)  # fmt: skip
         self.cert_port = cert.server_address[1]
         self.websocket_port = ws.server_address[1]
         for server in (cert, ws):

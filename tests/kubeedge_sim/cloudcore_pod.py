@@ -26,6 +26,21 @@ WEBSOCKET_PORT, CERT_PORT = 10000, 10002
 PR_SET_NAME = 15
 
 
+class ClusterNodes(set[str]):
+    """The cluster's Nodes as cloudhub's GET /node/<name> sees them (v1.20 on): read from
+    the simulated API server at each question, so `kubectl delete node` is seen."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        super().__init__()
+        self.kubeconfig = kubeconfig
+
+    def __contains__(self, name: object) -> bool:
+        return any(n["name"] == name for n in cluster.load(self.kubeconfig)["nodes"])
+
+    def add(self, name: str) -> None:
+        pass  # register() below creates the Node, with what edged reports
+
+
 def main(argv: list[str]) -> int:
     kubeconfig = argv[0]
     ctypes.CDLL(None).prctl(PR_SET_NAME, b"cloudcore", 0, 0, 0)
@@ -41,17 +56,25 @@ def main(argv: list[str]) -> int:
         base64.b64decode(server["stream.crt"]), base64.b64decode(server["stream.key"]),
     )  # fmt: skip
 
+    kubelet_versions: dict[str, str] = {}  # shared by the servers of every address
+
     def register(node: str) -> None:
         with cluster.update(kubeconfig) as state:
             if not any(n["name"] == node for n in state["nodes"]):
                 state["nodes"].append({"name": node, "ip": "", "taints": [], "labels": {
                     "node-role.kubernetes.io/edge": "", "node-role.kubernetes.io/agent": ""}})  # fmt: skip
+            for n in state["nodes"]:
+                if n["name"] == node and kubelet_versions.get(node):
+                    n["kubeletVersion"] = kubelet_versions[node]
 
     with contextlib.ExitStack() as stack:
         for address in advertise:
             try:
                 stack.enter_context(CloudcoreSim(pki, host=address, websocket_port=WEBSOCKET_PORT,
-                                                 cert_port=CERT_PORT, on_registered=register))  # fmt: skip
+                                                 cert_port=CERT_PORT, on_registered=register,
+                                                 version=deploy["image"].rpartition(":")[2],
+                                                 nodes=ClusterNodes(kubeconfig),
+                                                 kubelet_versions=kubelet_versions))  # fmt: skip
             except OSError as exc:
                 # cloudhub's listener fails and cloudcore exits: the kubelet restarts it
                 # (CrashLoopBackOff); `kubectl logs --previous` shows this line.

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kedge.cri import CriClient, CriError
+from kedge.names import version_tuple
 from tests.harness.dockerd import api
 from tests.kubeedge_sim import klog, sim
 
@@ -154,13 +155,21 @@ def bootstrap_certs(root: Path, cfg: str) -> str | None:
     return None
 
 
-def connect_hub(root: Path, cfg: str) -> None:
+# pkg/util/constants CurrentSupportK8sVersion at each release kedge tests with; edged
+# reports "<it>-kubeedge-<release>" as the Node's kubeletVersion (edge/pkg/edged/edged.go).
+K8S_OF = {(1, 13): "v1.23.15", (1, 20): "v1.30.7", (1, 21): "v1.30.7", (1, 22): "v1.31.12",
+          (1, 23): "v1.32.10"}  # fmt: skip
+
+
+def connect_hub(root: Path, cfg: str, version: str = "v1.13.0") -> None:
     """edgehub's websocket client (edge/pkg/edgehub/clients/wsclient/websocket.go@v1.13.0,
     Init()): mTLS to websocket.server verified against the CA, headers node_id and
     project_id; 5 tries 5 s apart (retryCount, cloudAccessSleep), then edgehub.go:
     `klog.Errorf("connection failed: %v, will reconnect after %s", err, waitTime.String())`
     and again. edgecore keeps running either way: an edge that never reaches port 10000
-    stays "active" and never becomes a Node."""
+    stays "active" and never becomes a Node. The kubelet_version header stands for the
+    node status edged posts as soon as the connection is up."""
+    kubelet = f"{K8S_OF.get(version_tuple(version)[:2], 'v1.30.7')}-kubeedge-{version}"
     server = value(cfg, "server")
     node = value(cfg, "hostnameOverride")
     host, _, port = server.rpartition(":")
@@ -175,7 +184,7 @@ def connect_hub(root: Path, cfg: str) -> None:
                 conn.sendall(
                     f"GET /e632aba927ea4ac2b575ec1603d56f10/{node}/events HTTP/1.1\r\nHost: {server}\r\n"
                     f"Upgrade: websocket\r\nConnection: Upgrade\r\nnode_id: {node}\r\n"
-                    "project_id: e632aba927ea4ac2b575ec1603d56f10\r\n\r\n".encode()
+                    f"project_id: e632aba927ea4ac2b575ec1603d56f10\r\nkubelet_version: {kubelet}\r\n\r\n".encode()
                 )
                 status = conn.recv(4096).split(b"\r\n", 1)[0]
                 if b" 101 " not in status + b" ":
@@ -346,7 +355,7 @@ def main(argv: list[str], root: str, version: str = "v1.13.0") -> int:
         time.sleep(0.3)  # edged's start-up, then a crash: systemd restarts it after RestartSec
         return fatal("edged.go:249", faults["edgecore_crash_after_certs"])
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    hub = threading.Thread(target=connect_hub, args=(board, cfg), daemon=True)
+    hub = threading.Thread(target=connect_hub, args=(board, cfg, version), daemon=True)
     hub.start()
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     log("I", "server.go:125", "Shutting down edgecore")

@@ -419,10 +419,13 @@ def cmd_reset(args: list[str], root: Path) -> int:
 
 def cmd_upgrade(args: list[str], root: Path) -> int:
     state = _state(root)
-    # `keadm upgrade edge` from v1.16 (edge/upgrade.go); before it, a bare `upgrade`.
-    if version_tuple(state["version"])[:2] < (1, 16) or args[:1] != ["edge"]:
-        sys.stderr.write("keadm simulator: only `upgrade edge` from v1.16 is simulated\n")
+    # `keadm upgrade edge` and `keadm upgrade cloud` from v1.16 (edge/upgrade.go,
+    # cloud/upgrade.go); before it, a bare `upgrade` that kedge never runs.
+    if version_tuple(state["version"])[:2] < (1, 16) or args[:1] not in (["edge"], ["cloud"]):
+        sys.stderr.write("keadm simulator: only `upgrade edge|cloud` from v1.16 is simulated\n")
         return 1
+    if args[0] == "cloud":
+        return keadm_cloud.cmd_upgrade_cloud(args[1:], root)
     return keadm_cri.cmd_upgrade_edge(args[1:], root, state)
 
 

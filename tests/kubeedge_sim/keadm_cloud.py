@@ -11,7 +11,9 @@ import base64
 import re
 import time
 from pathlib import Path
+from typing import Any
 
+from kedge.names import version_tuple
 from tests.kubeedge_sim import cluster, helm, sim
 from tests.kubeedge_sim.cobra import Flag, fail, parse
 
@@ -49,8 +51,27 @@ def tolerations_from(sets: dict[str, str]) -> list[dict[str, str]]:
     return [found[i] for i in sorted(found)]
 
 
+def _minor(root: Path) -> tuple[int, int]:
+    return version_tuple(sim.load(root, "keadm").get("version", "v1.13.0"))[:2]
+
+
+def _tag(opts: dict[str, Any], sets: dict[str, str], root: Path) -> str:
+    """The image tag: v1.13 reads only --profile version= (else its offline default);
+    from v1.14 cloud/init.go reads --kubeedge-version (util.GetCurrentVersion, which falls
+    back to keadm's own version offline), and appendDefaultSets makes it the image tag."""
+    profile = (dict(p.split("=", 1) for p in opts["profile"].split(",") if "=" in p)
+               if opts["profile"] else {})  # fmt: skip
+    if _minor(root) <= (1, 13):
+        return sets.get("cloudCore.image.tag") or profile.get("version") or OFFLINE_DEFAULT_TAG
+    version = (
+        opts["kubeedge-version"] or profile.get("version") or sim.load(root, "keadm")["version"]
+    )
+    return sets.get("cloudCore.image.tag") or ("v" + version.removeprefix("v"))
+
+
 def cmd_init(args: list[str], root: Path) -> int:
-    opts = parse(INIT_FLAGS, args)
+    flags = INIT_FLAGS + ([Flag("image-repository")] if _minor(root) >= (1, 14) else [])
+    opts = parse(flags, args)
     kubeconfig = opts["kube-config"]
     try:
         data = cluster.load(kubeconfig)
@@ -63,18 +84,27 @@ def cmd_init(args: list[str], root: Path) -> int:
         )
     if not opts["force"] and sim.programs_running("cloudcore"):
         return fail("CloudCore is already running on this node, please run reset to clean up first")
-    print("Kubernetes version verification passed, KubeEdge installation will start...")
     sets = rebuild_sets(opts["set"])
-    profile = (
-        dict(p.split("=", 1) for p in opts["profile"].split(",") if "=" in p)
-        if opts["profile"]
-        else {}
-    )
-    tag = sets.get("cloudCore.image.tag") or profile.get("version") or OFFLINE_DEFAULT_TAG
+    tag = _tag(opts, sets, root)
+    if _minor(root) <= (1, 13):
+        print("Kubernetes version verification passed, KubeEdge installation will start...")
+    else:  # helm/cloudcore.go@v1.23.1 Install()
+        print(f"Kubernetes version verification passed, KubeEdge {tag} installation will start...")
+        if helm.last(cluster.load(kubeconfig), "kubeedge", "cloudcore") is not None and _minor(
+            root
+        ) >= (1, 16):
+            return fail(
+                "the cloudcore release already exists, and you can upgrade the cloudcore using the `keadm upgrade`"
+            )
     advertise = [a for a in (opts["advertise-address"] or "").split(",") if a]
     if opts["dry-run"]:
         print(f"dry run: would install cloudcore {tag} advertising {advertise}")
         return 0
+    return _helm_install_or_upgrade(root, kubeconfig, tag, sets, advertise, force=opts["force"])
+
+
+def _helm_install_or_upgrade(root: Path, kubeconfig: str, tag: str, sets: dict[str, str],
+                             advertise: list[str], *, force: bool) -> int:  # fmt: skip
     cluster.reconcile(kubeconfig)
     with cluster.update(kubeconfig) as data:
         release = helm.last(data, "kubeedge", "cloudcore")
@@ -106,10 +136,10 @@ def cmd_init(args: list[str], root: Path) -> int:
     # installer.go@v1.13.0 lines 299-305, 318-323: Wait with DefaultHelmTimeout (60 s)
     # unless --force; the record says pending until the wait ends. Killed here, it stays so.
     deadline = time.monotonic() + (
-        0 if opts["force"] else min(float(sim.load(root, "keadm").get("init_wait_s", 60)), 600)
+        0 if force else min(float(sim.load(root, "keadm").get("init_wait_s", 60)), 600)
     )
     while not cluster.ready(cluster.load(kubeconfig)["deployments"]["kubeedge/cloudcore"]):
-        if opts["force"]:
+        if force:
             break
         if time.monotonic() >= deadline:
             with cluster.update(kubeconfig) as data:
@@ -128,6 +158,46 @@ def cmd_init(args: list[str], root: Path) -> int:
     print("STATUS: deployed")
     print(f"REVISION: {version}")
     return 0
+
+
+UPGRADE_FLAGS = [
+    Flag("kubeedge-version"), Flag("advertise-address"), Flag("kube-config", None, "/root/.kube/config"),
+    Flag("dry-run", "d", False, "bool"), Flag("set", None, None, "stringArray"),
+    Flag("values", None, None, "stringArray"), Flag("force", None, False, "bool"), Flag("profile"),
+    Flag("external-helm-root"), Flag("reuse-values", None, False, "bool"),
+    Flag("print-final-values", None, False, "bool"), Flag("image-repository"),
+]  # fmt: skip
+
+
+def cmd_upgrade_cloud(args: list[str], root: Path) -> int:
+    """helm/cloudcore.go@v1.23.1 Upgrade(): a Helm upgrade of the existing release; with
+    --reuse-values the last release's values stay and the flags merge over them."""
+    opts = parse(UPGRADE_FLAGS, args)
+    kubeconfig = opts["kube-config"]
+    try:
+        data = cluster.load(kubeconfig)
+    except FileNotFoundError:
+        return fail(f"failed to get kubeconfig: stat {kubeconfig}: no such file or directory")
+    print("Kubernetes version verification passed, KubeEdge upgradation will start...")
+    if helm.last(data, "kubeedge", "cloudcore") is None:
+        return fail(
+            "the cloudcore release not found, and you can init the cloudcore using the `keadm init`"
+        )
+    sets = rebuild_sets(opts["set"])
+    tag = sets.get("cloudCore.image.tag") or "v" + (
+        opts["kubeedge-version"] or sim.load(root, "keadm")["version"]
+    ).removeprefix("v")
+    advertise = [a for a in (opts["advertise-address"] or "").split(",") if a]
+    previous = data["deployments"].get("kubeedge/cloudcore") or {}
+    if opts["reuse-values"]:
+        advertise = advertise or list(previous.get("advertiseAddress") or [])
+        if not tolerations_from(sets):
+            for i, t in enumerate(previous.get("tolerations") or []):
+                sets |= {f"cloudCore.tolerations[{i}].{k}": v for k, v in t.items()}
+    if opts["dry-run"]:
+        print(f"dry run: would upgrade cloudcore to {tag} advertising {advertise}")
+        return 0
+    return _helm_install_or_upgrade(root, kubeconfig, tag, sets, advertise, force=opts["force"])
 
 
 def cmd_gettoken(args: list[str], root: Path) -> int:

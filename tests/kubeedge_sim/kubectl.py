@@ -20,6 +20,7 @@ def _node(n: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": {"name": n["name"], "labels": n.get("labels", {})}, "spec": {"taints": n.get("taints", [])},
             "status": {"addresses": [{"type": "InternalIP", "address": n.get("ip", "")}],
                        "allocatable": n.get("allocatable", {}),
+                       "nodeInfo": {"kubeletVersion": n.get("kubeletVersion", "v1.23.15")},
                        "conditions": [_ready(n)]}}  # fmt: skip
 
 
