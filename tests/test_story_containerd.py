@@ -17,7 +17,8 @@ from agent import containerd_config
 from tests.conftest import AgentRunner, statuses
 from tests.harness.board import Board
 from tests.harness.containerd import Containerd, cni_archive, config_v2
-from tests.harness.dockerd import Dockerd, seed_registry
+from tests.harness.cri_dockerd import CriDockerd
+from tests.harness.dockerd import Dockerd, api, seed_registry
 from tests.harness.registry import Registry
 from tests.harness.sntp import SntpServer
 from tests.kubeedge_sim.cloudcore import CloudcoreSim
@@ -61,9 +62,13 @@ def fresh(
 
 
 def settings(c: Containerd, ntp: SntpServer, cc: CloudcoreSim, **extra: Any) -> dict[str, Any]:
+    return settings_for(c.endpoint, ntp, cc, **extra)
+
+
+def settings_for(endpoint: str, ntp: SntpServer, cc: CloudcoreSim, **extra: Any) -> dict[str, Any]:
     return {
         "node_name": "board-1", "kubeedge_version": VERSION, "runtime": "containerd",
-        "remote_runtime_endpoint": c.endpoint, "cgroup_driver": "cgroupfs",
+        "remote_runtime_endpoint": endpoint, "cgroup_driver": "cgroupfs",
         "ntp_servers": [ntp.address], "cloudcore": cc.cloudcore,
         "cloudcore_cert_port": cc.cert_port, "token": cc.pki.token(), "join_settle_s": 1,
         "state_dir": "/var/lib/kedge-agent",
@@ -214,3 +219,48 @@ def version_of(board: Board) -> str:
     done = subprocess.run([str(board.path("/usr/local/bin/edgecore")), "--version"],
                           capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
     return done.stdout.strip()
+
+
+def test_v1_23_1_with_docker_kept_through_cri_dockerd(
+    board: Board, seeded: Registry, dockerd_systemd: Dockerd, tmp_path: Path, ntp: SntpServer,
+    cloudcore_v1_23: CloudcoreSim, agent: AgentRunner,
+) -> None:  # fmt: skip
+    """The seed's boards keep docker on v1.23.1 through cri-dockerd (simulated: not in
+    Debian) in front of the real dockerd: its pause image comes from its unit, images go
+    through docker, docker's cgroup driver is the one that matters."""
+    board.install_systemd()
+    board.install_keadm(version=VERSION)
+    shim = CriDockerd(board, tmp_path / "cri-dockerd", dockerd_systemd.socket,
+                      sandbox_image="kubeedge/pause:3.6").start()  # fmt: skip
+    pulled = [f"kubeedge/installation-package:{VERSION}", "kubeedge/pause:3.6"]
+    try:
+        board.configure({
+            **settings_for(shim.endpoint, ntp, cloudcore_v1_23), "runtime": "cri-dockerd",
+            "docker_host": f"unix://{dockerd_systemd.socket}", "cgroup_driver": "auto",
+        })  # fmt: skip
+        for ref in pulled:
+            dockerd_systemd.remove_image(ref)
+        first = agent(board, "check", "--json")
+        found = {k: v for k, v in statuses(first).items() if v not in ("pass", "skip")}
+        assert found == {"cni": "fail", "sandbox-image": "warn", "runtime-images": "warn"}
+        sandbox = first.result("sandbox-image")
+        assert sandbox.details["image"] == "kubeedge/pause:3.6"  # from cri-docker.service
+        assert first.result("cri").summary.startswith("docker ")
+        archive = cni_archive(tmp_path / "cni.tgz")
+        fixed = agent(board, "fix", "--yes", "--json", "--cni-archive", str(archive))
+        assert fixed.rc == 0, fixed.out + fixed.err
+        assert api(dockerd_systemd.socket, "GET", "/images/kubeedge/pause:3.6/json")[0] == 200
+        assert set(statuses(agent(board, "check", "--json")).values()) == {"pass", "skip"}
+
+        joined = agent(board, "join", "--yes", "--json")
+        doc = json.loads(joined.out)
+        assert joined.rc == 0, joined.out + joined.err
+        assert f"--remote-runtime-endpoint={shim.endpoint}" in doc["details"]["keadm_argv"]
+        assert "--cgroupdriver=systemd" in doc["details"]["keadm_argv"]  # docker's, "auto"
+        reset = agent(board, "reset", "--yes", "--json")
+        assert json.loads(reset.out)["ok"] is True
+    finally:
+        board.stop_processes()
+        shim.stop()
+        for ref in pulled:
+            dockerd_systemd.remove_image(ref)

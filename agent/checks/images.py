@@ -6,7 +6,7 @@ import asyncio
 
 from agent.checks.context import CheckContext
 from agent.checks.facts import ImageFacts
-from agent.checks.registry import Outcome, check, failed, passed, warned
+from agent.checks.registry import Outcome, check, failed, not_used, passed, warned
 from kedge.kubeedge import ARCH_BY_MACHINE, Release, sandbox_alias
 
 
@@ -17,6 +17,9 @@ from kedge.kubeedge import ARCH_BY_MACHINE, Release, sandbox_alias
     needs=("docker",),
 )
 async def images(ctx: CheckContext) -> Outcome:
+    if ctx.settings.runtime != "docker":
+        # From v1.14 keadm pulls through the CRI (cri-dockerd's too): runtime-images asks it.
+        return not_used(f"runtime is {ctx.settings.runtime}: the runtime-images check covers it")
     wanted = Release(ctx.settings.kubeedge_version).join_images(ctx.settings.image_repository)
     arches = await asyncio.gather(*(ctx.docker.image_architecture(ref) for ref in wanted))
     missing = [ref for ref, arch in zip(wanted, arches, strict=True) if arch is None]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent import containerd_config
+from agent import containerd_config, cri_dockerd_unit
 from agent.checks.context import CheckContext
 from agent.checks.facts import CgroupFacts, RuntimeFacts
 from agent.checks.registry import Outcome, check, failed, not_used, passed, skipped, warned
@@ -75,9 +75,12 @@ async def cri(ctx: CheckContext) -> Outcome:
             return failed(str(exc), f"Fix {containerd_config.PATH}; containerd config dump shows what it reads.",
                           **details)  # fmt: skip
     network = conditions.get("NetworkReady")
-    sandbox = (config.sandbox_image if config else None) or containerd_config.default_sandbox(
-        version.runtime_version
-    )
+    if version.runtime_name == "docker":  # cri-dockerd
+        sandbox: str | None = cri_dockerd_unit.sandbox_image(ctx.host)
+    else:
+        sandbox = (config.sandbox_image if config else None) or containerd_config.default_sandbox(
+            version.runtime_version
+        )
     ctx.facts.runtime = RuntimeFacts(endpoint, version.runtime_name, version.runtime_version,
                                      network.status if network else None,
                                      network.message if network else "", sandbox, config)  # fmt: skip

@@ -181,6 +181,8 @@ def copy_resources(
             try:
                 cri(endpoint, IMAGES, "PullImage", field(1, field(1, sandbox_image)), 120)
             except CriError as exc:
+                if info.get("runtime") == "docker":  # cri-dockerd, ensureSandboxImageExists
+                    return f'rpc error: code = Unknown desc = failed pulling image "{sandbox_image}": {exc}'
                 return (
                     "rpc error: code = Unknown desc = failed to get sandbox image "
                     f'"{sandbox_image}": {exc}'
@@ -204,7 +206,7 @@ def copy_resources(
         return grpc_error(exc)
     arch = ((built or {}).get("imageSpec") or {}).get("architecture")
     board = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(os.uname().machine)
-    if arch != board:
+    if arch is not None and arch != board:  # cri-dockerd's ImageStatus gives no image spec
         return (
             "start container failed: rpc error: code = Unknown desc = failed to create containerd "
             "task: failed to create shim task: OCI runtime create failed: runc create failed: "
