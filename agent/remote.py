@@ -22,18 +22,20 @@ from kedge.wire import CommandResult, RemoteCommand
 
 log = structlog.get_logger(__name__)
 
-ACTIONS = ("ping", "check", "fix", "join", "reset")
-MUTATING = ("fix", "join", "reset")
+ACTIONS = ("ping", "check", "fix", "join", "reset", "upgrade")
+MUTATING = ("fix", "join", "reset", "upgrade")
 # These drive keadm, docker and the checks: one at a time per board, others are busy.
-EXCLUSIVE = ("check", "fix", "join", "reset")
+EXCLUSIVE = ("check", "fix", "join", "reset", "upgrade")
 COMMAND_TIMEOUT_S = 900.0
 MAX_COMMAND_BYTES = 16 * 1024
 MAX_LIFETIME_S = 3600.0  # expires_at - issued_at
 CLOCK_SKEW_S = 300.0  # how far in the future issued_at may be (the sender's clock)
 # Ids are remembered for as long as a command can live, plus the skew allowance.
 REMEMBER_S = MAX_LIFETIME_S + 2 * CLOCK_SKEW_S
-ARGS = {"check": {"only"}, "fix": {"only", "dry_run"}, "ping": set(), "join": set(), "reset": set()}
+ARGS = {"check": {"only"}, "fix": {"only", "dry_run"}, "ping": set(), "join": set(), "reset": set(),
+        "upgrade": {"to", "cloud_version"}}  # fmt: skip
 _ECHO_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+RELEASE_RE = re.compile(r"v1\.\d{1,3}\.\d{1,3}")
 
 Handler = Callable[[RemoteCommand], Awaitable[dict[str, Any]]]
 
@@ -131,6 +133,10 @@ class CommandRunner:
             return f"args.only: unknown check id {bad[0][:64]!r} (known: {', '.join(sorted(self.known_checks))})"
         if not isinstance(command.args.get("dry_run", False), bool):
             return "args.dry_run must be true or false"
+        for key in ("to", "cloud_version"):
+            value = command.args.get(key)
+            if value is not None and not (isinstance(value, str) and RELEASE_RE.fullmatch(value)):
+                return f"args.{key} must be a KubeEdge release like v1.23.1"
         if command.action in MUTATING and command.action not in self.allowed:
             return f"{command.action} is not allowed remotely on this board (allow_remote in /etc/kedge/agent.toml)"
         return None
@@ -147,7 +153,7 @@ class CommandRunner:
         command = parsed
         if command.action in EXCLUSIVE and self._exclusive.locked():
             return rejected(
-                "busy: another check, fix, join or reset is running; send it again later",
+                "busy: another check, fix, join, reset or upgrade is running; send it again later",
                 command.id, command.action, status="busy",
             )  # fmt: skip
         try:

@@ -141,7 +141,7 @@ class AgentSettings(LayeredSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     report_interval: float = Field(10.0, ge=0.05, le=3600)
     check_interval: float = Field(900.0, ge=1, le=86400)
-    allow_remote: list[Literal["fix", "join", "reset"]] = Field(default_factory=list)
+    allow_remote: list[Literal["fix", "join", "reset", "upgrade"]] = Field(default_factory=list)
 
     @field_validator("cloudcore")
     @classmethod

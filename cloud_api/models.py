@@ -219,7 +219,7 @@ class HealthSeries(BaseModel):
 
 
 class CommandRequest(Strict):
-    action: Literal["ping", "check", "fix", "join", "reset"]
+    action: Literal["ping", "check", "fix", "join", "reset", "upgrade"]
     args: dict[str, Any] = Field(default_factory=dict)
     ttl_s: float = Field(300.0, ge=5, le=86400, description="the board ignores it after this")
 

@@ -21,6 +21,7 @@ from agent.remote import CommandRunner
 from agent.reset import kubeedge_dirs, reset_board
 from agent.settings import AgentSettings
 from agent.state import StateDir
+from agent.upgrade import run_upgrade
 from kedge.host import Host
 from kedge.wire import RemoteCommand, Topics
 
@@ -31,7 +32,7 @@ Answer = dict[str, object]
 
 
 class RemoteActions:
-    """ping, check, fix, join and reset as this board runs them. Under systemd the
+    """ping, check, fix, join, reset and upgrade as this board runs them. Under systemd the
     mutating ones run as a transient unit outside the daemon's sandbox."""
 
     def __init__(self, settings: Callable[[], AgentSettings], host: Host, state: StateDir,
@@ -47,7 +48,7 @@ class RemoteActions:
 
     def table(self) -> dict[str, Callable[[RemoteCommand], Awaitable[Answer]]]:
         return {"ping": self.ping, "check": self.check, "fix": self.fix, "join": self.join,
-                "reset": self.reset}  # fmt: skip
+                "reset": self.reset, "upgrade": self.upgrade}  # fmt: skip
 
     async def ping(self, cmd: RemoteCommand) -> Answer:
         return {"pong": datetime.now(UTC).isoformat(), "version": __version__}
@@ -94,6 +95,25 @@ class RemoteActions:
             "summary": f"removed {len(changes)} items",
             "changes": [c.model_dump() for c in changes],
         }
+
+    async def upgrade(self, cmd: RemoteCommand) -> Answer:
+        """The cloud API names the release cloudcore runs (args.cloud_version) and may
+        name the target (args.to); agent/remote.py checked both are release tags."""
+        to = (
+            cmd.args.get("to") or cmd.args.get("cloud_version") or self._settings().kubeedge_version
+        )
+        cloud = cmd.args.get("cloud_version")
+        if cloud is None:
+            return {"ok": False, "summary": "args.cloud_version is missing: the cloud API sends it"}
+        if transient.available(self.host):
+            return await self._outside_sandbox(
+                cmd, ["--to", str(to), "--cloud-version", str(cloud)]
+            )
+        with self.state.lock("upgrade (remote)"):
+            report = await run_upgrade(self._settings(), self.host, self.state, target=str(to),
+                                       cloud=str(cloud), emit=_progress)  # fmt: skip
+        self.collector.refresh_edgecore_soon()
+        return report.model_dump(mode="json", exclude={"checks"})
 
     async def _outside_sandbox(self, cmd: RemoteCommand, args: list[str]) -> Answer:
         """The CLI command as a transient unit (agent/transient.py); its report."""

@@ -136,8 +136,18 @@ async def node_health(request: web.Request) -> web.Response:
 async def send_command(request: web.Request) -> web.Response:
     fleet, name = request.app[FLEET], _node_name(request)
     body: CommandRequest = await read_body(request, CommandRequest)
+    args = dict(body.args)
+    if body.action == "upgrade":
+        # The board upgrades only up to the release cloudcore runs: this API says which,
+        # whatever the sender wrote (the command is sealed with the board's key).
+        record = request.app[STORE].cloudcore()
+        if record is None:
+            raise ApiError(
+                409, "no_cloudcore", "cloudcore is not installed by this API: run init first"
+            )
+        args["cloud_version"] = record.version
     try:
-        sent = await fleet.send(name, body.action, body.args, body.ttl_s)
+        sent = await fleet.send(name, body.action, args, body.ttl_s)
     except NoBroker as exc:
         raise ApiError(503 if exc.configured else 409, "no_broker", str(exc)) from exc
     except NotEnrolled as exc:

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, Field
 
 from kedge.wire._base import Payload, Versioned
 
-ACTIONS = ("ping", "check", "fix", "join", "reset")
+ACTIONS = ("ping", "check", "fix", "join", "reset", "upgrade")
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 

@@ -46,7 +46,7 @@ def runner(*, allowed: tuple[str, ...] = (), gate: asyncio.Event | None = None) 
             await gate.wait()
         return {"summary": f"{cmd.action} ran"}
 
-    handlers = {a: handler for a in ("ping", "check", "fix", "join", "reset")}
+    handlers = {a: handler for a in ("ping", "check", "fix", "join", "reset", "upgrade")}
     return CommandRunner(handlers, list(allowed), remember, known_checks=list(CHECKS), clock=lambda: NOW,
                          node=lambda: "board-1", key=lambda: TEST_COMMAND_KEY)  # fmt: skip
 
@@ -104,6 +104,18 @@ async def test_naive_times_are_rejected_not_crashed() -> None:
         (command(action="check", args={"bogus": 1}), "unknown args for check: bogus"),
         (command(action="fix", args={"dry_run": "yes"}), "args.dry_run must be true or false"),
         (command(action="x" * 65), "malformed command: action: String should have at most 64"),
+        (
+            command(action="upgrade", args={"to": "v1.23.1; rm -rf /"}),
+            "args.to must be a KubeEdge release like v1.23.1",
+        ),
+        (
+            command(action="upgrade", args={"cloud_version": ["v1.23.1"]}),
+            "args.cloud_version must be a KubeEdge release",
+        ),
+        (
+            command(action="upgrade", args={"to": "v1.23.1", "cloud_version": "v1.23.1"}),
+            "upgrade is not allowed remotely on this board",
+        ),
     ],
 )
 async def test_commands_outside_their_bounds_are_refused_with_the_reason(
@@ -112,6 +124,12 @@ async def test_commands_outside_their_bounds_are_refused_with_the_reason(
     answer = await result(payload, runner(allowed=("fix",)))
     assert answer.status == "rejected"
     assert answer.reason.startswith(reason), answer.reason
+
+
+async def test_an_allowed_upgrade_with_release_args_runs() -> None:
+    payload = command(action="upgrade", args={"to": "v1.23.1", "cloud_version": "v1.23.1"})
+    answer = await result(payload, runner(allowed=("upgrade",)))
+    assert (answer.status, answer.reason) == ("done", "upgrade ran")
 
 
 async def test_a_little_clock_skew_is_allowed() -> None:
@@ -129,7 +147,9 @@ async def test_one_board_wide_action_at_a_time_the_rest_are_busy() -> None:
         for n, a in enumerate(("check", "fix", "join", "reset"), 1)
     ]
     assert [o.status for o in others] == ["busy"] * 4
-    assert others[0].reason.startswith("busy: another check, fix, join or reset is running")
+    assert others[0].reason.startswith(
+        "busy: another check, fix, join, reset or upgrade is running"
+    )
     ping = asyncio.create_task(r.execute(command("p-1", "ping")))
     gate.set()
     assert (await ping).status == "done"  # ping is never held up
