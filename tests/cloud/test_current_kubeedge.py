@@ -37,6 +37,57 @@ def cloud(tmp_path: Path) -> Iterator[Master]:
         yield m.start()
 
 
+def containerd_board(board: Board, registry: Registry, dockerd: Dockerd, ntp: SntpServer,
+                     tmp_path: Path, keadm: str) -> Containerd:  # fmt: skip
+    seed_registry(dockerd, registry.address, ["kubeedge/pause:3.6",
+                  "kubeedge/installation-package:v1.22.0", "kubeedge/installation-package:v1.23.1"])  # fmt: skip
+    board.install_systemd()
+    board.install_keadm(version=keadm)
+    containerd = Containerd(board, tmp_path / "containerd").start(config_v2(
+        tmp_path / "containerd", systemd_cgroup=False, mirror=registry.url,
+        sandbox_image="kubeedge/pause:3.6"))  # fmt: skip
+    board.configure({
+        "runtime": "containerd", "remote_runtime_endpoint": containerd.endpoint,
+        "ntp_servers": [ntp.address], "join_settle_s": 1, "state_dir": "/var/lib/kedge-agent",
+        "thresholds": {"docker_min_free_mb": 1, "cpu_sample_s": 0.1, "max_cpu_used_pct": 100},
+    })  # fmt: skip
+    return containerd
+
+
+def enroll_and_join(
+    cloud: Master, board: Board, agent: AgentRunner, tmp_path: Path, release: str
+) -> None:
+    """No KubeEdge setting on the board: the release, cloudcore and token come from enrollment."""
+    secret = cloud.cli("secret", "create", "--uses", "1", "--ttl", "1h").stdout.strip()
+    enrolled = agent(board, "enroll", "--cloud-api", cloud.url, "--secret", secret)
+    assert enrolled.rc == 0, enrolled.out + enrolled.err
+    fixed = agent(board, "fix", "--yes", "--cni-archive", str(cni_archive(tmp_path / "cni.tgz")))
+    assert fixed.rc == 0, fixed.out + fixed.err
+    joined = agent(board, "join", "--yes", "--json")
+    assert joined.rc == 0, joined.out + joined.err
+    assert f"--kubeedge-version={release}" in json.loads(joined.out)["details"]["keadm_argv"]
+    assert node_release(cloud, "board-1") == release
+
+
+def test_init_enroll_join_on_v1_23_1(
+    cloud: Master, board: Board, registry: Registry, dockerd_systemd: Dockerd,
+    ntp: SntpServer, agent: AgentRunner, tmp_path: Path,
+) -> None:  # fmt: skip
+    cloud.root.write(
+        "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.23.1", "init_wait_s": 5})
+    )
+    installed = cloud.cli("init", "--advertise-address", MASTER_IP, "--kubeedge-version", "v1.23.1")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    containerd = containerd_board(board, registry, dockerd_systemd, ntp, tmp_path, "v1.23.1")
+    try:
+        enroll_and_join(cloud, board, agent, tmp_path, "v1.23.1")
+        _, body = cloud.call("GET", "/api/v1/cloudcore")
+        assert body["version"] == "v1.23.1"
+    finally:
+        board.stop_processes()
+        containerd.stop()
+
+
 def node_release(cloud: Master, name: str) -> str:
     node = next(n for n in cloud.cluster()["nodes"] if n["name"] == name)
     return str(node.get("kubeletVersion", "")).partition("-kubeedge-")[2]
@@ -50,30 +101,9 @@ def test_init_enroll_join_then_upgrade_cloud_first_then_the_board(
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert "--kubeedge-version=v1.22.0" in installed.stdout
 
-    seed_registry(dockerd_systemd, registry.address, ["kubeedge/pause:3.6",
-                  "kubeedge/installation-package:v1.22.0", "kubeedge/installation-package:v1.23.1"])  # fmt: skip
-    board.install_systemd()
-    board.install_keadm(version="v1.22.0")
-    containerd = Containerd(board, tmp_path / "containerd").start(config_v2(
-        tmp_path / "containerd", systemd_cgroup=False, mirror=registry.url,
-        sandbox_image="kubeedge/pause:3.6"))  # fmt: skip
-    board.configure({
-        "runtime": "containerd", "remote_runtime_endpoint": containerd.endpoint,
-        "ntp_servers": [ntp.address], "join_settle_s": 1, "state_dir": "/var/lib/kedge-agent",
-        "thresholds": {"docker_min_free_mb": 1, "cpu_sample_s": 0.1, "max_cpu_used_pct": 100},
-    })  # fmt: skip
+    containerd = containerd_board(board, registry, dockerd_systemd, ntp, tmp_path, "v1.22.0")
     try:
-        secret = cloud.cli("secret", "create", "--uses", "1", "--ttl", "1h").stdout.strip()
-        enrolled = agent(board, "enroll", "--cloud-api", cloud.url, "--secret", secret)
-        assert enrolled.rc == 0, enrolled.out + enrolled.err
-        fixed = agent(
-            board, "fix", "--yes", "--cni-archive", str(cni_archive(tmp_path / "cni.tgz"))
-        )
-        assert fixed.rc == 0, fixed.out + fixed.err
-        joined = agent(board, "join", "--yes", "--json")
-        assert joined.rc == 0, joined.out + joined.err
-        assert "--kubeedge-version=v1.22.0" in json.loads(joined.out)["details"]["keadm_argv"]
-        assert node_release(cloud, "board-1") == "v1.22.0"
+        enroll_and_join(cloud, board, agent, tmp_path, "v1.22.0")
 
         # The board first: refused, the cloud API says cloudcore still runs v1.22.0.
         early = agent(board, "upgrade", "--yes", "--json", "--to", "v1.23.1")
