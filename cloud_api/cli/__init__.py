@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from cloud_api import __version__
-from cloud_api.cli import boards, broker, cloudcore, fleet, secret, serve
+from cloud_api.cli import boards, broker, cloudcore, fleet, secret, seed, serve
 from cloud_api.cli.common import EXIT_FAILED, EXIT_USAGE, client_parser, common_parser
 from cloud_api.settings import load_cloud_settings
 from kedge.cloud_client import ApiAnswerError, ClientError
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = common_parser()
     client = client_parser(common)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (serve, cloudcore, broker, boards, fleet, secret):
+    for module in (serve, cloudcore, broker, boards, fleet, secret, seed):
         module.register(sub, common, client)
     return parser
 

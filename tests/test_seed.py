@@ -1,0 +1,113 @@
+"""The first-boot seed (kedge/seed.py): what a board accepts, the node names it makes, and
+`kedge-agent seed --write` onto a boot partition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kedge import seed
+from kedge.errors import ConfigError
+from tests.conftest import AgentRunner
+
+PIN = "ab" * 32
+GOOD = (
+    f'cloud_api = "https://198.18.0.2:8443"\nca_sha256 = "{PIN}"\nsecret = "s3cr3t-batch"\n'
+    'node_name = "rk3000-{serial}"\n'
+)
+
+
+def test_a_seed_round_trips_and_keeps_its_secret() -> None:
+    parsed = seed.parse(GOOD + '[labels]\n"site" = "plant-3"\n', "kedge-seed.toml")
+    assert parsed.secret.get_secret_value() == "s3cr3t-batch"
+    assert seed.parse(seed.dumps(parsed), "again") == parsed
+    assert "s3cr3t" not in repr(parsed)  # never in a log line
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            'cloud_api = "ftp://x"\nsecret = "s"\n',
+            "cloud_api: expected http://HOST:PORT",
+        ),
+        (
+            'cloud_api = "https://x:1"\nsecret = "s"\n',
+            "an https cloud_api needs ca_sha256 or ca_pem",
+        ),
+        (
+            f'cloud_api = "http://x:1"\nsecret = "s"\nca_sha256 = "{PIN[:10]}"\n',
+            "ca_sha256: expected 64 hex",
+        ),
+        (
+            'cloud_api = "http://x:1"\nsecret = "s"\nnode_name = "Board_{serial}"\n',
+            "node_name: use lower-case",
+        ),
+        (
+            'cloud_api = "http://x:1"\nsecret = "s"\nnode_name = "b-{uuid}"\n',
+            "node_name: unknown placeholder {uuid}",
+        ),
+        (
+            'cloud_api = "http://x:1"\nsecret = "s"\nallow_remote = ["rm"]\n',
+            "allow_remote: 'rm'",
+        ),
+        (
+            'cloud_api = "http://x:1"\nsecret = "s"\ntoken = "abc"\n',
+            "token: Extra inputs are not permitted",
+        ),
+        (
+            'cloud_api = "http://x:1"\nsecret = "s"\nimages_archive = "../etc/x"\n',
+            "images_archive: a file name beside the seed",
+        ),
+        ('cloud_api = "http://x:1"\n', "secret: Field required"),
+        ("cloud_api = \n", "not valid TOML"),
+    ],
+)
+def test_a_bad_seed_is_refused_naming_the_file_and_key(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        seed.parse(text, "/boot/kedge-seed.toml")
+    assert str(caught.value).startswith("/boot/kedge-seed.toml: "), caught.value
+    assert problem in str(caught.value), caught.value
+
+
+def test_node_names_come_from_the_boards_facts() -> None:
+    facts = {"serial": "RK3000:00AB-12", "mac": "02:42:AC:11:00:02", "hostname": "rock"}
+    assert seed.render_name("rk3000-{serial}", facts) == "rk3000-rk300000ab12"
+    assert seed.render_name("{hostname}-{mac}", facts) == "rock-0242ac110002"
+
+
+def test_seed_write_puts_a_checked_seed_on_a_boot_partition(
+    tmp_path: Path, agent: AgentRunner
+) -> None:
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    source = tmp_path / "from-master.toml"
+    source.write_text(GOOD)
+    run = agent(None, "seed", "--write", str(boot), "--from", str(source))
+    assert run.rc == 0, run.out + run.err
+    written = boot / seed.SEED_NAME
+    assert seed.parse(written.read_text(), "x") == seed.parse(GOOD, "y")
+    again = agent(None, "seed", "--write", str(boot), "--from", str(source))
+    assert (again.rc, again.err.strip()) == (
+        2, f"kedge-agent: error: {written} exists: pass --replace to put this seed in its place")  # fmt: skip
+    assert agent(None, "seed", "--write", str(boot), "--from", str(source), "--replace").rc == 0
+
+
+def test_a_bad_seed_is_not_written(tmp_path: Path, agent: AgentRunner) -> None:
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    source = tmp_path / "bad.toml"
+    source.write_text('cloud_api = "https://x:1"\nsecret = "s"\n')
+    run = agent(None, "seed", "--write", str(boot), "--from", str(source))
+    assert run.rc == 2
+    assert run.err.strip().startswith(
+        f"kedge-agent: error: {source}: ca_sha256: an https cloud_api needs"
+    )
+    assert "Traceback" not in run.err
+    assert list(boot.iterdir()) == []
+    archive = tmp_path / "needs-archive.toml"
+    archive.write_text(GOOD + 'images_archive = "kubeedge-images.tar"\n')
+    missing = agent(None, "seed", "--write", str(boot), "--from", str(archive))
+    assert missing.rc == 2
+    assert "kubeedge-images.tar does not exist: copy it there first" in missing.err
