@@ -40,8 +40,12 @@ class ApiClient:
         *,
         timeout: float = 30.0,
         ca_file: Path | None = None,
+        ca_sha256: str | None = None,
     ) -> None:
         self.url, self.token, self.timeout, self.ca_file = url.rstrip("/"), token, timeout, ca_file
+        # A pinned certificate (a first-boot seed's ca_sha256): its SHA-256 is the trust,
+        # whatever signed it — aiohttp checks it on every connection.
+        self.pin = aiohttp.Fingerprint(bytes.fromhex(ca_sha256)) if ca_sha256 else None
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ApiClient:
@@ -54,7 +58,7 @@ class ApiClient:
             ) from exc
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout),
-            connector=aiohttp.TCPConnector(ssl=context) if context else None,
+            connector=aiohttp.TCPConnector(ssl=self.pin or context or True),
         )
         return self
 
@@ -75,6 +79,11 @@ class ApiClient:
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
+        except aiohttp.ServerFingerprintMismatch as exc:
+            raise ClientError(
+                f"the cloud API at {self.url} is not the one pinned: its certificate's SHA-256 is "
+                f"{exc.got.hex()}, the seed pins {exc.expected.hex()}"
+            ) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ClientError(
                 f"cannot reach the cloud API at {self.url}: {exc or type(exc).__name__}"
