@@ -111,3 +111,24 @@ def test_a_bad_seed_is_not_written(tmp_path: Path, agent: AgentRunner) -> None:
     missing = agent(None, "seed", "--write", str(boot), "--from", str(archive))
     assert missing.rc == 2
     assert "kubeedge-images.tar does not exist: copy it there first" in missing.err
+
+
+def test_a_boards_serial_and_mac_from_its_device_tree_and_sysfs(tmp_path: Path) -> None:
+    from agent import board_identity
+    from kedge.host import Host
+    from tests.harness.board import Board
+
+    board = Board.create(tmp_path, "rk3000")
+    host = Host(board.root)
+    assert board_identity.facts(host, "rk3000") == {"hostname": "rk3000"}
+    board.write("/sys/class/dmi/id/product_serial", "To be filled by O.E.M.\n")
+    assert board_identity.serial(host) is None
+    board.write("/proc/device-tree/serial-number", "c3d4e5f6a7b8c9d0\0")
+    board.write("/sys/class/net/br0/address", "02:00:00:00:00:01\n")  # a bridge: no device
+    board.write("/sys/class/net/eth0/address", "00:00:00:00:00:00\n")
+    board.mkdir("/sys/class/net/eth0/device")
+    board.write("/sys/class/net/eth1/address", "AE:12:34:56:78:9A\n")
+    board.mkdir("/sys/class/net/eth1/device")
+    found = board_identity.facts(host, "rk3000")
+    assert found == {"hostname": "rk3000", "serial": "c3d4e5f6a7b8c9d0", "mac": "ae:12:34:56:78:9a"}
+    assert seed.render_name("rk3000-{serial}", found) == "rk3000-c3d4e5f6a7b8c9d0"
