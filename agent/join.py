@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 
+from agent import enrollment
 from agent.checks.context import CheckContext
 from agent.diagnose import recognise
 from agent.docker_api import DockerClient
@@ -22,10 +23,12 @@ from agent.edgecore_dropin import (
 )
 from agent.fix import run_fix
 from agent.preflight import run_preflight
+from agent.renewal import forget_node
 from agent.reset import kubeedge_dirs, reset_board
 from agent.settings import AgentSettings
 from agent.state import JoinRecord, StateCorrupt, StateDir, now
-from kedge.errors import CommandError, UserError
+from kedge.cloud_client import ClientError
+from kedge.errors import CommandError, ProbeError, UserError
 from kedge.host import Host
 from kedge.kubeedge import (
     CERT_PORT,
@@ -37,6 +40,7 @@ from kedge.kubeedge import (
     supports_docker,
 )
 from kedge.names import is_dns1123_subdomain, split_hostport
+from kedge.probes import https_status_unverified
 from kedge.redact import redact
 from kedge.wire import ActionReport, Cause, Change, Status
 
@@ -255,6 +259,7 @@ async def run_join(
             )
             changes += await reset_board(host, docker, dirs=dirs)
 
+        changes += await _forget_old_node(settings, host, state, emit)
         found = await run_preflight(settings, host, ignore=ignore)
         preflight = found.report
         blocking = [c for c in preflight.checks if c.status.blocks]
@@ -335,6 +340,39 @@ async def run_join(
             causes=record.causes,
             **fields,
         )
+
+
+async def _forget_old_node(
+    settings: AgentSettings, host: Host, state: StateDir, emit: Callable[[str], None]
+) -> list[Change]:
+    """An enrolled board joining again on v1.20 or later: the cluster may still have its
+    Node from the earlier join, and keadm refuses the name (edge/join.go isNodeExist). The
+    board is that name (its key proves it), so it asks the cloud API to delete the Node."""
+    known = enrollment.load(state.path)
+    if (known is None or known.command_key is None or settings.cloudcore is None
+            or not Release(settings.kubeedge_version).checks_node_exists):  # fmt: skip
+        return []
+    node = known.node_name
+    base = f"https://{settings.cloudcore.rsplit(':', 1)[0]}:{settings.cloudcore_cert_port}"
+    try:
+        status = await https_status_unverified(f"{base}/node/{node}", timeout=3.0)
+    except ProbeError:
+        return []  # the cloudcore check says why
+    if status == 404:
+        return []
+    emit(
+        f"the cluster still has Node {node} from an earlier join: asking {known.cloud_api_url} to delete it"
+    )
+    try:
+        deleted = await forget_node(known)
+    except ClientError as exc:
+        emit(f"the cloud API did not delete Node {node}: {exc}")
+        return []
+    return (
+        [Change(action="delete", target=f"Node {node}", detail="through the cloud API")]
+        if deleted
+        else []
+    )
 
 
 async def _verify(host: Host, state: StateDir, record: JoinRecord, settings: AgentSettings) -> bool:

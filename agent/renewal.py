@@ -53,3 +53,18 @@ async def renewed(known: Enrollment, *, ca_file: Path | None = None) -> Enrollme
             f"{known.cloud_api_url} answered something that is not an enrollment "
             f"({exc.error_count()} problems): is it kedge-cloud-api?"
         ) from None
+
+
+async def forget_node(known: Enrollment, *, ca_file: Path | None = None) -> bool:
+    """Ask the cloud API to delete this board's own Node (proven with its key); whether
+    there was one. ClientError when it cannot be reached or refuses."""
+    assert known.command_key is not None
+    at = int(time.time())
+    made = command_auth.proof(known.node_name, at, known.command_key.get_secret_value(),
+                              command_auth.FORGET_NODE_DOMAIN)  # fmt: skip
+    body = RenewRequest(
+        node_name=known.node_name, agent_version=__version__, proof_at=at, proof=made
+    )
+    async with ApiClient(known.cloud_api_url, timeout=30, ca_file=ca_file) as api:
+        _, answer = await api.call("POST", "/api/v1/forget-node", body.model_dump(mode="json"))
+    return bool(isinstance(answer, dict) and answer.get("deleted"))

@@ -37,6 +37,11 @@ class Revoked(BaseModel):
     revoked: str = Field(description="the id of the secret revoked")
 
 
+class NodeForgotten(BaseModel):
+    node: str
+    deleted: bool = Field(description="false: the cluster had no Node of that name")
+
+
 class SecretInfo(BaseModel):
     id: str
     created: float

@@ -96,19 +96,26 @@ PROOF_DOMAIN = b"kedge-enroll-v1\x00"
 PROOF_WINDOW_S = 300
 
 
-def proof(node: str, at: int, key: str) -> str:
+# What else a board proves its key for: its own Node deleted before a re-join (v1.20 on
+# refuses a name the cluster still has). A different domain, so that a renewal's proof
+# cannot be replayed to delete the Node, nor the other way round.
+FORGET_NODE_DOMAIN = b"kedge-forget-node-v1\x00"
+
+
+def proof(node: str, at: int, key: str, domain: bytes = PROOF_DOMAIN) -> str:
     """The board's proof that it holds `key`, for enrolling `node` again at `at` (epoch s)."""
     return hmac.new(
-        _key_bytes(key), PROOF_DOMAIN + f"{node}\x00{at}".encode(), hashlib.sha256
+        _key_bytes(key), domain + f"{node}\x00{at}".encode(), hashlib.sha256
     ).hexdigest()
 
 
-def proof_refusal(node: str, at: int | None, given: str | None, key: str, now: float) -> str | None:
+def proof_refusal(node: str, at: int | None, given: str | None, key: str, now: float,
+                  domain: bytes = PROOF_DOMAIN) -> str | None:  # fmt: skip
     """Why an enrollment's proof does not show the board holds `key`, or None."""
     if given is None or at is None:
         return "no proof of the board's key"
     if abs(now - at) > PROOF_WINDOW_S:
         return f"the proof was made {int(now - at)} s from the cloud API's time (allowed: {PROOF_WINDOW_S} s)"
-    if not hmac.compare_digest(proof(node, at, key), given):
+    if not hmac.compare_digest(proof(node, at, key, domain), given):
         return "the proof was not made with this name's key"
     return None

@@ -14,7 +14,7 @@ from cloud_api.broker import identities
 from cloud_api.broker.admin import BrokerAdminError
 from cloud_api.errors import UNAUTHORIZED, ApiError
 from cloud_api.kube import KubeError
-from cloud_api.models import BoardInfo
+from cloud_api.models import BoardInfo, NodeForgotten
 from cloud_api.routing import (
     BROKER_ADMIN,
     CLOUDCORE,
@@ -215,6 +215,38 @@ async def renew(request: web.Request) -> web.Response:
     return web.json_response(text=answer.to_json())
 
 
+async def forget_node(request: web.Request) -> web.Response:
+    """An enrolled board's own Node deleted, on the proof of its key: KubeEdge from v1.20
+    refuses to join a name the cluster still has ("node already exists"), and a board that
+    was reset and joins again is that name coming back. Only the key holder can ask."""
+    _throttle(request)
+    body: RenewRequest = await read_body(request, RenewRequest)
+    known = request.app[STORE].board(body.node_name)
+    why = (
+        "this name is not enrolled here with a key"
+        if known is None or known.command_key is None
+        else command_auth.proof_refusal(
+            body.node_name,
+            body.proof_at,
+            body.proof,
+            known.command_key,
+            time.time(),
+            command_auth.FORGET_NODE_DOMAIN,
+        )
+    )
+    if why is not None:
+        log.warning("board.forget_node_refused", node_name=body.node_name, reason=why)
+        raise ApiError(401, "not_proven", f"deleting Node {body.node_name!r} refused: {why}")
+    try:
+        deleted = await request.app[CLOUDCORE].kubectl.delete_node(body.node_name)
+    except KubeError as exc:
+        raise kube_unavailable(exc) from exc
+    log.info("board.node_forgotten", node_name=body.node_name, deleted=deleted)
+    return web.json_response(
+        text=NodeForgotten(node=body.node_name, deleted=deleted).model_dump_json()
+    )
+
+
 async def list_boards(request: web.Request) -> web.Response:
     try:
         nodes = {n.name for n in await request.app[CLOUDCORE].kubectl.nodes()}
@@ -268,6 +300,19 @@ ROUTES = (
         also={
             401: ("not enrolled here, or the proof failed (the message says which)", None),
             409: ("cloudcore is not installed", None),
+            **ANSWERING,
+        },
+    ),
+    Route(
+        "POST",
+        "/api/v1/forget-node",
+        forget_node,
+        "an enrolled board's own Node deleted before it joins again (KubeEdge v1.20 on refuses a "
+        "name the cluster still has), on the proof of its command key",
+        request=RenewRequest,
+        response=NodeForgotten,
+        also={
+            401: ("not enrolled here, or the proof failed (the message says which)", None),
             **ANSWERING,
         },
     ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,6 +84,24 @@ def test_init_enroll_join_on_v1_23_1(
         enroll_and_join(cloud, board, agent, tmp_path, "v1.23.1")
         _, body = cloud.call("GET", "/api/v1/cloudcore")
         assert body["version"] == "v1.23.1"
+
+        # Reset and join again: the Node outlives the reset and v1.23 refuses the name;
+        # the enrolled board proves it is that name and has the cloud API delete it.
+        assert json.loads(agent(board, "reset", "--yes", "--json").out)["ok"] is True
+        assert node_release(cloud, "board-1") == "v1.23.1"
+        again = agent(board, "join", "--yes", "--json")
+        assert again.rc == 0, again.out + again.err
+        assert {"action": "delete", "target": "Node board-1", "detail": "through the cloud API",
+                "done": True} in json.loads(again.out)["changes"]  # fmt: skip
+        assert node_release(cloud, "board-1") == "v1.23.1"  # registered again by the new edgecore
+        forged = {
+            "node_name": "board-1",
+            "agent_version": "0",
+            "proof_at": int(time.time()),
+            "proof": "0" * 64,
+        }
+        status, answer = cloud.call("POST", "/api/v1/forget-node", forged, admin=False)
+        assert (status, answer["error"]["code"]) == (401, "not_proven")
     finally:
         board.stop_processes()
         containerd.stop()
