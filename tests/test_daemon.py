@@ -253,7 +253,7 @@ def test_commands_are_answered_and_bad_ones_rejected(
     assert by_reason[("expired", "rejected")].startswith("expired at ")
     assert (
         by_reason[("unknown", "rejected")]
-        == "unknown action 'reboot' (known: ping, check, fix, join, reset)"
+        == "unknown action 'reboot' (known: ping, check, fix, join, reset, upgrade)"
     )
     assert by_reason[("not-allowed", "rejected")].startswith(
         "reset is not allowed remotely on this board"

@@ -43,6 +43,8 @@ log = structlog.get_logger("agent.daemon")
 
 STOP_TIMEOUT_S = 10.0
 ANNOUNCE_DELAY_S = 2.0
+# Births that arrive once a re-announce has begun get one more round, this long after it.
+ANNOUNCE_COOLDOWN_S = 5.0
 START_GRACE_S = 15.0  # the first report may wait this long for the broker
 
 
@@ -79,6 +81,7 @@ class Daemon:
         self.started_at = time.monotonic()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._announce: asyncio.Task[None] | None = None
+        self._announce_again = False
 
     def _command_key(self) -> str | None:
         """The key this board's commands are sealed with (see kedge.command_auth)."""
@@ -160,15 +163,26 @@ class Daemon:
         elif (
             message.topic.matches(f"{self.settings.mqtt.discovery_prefix}/status")
             and message.payload == AVAILABLE.encode()
-            and (self._announce is None or self._announce.done())
         ):
-            # Coalesced: a burst of "online" (or a flapping Home Assistant) is one
-            # re-announce, after a short random delay as HA's discovery docs advise.
-            self._announce = asyncio.get_running_loop().create_task(self._announce_later(client))
+            if self._announce is not None and not self._announce.done():
+                self._announce_again = True
+            else:
+                self._announce = asyncio.get_running_loop().create_task(
+                    self._announce_later(client)
+                )
 
     async def _announce_later(self, client: aiomqtt.Client) -> None:
-        await asyncio.sleep(random.uniform(0.5, ANNOUNCE_DELAY_S))  # noqa: S311
-        await self._on_up(client)
+        """Coalesced: a burst of "online" (or a flapping Home Assistant) is one re-announce,
+        after a short random delay as HA's discovery docs advise; births that arrive once
+        it has begun get one more round after a cooldown, however slowly the burst comes
+        in — answered, never amplified."""
+        while True:
+            await asyncio.sleep(random.uniform(0.5, ANNOUNCE_DELAY_S))  # noqa: S311
+            self._announce_again = False
+            await self._on_up(client)
+            await asyncio.sleep(ANNOUNCE_COOLDOWN_S)
+            if not self._announce_again:
+                return
 
     async def _on_up(self, client: aiomqtt.Client) -> None:
         """Discovery and the latest checks, retained; then the spool may flow."""
