@@ -19,11 +19,13 @@ from pydantic import ValidationError
 from kedge import command_auth
 from kedge.errors import first_problem
 from kedge.wire import CommandResult, RemoteCommand
+from kedge.wire.commands import ACTIONS as COMMAND_ACTIONS
+from kedge.wire.commands import MUTATING_ACTIONS
 
 log = structlog.get_logger(__name__)
 
-ACTIONS = ("ping", "check", "fix", "join", "reset", "upgrade")
-MUTATING = ("fix", "join", "reset", "upgrade")
+ACTIONS = COMMAND_ACTIONS
+MUTATING = MUTATING_ACTIONS
 # These drive keadm, docker and the checks: one at a time per board, others are busy.
 EXCLUSIVE = ("check", "fix", "join", "reset", "upgrade")
 COMMAND_TIMEOUT_S = 900.0

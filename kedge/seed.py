@@ -26,7 +26,8 @@ from pydantic import (
 )
 
 from kedge.errors import ConfigError, first_problem
-from kedge.names import is_dns1123_subdomain
+from kedge.names import LABEL_KEY_RE, LABEL_VALUE_RE, is_dns1123_subdomain
+from kedge.wire.commands import MUTATING_ACTIONS
 
 # Looked for in this order; the first one present wins (docs/firstboot.md).
 SEED_PATHS = ("/boot/firmware/kedge-seed.toml", "/boot/kedge-seed.toml")
@@ -36,10 +37,6 @@ PLACEHOLDERS = ("serial", "mac", "hostname")
 _URL_RE = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]{1,255}(:\d{1,5})?/?")
 _SHA256_RE = re.compile(r"(?:[0-9a-f]{2}:?){31}[0-9a-f]{2}")
 _PATTERN_RE = re.compile(r"[a-z0-9.\-{}]{1,200}")
-_LABEL_KEY_RE = re.compile(
-    r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-)
-_LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 # What a placeholder may become: the board's serial and MAC are reduced to these.
 SAMPLE = {"serial": "0123456789abcdef", "mac": "0242ac110002", "hostname": "rk3000"}
 
@@ -106,14 +103,14 @@ class Seed(BaseModel):
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
         for key, value in v.items():
-            if not _LABEL_KEY_RE.fullmatch(key) or not _LABEL_VALUE_RE.fullmatch(value):
+            if not LABEL_KEY_RE.fullmatch(key) or not LABEL_VALUE_RE.fullmatch(value):
                 raise ValueError(f"{key}={value} is not a Kubernetes label")
         return v
 
     @field_validator("allow_remote")
     @classmethod
     def _allow(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if a not in ("fix", "join", "reset", "upgrade")]
+        bad = [a for a in v if a not in MUTATING_ACTIONS]
         if bad:
             raise ValueError(f"{bad[0]!r}: expected fix, join, reset or upgrade")
         return v

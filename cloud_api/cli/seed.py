@@ -17,6 +17,7 @@ from cloud_api.settings import CloudSettings
 from kedge import seed
 from kedge.errors import UserError, first_problem
 from kedge.private_files import write_private
+from kedge.wire.commands import MUTATING_ACTIONS
 
 EPILOG = """\
 The seed holds the cloud API's URL as the boards reach it, how to trust it (the SHA-256
@@ -49,7 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                         help="a node label for every board (repeatable)")  # fmt: skip
     create.add_argument("--allow-remote", action="append", default=[], metavar="ACTION",
-                        choices=("fix", "join", "reset", "upgrade"),
+                        choices=MUTATING_ACTIONS,
                         help="a remote command the boards accept (repeatable)")  # fmt: skip
     create.add_argument("--out", type=Path, default=Path(seed.SEED_NAME), metavar="FILE",
                         help=f"where to write it (default ./{seed.SEED_NAME}; never overwritten)")  # fmt: skip

@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, Field
 from kedge.wire._base import Payload, Versioned
 
 ACTIONS = ("ping", "check", "fix", "join", "reset", "upgrade")
+MUTATING_ACTIONS = ("fix", "join", "reset", "upgrade")  # only where the board allows them
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
