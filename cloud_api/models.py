@@ -18,12 +18,35 @@ class Strict(BaseModel):
 
 
 # -- enrollment secrets --------------------------------------------------------
+Serial = Annotated[str, Field(pattern=r"^[a-z0-9]{4,64}$")]
+
+
 class SecretRequest(Strict):
     ttl_s: float | None = Field(None, gt=0, le=365 * 86400, description="seconds until it expires")
     uses: int | None = Field(
         None, ge=1, le=100000, description="how many boards may enroll with it"
     )
     note: str = Field("", max_length=200)
+    serials: list[Serial] | None = Field(
+        None,
+        max_length=10000,
+        description="an allowlist of board serials (lower-case letters and digits): a board "
+        "not on it waits for approval",
+    )
+    name_pattern: str | None = Field(
+        None,
+        max_length=253,
+        pattern=r"^[a-z0-9.*?\[\]-]+$",
+        description="node names this secret may enroll (fnmatch: rk3000-*); others are refused",
+    )
+    approval: Literal["auto", "pending"] = Field(
+        "auto", description="pending: every board waits for kedge-cloud-api boards approve"
+    )
+    reflash: Literal["reissue", "pending"] = Field(
+        "reissue",
+        description="a re-flashed board (an enrolled name, the same serial or MAC, no key): "
+        "new credentials under its name and history, or wait for approval",
+    )
 
 
 class SecretCreated(BaseModel):
@@ -48,6 +71,12 @@ class SecretInfo(BaseModel):
     expires_at: float | None
     uses_left: int | None
     note: str
+    serials: list[str] | None = None
+    name_pattern: str | None = None
+    approval: str = "auto"
+    reflash: str = "reissue"
+    boards: list[str] = Field(default_factory=list, description="the boards it enrolled")
+    pending: list[str] = Field(default_factory=list, description="boards waiting with it")
 
 
 # -- cloudcore -------------------------------------------------------------------
@@ -137,6 +166,21 @@ class BoardInfo(BaseModel):
     agent_version: str
     enrolled_at: float
     joined: bool = Field(description="a Node of this name exists in the cluster")
+    serial: str | None = None
+    enrollments: int = Field(1, description="how often it enrolled (re-flashes included)")
+    first_enrolled: float | None = None
+
+
+class PendingInfo(BaseModel):
+    node_name: str
+    serial: str | None
+    macs: list[str]
+    arch: str
+    reason: str
+    secret_id: str
+    requested_at: float
+    last_seen: float
+    approved: bool = Field(description="approved: it enrolls the next time it asks")
 
 
 # -- the fleet ----------------------------------------------------------------------

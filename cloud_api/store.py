@@ -6,9 +6,9 @@ import hashlib
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cloud_api.sqlite import open_database
 
@@ -35,12 +35,45 @@ MIGRATIONS = (
     """
     ALTER TABLE boards ADD COLUMN command_key TEXT;  -- the MAC key for its commands
     """,
+    # Enrollment policies per secret (docs/firstboot.md), the hardware a board named at
+    # enrollment (re-flash recognition), and boards waiting for an admin's approval.
+    """
+    ALTER TABLE enrollment_secrets ADD COLUMN serials TEXT;       -- JSON allowlist, or NULL
+    ALTER TABLE enrollment_secrets ADD COLUMN name_pattern TEXT;  -- fnmatch pattern, or NULL
+    ALTER TABLE enrollment_secrets ADD COLUMN approval TEXT NOT NULL DEFAULT 'auto';
+    ALTER TABLE enrollment_secrets ADD COLUMN reflash TEXT NOT NULL DEFAULT 'reissue';
+    ALTER TABLE boards ADD COLUMN serial TEXT;
+    ALTER TABLE boards ADD COLUMN macs TEXT;
+    ALTER TABLE boards ADD COLUMN enrollments INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE boards ADD COLUMN first_enrolled REAL;
+    CREATE TABLE pending_boards (
+        node_name TEXT PRIMARY KEY, secret_id TEXT NOT NULL, serial TEXT, macs TEXT,
+        machine_id TEXT, arch TEXT NOT NULL, reason TEXT NOT NULL, requested_at REAL NOT NULL,
+        last_seen REAL NOT NULL, approved_at REAL);
+    """,
 )
+MAX_PENDING = 1000  # boards waiting for approval: beyond this, new ones are refused
 INTERRUPTED = (
     "the service stopped or was killed before the job finished (its keadm was stopped "
     "with it): check kedge-cloud-api status, then run the command again"
 )
 KEPT_JOB_RECORDS = 200
+
+
+Approval = Literal["auto", "pending"]
+Reflash = Literal["reissue", "pending"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Who may enroll with a secret, and how (docs/firstboot.md): an allowlist of serials
+    (a board not on it waits for approval), a node-name pattern (others are refused),
+    every board waiting for approval, and what a re-flashed board gets."""
+
+    serials: tuple[str, ...] | None = None
+    name_pattern: str | None = None
+    approval: Approval = "auto"
+    reflash: Reflash = "reissue"
 
 
 @dataclass(frozen=True)
@@ -50,6 +83,7 @@ class EnrollmentSecret:
     expires_at: float | None
     uses_left: int | None
     note: str
+    policy: Policy = Policy()
 
 
 @dataclass(frozen=True)
@@ -61,6 +95,24 @@ class Board:
     secret_id: str | None
     machine_id: str | None
     command_key: str | None = None
+    serial: str | None = None
+    macs: tuple[str, ...] = ()
+    enrollments: int = 1
+    first_enrolled: float | None = None
+
+
+@dataclass(frozen=True)
+class PendingBoard:
+    node_name: str
+    secret_id: str
+    serial: str | None
+    macs: tuple[str, ...]
+    machine_id: str | None
+    arch: str
+    reason: str
+    requested_at: float
+    last_seen: float
+    approved_at: float | None
 
 
 @dataclass(frozen=True)
@@ -97,7 +149,7 @@ class Store:
         return bool(self._db.execute("SELECT 1").fetchone() == (1,))
 
     def create_secret(
-        self, *, ttl_s: float | None, uses: int | None, note: str
+        self, *, ttl_s: float | None, uses: int | None, note: str, policy: Policy = Policy()
     ) -> tuple[str, EnrollmentSecret]:
         """A new enrollment secret: the secret is returned once, only its hash is kept."""
         secret = secrets.token_urlsafe(24)
@@ -107,26 +159,27 @@ class Store:
             expires_at=time.time() + ttl_s if ttl_s else None,
             uses_left=uses,
             note=note,
+            policy=policy,
         )
+        serials = json.dumps(list(policy.serials)) if policy.serials is not None else None
         self._db.execute(
-            "INSERT INTO enrollment_secrets (id, secret_sha256, created, expires_at, uses_left, note) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                record.id,
-                _hash(secret),
-                record.created,
-                record.expires_at,
-                record.uses_left,
-                record.note,
-            ),
-        )
+            "INSERT INTO enrollment_secrets (id, secret_sha256, created, expires_at, uses_left, "
+            "note, serials, name_pattern, approval, reflash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.id, _hash(secret), record.created, record.expires_at, record.uses_left,
+             record.note, serials, policy.name_pattern, policy.approval, policy.reflash),
+        )  # fmt: skip
         return secret, record
 
     def secrets(self) -> list[EnrollmentSecret]:
-        rows = self._db.execute(
-            "SELECT id, created, expires_at, uses_left, note FROM enrollment_secrets ORDER BY created"
-        ).fetchall()
-        return [EnrollmentSecret(*row) for row in rows]
+        rows = self._db.execute(f"SELECT {_SECRET} FROM enrollment_secrets ORDER BY created")  # noqa: S608
+        return [_secret(row) for row in rows]
+
+    def secret_by_id(self, secret_id: str) -> EnrollmentSecret | None:
+        row = self._db.execute(
+            f"SELECT {_SECRET} FROM enrollment_secrets WHERE id = ?",  # noqa: S608
+            (secret_id,),
+        ).fetchone()
+        return _secret(row) if row else None
 
     def revoke_secret(self, secret_id: str) -> bool:
         """Forget a secret: boards can no longer enroll with it. False if unknown."""
@@ -136,18 +189,23 @@ class Store:
         )
 
     # -- enrollment ------------------------------------------------------------
-    def _usable_secret(self, secret: str) -> str:
+    def usable_secret(self, secret: str) -> EnrollmentSecret:
+        """The secret's record if a board may enroll with it now (nothing spent)."""
+        return self._usable(secret)
+
+    def _usable(self, secret: str) -> EnrollmentSecret:
         row = self._db.execute(
-            "SELECT id, expires_at, uses_left FROM enrollment_secrets WHERE secret_sha256 = ?",
+            f"SELECT {_SECRET} FROM enrollment_secrets WHERE secret_sha256 = ?",  # noqa: S608
             (_hash(secret),),
         ).fetchone()
         if row is None:
             raise SecretRefused("unknown")
-        if row[1] is not None and row[1] <= time.time():
+        record = _secret(row)
+        if record.expires_at is not None and record.expires_at <= time.time():
             raise SecretRefused("expired")
-        if row[2] is not None and row[2] <= 0:
+        if record.uses_left is not None and record.uses_left <= 0:
             raise SecretRefused("used up")
-        return str(row[0])
+        return record
 
     def spend_use(self, secret: str) -> str:
         """Take one use of the secret now, before any slow work, so concurrent
@@ -155,7 +213,7 @@ class Store:
         SecretRefused when it may not enroll a board."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            secret_id = self._usable_secret(secret)
+            secret_id = self._usable(secret).id
             self._db.execute(
                 "UPDATE enrollment_secrets SET uses_left = uses_left - 1 "
                 "WHERE id = ? AND uses_left IS NOT NULL",
@@ -177,10 +235,10 @@ class Store:
 
     def record_board(self, board: Board) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO boards (node_name, arch, agent_version, enrolled_at, secret_id, "
-            "machine_id, command_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO boards ({_BOARD}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             (board.node_name, board.arch, board.agent_version, board.enrolled_at,
-             board.secret_id, board.machine_id, board.command_key),
+             board.secret_id, board.machine_id, board.command_key, board.serial,
+             json.dumps(list(board.macs)), board.enrollments, board.first_enrolled),
         )  # fmt: skip
 
     def forget_board(self, node_name: str) -> bool:
@@ -189,18 +247,57 @@ class Store:
 
     def board(self, node_name: str) -> Board | None:
         row = self._db.execute(
-            "SELECT node_name, arch, agent_version, enrolled_at, secret_id, machine_id, command_key FROM boards "
-            "WHERE node_name = ?",
+            f"SELECT {_BOARD} FROM boards WHERE node_name = ?",  # noqa: S608
             (node_name,),
         ).fetchone()
-        return Board(*row) if row else None
+        return _board(row) if row else None
 
     def boards(self) -> list[Board]:
-        rows = self._db.execute(
-            "SELECT node_name, arch, agent_version, enrolled_at, secret_id, machine_id, command_key FROM boards "
-            "ORDER BY node_name"
-        ).fetchall()
-        return [Board(*row) for row in rows]
+        rows = self._db.execute(f"SELECT {_BOARD} FROM boards ORDER BY node_name")  # noqa: S608
+        return [_board(row) for row in rows]
+
+    # -- boards waiting for an admin ------------------------------------------------
+    def park(self, board: PendingBoard) -> PendingBoard:
+        """Keep (or refresh) a board waiting for approval; an approval already given stays
+        only while the board is the same hardware."""
+        known = self.pending(board.node_name)
+        same = known is not None and (known.serial, known.machine_id) == (
+            board.serial,
+            board.machine_id,
+        )
+        if known is None and len(self.pendings()) >= MAX_PENDING:
+            raise SecretRefused("pending list full")
+        kept = replace(board, requested_at=known.requested_at if same and known else board.requested_at,
+                       approved_at=known.approved_at if same and known else None)  # fmt: skip
+        self._db.execute(
+            f"INSERT OR REPLACE INTO pending_boards ({_PENDING}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            (kept.node_name, kept.secret_id, kept.serial, json.dumps(list(kept.macs)),
+             kept.machine_id, kept.arch, kept.reason, kept.requested_at, kept.last_seen,
+             kept.approved_at),
+        )  # fmt: skip
+        return kept
+
+    def pending(self, node_name: str) -> PendingBoard | None:
+        row = self._db.execute(
+            f"SELECT {_PENDING} FROM pending_boards WHERE node_name = ?",  # noqa: S608
+            (node_name,),
+        ).fetchone()
+        return _pending(row) if row else None
+
+    def pendings(self) -> list[PendingBoard]:
+        rows = self._db.execute(f"SELECT {_PENDING} FROM pending_boards ORDER BY requested_at")  # noqa: S608
+        return [_pending(row) for row in rows]
+
+    def approve(self, node_name: str) -> PendingBoard | None:
+        """The admin's yes: the board's next enrollment goes through. None if not waiting."""
+        self._db.execute(
+            "UPDATE pending_boards SET approved_at = ? WHERE node_name = ?",
+            (time.time(), node_name),
+        )
+        return self.pending(node_name)
+
+    def unpark(self, node_name: str) -> None:
+        self._db.execute("DELETE FROM pending_boards WHERE node_name = ?", (node_name,))
 
     # -- jobs: in memory while they run, their outcome kept here ---------------------
     def record_job(self, view: dict[str, Any]) -> None:
@@ -250,3 +347,25 @@ class Store:
 
     def clear_cloudcore(self) -> None:
         self._db.execute("DELETE FROM cloudcore")
+
+
+_SECRET = "id, created, expires_at, uses_left, note, serials, name_pattern, approval, reflash"  # noqa: S105 - columns
+_BOARD = ("node_name, arch, agent_version, enrolled_at, secret_id, machine_id, command_key, "
+          "serial, macs, enrollments, first_enrolled")  # fmt: skip
+_PENDING = ("node_name, secret_id, serial, macs, machine_id, arch, reason, requested_at, "
+            "last_seen, approved_at")  # fmt: skip
+
+
+def _secret(row: tuple[Any, ...]) -> EnrollmentSecret:
+    serials = tuple(json.loads(row[5])) if row[5] is not None else None
+    return EnrollmentSecret(row[0], row[1], row[2], row[3], row[4],
+                            Policy(serials, row[6], row[7], row[8]))  # fmt: skip
+
+
+def _board(row: tuple[Any, ...]) -> Board:
+    return Board(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+                 tuple(json.loads(row[8] or "[]")), row[9], row[10])  # fmt: skip
+
+
+def _pending(row: tuple[Any, ...]) -> PendingBoard:
+    return PendingBoard(row[0], row[1], row[2], tuple(json.loads(row[3] or "[]")), *row[4:])

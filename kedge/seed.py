@@ -133,14 +133,15 @@ class Seed(BaseModel):
         return self
 
 
+def reduced(fact: str) -> str:
+    """A serial or MAC as names, allowlists and the cloud API compare it: lower-case
+    letters and digits only (they come with ':' and upper case)."""
+    return re.sub(r"[^a-z0-9]", "", fact.lower())
+
+
 def render_name(pattern: str, facts: dict[str, str]) -> str:
-    """The node name for this board: each placeholder replaced by the board's fact,
-    reduced to lower-case letters and digits (serials and MACs carry ':' and upper case)."""
-
-    def value(m: re.Match[str]) -> str:
-        return re.sub(r"[^a-z0-9]", "", facts.get(m[1], "").lower())
-
-    return re.sub(r"{(serial|mac|hostname)}", value, pattern)
+    """The node name for this board: each placeholder replaced by the board's fact, reduced."""
+    return re.sub(r"{(serial|mac|hostname)}", lambda m: reduced(facts.get(m[1], "")), pattern)
 
 
 def parse(text: str, where: str) -> Seed:

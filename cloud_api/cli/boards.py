@@ -6,8 +6,10 @@ import argparse
 import sys
 
 from cloud_api.cli.common import EXIT_OK, connect, dump, print_json, when
-from cloud_api.models import BoardInfo, TokenView
+from cloud_api.models import BoardInfo, PendingInfo, TokenView
 from cloud_api.settings import CloudSettings
+from kedge.errors import UserError
+from kedge.names import is_dns1123_subdomain
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -16,8 +18,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                            help="print the current join token (a secret) to stdout")  # fmt: skip
     token.set_defaults(handler=run_token)
     boards = sub.add_parser("boards", parents=[client],
-                            help="list enrolled boards and whether they joined")  # fmt: skip
+                            help="list enrolled boards and whether they joined; approve waiting ones")  # fmt: skip
     boards.set_defaults(handler=run_boards)
+    verbs = boards.add_subparsers(dest="boards_command", metavar="COMMAND")
+    verbs.add_parser("list", parents=[client], help="enrolled boards (the default)").set_defaults(
+        handler=run_boards
+    )
+    verbs.add_parser("pending", parents=[client], help="boards waiting for approval to enroll"
+                     ).set_defaults(handler=run_pending)  # fmt: skip
+    approve = verbs.add_parser("approve", parents=[client], help="let a waiting board enroll",
+                               description="The board enrolls the next time it asks (within a minute).")  # fmt: skip
+    approve.add_argument("name", help="the node name (kedge-cloud-api boards pending)")
+    approve.set_defaults(handler=run_approve)
 
 
 async def run_token(args: argparse.Namespace, settings: CloudSettings) -> int:
@@ -38,6 +50,38 @@ async def run_boards(args: argparse.Namespace, settings: CloudSettings) -> int:
         print_json(dump([b.model_dump(mode="json") for b in boards]))
         return EXIT_OK
     for b in boards:
+        again = (
+            f" (enrolled {b.enrollments} times, first {when(b.first_enrolled)})"
+            if b.enrollments > 1
+            else ""
+        )
         print(f"{b.node_name:30} {b.arch:6} agent {b.agent_version:10} enrolled {when(b.enrolled_at)}  "
-              f"{'joined' if b.joined else 'not joined'}")  # fmt: skip
+              f"{'joined' if b.joined else 'not joined'}{again}")  # fmt: skip
+    return EXIT_OK
+
+
+async def run_pending(args: argparse.Namespace, settings: CloudSettings) -> int:
+    async with connect(args, settings) as api:
+        waiting = await api.fetch_list("/api/v1/boards/pending", PendingInfo)
+    if args.json:
+        print_json(dump([w.model_dump(mode="json") for w in waiting]))
+        return EXIT_OK
+    if not waiting:
+        print("no board waits for approval")
+    for w in waiting:
+        state = "approved, enrolls at its next try" if w.approved else w.reason
+        print(f"{w.node_name:30} serial {w.serial or '-':20} since {when(w.requested_at)}  {state}")
+    return EXIT_OK
+
+
+async def run_approve(args: argparse.Namespace, settings: CloudSettings) -> int:
+    if not is_dns1123_subdomain(args.name):
+        raise UserError(f"{args.name!r} is not a node name (a DNS-1123 subdomain)")
+    async with connect(args, settings) as api:
+        approved = await api.fetch("POST", f"/api/v1/boards/{args.name}/approve", PendingInfo)
+    if args.json:
+        print_json(approved.model_dump_json(indent=2))
+    else:
+        print(f"approved {approved.node_name} (serial {approved.serial or '-'}): it enrolls "
+              "the next time it asks")  # fmt: skip
     return EXIT_OK

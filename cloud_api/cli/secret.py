@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
+from typing import Any
 
 from cloud_api.cli.common import EXIT_OK, connect, dump, print_json, service_url, when
 from cloud_api.models import Revoked, SecretCreated, SecretInfo, SecretRequest
 from cloud_api.settings import CloudSettings
 from kedge.errors import UserError
+from kedge.seed import reduced
 
 PATH = "/api/v1/enrollment-secrets"
 DURATION_RE = re.compile(r"(\d+)([smhd])")
@@ -25,6 +28,38 @@ def duration(value: str) -> float:
     return int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
 
 
+def add_policy_args(p: argparse.ArgumentParser) -> None:
+    """Who may enroll with the secret (docs/firstboot.md, "Enrollment policies")."""
+    p.add_argument("--serial", action="append", metavar="SERIAL", dest="serials",
+                   help="allow boards with this serial (repeatable; others wait for approval)")  # fmt: skip
+    p.add_argument("--serials-file", type=Path, metavar="FILE",
+                   help="allow the serials in FILE, one per line")  # fmt: skip
+    p.add_argument("--name-pattern", metavar="GLOB",
+                   help="refuse node names that do not match (fnmatch, e.g. 'rk3000-*')")  # fmt: skip
+    p.add_argument("--approval", choices=("auto", "pending"), default="auto",
+                   help="pending: every board waits for kedge-cloud-api boards approve NAME")  # fmt: skip
+    p.add_argument("--reflash", choices=("reissue", "pending"), default="reissue",
+                   help="a re-flashed board (same serial or MAC as an enrolled one): new credentials "
+                   "under its name and history (reissue, the default), or wait for approval")  # fmt: skip
+
+
+def policy_fields(args: argparse.Namespace) -> dict[str, Any]:
+    serials: list[str] | None = None
+    if args.serials or args.serials_file:
+        raw = list(args.serials or [])
+        if args.serials_file:
+            try:
+                raw += args.serials_file.read_text().split()
+            except OSError as exc:
+                raise UserError(f"--serials-file {args.serials_file}: {exc.strerror}") from exc
+        serials = [reduced(s) for s in raw]
+        short = [r for r, s in zip(raw, serials, strict=True) if not 4 <= len(s) <= 64]
+        if short:
+            raise UserError(f"serial {short[0]!r}: expected 4 to 64 letters and digits")
+    return {"serials": serials, "name_pattern": args.name_pattern, "approval": args.approval,
+            "reflash": args.reflash}  # fmt: skip
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
              common: argparse.ArgumentParser, client: argparse.ArgumentParser) -> None:  # fmt: skip
     verbs = sub.add_parser("secret", help="enrollment secrets").add_subparsers(
@@ -36,6 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                         help="expires after this (90s, 30m, 24h, 7d)")  # fmt: skip
     create.add_argument("--uses", type=int, metavar="N", help="how many boards may enroll with it")
     create.add_argument("--note", default="", help="what it is for (shown in the list)")
+    add_policy_args(create)
     create.set_defaults(handler=run_create)
     listing = verbs.add_parser(
         "list", parents=[client], help="list enrollment secrets (never the secrets)"
@@ -48,7 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 async def run_create(args: argparse.Namespace, settings: CloudSettings) -> int:
-    body = SecretRequest(ttl_s=args.ttl, uses=args.uses, note=args.note)
+    body = SecretRequest(ttl_s=args.ttl, uses=args.uses, note=args.note, **policy_fields(args))
     async with connect(args, settings) as api:
         created = await api.fetch("POST", PATH, SecretCreated, body)
     if args.json:
@@ -68,9 +104,18 @@ async def run_list(args: argparse.Namespace, settings: CloudSettings) -> int:
         print_json(dump([s.model_dump(mode="json") for s in secrets]))
         return EXIT_OK
     for s in secrets:
-        print(
-            f"{s.id}  expires {when(s.expires_at)}  uses left {s.uses_left or 'unlimited'}  {s.note}"
-        )
+        print(f"{s.id}  expires {when(s.expires_at)}  uses left "
+              f"{'unlimited' if s.uses_left is None else s.uses_left}  {s.note}")  # fmt: skip
+        rules = [f"serials: {len(s.serials)} allowed" if s.serials is not None else "",
+                 f"names: {s.name_pattern}" if s.name_pattern else "",
+                 "approval: pending" if s.approval == "pending" else "",
+                 "re-flash: pending" if s.reflash == "pending" else ""]  # fmt: skip
+        if any(rules):
+            print("  policy: " + "; ".join(r for r in rules if r))
+        if s.boards:
+            print(f"  enrolled {len(s.boards)}: {', '.join(s.boards)}")
+        if s.pending:
+            print(f"  waiting for approval: {', '.join(s.pending)}")
     return EXIT_OK
 
 

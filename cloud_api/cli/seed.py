@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import SecretStr, ValidationError
 
 from cloud_api.cli.common import EXIT_OK, connect, service_url, when
-from cloud_api.cli.secret import PATH, duration
+from cloud_api.cli.secret import PATH, add_policy_args, duration, policy_fields
 from cloud_api.models import SecretCreated, SecretRequest
 from cloud_api.settings import CloudSettings
 from kedge import seed
@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     create.add_argument("--out", type=Path, default=Path(seed.SEED_NAME), metavar="FILE",
                         help=f"where to write it (default ./{seed.SEED_NAME}; never overwritten)")  # fmt: skip
     create.add_argument("--note", default="", help="what the batch is (shown in secret list)")
+    add_policy_args(create)
     create.set_defaults(handler=run_create)
 
 
@@ -94,7 +95,8 @@ async def run_create(args: argparse.Namespace, settings: CloudSettings) -> int:
         raise UserError(
             f"the seed would be refused by the boards: {first_problem(exc, 'seed')}"
         ) from None
-    body = SecretRequest(ttl_s=args.ttl, uses=args.uses, note=args.note or f"seed {args.out.name}")
+    body = SecretRequest(ttl_s=args.ttl, uses=args.uses, note=args.note or f"seed {args.out.name}",
+                         **policy_fields(args))  # fmt: skip
     async with connect(args, settings) as api:
         created = await api.fetch("POST", PATH, SecretCreated, body)
     made = seed.Seed(cloud_api=url, ca_sha256=pin, secret=SecretStr(created.secret),

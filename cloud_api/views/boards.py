@@ -3,6 +3,7 @@ the list of enrolled boards (admin)."""
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from dataclasses import replace
 
@@ -14,7 +15,7 @@ from cloud_api.broker import identities
 from cloud_api.broker.admin import BrokerAdminError
 from cloud_api.errors import UNAUTHORIZED, ApiError
 from cloud_api.kube import KubeError
-from cloud_api.models import BoardInfo, NodeForgotten
+from cloud_api.models import BoardInfo, NodeForgotten, PendingInfo
 from cloud_api.routing import (
     BROKER_ADMIN,
     CLOUDCORE,
@@ -24,15 +25,17 @@ from cloud_api.routing import (
     Route,
     read_body,
 )
-from cloud_api.store import Board, CloudcoreRecord, SecretRefused
+from cloud_api.store import Board, CloudcoreRecord, PendingBoard, Policy, SecretRefused
 from cloud_api.throttle import Throttle
 from cloud_api.views.cloudcore import kube_unavailable
 from kedge import command_auth
 from kedge.errors import ConfigError
 from kedge.kubeedge import CERT_PORT, CLOUDHUB_PORT
-from kedge.wire import BrokerAnswer, Enrolled, EnrollRequest, RenewRequest
+from kedge.names import is_dns1123_subdomain
+from kedge.wire import BrokerAnswer, Enrolled, EnrollPending, EnrollRequest, RenewRequest
 
 log = structlog.get_logger(__name__)
+PENDING_RETRY_S = 30  # how soon a parked board asks again
 
 
 async def _mqtt(request: web.Request, node: str) -> BrokerAnswer | None:
@@ -89,18 +92,142 @@ async def enroll(request: web.Request) -> web.Response:
     body: EnrollRequest = await read_body(request, EnrollRequest)
     store = request.app[STORE]
     try:
+        secret = store.usable_secret(body.secret.get_secret_value())
+    except SecretRefused as exc:
+        raise _refused(exc) from None
+    pattern = secret.policy.name_pattern
+    if pattern is not None and not fnmatch.fnmatchcase(body.node_name, pattern):
+        raise ApiError(
+            403,
+            "name_not_allowed",
+            f"node name {body.node_name!r} does not match {pattern!r}, the names this enrollment "
+            "secret may enroll: fix the seed's node_name, or use a secret made for this name",
+            {"node_name": body.node_name, "name_pattern": pattern},
+        )
+    known = store.board(body.node_name)
+    reflashed = _claim(body, known)
+    wait = _waits_for_approval(secret.policy, body, reflashed)
+    if wait is not None:
+        pending = _park(request, body, secret.id, wait)
+        if pending is not None:
+            return web.json_response(text=pending.to_json(), status=202)
+    try:
         secret_id = store.spend_use(body.secret.get_secret_value())
     except SecretRefused as exc:
         raise _refused(exc) from None
     try:
-        answer = await _enroll(request, body, secret_id)
+        answer = await _enroll(request, body, secret_id, known)
     except BaseException:
         store.give_back_use(secret_id)
         raise
+    store.unpark(body.node_name)
     return web.json_response(text=answer.to_json())
 
 
-async def _enroll(request: web.Request, body: EnrollRequest, secret_id: str) -> Enrolled:
+def _same_hardware(known: Board, body: EnrollRequest) -> bool:
+    """The board that enrolled under this name, flashed again: its serial, or with no
+    serial on either side one of its MACs. Both are sent in clear — recognition, not
+    proof: the request also holds a valid enrollment secret, and policy decides."""
+    if known.serial is not None or body.serial is not None:
+        return known.serial == body.serial
+    return bool(set(known.macs) & set(body.macs))
+
+
+def _claim(body: EnrollRequest, known: Board | None) -> bool:
+    """May this request have the name? True when it is the named board re-flashed (its key
+    gone with the old image); False for a new name or the board itself; ApiError 409 for
+    another board's name."""
+    if known is None:
+        return False
+    if known.command_key is not None:
+        # The name belongs to the board holding its key: a machine-id hash, sent in
+        # clear, is no proof (docs/security.md).
+        why = command_auth.proof_refusal(
+            body.node_name, body.proof_at, body.proof, known.command_key, time.time()
+        )
+        if why is None:
+            return False
+        if body.proof is None and _same_hardware(known, body):
+            return True
+        log.warning("board.enroll_refused", node_name=body.node_name, reason=why)
+        raise ApiError(
+            409,
+            "name_taken",
+            f"node name {body.node_name!r} belongs to the board holding its key, and this "
+            f"request does not prove it is that board ({why}): enroll again from that board "
+            "(with its clock right), or release the name first: "
+            f"DELETE /api/v1/nodes/{body.node_name}",
+            {"node_name": body.node_name},
+        )
+    if known.machine_id is None or known.machine_id != body.machine_id:
+        if _same_hardware(known, body):
+            return True
+        raise _taken(body.node_name)
+    return False
+
+
+def _taken(node: str) -> ApiError:
+    return ApiError(
+        409,
+        "name_taken",
+        f"node name {node!r} is already used by another board: pick another (--node-name), "
+        f"or remove the old node (kubectl delete node {node}) if that board is gone",
+        {"node_name": node},
+    )
+
+
+def _waits_for_approval(policy: Policy, body: EnrollRequest, reflashed: bool) -> str | None:
+    if policy.serials is not None and body.serial not in policy.serials:
+        return (
+            f"serial {body.serial} is not on this secret's allowlist"
+            if body.serial
+            else "the board has no serial to match this secret's allowlist"
+        )
+    if policy.approval == "pending":
+        return "this secret enrolls a board only once the admin approves it"
+    if reflashed and policy.reflash == "pending":
+        return "a re-flashed board: the same hardware as the enrolled one, without its key"
+    return None
+
+
+def _park(
+    request: web.Request, body: EnrollRequest, secret_id: str, reason: str
+) -> EnrollPending | None:
+    """The board parked (or still parked): the answer it waits with. None once approved."""
+    now = time.time()
+    try:
+        parked = request.app[STORE].park(
+            PendingBoard(
+                body.node_name,
+                secret_id,
+                body.serial,
+                tuple(body.macs),
+                body.machine_id,
+                body.arch,
+                reason,
+                now,
+                now,
+                None,
+            )
+        )
+    except SecretRefused:
+        raise ApiError(
+            503, "too_many_pending", "too many boards wait for approval: approve or refuse some"
+        ) from None
+    if parked.approved_at is not None:
+        return None
+    log.info("board.pending", node_name=body.node_name, serial=body.serial, reason=reason)
+    return EnrollPending(
+        node_name=body.node_name,
+        reason=f"{reason}: the cluster admin approves it with "
+        f"kedge-cloud-api boards approve {body.node_name}",
+        retry_after_s=PENDING_RETRY_S,
+    )
+
+
+async def _enroll(
+    request: web.Request, body: EnrollRequest, secret_id: str, known: Board | None
+) -> Enrolled:
     """The slow part, once a use of the secret is held."""
     store, cloudcore = request.app[STORE], request.app[CLOUDCORE]
     record = store.cloudcore()
@@ -111,53 +238,38 @@ async def _enroll(request: web.Request, body: EnrollRequest, secret_id: str) -> 
             "cloudcore is not installed through this API yet: "
             "run kedge-cloud-api init --advertise-address ... on the master first",
         )
-    taken = ApiError(
-        409,
-        "name_taken",
-        f"node name {body.node_name!r} is already used by another board: pick "
-        "another (--node-name), or remove the old node (kubectl delete node "
-        f"{body.node_name}) if that board is gone",
-        {"node_name": body.node_name},
-    )
-    known = store.board(body.node_name)
-    if known is not None and known.command_key is not None:
-        # The name belongs to the board holding its key: a machine-id hash, sent in
-        # clear, is no proof (docs/security.md).
-        why = command_auth.proof_refusal(
-            body.node_name, body.proof_at, body.proof, known.command_key, time.time()
-        )
-        if why is not None:
-            log.warning("board.enroll_refused", node_name=body.node_name, reason=why)
-            raise ApiError(
-                409,
-                "name_taken",
-                f"node name {body.node_name!r} belongs to the board holding its key, and this "
-                f"request does not prove it is that board ({why}): enroll again from that board "
-                "(with its clock right), or release the name first: "
-                f"DELETE /api/v1/nodes/{body.node_name}",
-                {"node_name": body.node_name},
-            )
-    elif known is not None and (known.machine_id is None or known.machine_id != body.machine_id):
-        raise taken
     try:
         in_cluster = any(n.name == body.node_name for n in await cloudcore.kubectl.nodes())
         if known is None and in_cluster:
-            raise taken
+            raise _taken(body.node_name)
         token, expires = await cloudcore.token()
     except KubeError as exc:
         raise kube_unavailable(exc) from exc
     mqtt = await _mqtt(request, body.node_name)
     key = command_auth.new_key()  # a new one at every enrollment: the old one stops working
+    now = time.time()
     store.record_board(
-        Board(body.node_name, body.arch, body.agent_version, time.time(), secret_id,
-              body.machine_id, key)
-    )  # fmt: skip
+        Board(
+            body.node_name,
+            body.arch,
+            body.agent_version,
+            now,
+            secret_id,
+            body.machine_id,
+            key,
+            body.serial,
+            tuple(body.macs),
+            known.enrollments + 1 if known else 1,
+            (known.first_enrolled or known.enrolled_at) if known else now,
+        )
+    )
     log.info(
         "board.enrolled",
         node_name=body.node_name,
         arch=body.arch,
         agent_version=body.agent_version,
         again=known is not None,
+        serial=body.serial,
     )
     return _answer(body.node_name, record, token, expires, mqtt, key)
 
@@ -260,10 +372,38 @@ async def list_boards(request: web.Request) -> web.Response:
                 agent_version=b.agent_version,
                 enrolled_at=b.enrolled_at,
                 joined=b.node_name in nodes,
+                serial=b.serial,
+                enrollments=b.enrollments,
+                first_enrolled=b.first_enrolled,
             ).model_dump()
             for b in request.app[STORE].boards()
         ]
     )
+
+
+def _pending_info(p: PendingBoard) -> dict[str, object]:
+    return PendingInfo(
+        node_name=p.node_name, serial=p.serial, macs=list(p.macs), arch=p.arch, reason=p.reason,
+        secret_id=p.secret_id, requested_at=p.requested_at, last_seen=p.last_seen,
+        approved=p.approved_at is not None,
+    ).model_dump()  # fmt: skip
+
+
+async def list_pending(request: web.Request) -> web.Response:
+    return web.json_response([_pending_info(p) for p in request.app[STORE].pendings()])
+
+
+async def approve(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    approved = request.app[STORE].approve(name) if is_dns1123_subdomain(name) else None
+    if approved is None:
+        raise ApiError(
+            404,
+            "not_pending",
+            f"no board {name!r} waits for approval (kedge-cloud-api boards pending lists them)",
+        )
+    log.info("board.approved", node_name=name, serial=approved.serial)
+    return web.json_response(_pending_info(approved))
 
 
 # What can stop either route from answering with credentials
@@ -284,8 +424,9 @@ ROUTES = (
         request=EnrollRequest,
         response=Enrolled,
         also={
+            202: ("parked until the admin approves the board (boards approve NAME)", EnrollPending),
             401: ("unknown secret", None),
-            403: ("the secret is expired or used up", None),
+            403: ("the secret is expired or used up, or the name is not one it may enroll", None),
             409: ("the node name is taken, or cloudcore is not installed", None),
             **ANSWERING,
         },
@@ -325,5 +466,23 @@ ROUTES = (
         response=BoardInfo,
         many=True,
         also={502: ("the cluster did not answer", None)},
+    ),
+    Route(
+        "GET",
+        "/api/v1/boards/pending",
+        list_pending,
+        "boards waiting for the admin's approval to enroll",
+        admin=True,
+        response=PendingInfo,
+        many=True,
+    ),
+    Route(
+        "POST",
+        "/api/v1/boards/{name}/approve",
+        approve,
+        "approve a waiting board: it enrolls the next time it asks",
+        admin=True,
+        response=PendingInfo,
+        also={404: ("no such board waits", None)},
     ),
 )

@@ -9,14 +9,21 @@ from aiohttp import web
 from cloud_api.errors import ApiError
 from cloud_api.models import Revoked, SecretCreated, SecretInfo, SecretRequest
 from cloud_api.routing import STORE, Route, read_body
+from cloud_api.store import Policy
 
 log = structlog.get_logger(__name__)
 
 
 async def create_secret(request: web.Request) -> web.Response:
     body: SecretRequest = await read_body(request, SecretRequest)
+    policy = Policy(
+        serials=tuple(body.serials) if body.serials is not None else None,
+        name_pattern=body.name_pattern,
+        approval=body.approval,
+        reflash=body.reflash,
+    )
     secret, record = request.app[STORE].create_secret(
-        ttl_s=body.ttl_s, uses=body.uses, note=body.note
+        ttl_s=body.ttl_s, uses=body.uses, note=body.note, policy=policy
     )
     log.info("secret.created", id=record.id, uses=record.uses_left, expires_at=record.expires_at)
     out = SecretCreated(
@@ -26,9 +33,27 @@ async def create_secret(request: web.Request) -> web.Response:
 
 
 async def list_secrets(request: web.Request) -> web.Response:
+    """Each secret with its policy, the boards it enrolled and those waiting with it: a
+    batch's progress at a glance."""
+    store = request.app[STORE]
+    enrolled: dict[str | None, list[str]] = {}
+    for b in store.boards():
+        enrolled.setdefault(b.secret_id, []).append(b.node_name)
+    waiting: dict[str, list[str]] = {}
+    for w in store.pendings():
+        if w.approved_at is None:
+            waiting.setdefault(w.secret_id, []).append(w.node_name)
     return web.json_response(
-        [SecretInfo(**vars(s)).model_dump() for s in request.app[STORE].secrets()]
-    )
+        [
+            SecretInfo(
+                id=s.id, created=s.created, expires_at=s.expires_at, uses_left=s.uses_left,
+                note=s.note, serials=list(s.policy.serials) if s.policy.serials is not None else None,
+                name_pattern=s.policy.name_pattern, approval=s.policy.approval,
+                reflash=s.policy.reflash, boards=enrolled.get(s.id, []), pending=waiting.get(s.id, []),
+            ).model_dump()
+            for s in store.secrets()
+        ]
+    )  # fmt: skip
 
 
 async def revoke_secret(request: web.Request) -> web.Response:

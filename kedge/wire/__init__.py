@@ -14,7 +14,13 @@ from kedge.wire.actions import ActionReport, Cause, Change
 from kedge.wire.checks import CheckReport, CheckResult, ChecksSummary, Status
 from kedge.wire.commands import CommandResult, RemoteCommand
 from kedge.wire.discovery import Device, DiscoveryConfig, Origin
-from kedge.wire.enrollment import BrokerAnswer, Enrolled, EnrollRequest, RenewRequest
+from kedge.wire.enrollment import (
+    BrokerAnswer,
+    Enrolled,
+    EnrollPending,
+    EnrollRequest,
+    RenewRequest,
+)
 from kedge.wire.health import DockerState, EdgecoreState, HealthReport, Usage
 from kedge.wire.status import DaemonStatus
 from kedge.wire.topics import AVAILABLE, NOT_AVAILABLE, Topics
@@ -29,6 +35,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "discovery": DiscoveryConfig,
     "enroll-request": EnrollRequest,
     "enroll-answer": Enrolled,
+    "enroll-pending": EnrollPending,
     "renew-request": RenewRequest,
     "daemon-status": DaemonStatus,
 }
@@ -51,6 +58,7 @@ __all__ = [
     "DiscoveryConfig",
     "DockerState",
     "EdgecoreState",
+    "EnrollPending",
     "EnrollRequest",
     "Enrolled",
     "HealthReport",

@@ -3,6 +3,7 @@ carries the join token and the broker's password: both WireSecret, sent but neve
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -11,6 +12,7 @@ from kedge.names import DNS1123_SUBDOMAIN_RE, is_dns1123_subdomain
 from kedge.wire._base import Payload, WireSecret
 
 DNS1123_SUBDOMAIN_PATTERN = f"^{DNS1123_SUBDOMAIN_RE.pattern}$"
+MAC_RE = re.compile(r"[0-9a-f]{12}")
 
 
 class EnrollRequest(Payload):
@@ -26,6 +28,17 @@ class EnrollRequest(Payload):
         None,
         pattern=r"^[0-9a-f]{64}$",
         description="sha256 of /etc/machine-id: re-enrolling the same board is allowed",
+    )
+    serial: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]{4,64}$",
+        description="the board's hardware serial (device tree or DMI), reduced to lower-case "
+        "letters and digits: for a secret's allowlist and to recognise a re-flashed board",
+    )
+    macs: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="its wired MAC addresses (12 lower-case hex digits each)",
     )
 
     proof: str | None = Field(
@@ -44,6 +57,13 @@ class EnrollRequest(Payload):
                 "expected a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', "
                 "starting and ending with a letter or digit"
             )
+        return v
+
+    @field_validator("macs")
+    @classmethod
+    def _macs(cls, v: list[str]) -> list[str]:
+        if any(not MAC_RE.fullmatch(m) for m in v):
+            raise ValueError("expected 12 lower-case hex digits per MAC address")
         return v
 
     @field_validator("secret")
@@ -91,3 +111,18 @@ class Enrolled(Payload):
     command_key: WireSecret | None = Field(
         None, description="this board's key for the MAC on every command the cloud API sends it"
     )
+
+
+class EnrollPending(Payload):
+    """202 to an enrollment: the board is parked until the cluster admin approves it
+    (`kedge-cloud-api boards approve NAME`); it asks again after retry_after_s with the
+    same secret, and no use of the secret is spent until then."""
+
+    node_name: str
+    state: Literal["pending"] = "pending"
+    reason: str = Field(
+        description="why it waits: the secret asks for approval, or the "
+        "serial is not on the secret's allowlist, or a re-flashed board"
+    )
+    retry_after_s: int = Field(ge=1)
+    approved: bool = False
