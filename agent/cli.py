@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.commands import check, enroll, fix, join, reset, run, seed, upgrade
+from agent.commands import check, enroll, firstboot, fix, join, reset, run, seed, upgrade
 from agent.commands.common import EXIT_FAILED, EXIT_USAGE, common_parser
 from agent.state import Busy
 from kedge.errors import UserError
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kedge-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = common_parser()
-    for module in (check, enroll, fix, join, reset, upgrade, seed, run):
+    for module in (check, enroll, fix, join, reset, upgrade, seed, firstboot, run):
         module.register(sub, common)
     return parser
 

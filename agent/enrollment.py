@@ -4,14 +4,21 @@ defaults < enrollment < settings file < environment < flags."""
 
 from __future__ import annotations
 
+import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from agent import board_identity
+from kedge import command_auth
+from kedge.cloud_client import ApiClient, ClientError
 from kedge.errors import ConfigError, first_problem
+from kedge.host import Host
 from kedge.private_files import write_private
-from kedge.wire import Enrolled
+from kedge.seed import reduced
+from kedge.wire import Enrolled, EnrollPending, EnrollRequest
 
 ENROLLMENT_FILE = "enrollment.json"
 MQTT_PASSWORD_FILE = "mqtt.password"  # noqa: S105 - a file name
@@ -76,3 +83,56 @@ def as_defaults(enrollment: Enrollment, state_dir_setting: Path) -> dict[str, An
         if enrollment.mqtt.ca_pem is not None:
             values["mqtt"]["ca_file"] = state_dir_setting / MQTT_CA_FILE
     return values
+
+
+def hardware(host: Host) -> dict[str, Any]:
+    """What the request says about the board itself: the machine-id's hash (the same
+    installation), its serial and MACs (the same hardware, flashed again or not)."""
+    machine_id = (host.read_text("/etc/machine-id") or "").strip()
+    serial = board_identity.serial(host)
+    mac = board_identity.mac(host)
+    fields: dict[str, Any] = {
+        "machine_id": hashlib.sha256(machine_id.encode()).hexdigest() if machine_id else None,
+        "macs": [reduced(mac)] if mac else [],
+    }
+    if serial is not None and 4 <= len(reduced(serial)) <= 64:
+        fields["serial"] = reduced(serial)
+    return fields
+
+
+def proof_fields(known: Enrollment | None, node: str) -> dict[str, Any]:
+    """Enrolling again under the name the last enrollment gave: its key proves the name is
+    ours (nothing when there is no such key)."""
+    if known is None or known.command_key is None or known.node_name != node:
+        return {}
+    at = int(time.time())
+    return {"proof": command_auth.proof(node, at, known.command_key.get_secret_value()),
+            "proof_at": at}  # fmt: skip
+
+
+async def request(
+    url: str,
+    body: EnrollRequest,
+    *,
+    ca_file: Path | None = None,
+    ca_sha256: str | None = None,
+    timeout: float = 30.0,
+) -> Enrollment | EnrollPending:
+    """POST /api/v1/enroll: the enrollment, or the notice that the board waits for an
+    admin's approval. ClientError (ApiAnswerError for a refusal) otherwise."""
+    async with ApiClient(url, timeout=timeout, ca_file=ca_file, ca_sha256=ca_sha256) as api:
+        status, answer = await api.call(
+            "POST", "/api/v1/enroll", body.model_dump(mode="json", exclude_none=True)
+        )
+    fields = answer if isinstance(answer, dict) else {}
+    try:
+        if status == 202:
+            return EnrollPending.model_validate(fields)
+        return Enrollment.model_validate(
+            {**fields, "cloud_api_url": url, "enrolled_at": time.time()}
+        )
+    except ValidationError as exc:
+        raise ClientError(
+            f"{url} answered something that is not an enrollment ({exc.error_count()} problems): "
+            "is it kedge-cloud-api?"
+        ) from None

@@ -24,7 +24,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from agent import enrollment
+from agent import enrollment, seed_state
 from kedge import command_auth
 from kedge.broker import BrokerSettings, check_topic_levels
 from kedge.errors import ConfigError, first_problem
@@ -97,6 +97,23 @@ class MqttSettings(BrokerSettings):
         return check_topic_levels(v)
 
 
+class FirstbootSettings(BaseModel):
+    """How long `kedge-agent firstboot` waits for what is outside the board, and how often
+    it tries what it does itself (docs/firstboot.md). Every wait is bounded; backoff
+    doubles from backoff_s to backoff_cap_s."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    network_wait_s: float = Field(1800.0, gt=0, le=7 * 86400)
+    clock_wait_s: float = Field(120.0, ge=0, le=86400)
+    pending_wait_s: float = Field(86400.0, gt=0, le=30 * 86400)
+    blocked_wait_s: float = Field(6 * 3600.0, ge=0, le=30 * 86400)
+    backoff_s: float = Field(5.0, gt=0, le=600)
+    backoff_cap_s: float = Field(300.0, gt=0, le=3600)
+    fix_attempts: int = Field(3, ge=1, le=10)
+    join_attempts: int = Field(3, ge=1, le=10)
+
+
 class AgentSettings(LayeredSettings):
     """Every setting of kedge-agent, with the default it has when nothing sets it."""
 
@@ -142,6 +159,7 @@ class AgentSettings(LayeredSettings):
     report_interval: float = Field(10.0, ge=0.05, le=3600)
     check_interval: float = Field(900.0, ge=1, le=86400)
     allow_remote: list[Literal["fix", "join", "reset", "upgrade"]] = Field(default_factory=list)
+    firstboot: FirstbootSettings = Field(default_factory=FirstbootSettings)
 
     @field_validator("cloudcore")
     @classmethod
@@ -245,7 +263,9 @@ def _with_enrollment(settings: AgentSettings, layers: Layers, root: Path) -> Age
     if found is None:
         return settings
     update: dict[str, Any] = {}
-    for key, value in enrollment.as_defaults(found, state_dir).items():
+    # The seed's labels, allowed remote actions and mirrors, under the user's own settings.
+    for key, value in [*seed_state.as_defaults(state_dir).items(),
+                       *enrollment.as_defaults(found, state_dir).items()]:  # fmt: skip
         if layers.origin(key) != "settings":
             continue  # the user's own setting wins
         if key == "token" and layers.origin("token_file") != "settings":

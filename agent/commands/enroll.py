@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from agent import __version__, enrollment, renewal
 from agent.commands.common import EXIT_FAILED, EXIT_USAGE, emitter, finish, host_from, settings_from
 from agent.state import StateDir
-from kedge import command_auth
-from kedge.cloud_client import ApiAnswerError, ApiClient, ClientError
+from kedge.cloud_client import ApiAnswerError, ClientError
 from kedge.errors import UserError
 from kedge.kubeedge import ARCH_BY_MACHINE
 from kedge.names import HTTP_URL_RE, is_dns1123_subdomain
 from kedge.private_files import read_secret
-from kedge.wire import ActionReport, Change, EnrollRequest
+from kedge.wire import ActionReport, Change, EnrollPending, EnrollRequest
 
 EPILOG = """\
 The cloud admin creates the secret on the master (kedge-cloud-api secret create).
@@ -90,23 +89,6 @@ def _secret(args: argparse.Namespace) -> str:
     return read_secret(args.secret_file, "--secret-file")
 
 
-async def _enroll(url: str, body: EnrollRequest, ca_file: Path | None) -> enrollment.Enrollment:
-    async with ApiClient(url, timeout=30, ca_file=ca_file) as api:
-        _, answer = await api.call(
-            "POST", "/api/v1/enroll", body.model_dump(mode="json", exclude_none=True)
-        )
-    try:
-        fields = answer if isinstance(answer, dict) else {}
-        return enrollment.Enrollment.model_validate(
-            {**fields, "cloud_api_url": url, "enrolled_at": time.time()}
-        )
-    except ValidationError as exc:
-        raise ClientError(
-            f"{url} answered something that is not an enrollment ({exc.error_count()} problems): "
-            "is it kedge-cloud-api?"
-        ) from None
-
-
 async def run(args: argparse.Namespace) -> int:
     if not HTTP_URL_RE.fullmatch(args.cloud_api):
         raise UserError(
@@ -151,18 +133,6 @@ async def run(args: argparse.Namespace) -> int:
                 summary=f"already enrolled as {node} with {url}: nothing changed",
             )
             return finish(args, report)
-        machine_id = (host.read_text("/etc/machine-id") or "").strip()
-        proven: dict[str, Any] = {}
-        if (
-            not args.renew
-            and known is not None
-            and known.command_key is not None
-            and known.node_name == node
-        ):
-            # enrolling again: the key from the last enrollment proves the name is ours
-            at = int(time.time())
-            proven = {"proof": command_auth.proof(node, at, known.command_key.get_secret_value()),
-                      "proof_at": at}  # fmt: skip
         if args.renew:
             assert known is not None
             if known.cloud_api_url != url:
@@ -170,18 +140,20 @@ async def run(args: argparse.Namespace) -> int:
                     f"--renew: this board enrolled with {known.cloud_api_url}, not {url}"
                 )
             emit(f"renewing {node}'s credentials with {url}")
-            call = renewal.renewed(known, ca_file=args.ca_file)
+            call: Coroutine[Any, Any, enrollment.Enrollment | EnrollPending] = renewal.renewed(
+                known, ca_file=args.ca_file
+            )
         else:
             body = EnrollRequest(
                 node_name=node,
                 secret=SecretStr(secret or ""),
                 arch=arch,
                 agent_version=__version__,
-                machine_id=hashlib.sha256(machine_id.encode()).hexdigest() if machine_id else None,
-                **proven,
+                **enrollment.hardware(host),
+                **enrollment.proof_fields(known, node),
             )
             emit(f"enrolling {node} ({arch}) with {url}")
-            call = _enroll(url, body, args.ca_file)
+            call = enrollment.request(url, body, ca_file=args.ca_file)
         try:
             saved = await call
         except ApiAnswerError as exc:
@@ -189,6 +161,10 @@ async def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE if exc.status in (401, 403, 409, 422) else EXIT_FAILED
         except ClientError as exc:
             print(f"kedge-agent: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        if isinstance(saved, EnrollPending):
+            print(f"kedge-agent: enroll: waiting for approval: {saved.reason}; run this again "
+                  f"after that (in {saved.retry_after_s} s or more)", file=sys.stderr)  # fmt: skip
             return EXIT_FAILED
         enrollment.save(state.path, saved)
     expires = saved.token_expires_at

@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 import psutil
 from pydantic import ValidationError
 
+from agent import firstboot_state
 from agent.commands.common import EXIT_FAILED, EXIT_OK, host_from, settings_from
 from agent.daemon import Daemon, status_path
 from agent.settings import AgentSettings
 from agent.state import StateCorrupt, StateDir
+from kedge.errors import ConfigError
 from kedge.logs import configure_logging
-from kedge.wire import DaemonStatus
+from kedge.wire import DaemonStatus, FirstBootProgress
 
 RUN_EPILOG = """\
 Topics (prefix `mqtt.topic_prefix`, default kedge; see docs/mqtt.md):
@@ -86,7 +88,12 @@ async def status(args: argparse.Namespace) -> int:
     except StateCorrupt as exc:
         record, join_error = None, str(exc)
     running = daemon is not None and daemon.pid != os.getpid() and psutil.pid_exists(daemon.pid)
+    try:
+        first = firstboot_state.load(state.path)
+    except ConfigError as exc:
+        first, join_error = None, join_error or str(exc)
     doc = {
+        "firstboot": first.progress.model_dump(mode="json") if first else None,
         "daemon_running": running,
         "daemon": daemon.model_dump(mode="json") if daemon else None,
         "join": record.model_dump(mode="json") if record else None,
@@ -96,6 +103,8 @@ async def status(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
+        if first is not None:
+            _print_firstboot(first.progress)
         if daemon is None:
             print("daemon: never ran on this board (no daemon.json in the state directory)")
         else:
@@ -120,3 +129,16 @@ async def status(args: argparse.Namespace) -> int:
         else:
             print("join: never joined")
     return EXIT_OK if running else EXIT_FAILED
+
+
+def _print_firstboot(p: FirstBootProgress) -> None:
+    print(f"first boot: {p.phase} ({p.state}) since {p.since:%Y-%m-%d %H:%M:%S}Z: {p.summary}")
+    if p.remedy:
+        print(f"  remedy: {p.remedy}")
+    for t in p.timeline:
+        took = (
+            f"{(t.finished_at - t.started_at).total_seconds():6.1f} s"
+            if t.finished_at
+            else "   ... "
+        )
+        print(f"  {t.started_at:%H:%M:%S} {t.phase:10} {took}  {t.outcome}")

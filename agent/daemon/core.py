@@ -19,6 +19,7 @@ import structlog
 from agent.checks import CHECKS
 from agent.daemon.checking import Checker
 from agent.daemon.commanding import CommandDesk, RemoteActions
+from agent.daemon.firstboot_relay import FirstBootRelay
 from agent.daemon.link import BrokerLink
 from agent.daemon.reporting import Reporter
 from agent.daemon.status_file import StatusFile, status_path
@@ -77,6 +78,9 @@ class Daemon:
                                       self.spool.remember_command, known_checks=list(CHECKS),
                                       node=lambda: self.node, key=self._command_key)  # fmt: skip
         self.desk = CommandDesk(self.commands, lambda: self.topics)
+        self.firstboot = FirstBootRelay(
+            self.state.path, lambda: self.link.client, lambda: self.topics
+        )
         self.stopping = asyncio.Event()
         self.started_at = time.monotonic()
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -107,7 +111,7 @@ class Daemon:
         jobs: dict[str, Callable[[], Coroutine[None, None, None]]] = {
             "link": self.link.run, "reporter": self.reporter.report_loop,
             "sender": self.reporter.send_loop, "checker": self.checker.loop,
-            "watchdog": self._watchdog,
+            "watchdog": self._watchdog, "firstboot": self.firstboot.loop,
         }  # fmt: skip
         async with self.docker:
             for name, job in jobs.items():
@@ -187,6 +191,7 @@ class Daemon:
     async def _on_up(self, client: aiomqtt.Client) -> None:
         """Discovery and the latest checks, retained; then the spool may flow."""
         self.reporter.kick.set()
+        self.firstboot.resend()
         try:
             for topic, payload in discovery_messages(
                 self.topics, self.settings.mqtt.discovery_prefix, self.settings.report_interval

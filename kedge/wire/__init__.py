@@ -21,6 +21,7 @@ from kedge.wire.enrollment import (
     EnrollRequest,
     RenewRequest,
 )
+from kedge.wire.firstboot import FirstBootProgress, PhaseTime
 from kedge.wire.health import DockerState, EdgecoreState, HealthReport, Usage
 from kedge.wire.status import DaemonStatus
 from kedge.wire.topics import AVAILABLE, NOT_AVAILABLE, Topics
@@ -38,6 +39,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "enroll-pending": EnrollPending,
     "renew-request": RenewRequest,
     "daemon-status": DaemonStatus,
+    "firstboot": FirstBootProgress,
 }
 
 __all__ = [
@@ -61,9 +63,11 @@ __all__ = [
     "EnrollPending",
     "EnrollRequest",
     "Enrolled",
+    "FirstBootProgress",
     "HealthReport",
     "Origin",
     "Payload",
+    "PhaseTime",
     "RemoteCommand",
     "RenewRequest",
     "Status",

@@ -31,6 +31,11 @@ class Topics:
         return f"{self.base}/checks"
 
     @property
+    def firstboot(self) -> str:
+        """Retained: the first boot's progress (FirstBootProgress), until and after it ends."""
+        return f"{self.base}/firstboot"
+
+    @property
     def cmd(self) -> str:
         return f"{self.base}/cmd"
 
