@@ -194,6 +194,18 @@ class ChecksView(BaseModel):
     at: float | None
 
 
+class FirstBootView(BaseModel):
+    phase: str = Field(
+        description="seed, network, clock, enrolling, checking, fixing, joining, starting, joined"
+    )
+    state: str = Field(description="running, waiting, blocked (a person must act), done")
+    since: float
+    summary: str
+    remedy: str
+    check: str | None
+    started_at: float
+
+
 class NodeSummary(BaseModel):
     node: str
     state: NodeState = Field(
@@ -212,6 +224,9 @@ class NodeSummary(BaseModel):
     checks: ChecksView
     allow_remote: list[str] = Field(
         description="remote actions the board accepts beyond ping and check"
+    )
+    firstboot: FirstBootView | None = Field(
+        None, description="its first boot from a seed, as it last said (null: none reported)"
     )
     pods_total: int | None = Field(
         None, description="pods Kubernetes placed on the board; null: not a Kubernetes node"

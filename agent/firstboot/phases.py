@@ -32,7 +32,14 @@ from kedge import mqtt
 from kedge.cloud_client import ApiAnswerError, ApiClient, ClientError
 from kedge.host import Host
 from kedge.kubeedge import ARCH_BY_MACHINE
-from kedge.wire import CheckResult, EnrollPending, EnrollRequest, FirstBootProgress
+from kedge.wire import (
+    CheckResult,
+    EnrollPending,
+    EnrollRequest,
+    FirstBootProgress,
+    PhaseTime,
+    Status,
+)
 from kedge.wire.firstboot import PHASES, Phase
 
 log = structlog.get_logger(__name__)
@@ -142,9 +149,7 @@ async def clock(ctx: Context) -> None:
     async def right() -> str | None:
         found = await run_preflight(ctx.settings, ctx.host, only=["clock"])
         c = _one(found.report.checks, "clock")
-        return (
-            None if c is None or (not c.status.blocks and c.status.value != "warn") else c.summary
-        )
+        return c.summary if c is not None and c.status in (Status.FAIL, Status.WARN) else None
 
     await ctx.report.enter("clock", "running", "checking the clock against NTP")
     try:
@@ -331,7 +336,8 @@ async def run_phases(ctx: Context) -> int:
 def fresh_progress(node: str) -> FirstBootProgress:
     at = now()
     return FirstBootProgress(node=node, phase="seed", state="running", since=at,
-                             summary="taking the seed off the boot partition", started_at=at)  # fmt: skip
+                             summary="took the seed off the boot partition", started_at=at,
+                             timeline=[PhaseTime(phase="seed", started_at=at)])  # fmt: skip
 
 
 def new_record(taken: seed_state.TakenSeed) -> Record:

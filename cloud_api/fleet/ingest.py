@@ -28,7 +28,7 @@ import aiomqtt
 import structlog
 from pydantic import ValidationError
 
-from cloud_api.fleet.store import Checks, FleetStore, Health, Report, Result, Status
+from cloud_api.fleet.store import Checks, FleetStore, Health, Progress, Report, Result, Status
 from kedge import mqtt
 from kedge.broker import BrokerSettings
 from kedge.names import is_dns1123_subdomain
@@ -37,6 +37,7 @@ from kedge.wire import (
     NOT_AVAILABLE,
     CheckReport,
     CommandResult,
+    FirstBootProgress,
     HealthReport,
     RemoteCommand,
     Topics,
@@ -56,7 +57,10 @@ MODELS: dict[str, type[Versioned]] = {
     "health": HealthReport,
     "checks": CheckReport,
     "cmd/result": CommandResult,
+    "firstboot": FirstBootProgress,
 }
+# Retained, so subscribed plainly: MQTT 5 sends no retained message to a shared subscription.
+RETAINED_LEAVES = ("status", "firstboot")
 
 
 def _stopping() -> bool:
@@ -107,6 +111,10 @@ def parse(prefix: str, topic: str, payload: bytes, now: float) -> Report:
         if parsed.node != node:
             raise BadPayload("node", f"a report for {parsed.node!r} on {node!r}'s topic")
         return Checks(node, parsed, now)
+    if isinstance(parsed, FirstBootProgress):
+        if parsed.node != node:
+            raise BadPayload("node", f"a report for {parsed.node!r} on {node!r}'s topic")
+        return Progress(node, parsed, now)
     assert isinstance(parsed, CommandResult)
     return Result(node, parsed, now)
 
@@ -147,7 +155,8 @@ class Ingest:
         self._up = asyncio.Event()
 
     def subscriptions(self) -> list[str]:
-        return [every_board(self.settings.topic_prefix, "status"), *self._reports(self.group)]
+        retained = [every_board(self.settings.topic_prefix, leaf) for leaf in RETAINED_LEAVES]
+        return [*retained, *self._reports(self.group)]
 
     def _reports(self, group: str) -> list[str]:
         """The report filters: plain, or `$share/<group>/…` when several API processes

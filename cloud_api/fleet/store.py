@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cloud_api.sqlite import open_database, reader
-from kedge.wire import CheckReport, CommandResult, HealthReport, RemoteCommand
+from kedge.wire import CheckReport, CommandResult, FirstBootProgress, HealthReport, RemoteCommand
 
 MIGRATIONS = (
     """
@@ -67,6 +67,9 @@ MIGRATIONS = (
     ALTER TABLE nodes DROP COLUMN health;
     ALTER TABLE nodes DROP COLUMN checks;
     """,
+    """
+    ALTER TABLE nodes ADD COLUMN firstboot TEXT;  -- the latest FirstBootProgress, as sent
+    """,
 )
 KEPT_VERIFY_RUNS = 20
 KEPT_COMMANDS_PER_NODE = 50
@@ -101,7 +104,14 @@ class Result:
     at: float
 
 
-Report = Status | Health | Checks | Result
+@dataclass(frozen=True)
+class Progress:
+    node: str
+    progress: FirstBootProgress
+    at: float
+
+
+Report = Status | Health | Checks | Result | Progress
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__
@@ -126,6 +136,7 @@ class NodeRow:
     k8s_reason: str | None
     allow_remote: list[str]
     pods: list[dict[str, str]] | None  # None: Kubernetes has not listed the board's pods
+    firstboot: dict[str, Any] | None = None  # phase, state, since, summary, remedy, check
 
 
 @dataclass(frozen=True)
@@ -284,6 +295,13 @@ class SqliteFleetStore:
                     "INSERT OR REPLACE INTO check_reports (node, t, ok, failing, report) VALUES (?, ?, ?, ?, ?)",
                     (r.node, t, int(c.ok), json.dumps(failing), c.to_json()),
                 )
+        elif isinstance(r, Progress):
+            self._seen(db, r.node, r.at)
+            fb = r.progress
+            shown = {"phase": fb.phase, "state": fb.state, "since": fb.since.timestamp(),
+                     "summary": fb.summary, "remedy": fb.remedy, "check": fb.check,
+                     "started_at": fb.started_at.timestamp()}  # fmt: skip
+            db.execute("UPDATE nodes SET firstboot = ? WHERE node = ?", (json.dumps(shown), r.node))
         elif isinstance(r, Result):
             res = r.result
             self._seen(db, r.node, r.at)
@@ -471,7 +489,8 @@ _SEEN = (
 )
 _ROW = (
     "node, status, status_at, last_seen, agent_version, join_phase, cpu, mem, disk, temp, "
-    "checks_ok, failing, counts, checks_at, k8s_ready, k8s_reason, allow_remote, k8s_pods"
+    "checks_ok, failing, counts, checks_at, k8s_ready, k8s_reason, allow_remote, k8s_pods, "
+    "firstboot"
 )
 _HEARD = "coalesce(last_seen, status_at, 0)"
 _STATES = {  # view.state(), in SQL
@@ -521,6 +540,7 @@ def node_row(r: Sequence[Any]) -> NodeRow:
         checks_at=r[13], k8s_ready=None if r[14] is None else bool(r[14]), k8s_reason=r[15],
         allow_remote=json.loads(r[16]) if r[16] else [],
         pods=json.loads(r[17]) if r[17] else None,
+        firstboot=json.loads(r[18]) if r[18] else None,
     )  # fmt: skip
 
 

@@ -103,6 +103,15 @@ function actions(n) {
   return cell;
 }
 
+// The join column: the board's first boot while it runs or is stuck, else its join phase.
+function joinCell(n) {
+  const fb = n.firstboot;
+  if (!fb || fb.state === "done") return el("td", {}, n.join_phase || "–");
+  return el("td", { class: "firstboot " + fb.state, "data-firstboot": fb.phase, title: fb.summary },
+    "first boot: " + fb.phase + (fb.state === "running" ? "" : " (" + fb.state + ")"),
+    el("div", { class: "hint" }, fb.check ? fb.check + ": " + fb.remedy : fb.summary));
+}
+
 function row(n) {
   const s = series.get(n.node) || [];
   const ready = n.ready === null ? "none" : String(n.ready);
@@ -114,7 +123,7 @@ function row(n) {
       n.ready === null ? "not a node" : n.ready ? "Ready" : "NotReady",
       n.pods_total === null || n.pods_total === undefined ? ""
         : el("div", { class: "hint pods" }, n.pods_running + "/" + n.pods_total + " pods running")),
-    el("td", {}, n.join_phase || "–"),
+    joinCell(n),
     el("td", { class: "num" }, pct(n.cpu_percent), spark(s, "cpu", 100)),
     el("td", { class: "num" }, pct(n.memory_percent), spark(s, "mem", 100)),
     el("td", { class: "num" }, deg(n.temperature_c), spark(s, "temp", 100)),

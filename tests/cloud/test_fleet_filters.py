@@ -64,10 +64,11 @@ def test_reports_are_subscribed_plainly_unless_processes_share_them(tmp_path: Pa
     one = Ingest(broker, fleet(tmp_path), identifier="x", group="", batch_max=1, batch_wait_s=1)
     assert one.subscriptions() == [
         "kedge/+/status",
+        "kedge/+/firstboot",  # retained: never through a shared subscription
         "kedge/+/health",
         "kedge/+/checks",
         "kedge/+/cmd/result",
     ]
     split = Ingest(broker, one.store, identifier="x", group="api", batch_max=1, batch_wait_s=1)
-    assert split.subscriptions()[1:] == ["$share/api/kedge/+/health", "$share/api/kedge/+/checks",
+    assert split.subscriptions()[2:] == ["$share/api/kedge/+/health", "$share/api/kedge/+/checks",
                                          "$share/api/kedge/+/cmd/result"]  # fmt: skip
