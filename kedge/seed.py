@@ -140,8 +140,14 @@ def reduced(fact: str) -> str:
 
 
 def render_name(pattern: str, facts: dict[str, str]) -> str:
-    """The node name for this board: each placeholder replaced by the board's fact, reduced."""
-    return re.sub(r"{(serial|mac|hostname)}", lambda m: reduced(facts.get(m[1], "")), pattern)
+    """The node name for this board: each placeholder replaced by the board's fact, reduced
+    (a hostname keeps its '-' and '.')."""
+
+    def value(m: re.Match[str]) -> str:
+        fact = facts.get(m[1], "")
+        return re.sub(r"[^a-z0-9.-]", "", fact.lower()) if m[1] == "hostname" else reduced(fact)
+
+    return re.sub(r"{(serial|mac|hostname)}", value, pattern)
 
 
 def parse(text: str, where: str) -> Seed:

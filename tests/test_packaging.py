@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from agent.firstboot_state import PENDING_FILE
 from agent.settings import AgentSettings
+from kedge import seed
 from kedge.elf import elf_machine
 from tests.conftest import REPO, need
 
@@ -39,6 +41,23 @@ def test_unit_verifies_cleanly_and_is_hardened(unit: str, tmp_path: Path) -> Non
     found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", security.stdout)
     assert found, security.stdout[-500:]
     assert float(found[1]) <= UNITS[unit]
+
+
+def test_the_first_boot_unit_verifies_and_runs_only_with_a_seed_or_an_unfinished_boot(
+    tmp_path: Path,
+) -> None:
+    need("systemd-analyze")
+    text = (REPO / "systemd" / "kedge-firstboot.service").read_text()
+    copy = tmp_path / "kedge-firstboot.service"
+    copy.write_text(text.replace("/usr/bin/kedge-agent", "/bin/true"))
+    verify = subprocess.run(["systemd-analyze", "verify", "--man=no", str(copy)],
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+    conditions = [
+        ln.split("|", 1)[1] for ln in text.splitlines() if ln.startswith("ConditionPathExists=|")
+    ]
+    assert conditions == [*seed.SEED_PATHS, "/var/lib/kedge-agent/" + PENDING_FILE]
+    assert "RestartPreventExitStatus=2" in text  # blocked: a person acts, no retry loop
 
 
 def test_agent_unit_keeps_what_psutil_and_the_watchdog_need() -> None:
@@ -115,6 +134,7 @@ def test_agent_package_layout_conffile_and_scripts(debs: dict[str, Path], tmp_pa
     deb = debs["kedge-agent_amd64"]
     root = unpack(deb, tmp_path / "amd64")
     for path in ("usr/bin/kedge-agent", "etc/kedge/agent.toml", "lib/systemd/system/kedge-agent.service",
+                 "lib/systemd/system/kedge-firstboot.service", "usr/share/doc/kedge-agent/firstboot.md",
                  "usr/share/man/man8/kedge-agent.8.gz", "usr/share/doc/kedge-agent/copyright",
                  "usr/lib/kedge-agent/agent/cli.py", "usr/lib/kedge-agent/pydantic_settings/__init__.py"):  # fmt: skip
         assert (root / path).exists(), path
@@ -309,13 +329,14 @@ def test_install_upgrade_remove_purge_in_a_bookworm_chroot(
         "etc/kedge/agent.toml",
         "lib/systemd/system/kedge-agent.service",
         "etc/systemd/system/multi-user.target.wants/kedge-agent.service",
+        "etc/systemd/system/multi-user.target.wants/kedge-firstboot.service",
         "usr/bin/kedge-cloud-api",
     )
     for path in installed:
         assert (root / path).exists() or (root / path).is_symlink(), (
             path
         )  # the link points into the chroot
-    for unit in ("kedge-agent", "kedge-cloud-api"):
+    for unit in ("kedge-agent", "kedge-firstboot", "kedge-cloud-api"):
         verify = chroot(
             root, "systemd-analyze", "verify", "--man=no", f"/lib/systemd/system/{unit}.service"
         )

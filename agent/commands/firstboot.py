@@ -10,14 +10,13 @@ from collections.abc import Callable
 from agent import seed_state
 from agent.commands.common import EXIT_OK, emitter, host_from, settings_from
 from agent.firstboot import intake
-from agent.firstboot.phases import EXIT_BLOCKED, Blocked, Context, Reseeded, new_record, run_phases
+from agent.firstboot.phases import Blocked, Context, Reseeded, new_record, run_phases
 from agent.firstboot.report import Reporter
 from agent.firstboot_state import Record, load, save
 from agent.state import StateDir
 from kedge import seed
 from kedge.errors import ConfigError
 from kedge.host import Host
-from kedge.wire.firstboot import State
 
 EPILOG = f"""\
 Looks for the seed at {", ".join(seed.SEED_PATHS)} (the first present wins), takes it
@@ -97,8 +96,6 @@ async def _resume(
     try:
         return await run_phases(ctx)
     except Blocked as exc:
-        # Blocked for good (a person must act) or for now (the unit retries later).
-        how: State = "blocked" if exc.code == EXIT_BLOCKED else "waiting"
-        await reporter.enter(reporter.progress.phase, how, exc.summary, remedy=exc.remedy,
+        await reporter.enter(reporter.progress.phase, exc.state, exc.summary, remedy=exc.remedy,
                              check=exc.check)  # fmt: skip
         return exc.code

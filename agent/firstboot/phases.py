@@ -40,7 +40,7 @@ from kedge.wire import (
     PhaseTime,
     Status,
 )
-from kedge.wire.firstboot import PHASES, Phase
+from kedge.wire.firstboot import PHASES, Phase, State
 
 log = structlog.get_logger(__name__)
 AGENT_UNIT = "kedge-agent.service"
@@ -49,13 +49,15 @@ EXIT_RETRY = 1  # it does, after RestartSec
 
 
 class Blocked(Exception):
-    """The first boot cannot go on by itself: `summary`, and what a person must do."""
+    """The first boot cannot go on by itself now: `summary`, and what would change it.
+    state "blocked": a person must act; "waiting": the outside may still come round.
+    code 2: the unit does not restart it; 1: it tries again later."""
 
-    def __init__(
-        self, summary: str, remedy: str, check: str | None = None, code: int = EXIT_BLOCKED
-    ) -> None:
+    def __init__(self, summary: str, remedy: str, check: str | None = None, *,
+                 code: int = EXIT_BLOCKED, state: State = "blocked") -> None:  # fmt: skip
         super().__init__(summary)
-        self.summary, self.remedy, self.check, self.code = summary, remedy, check, code
+        self.summary, self.remedy, self.check, self.code, self.state = (
+            summary, remedy, check, code, state)  # fmt: skip
 
 
 class Reseeded(Exception):
@@ -97,7 +99,8 @@ async def wait(
             return
         left = deadline - time.monotonic()
         if left <= 0:
-            raise Blocked(f"gave up after {bound_s:g} s: {why}", _remedy(phase), code=EXIT_RETRY)
+            raise Blocked(f"gave up after {bound_s:g} s: {why}", _remedy(phase), code=EXIT_RETRY,
+                          state="waiting")  # fmt: skip
         delay = min(backoff.next(), left)
         await ctx.report.enter(phase, "waiting", f"{why} (next try in {delay:.0f} s)")
         await asyncio.sleep(delay)
@@ -130,6 +133,9 @@ async def network(ctx: Context) -> None:
 
     await ctx.report.enter("network", "running", f"reaching the cloud API at {url}")
     await wait(ctx, "network", ctx.settings.firstboot.network_wait_s, reach)
+    ctx.report.outcome(
+        f"the cloud API at {url} answers" + (" (its certificate pinned)" if pin else "")
+    )
 
 
 def _ca_file(ctx: Context) -> Path | None:
@@ -154,13 +160,19 @@ async def clock(ctx: Context) -> None:
     await ctx.report.enter("clock", "running", "checking the clock against NTP")
     try:
         await wait(ctx, "clock", ctx.settings.firstboot.clock_wait_s, right)
-    except Blocked:
-        await ctx.report.enter("clock", "running", "stepping the clock (the time service did not)")
+    except Blocked as exc:
+        wrong = str(exc).split(": ", 1)[-1]
+        await ctx.report.enter(
+            "clock", "running", f"stepping the clock ({wrong}; the time service did not)"
+        )
         with ctx.state.lock("firstboot"):
             fixed = await run_fix(ctx.settings, ctx.host, only=["clock"], dry_run=False,
                                   emit=ctx.report.emit)  # fmt: skip
-        if not fixed.ok:  # the checks later say so too; enrollment may still work (pinned)
-            log.warning("firstboot.clock_unfixed", summary=fixed.summary)
+        # Unfixed, the checks say so again later; enrollment may still work (pinned).
+        ctx.report.outcome(f"stepped the clock: it was {wrong.removeprefix('clock is ')}" if fixed.ok
+                           else f"could not step the clock: {fixed.summary}")  # fmt: skip
+        return
+    ctx.report.outcome("the clock agrees with NTP")
 
 
 def _one(checks: list[CheckResult], check_id: str) -> CheckResult | None:
@@ -206,7 +218,8 @@ async def enrolling(ctx: Context) -> None:
         if isinstance(answer, EnrollPending):
             if time.monotonic() > pending_until:
                 raise Blocked(f"still waiting for approval: {answer.reason}",
-                              f"kedge-cloud-api boards approve {node}", code=EXIT_RETRY)  # fmt: skip
+                              f"kedge-cloud-api boards approve {node}", code=EXIT_RETRY,
+                              state="waiting")  # fmt: skip
             return f"waiting for approval: {answer.reason}"
         with ctx.state.lock("firstboot"):
             enrollment.save(ctx.state.path, answer)
@@ -216,16 +229,26 @@ async def enrolling(ctx: Context) -> None:
     # Approval can take a day: the bound here is the pending one; network trouble is
     # bounded by the next boot's retry (the unit restarts a failed first boot).
     await wait(ctx, "enrolling", ctx.settings.firstboot.pending_wait_s, ask)
+    got = enrollment.load(ctx.state.path)
+    if got is not None:
+        ctx.report.outcome(f"enrolled as {node}: cloudcore {got.cloudcore}, KubeEdge "
+                           f"{got.kubeedge_version}" + (", broker credentials" if got.mqtt else ""))  # fmt: skip
 
 
 def _blocking(checks: list[CheckResult]) -> list[CheckResult]:
     return [c for c in checks if c.status.blocks]
 
 
+async def _failing(ctx: Context) -> list[CheckResult]:
+    return _blocking((await run_preflight(ctx.settings, ctx.host)).report.checks)
+
+
 async def checking(ctx: Context) -> list[CheckResult]:
     await ctx.report.enter("checking", "running", "running every check keadm join depends on")
-    found = await run_preflight(ctx.settings, ctx.host)
-    return _blocking(found.report.checks)
+    failing = await _failing(ctx)
+    ctx.report.outcome("failing: " + ", ".join(c.id for c in failing) if failing
+                       else "no check fails")  # fmt: skip
+    return failing
 
 
 async def fixing(ctx: Context, failing: list[CheckResult]) -> None:
@@ -241,24 +264,27 @@ async def fixing(ctx: Context, failing: list[CheckResult]) -> None:
         with ctx.state.lock("firstboot"):
             await run_fix(ctx.reload(), ctx.host, dry_run=False, emit=ctx.report.emit,
                           from_archive=archive if archive and archive.is_file() else None)  # fmt: skip
-        failing = await checking(ctx)
+        before, failing = {c.id for c in failing}, await _failing(ctx)
         if not failing:
+            ctx.report.outcome(f"repaired {names}; no check fails now")
             return
-        if all(c.id not in FIXABLE for c in failing):
-            break
+        if all(c.id not in FIXABLE for c in failing) or {c.id for c in failing} == before:
+            break  # another try would do the same again
     first = failing[0]
     summary = f"{first.id}: {first.summary}"
     await ctx.report.enter("fixing", "blocked", summary, remedy=first.remedy, check=first.id)
     await start_daemon(ctx)  # reachable and reporting while a person acts
 
-    async def cleared() -> str | None:
-        still = await checking(ctx)
-        return None if not still else f"{still[0].id}: {still[0].summary}"
-
-    try:
-        await wait(ctx, "checking", settings.firstboot.blocked_wait_s, cleared)
-    except Blocked:
-        raise Blocked(summary, first.remedy, first.id, code=EXIT_RETRY) from None
+    # Only the checks run again (they are local and cheap); the record stays "blocked",
+    # naming the check and its remedy, until they pass or the bound is reached.
+    backoff = mqtt.Backoff(settings.firstboot.backoff_s, settings.firstboot.backoff_cap_s)
+    deadline = time.monotonic() + settings.firstboot.blocked_wait_s
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(backoff.next(), left))
+        if not await _failing(ctx):
+            ctx.report.outcome(f"{first.id} cleared by someone on the board; no check fails now")
+            return
+    raise Blocked(summary, first.remedy, first.id, code=EXIT_RETRY)
 
 
 async def joining(ctx: Context) -> None:
@@ -273,6 +299,7 @@ async def joining(ctx: Context) -> None:
                 ctx.reload(), ctx.host, ctx.state, ignore=[], emit=ctx.report.emit
             )
         if report.ok:
+            ctx.report.outcome(report.summary)
             return
         cause = report.causes[0] if report.causes else None
         blocking = _blocking(report.checks)
@@ -285,6 +312,7 @@ async def joining(ctx: Context) -> None:
                 else "see kedge-agent join"
             )
             check = blocking[0].id if blocking and not cause else None
+            await start_daemon(ctx)  # reachable and reporting while a person looks
             raise Blocked(report.summary, remedy, check, code=EXIT_RETRY)
         await ctx.report.enter("joining", "waiting", report.summary)
         await asyncio.sleep(backoff.next())
@@ -318,7 +346,7 @@ async def run_phases(ctx: Context) -> int:
         elif phase == "checking":
             failing = await checking(ctx)
         elif phase == "fixing":
-            failing = failing or await checking(ctx)
+            failing = failing or await _failing(ctx)
             if failing:
                 await fixing(ctx, failing)
         elif phase == "joining":

@@ -57,6 +57,9 @@ class Reporter:
         check: str | None = None,
     ) -> None:
         old, at = self.record.progress, now()
+        if (old.phase, old.state, old.summary, old.remedy, old.check) == (
+            phase, state, summary, remedy, check):  # fmt: skip
+            return  # said already
         timeline = list(old.timeline)
         if phase != old.phase or not timeline:
             if timeline and timeline[-1].finished_at is None:
@@ -80,6 +83,12 @@ class Reporter:
         if remedy:
             self.emit(f"  remedy: {remedy}")
         await self.publish()
+
+    def outcome(self, summary: str) -> None:
+        """How the current phase ended: what its timeline entry says once the next begins."""
+        self.record.progress = self.record.progress.model_copy(update={"summary": summary})
+        save(self.state_dir, self.record)
+        self.emit(f"firstboot: {self.record.progress.phase}: {summary}")
 
     async def publish(self) -> None:
         if self.settings is None or self.daemon_running or not self.settings.mqtt.host:

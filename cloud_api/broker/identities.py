@@ -59,7 +59,7 @@ def board_acls(node: str, prefix: str, discovery_prefix: str) -> list[dict[str, 
     oid = node.replace(".", "_")  # agent/discovery.py object_id()
     return [
         *(_acl("publishClientSend", f"{own}/{leaf}")
-          for leaf in ("status", "health", "checks", "cmd/result")),
+          for leaf in ("status", "health", "checks", "cmd/result", "firstboot")),
         _acl("publishClientSend", f"{discovery_prefix}/+/kedge_{oid}/+/config"),
         _acl("subscribeLiteral", f"{own}/cmd"),
         _acl("subscribeLiteral", f"{discovery_prefix}/status"),

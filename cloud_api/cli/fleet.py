@@ -78,6 +78,11 @@ async def run_nodes(args: argparse.Namespace, settings: CloudSettings) -> int:
         checks = ("failing: " + ", ".join(n.checks.failing)) if n.checks.failing else (
             "pass" if n.checks.ok else "-")  # fmt: skip
         print(f"{n.node:24} {n.state:8} {seen:>8} {k8s:9} {cpu:>5} {mem:>5} {temp:>6}  {checks}")
+        fb = n.firstboot
+        if fb is not None and fb.state != "done":  # a first boot still under way, or stuck
+            print(f"{'':24} first boot: {fb.phase} ({fb.state}): {fb.summary}")
+            if fb.remedy:
+                print(f"{'':24}   remedy: " + fb.remedy.replace("\n", "\n" + " " * 35))
     return EXIT_OK
 
 

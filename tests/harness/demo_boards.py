@@ -9,6 +9,11 @@ restarted by the board's systemctl) and its own SNTP server (the board's clock).
 | rk3000-2 | k3s installed and running (kedge must stop there: removing it is the owner's call) |
 | rk3000-3 | docker on the cgroupfs driver, edgecore configured for systemd     |
 | rk3000-4 | its clock 10 minutes behind (x509 "certificate is not yet valid")  |
+
+Each is flashed as a fleet would be (docs/firstboot.md): a serial in its device tree, a
+wired NIC, the seed on its boot partition and kedge-agent.service on its systemctl; its
+`kedge-agent firstboot` does the rest. healthy=True gives rk3000-2 no k3s (the fleet
+test: four boards, one seed, all joined).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness.board import Board
+from tests.harness.board import REPO, Board
 from tests.harness.dockerd import Dockerd
 from tests.harness.pidns import PidNamespace
 from tests.harness.procs import spawn, stop
@@ -50,10 +55,7 @@ class SeedBoard:
     ntp: SntpServer
     daemon: subprocess.Popen[bytes] | None = None
     codes: dict[str, int] = field(default_factory=dict)  # the exit code of each step
-
-    @property
-    def problem(self) -> str:
-        return PROBLEMS[self.name]
+    problem: str = ""
 
     def agent(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
         """`kedge-agent ARGS` on this board, inside its PID namespace."""
@@ -70,6 +72,20 @@ class SeedBoard:
                              capture_output=capture)  # fmt: skip
         self.codes[args[0]] = out.returncode
         return out
+
+    def firstboot(self) -> subprocess.Popen[str]:
+        """Power on: the first boot, as kedge-firstboot.service runs it, in the board's namespace."""
+        argv = [
+            AGENT,
+            "firstboot",
+            "--root",
+            str(self.board.root),
+            "--config",
+            str(self.board.config_path),
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEDGE_AGENT_")}
+        return subprocess.Popen(self.ns.argv(*argv), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
     def start_daemon(self) -> None:
         argv = [
@@ -103,7 +119,25 @@ def _k3s(board: Board) -> None:
                 "ExecStart=/usr/local/bin/k3s infinity\nRestart=always\n")  # fmt: skip
 
 
-def prepare(work: Path, name: str, mirror_url: str) -> SeedBoard:
+def flash(board: Board, serial: str, mac: str) -> None:
+    """What the image and the hardware give every board: its serial, a wired NIC, and
+    kedge-agent.service (here: `kedge-agent run` on this board, for its systemctl)."""
+    board.mkdir("/boot/firmware")  # the FAT partition, mounted
+    board.write("/proc/device-tree/serial-number", serial + "\0")
+    board.write("/sys/class/net/eth0/address", mac + "\n")
+    board.mkdir("/sys/class/net/eth0/device")
+    board.write(
+        "/lib/systemd/system/kedge-agent.service",
+        (REPO / "systemd/kedge-agent.service").read_text(),
+    )
+    path = board.path("/var/lib/kedge-sim/systemd.json")
+    data = json.loads(path.read_text())
+    argv = [AGENT, "run", "--root", str(board.root), "--config", str(board.config_path)]
+    data["units"]["kedge-agent.service"] = {"exec": argv}
+    path.write_text(json.dumps(data))
+
+
+def prepare(work: Path, name: str, mirror_url: str, *, healthy: bool = False) -> SeedBoard:
     board = Board.create(work / name, hostname=name)
     board.install_keadm("v1.13.0")
     board.install_systemd()
@@ -113,12 +147,20 @@ def prepare(work: Path, name: str, mirror_url: str) -> SeedBoard:
         daemon_json.update(SYSTEMD_DRIVER)
     board.write("/etc/docker/daemon.json", json.dumps(daemon_json, indent=4) + "\n")
     board.write(OFFSET_FILE, "600\n" if name == "rk3000-4" else "0\n")
-    if name == "rk3000-2":
+    k3s = name == "rk3000-2" and not healthy
+    if k3s:
         _k3s(board)
     ns = PidNamespace(work / name / "pidns.log").start()
     ntp = SntpServer(offset_file=board.path(OFFSET_FILE)).__enter__()
     docker = Dockerd(config_file=board.path("/etc/docker/daemon.json"), pidns=ns)
-    seeded = SeedBoard(name, board, ns, docker, ntp)
+    seeded = SeedBoard(
+        name,
+        board,
+        ns,
+        docker,
+        ntp,
+        problem="nothing wrong" if healthy and name == "rk3000-2" else PROBLEMS[name],
+    )
     try:
         docker.start()
         pid = int((docker.workdir / "dockerd.pid").read_text())  # the namespace's PID
@@ -126,7 +168,7 @@ def prepare(work: Path, name: str, mirror_url: str) -> SeedBoard:
         board.write(
             "/var/lib/kedge-sim/systemd.json", json.dumps({"units": {"docker.service": unit}})
         )
-        if name == "rk3000-2":
+        if k3s:
             started = subprocess.run(ns.argv(str(board.path("/usr/bin/systemctl")), "start", "k3s"),
                                      timeout=30, check=False, capture_output=True, text=True)  # fmt: skip
             if started.returncode:
@@ -143,6 +185,17 @@ def prepare(work: Path, name: str, mirror_url: str) -> SeedBoard:
             "join_settle_s": 3,
             "report_interval": 5,
             "thresholds": {"docker_min_free_mb": 1},
+            "state_dir": "/var/lib/kedge-agent",
+            # Short bounds for a demo: the clock gets 3 s to settle by itself; a board
+            # that cannot finish says why at once and leaves its daemon reporting.
+            "firstboot": {
+                "clock_wait_s": 3,
+                "blocked_wait_s": 0,
+                "backoff_s": 0.5,
+                "backoff_cap_s": 2,
+            },
         }
     )
+    index = int(name.rsplit("-", 1)[1])
+    flash(board, f"RK3000-{0x5EED0000 + index:08X}", f"02:42:c0:a8:1f:{index:02x}")
     return seeded

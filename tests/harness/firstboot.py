@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.harness.board import Board
+from tests.harness.board import REPO, Board
 
 AGENT = str(Path(sys.executable).with_name("kedge-agent"))
 SEED_AT = "/boot/firmware/kedge-seed.toml"
@@ -37,6 +37,10 @@ def progress(board: Board) -> dict[str, Any] | None:
 
 def agent_unit(board: Board, *extra: str) -> None:
     """kedge-agent.service on the board's systemctl: `kedge-agent run` on this board."""
+    board.write(
+        "/lib/systemd/system/kedge-agent.service",
+        (REPO / "systemd/kedge-agent.service").read_text(),
+    )
     path = board.path("/var/lib/kedge-sim/systemd.json")
     data = json.loads(path.read_text()) if path.exists() else {"units": {}}
     argv = [AGENT, "run", "--root", str(board.root), "--config", str(board.config_path), *extra]
