@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from agent import firstboot_state
+from agent.firstboot.phases import fresh_progress
+from agent.firstboot.report import Reporter
 from kedge import seed
 from kedge.errors import ConfigError
 from tests.conftest import AgentRunner
+from tests.harness.board import Board
+from tests.harness.firstboot import SEED_AT
 
 PIN = "ab" * 32
 GOOD = (
@@ -132,3 +137,72 @@ def test_a_boards_serial_and_mac_from_its_device_tree_and_sysfs(tmp_path: Path) 
     found = board_identity.facts(host, "rk3000")
     assert found == {"hostname": "rk3000", "serial": "c3d4e5f6a7b8c9d0", "mac": "ae:12:34:56:78:9a"}
     assert seed.render_name("rk3000-{serial}", found) == "rk3000-c3d4e5f6a7b8c9d0"
+
+
+def test_a_hostname_keeps_its_dashes_and_dots() -> None:
+    assert seed.render_name("{hostname}", {"hostname": "RK3000-4.lab"}) == "rk3000-4.lab"
+    assert seed.render_name("x-{serial}", {"serial": "RK-30:00"}) == "x-rk3000"
+
+
+def test_firstboot_with_a_bad_seed_says_which_key_and_keeps_the_seed(
+    tmp_path: Path, agent: AgentRunner
+) -> None:
+    board = Board.create(tmp_path)
+    board.configure({"state_dir": "/var/lib/kedge-agent"})
+    bad = board.write(SEED_AT, 'cloud_api = "https://10.0.0.1:8443"\nsecret = "s3cret"\n', 0o600)
+    run = agent(board, "firstboot")
+    assert run.rc == 2
+    assert run.err.strip().splitlines() == [
+        f"kedge-agent: error: {SEED_AT}: ca_sha256: an https cloud_api needs ca_sha256 or ca_pem: "
+        "the board trusts nothing else"]  # fmt: skip
+    assert "Traceback" not in run.err
+    assert bad.read_text().startswith("cloud_api")  # nothing lost: the owner corrects it
+    assert not board.path("/var/lib/kedge-agent/seed.json").exists()
+
+
+def test_firstboot_needs_the_fact_its_name_pattern_uses(tmp_path: Path, agent: AgentRunner) -> None:
+    board = Board.create(tmp_path)
+    board.configure({"state_dir": "/var/lib/kedge-agent"})
+    board.write(SEED_AT, 'cloud_api = "http://10.0.0.1:8080"\nsecret = "s3cret"\n'
+                'node_name = "rk3000-{serial}"\n', 0o600)  # fmt: skip
+    run = agent(board, "firstboot")
+    assert run.rc == 2
+    assert "uses {serial}, which this board does not have" in run.err
+    assert board.path(SEED_AT).exists()
+
+
+def test_firstboot_without_a_seed_does_nothing(tmp_path: Path, agent: AgentRunner) -> None:
+    board = Board.create(tmp_path)
+    board.configure({"state_dir": "/var/lib/kedge-agent"})
+    run = agent(board, "firstboot")
+    assert run.rc == 0
+    assert "no seed (/boot/firmware/kedge-seed.toml, /boot/kedge-seed.toml)" in run.out
+    assert not board.path("/var/lib/kedge-agent/firstboot.json").exists()
+
+
+async def test_the_timeline_closes_each_phase_and_says_nothing_twice(tmp_path: Path) -> None:
+    said: list[str] = []
+    record = new_record_for("rk3000-1")
+    reporter = Reporter(tmp_path, record, said.append)
+    await reporter.enter("network", "running", "reaching the cloud API")
+    await reporter.enter("network", "waiting", "cannot reach it (next try in 1 s)")
+    await reporter.enter(
+        "network", "waiting", "cannot reach it (next try in 1 s)"
+    )  # the same: not said
+    await reporter.enter("network", "waiting", "cannot reach it (next try in 2 s)")
+    reporter.outcome("the cloud API answers")
+    await reporter.enter("clock", "running", "checking the clock")
+    p = firstboot_state.load(tmp_path)
+    assert p is not None
+    assert [(t.phase, t.outcome) for t in p.progress.timeline] == [
+        ("seed", "took the seed off the boot partition"), ("network", "the cloud API answers"),
+        ("clock", "")]  # fmt: skip
+    assert p.progress.timeline[1].finished_at is not None
+    assert sum("cannot reach it (next try in 1 s)" in s for s in said) == 1
+    assert (tmp_path / firstboot_state.PENDING_FILE).exists()  # the unit's condition
+    await reporter.enter("joined", "done", "joined")
+    assert not (tmp_path / firstboot_state.PENDING_FILE).exists()
+
+
+def new_record_for(node: str) -> firstboot_state.Record:
+    return firstboot_state.Record(seed_sha256="0" * 64, progress=fresh_progress(node))
