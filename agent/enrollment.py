@@ -14,9 +14,8 @@ from pydantic import ValidationError
 from agent import board_identity
 from kedge import command_auth
 from kedge.cloud_client import ApiClient, ClientError
-from kedge.errors import ConfigError, first_problem
 from kedge.host import Host
-from kedge.private_files import write_private
+from kedge.private_files import read_model, write_private
 from kedge.seed import reduced
 from kedge.wire import Enrolled, EnrollPending, EnrollRequest
 
@@ -48,18 +47,9 @@ def save(state_dir: Path, enrollment: Enrollment) -> None:
 
 
 def load(state_dir: Path) -> Enrollment | None:
-    path = state_dir / ENROLLMENT_FILE
-    try:
-        return Enrollment.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except ValidationError as exc:
-        raise ConfigError(
-            f"{path}: {first_problem(exc, 'enrollment')} (not an enrollment kedge-agent wrote: "
-            "remove it and run kedge-agent enroll --again)"
-        ) from None
+    return read_model(state_dir / ENROLLMENT_FILE, Enrollment, "enrollment",
+                      "not an enrollment kedge-agent wrote: remove it and run kedge-agent "
+                      "enroll --again")  # fmt: skip
 
 
 def as_defaults(enrollment: Enrollment, state_dir_setting: Path) -> dict[str, Any]:

@@ -7,10 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from kedge.errors import ConfigError, first_problem
-from kedge.private_files import write_private
+from kedge.private_files import read_model, write_private
 from kedge.wire import FirstBootProgress
 
 RECORD_FILE = "firstboot.json"
@@ -27,18 +26,9 @@ def now() -> datetime:
 
 
 def load(state_dir: Path) -> Record | None:
-    path = state_dir / RECORD_FILE
-    try:
-        return Record.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except ValidationError as exc:
-        raise ConfigError(
-            f"{path}: {first_problem(exc, 'progress')} (damaged: remove it, and the first boot "
-            "starts again from the seed kept beside it)"
-        ) from None
+    return read_model(state_dir / RECORD_FILE, Record, "progress",
+                      "damaged: remove it, and the first boot starts again from the seed kept "
+                      "beside it")  # fmt: skip
 
 
 def save(state_dir: Path, record: Record) -> None:

@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from kedge import seed
-from kedge.errors import ConfigError, first_problem
-from kedge.private_files import write_private
+from kedge.private_files import read_model, write_private
 
 TAKEN_FILE = "seed.json"
 SECRET_FILE = "seed.secret"  # noqa: S105 - a file name
@@ -37,18 +36,9 @@ def save(state_dir: Path, taken: TakenSeed, secret: SecretStr) -> None:
 
 
 def load(state_dir: Path) -> TakenSeed | None:
-    path = state_dir / TAKEN_FILE
-    try:
-        return TakenSeed.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except ValidationError as exc:
-        raise ConfigError(
-            f"{path}: {first_problem(exc, 'seed')} (not a seed kedge-agent took: remove it and "
-            "put the seed back on the boot partition)"
-        ) from None
+    return read_model(state_dir / TAKEN_FILE, TakenSeed, "seed",
+                      "not a seed kedge-agent took: remove it and put the seed back on the "
+                      "boot partition")  # fmt: skip
 
 
 def secret(state_dir: Path) -> SecretStr | None:

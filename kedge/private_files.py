@@ -13,9 +13,13 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
+from typing import TypeVar
 
-from kedge.errors import ConfigError
+from pydantic import BaseModel, ValidationError
 
+from kedge.errors import ConfigError, first_problem
+
+M = TypeVar("M", bound=BaseModel)
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -104,3 +108,17 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def read_model(path: Path, model: type[M], key: str, remedy: str) -> M | None:
+    """The document kedge wrote at `path` (None when there is none); ConfigError naming
+    the file, the first bad key (`key` when the whole document is wrong) and `remedy`
+    when it cannot be read or is not what was written."""
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {first_problem(exc, key)} ({remedy})") from None

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from kedge.errors import ConfigError, first_problem
+from kedge.private_files import read_model
 
 RECORD_FILE = "broker.json"
 DIRECTORY = "broker"
@@ -47,15 +47,5 @@ def record_path(state_dir: Path) -> Path:
 
 
 def load(state_dir: Path) -> BrokerRecord | None:
-    path = record_path(state_dir)
-    try:
-        return BrokerRecord.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except ValidationError as exc:
-        raise ConfigError(
-            f"{path}: {first_problem(exc, 'document')} (not a record kedge-cloud-api broker "
-            "init wrote: run it again)"
-        ) from None
+    return read_model(record_path(state_dir), BrokerRecord, "document",
+                      "not a record kedge-cloud-api broker init wrote: run it again")  # fmt: skip

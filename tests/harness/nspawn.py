@@ -59,12 +59,15 @@ def _init_of(nspawn: subprocess.Popen[bytes]) -> int | None:
 
 
 @contextmanager
-def booted(root: Path, log: Path) -> Iterator[Container]:
-    """Boot `root`; yield once `systemctl is-system-running` settles; power off after."""
+def booted(
+    root: Path, log: Path, *extra: str, machine: str = "kedge-boot-test"
+) -> Iterator[Container]:
+    """Boot `root` (extra: more systemd-nspawn options, such as --bind); yield once
+    `systemctl is-system-running` settles; power off after."""
     with log.open("ab") as fh:
         proc = subprocess.Popen(
             ["systemd-nspawn", "-D", str(root), "--register=no", "--keep-unit", "--boot",
-             "--console=pipe", "--machine", "kedge-boot-test"],
+             "--console=pipe", "--machine", machine, *extra],
             stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:
