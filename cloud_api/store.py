@@ -153,6 +153,8 @@ class Store:
     ) -> tuple[str, EnrollmentSecret]:
         """A new enrollment secret: the secret is returned once, only its hash is kept."""
         secret = secrets.token_urlsafe(24)
+        while secret.startswith("-"):  # `--secret -x…` would read as an option on a board
+            secret = secrets.token_urlsafe(24)
         record = EnrollmentSecret(
             id=secrets.token_hex(6),
             created=time.time(),

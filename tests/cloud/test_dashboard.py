@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from kedge.wire import FirstBootProgress
 from tests.cloud.test_api import Api
 from tests.cloud.test_fleet import api, boards, broker  # noqa: F401 - fixtures
 from tests.harness.browser import MISSING, chromium, rows
@@ -66,6 +68,17 @@ def test_the_dashboard_follows_the_fleet_live(
     summary.click()
     wait_for(lambda: "Remedy: fix clock" in browser.find_element(
         By.CSS_SELECTOR, f'tr[data-node="{two.node}"] details').text, timeout=20, what="the remedy")  # fmt: skip
+
+    # A first boot stuck on a check: the join column says where and what to do.
+    at = datetime.now(UTC)
+    two.send("firstboot", FirstBootProgress(
+        node=two.node, phase="fixing", state="blocked", since=at, started_at=at,
+        summary="clock: clock is wrong", remedy="fix clock", check="clock"))  # fmt: skip
+    cell = f'tr[data-node="{two.node}"] td[data-firstboot="fixing"]'
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, cell), timeout=30,
+             what="the first boot in the join column, live")  # fmt: skip
+    assert browser.find_element(By.CSS_SELECTOR, cell).text.splitlines() == [
+        "first boot: fixing (blocked)", "clock: fix clock"]  # fmt: skip
 
     # A change on MQTT, shown without a reload: a board drops off and its will says so.
     one.vanish()
