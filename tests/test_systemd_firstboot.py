@@ -85,7 +85,7 @@ def image(tmp: Path, debs: dict[str, Path], ntp: SntpServer) -> Path:
     settings = (
         f'ntp_servers = ["{ntp.address}"]\njoin_settle_s = 2\nreport_interval = 1\n'
         "[thresholds]\ndocker_min_free_mb = 1\ncpu_sample_s = 0.1\nmax_cpu_used_pct = 100\n"
-        "[firstboot]\nbackoff_s = 0.5\nbackoff_cap_s = 2\nclock_wait_s = 1\n"
+        "[firstboot]\nbackoff_s = 0.5\nbackoff_cap_s = 2\nclock_wait_s = 1\nblocked_wait_s = 0\n"
     )
     (root / "etc/kedge/agent.toml").write_text(settings)
     return root
@@ -113,13 +113,32 @@ def test_a_packaged_board_joins_at_first_boot_and_not_again(
         seed = root / "boot/firmware/kedge-seed.toml"
         seed.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / "kedge-seed.toml", seed)
-        binds = (f"--bind-ro={REPO}", f"--bind={dockerd_systemd.socket}:/run/docker.sock")
+        # docker's data root too: the docker check measures its free space there
+        binds = (f"--bind-ro={REPO}", f"--bind={dockerd_systemd.socket}:/run/docker.sock",
+                 f"--bind-ro={dockerd_systemd.workdir}")  # fmt: skip
         try:
             with booted(root, tmp_path / "console.log", *binds, machine="kedge-firstboot") as box:
-                wait_for(lambda: box.show("kedge-firstboot", "ActiveState") in ("inactive", "failed")
-                         and box.show("kedge-firstboot", "ExecMainStatus") != "",
-                         timeout=300, what="the first boot to end", interval=0.5)  # fmt: skip
+                record = root / "var/lib/kedge-agent/firstboot.json"
+
+                def ended() -> bool:
+                    if not record.exists():
+                        return False
+                    state = json.loads(record.read_text())["progress"]["state"]
+                    return (
+                        state in ("done", "blocked")
+                        and box.show("kedge-firstboot", "SubState") != "running"
+                    )
+
+                try:
+                    wait_for(ended, timeout=300, what="the first boot to end", interval=0.5)
+                except TimeoutError as exc:
+                    raise AssertionError(
+                        f"{exc}\n{box.journal('kedge-firstboot')[-6000:]}"
+                    ) from None
                 journal = box.journal("kedge-firstboot")
+                assert json.loads(record.read_text())["progress"]["state"] == "done", journal[
+                    -6000:
+                ]
                 assert box.show("kedge-firstboot", "Result") == "success", journal[-4000:]
                 assert "firstboot: joined (done): joined as rk3000-boot" in journal
                 assert not seed.exists()  # scrubbed
