@@ -134,7 +134,7 @@ def test_agent_package_layout_conffile_and_scripts(debs: dict[str, Path], tmp_pa
     deb = debs["kedge-agent_amd64"]
     root = unpack(deb, tmp_path / "amd64")
     for path in ("usr/bin/kedge-agent", "etc/kedge/agent.toml", "lib/systemd/system/kedge-agent.service",
-                 "lib/systemd/system/kedge-firstboot.service", "usr/share/doc/kedge-agent/firstboot.md",
+                 "lib/systemd/system/kedge-firstboot.service", "usr/share/doc/kedge-agent/firstboot.md.gz",
                  "usr/share/man/man8/kedge-agent.8.gz", "usr/share/doc/kedge-agent/copyright",
                  "usr/lib/kedge-agent/agent/cli.py", "usr/lib/kedge-agent/pydantic_settings/__init__.py"):  # fmt: skip
         assert (root / path).exists(), path
