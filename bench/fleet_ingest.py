@@ -44,7 +44,7 @@ from cloud_api.fleet.ingest import LEGACY_GROUP
 from cloud_api.fleet.service import client_id
 from cloud_api.settings import FleetSettings
 from kedge import paho_tables
-from tests.cloud.test_api import start
+from tests.harness.cloud_api import start
 from tests.harness.fleet import health
 from tests.harness.http import call_json
 from tests.harness.mosquitto import Mosquitto

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
+
+from cloud_api.jsonout import json_response
 
 
 class ApiError(Exception):
@@ -23,11 +24,10 @@ class ApiError(Exception):
 
     def response(self, request_id: str) -> web.Response:
         body = {"error": {"code": self.code, "message": self.message, "details": self.details}}
-        return web.json_response(
+        return json_response(
             body,
             status=self.status,
             headers={**self.headers, "X-Request-Id": request_id},
-            dumps=json.dumps,
         )
 
 

@@ -232,6 +232,12 @@ class NodeSummary(BaseModel):
         None, description="pods Kubernetes placed on the board; null: not a Kubernetes node"
     )
     pods_running: int | None = Field(None, description="of those, Running")
+    clock_ahead_s: float | None = Field(
+        None,
+        description="its latest health report was dated this many seconds after the API "
+        "received it, so it was stored at its receive time: the board's clock is ahead "
+        "(null: not)",
+    )
 
 
 class NodePage(BaseModel):

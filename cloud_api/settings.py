@@ -34,6 +34,9 @@ class FleetSettings(BaseModel):
     kube_poll_s: float = Field(30.0, ge=1, le=3600)
     batch_max: int = Field(500, ge=1, le=10000)
     batch_wait_s: float = Field(0.2, gt=0, le=10)
+    # /readyz answers 503 once the broker link has been down this long: the API still
+    # answers, but the fleet view has stopped learning anything.
+    ingest_down_ready_s: float = Field(60.0, gt=0, le=86400)
 
 
 class BrokerAdminSettings(BaseModel):

@@ -30,6 +30,9 @@ LIMITS = """\
 # QoS 1 reports queued for a client that is behind or away (the cloud API during a burst
 # or a restart) are never dropped: mosquitto's default, 1000, silently drops the rest.
 max_queued_messages 0
+# ...but never without bound: while the API is away they wait in the broker's memory.
+# 512 MiB is days of reports of a large fleet; beyond it mosquitto drops new ones.
+max_queued_bytes 536870912
 # The cloud API's session and the reports queued for it survive a broker restart.
 persistence true
 autosave_interval 60

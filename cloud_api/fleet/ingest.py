@@ -11,9 +11,16 @@ plain subscription, since a shared one never receives retained messages (MQTT 5.
 §4.8.2) and every process needs every board's status.
 
 A payload that is not what the agent sends (bad JSON, another schema version, a board
-speaking for another, too big) is counted by reason, logged with its topic, and
-acknowledged — it can never become valid, and redelivering it forever would stop the
-queue behind it."""
+speaking for another, too big, a time without a zone, a number that is not finite) is
+counted by reason, logged with its topic, and acknowledged — it can never become valid,
+and redelivering it forever would stop the queue behind it. So is one the store cannot
+take: a batch that fails is written again message by message, and only the messages that
+fail alone are dropped (reason "store"). Only a failing database (StoreDown) leaves a
+batch unacknowledged, to be delivered again once it is back.
+
+A report dated more than FUTURE_S after it arrived is stored at its receive time and the
+board is flagged (clock_ahead_s): kept at its own date it would stay the board's newest
+report for good, and every honest report after it would count as history."""
 
 from __future__ import annotations
 
@@ -22,13 +29,23 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
 import structlog
 from pydantic import ValidationError
 
-from cloud_api.fleet.store import Checks, FleetStore, Health, Progress, Report, Result, Status
+from cloud_api.fleet.store import (
+    Checks,
+    FleetStore,
+    Health,
+    Progress,
+    Report,
+    Result,
+    Status,
+    StoreDown,
+)
 from kedge import mqtt
 from kedge.broker import BrokerSettings
 from kedge.names import is_dns1123_subdomain
@@ -51,6 +68,7 @@ LEGACY_GROUP = "kedge-cloud"  # the shared group every API process used before p
 SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of reports may wait for the API to come back
 SHARED_LEAVES = ("health", "checks", "cmd/result")
 DISCONNECT_S = 5.0
+FUTURE_S = 300.0  # a board's clock may run this far ahead before its dates are not believed
 
 
 MODELS: dict[str, type[Versioned]] = {
@@ -76,8 +94,25 @@ class BadPayload(ValueError):
         self.reason = reason
 
 
+def _at_most(when: datetime, now: float) -> tuple[datetime, float | None]:
+    """`when`, or the receive time if `when` is beyond FUTURE_S ahead (and by how much)."""
+    ahead = when.timestamp() - now
+    if ahead <= FUTURE_S:
+        return when, None
+    return datetime.fromtimestamp(now, UTC), ahead
+
+
 def parse(prefix: str, topic: str, payload: bytes, now: float) -> Report:
     """The report a message carries; BadPayload saying why not."""
+    try:
+        return _parse(prefix, topic, payload, now)
+    except BadPayload:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure on one message is that message's
+        raise BadPayload("invalid", f"{type(exc).__name__}: {exc}") from None
+
+
+def _parse(prefix: str, topic: str, payload: bytes, now: float) -> Report:
     node = node_of(prefix, topic)
     if node is None or not is_dns1123_subdomain(node):
         raise BadPayload("topic", f"not a board topic: {topic!r}")
@@ -103,20 +138,25 @@ def parse(prefix: str, topic: str, payload: bytes, now: float) -> Report:
             "schema" if first.get("type") in ("literal_error",) and "schema" in where else "invalid"
         )
         raise BadPayload(reason, f"{where}: {first.get('msg', '')}") from None
+    if not isinstance(parsed, CommandResult) and getattr(parsed, "node", node) != node:
+        raise BadPayload(
+            "node", f"a report for {getattr(parsed, 'node', '')!r} on {node!r}'s topic"
+        )
     if isinstance(parsed, HealthReport):
-        if parsed.node != node:
-            raise BadPayload("node", f"a report for {parsed.node!r} on {node!r}'s topic")
-        return Health(node, parsed, now, payload.decode())
+        stamp, ahead = _at_most(parsed.timestamp, now)
+        if ahead is None:
+            return Health(node, parsed, now, payload.decode())
+        return Health(node, parsed.model_copy(update={"timestamp": stamp}), now, "", ahead)
     if isinstance(parsed, CheckReport):
-        if parsed.node != node:
-            raise BadPayload("node", f"a report for {parsed.node!r} on {node!r}'s topic")
-        return Checks(node, parsed, now)
+        started, _ = _at_most(parsed.started_at, now)
+        return Checks(node, parsed.model_copy(update={"started_at": started}), now)
     if isinstance(parsed, FirstBootProgress):
-        if parsed.node != node:
-            raise BadPayload("node", f"a report for {parsed.node!r} on {node!r}'s topic")
-        return Progress(node, parsed, now)
+        since, _ = _at_most(parsed.since, now)
+        began, _ = _at_most(parsed.started_at, now)
+        return Progress(node, parsed.model_copy(update={"since": since, "started_at": began}), now)
     assert isinstance(parsed, CommandResult)
-    return Result(node, parsed, now)
+    finished, _ = _at_most(parsed.finished_at, now)
+    return Result(node, parsed.model_copy(update={"finished_at": finished}), now)
 
 
 @dataclass
@@ -128,6 +168,12 @@ class IngestStats:
     connected: bool = False
     last_error: str | None = None
     started: float = field(default_factory=time.monotonic)
+    # Since when (monotonic) the link has not been up; None while it is.
+    down_since: float | None = field(default_factory=time.monotonic)
+    crashes: int = 0  # the task ended by an unexpected exception and was started again
+
+    def down_for(self, now: float) -> float:
+        return 0.0 if self.down_since is None else now - self.down_since
 
 
 class Ingest:
@@ -153,6 +199,11 @@ class Ingest:
         self.stats = IngestStats()
         self._client: aiomqtt.Client | None = None
         self._up = asyncio.Event()
+
+    def crashed(self, exc: BaseException) -> None:
+        """run() ended by a bug (supervised() starts it again): say so where it shows."""
+        self.stats.crashes += 1
+        self.stats.last_error = f"the ingest crashed: {type(exc).__name__}: {exc}"
 
     def subscriptions(self) -> list[str]:
         retained = [every_board(self.settings.topic_prefix, leaf) for leaf in RETAINED_LEAVES]
@@ -187,6 +238,8 @@ class Ingest:
                 await asyncio.sleep(wait)
             finally:
                 self.stats.connected = False
+                if self.stats.down_since is None:
+                    self.stats.down_since = time.monotonic()
                 self._client = None
                 self._up.clear()
 
@@ -223,6 +276,7 @@ class Ingest:
         other = self._reports("" if self.group else LEGACY_GROUP)
         await c.unsubscribe(other)
         self._client, self.stats.connected, self.stats.last_error = c, True, None
+        self.stats.down_since = None
         self._up.set()
         backoff.reset()
         log.info("ingest.connected", broker=ep.address, subscriptions=self.subscriptions())
@@ -272,13 +326,44 @@ class Ingest:
                 )
         if reports:
             # The commit comes before any acknowledgement: see the module's docstring.
-            await asyncio.to_thread(self.store.write, reports)
+            reports = await asyncio.to_thread(self._store, reports)
             self.stats.written += len(reports)
             self.stats.batches += 1
         for m in messages:
             mqtt.ack(c, m)
         if reports and self.on_written is not None:
             self.on_written(reports)
+
+    def _store(self, reports: list[Report]) -> list[Report]:
+        """Write the batch; if it fails for its content, write it again one report at a
+        time and drop only those that fail alone. StoreDown passes: no report's fault."""
+        try:
+            self.store.write(reports)
+        except StoreDown:
+            raise
+        except Exception:  # noqa: BLE001 - sorted out one report at a time below
+            if len(reports) == 1:
+                self._refused(reports[0])
+                return []
+        else:
+            return reports
+        stored: list[Report] = []
+        for r in reports:
+            try:
+                self.store.write([r])
+            except StoreDown:
+                raise
+            except Exception:  # noqa: BLE001 - this report's own fault, and only its
+                self._refused(r)
+            else:
+                stored.append(r)
+        return stored
+
+    def _refused(self, report: Report) -> None:
+        self.stats.bad["store"] += 1
+        log.exception(
+            "ingest.bad_payload", node=report.node, kind=type(report).__name__, reason="store"
+        )
 
     async def publish(self, node: str, command: RemoteCommand, timeout: float = 10.0) -> None:
         """Send a command to one board (QoS 1, never retained: a retained command would

@@ -29,6 +29,36 @@ from kedge.wire import RemoteCommand
 log = structlog.get_logger(__name__)
 COMPACT_EVERY_S = 300.0
 STOP_WAIT_S = 5.0
+# A part that crashed is started again after this long, doubling to the last.
+RESTART_BACKOFF_S = (1.0, 30.0)
+
+
+async def supervised(
+    name: str,
+    work: Callable[[], Coroutine[Any, Any, None]],
+    on_crash: Callable[[BaseException], None] | None = None,
+) -> None:
+    """Run `work()` for good: an unexpected exception is logged with its traceback and
+    the work started again after a backoff, so no bug in one part ends it for the life
+    of the process. Cancellation ends it."""
+    wait, most = RESTART_BACKOFF_S
+    while True:
+        began = time.monotonic()
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the point: nothing ends the part for good
+            log.exception("fleet.part_crashed", part=name, restart_in_s=wait)
+            if on_crash is not None:
+                on_crash(exc)
+        else:
+            return
+        # A part that ran a good while before crashing starts again promptly.
+        if time.monotonic() - began > most:
+            wait = RESTART_BACKOFF_S[0]
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, most)
 
 
 def client_id(group: str, *, before_0_2: bool = False) -> str:
@@ -82,9 +112,12 @@ class Fleet:
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
-        work: list[Coroutine[Any, Any, None]] = [self._kube_loop(), self._compact_loop()]
+        work: list[Coroutine[Any, Any, None]] = [
+            supervised("kube", self._kube_loop),
+            supervised("compact", self._compact_loop),
+        ]
         if self.ingest is not None:
-            work.append(self.ingest.run())
+            work.append(supervised("ingest", self.ingest.run, self.ingest.crashed))
         self._tasks = [asyncio.create_task(w) for w in work]
 
     async def stop(self) -> None:

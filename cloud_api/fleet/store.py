@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -70,6 +71,12 @@ MIGRATIONS = (
     """
     ALTER TABLE nodes ADD COLUMN firstboot TEXT;  -- the latest FirstBootProgress, as sent
     """,
+    # How far ahead of the API's clock the board's last report was dated (NULL: not).
+    # Such a report is stored at its receive time: dated as sent, it would stay the
+    # board's newest and every honest report after it would be history.
+    """
+    ALTER TABLE nodes ADD COLUMN clock_ahead REAL;
+    """,
 )
 KEPT_VERIFY_RUNS = 20
 KEPT_COMMANDS_PER_NODE = 50
@@ -88,6 +95,7 @@ class Health:
     report: HealthReport
     at: float
     raw: str = ""  # the JSON as the board sent it (kept as the latest report)
+    clock_ahead_s: float | None = None  # dated this far in the future: stored at `at`
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,7 @@ class NodeRow:
     allow_remote: list[str]
     pods: list[dict[str, str]] | None  # None: Kubernetes has not listed the board's pods
     firstboot: dict[str, Any] | None = None  # phase, state, since, summary, remedy, check
+    clock_ahead_s: float | None = None  # its last report was dated this far in the future
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,11 @@ class Point:
     mem: float | None
     disk: float | None
     temp: float | None
+
+
+class StoreDown(Exception):
+    """The database itself failed (disk full, I/O error, locked past its timeout): not
+    the fault of any report, so nothing in the batch is acknowledged."""
 
 
 class FleetStore(Protocol):
@@ -192,6 +206,7 @@ def _counts(report: CheckReport) -> dict[str, int]:
 
 class SqliteFleetStore:
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._db = open_database(path, MIGRATIONS)
         self._read = reader(path)
         self._lock = threading.Lock()  # one writer at a time, whatever thread it runs in
@@ -217,14 +232,18 @@ class SqliteFleetStore:
 
     # -- writing (the ingest) --------------------------------------------------------
     def write(self, batch: Sequence[Report]) -> None:
-        """Every report in one transaction: all of the batch is stored, or none."""
+        """Every report in one transaction: all of the batch is stored, or none.
+        StoreDown when the database failed; any other exception is the batch's fault."""
         healths = [r for r in batch if isinstance(r, Health)]
-        with self._transaction() as db:
-            if healths:
-                self._write_healths(db, healths)
-            for r in batch:
-                if not isinstance(r, Health):
-                    self._write_one(db, r)
+        try:
+            with self._transaction() as db:
+                if healths:
+                    self._write_healths(db, healths)
+                for r in batch:
+                    if not isinstance(r, Health):
+                        self._write_one(db, r)
+        except sqlite3.OperationalError as exc:
+            raise StoreDown(f"{self._path}: {exc}") from exc
 
     def _write_healths(self, db: sqlite3.Connection, healths: list[Health]) -> None:
         """Health is nearly every message: one statement per kind for the whole batch,
@@ -247,11 +266,11 @@ class SqliteFleetStore:
         # A report replayed from the board's spool is history, not news.
         db.executemany(
             "UPDATE nodes SET agent_version = ?, join_phase = ?, cpu = ?, mem = ?, disk = ?, "
-            "temp = ?, health_at = ?, allow_remote = ? "
+            "temp = ?, health_at = ?, allow_remote = ?, clock_ahead = ? "
             "WHERE node = ? AND coalesce(health_at, 0) <= ?",
             [(r.report.agent_version, r.report.join_phase, r.report.cpu_percent, r.report.memory.percent,
               _percent_disk(r.report), r.report.temperature_c, t,
-              json.dumps(r.report.allow_remote), node, t)
+              json.dumps(r.report.allow_remote), r.clock_ahead_s, node, t)
              for node, (t, r) in newest.items()],
         )  # fmt: skip
         db.executemany(
@@ -459,7 +478,10 @@ class SqliteFleetStore:
             "ORDER BY t",
             (name, since, until),
         ).fetchall()
-        return [Point(*r) for r in rows]
+        return [
+            Point(t, finite(cpu), finite(mem), finite(disk), finite(temp))
+            for t, cpu, mem, disk, temp in rows
+        ]
 
     def command(self, node: str, command_id: str) -> dict[str, Any] | None:
         row = self._read.execute(
@@ -490,7 +512,7 @@ _SEEN = (
 _ROW = (
     "node, status, status_at, last_seen, agent_version, join_phase, cpu, mem, disk, temp, "
     "checks_ok, failing, counts, checks_at, k8s_ready, k8s_reason, allow_remote, k8s_pods, "
-    "firstboot"
+    "firstboot, clock_ahead"
 )
 _HEARD = "coalesce(last_seen, status_at, 0)"
 _STATES = {  # view.state(), in SQL
@@ -530,17 +552,24 @@ def _verdicts(report_json: str) -> str:
     return json.dumps({c["id"]: c["status"] for c in checks}, sort_keys=True)
 
 
+def finite(value: float | None) -> float | None:
+    """A stored number as the API may show it: a row written before the wire refused
+    non-finite numbers may still hold one, and one such value must not make a whole
+    page invalid JSON."""
+    return value if value is None or math.isfinite(value) else None
+
+
 def node_row(r: Sequence[Any]) -> NodeRow:
     """A raw row (raw_nodes) as a NodeRow."""
     return NodeRow(
         node=r[0], status=r[1], status_at=r[2], last_seen=r[3], agent_version=r[4],
-        join_phase=r[5], cpu=r[6], mem=r[7], disk=r[8], temp=r[9],
+        join_phase=r[5], cpu=finite(r[6]), mem=finite(r[7]), disk=finite(r[8]), temp=finite(r[9]),
         checks_ok=None if r[10] is None else bool(r[10]),
         failing=json.loads(r[11]) if r[11] else [], counts=json.loads(r[12]) if r[12] else {},
         checks_at=r[13], k8s_ready=None if r[14] is None else bool(r[14]), k8s_reason=r[15],
         allow_remote=json.loads(r[16]) if r[16] else [],
         pods=json.loads(r[17]) if r[17] else None,
-        firstboot=json.loads(r[18]) if r[18] else None,
+        firstboot=json.loads(r[18]) if r[18] else None, clock_ahead_s=finite(r[19]),
     )  # fmt: skip
 
 

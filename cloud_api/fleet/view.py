@@ -46,6 +46,7 @@ def wire(row: NodeRow, now: float, stale_after_s: float) -> dict[str, Any]:
         "disk_percent": row.disk, "temperature_c": row.temp,
         "checks": {"ok": row.checks_ok, "counts": row.counts, "failing": row.failing, "at": row.checks_at},
         "allow_remote": row.allow_remote, "firstboot": row.firstboot,
+        "clock_ahead_s": row.clock_ahead_s,
         "pods_total": None if pods is None else len(pods),
         "pods_running": None if pods is None else sum(p["phase"] == "Running" for p in pods),
     }  # fmt: skip

@@ -118,7 +118,9 @@ function row(n) {
   return el("tr", { "data-node": n.node, "data-state": n.state },
     el("td", {}, el("b", {}, n.node), el("div", { class: "hint" }, n.agent_version ? "agent " + n.agent_version : "")),
     el("td", { class: "state " + n.state }, n.state),
-    el("td", { class: "seen", "data-t": n.last_seen || "" }, ago(n.last_seen)),
+    el("td", { class: "seen", "data-t": n.last_seen || "" }, ago(n.last_seen),
+      n.clock_ahead_s ? el("div", { class: "hint fail clock-ahead", title: "its reports are stored at their receive time" },
+        "clock ahead " + Math.round(n.clock_ahead_s) + " s") : ""),
     el("td", { class: "ready-" + ready, title: n.not_ready_reason || "" },
       n.ready === null ? "not a node" : n.ready ? "Ready" : "NotReady",
       n.pods_total === null || n.pods_total === undefined ? ""

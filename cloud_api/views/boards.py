@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from cloud_api.broker import identities
 from cloud_api.broker.admin import BrokerAdminError
 from cloud_api.errors import UNAUTHORIZED, ApiError
+from cloud_api.jsonout import json_response
 from cloud_api.kube import KubeError
 from cloud_api.models import BoardInfo, NodeForgotten, PendingInfo
 from cloud_api.routing import (
@@ -110,7 +111,7 @@ async def enroll(request: web.Request) -> web.Response:
     if wait is not None:
         pending = _park(request, body, secret.id, wait)
         if pending is not None:
-            return web.json_response(text=pending.to_json(), status=202)
+            return json_response(text=pending.to_json(), status=202)
     try:
         secret_id = store.spend_use(body.secret.get_secret_value())
     except SecretRefused as exc:
@@ -121,7 +122,7 @@ async def enroll(request: web.Request) -> web.Response:
         store.give_back_use(secret_id)
         raise
     store.unpark(body.node_name)
-    return web.json_response(text=answer.to_json())
+    return json_response(text=answer.to_json())
 
 
 def _same_hardware(known: Board, body: EnrollRequest) -> bool:
@@ -324,7 +325,7 @@ async def renew(request: web.Request) -> web.Response:
     answer = _answer(
         body.node_name, record, token, expires, await _mqtt(request, body.node_name), key
     )
-    return web.json_response(text=answer.to_json())
+    return json_response(text=answer.to_json())
 
 
 async def forget_node(request: web.Request) -> web.Response:
@@ -354,9 +355,7 @@ async def forget_node(request: web.Request) -> web.Response:
     except KubeError as exc:
         raise kube_unavailable(exc) from exc
     log.info("board.node_forgotten", node_name=body.node_name, deleted=deleted)
-    return web.json_response(
-        text=NodeForgotten(node=body.node_name, deleted=deleted).model_dump_json()
-    )
+    return json_response(text=NodeForgotten(node=body.node_name, deleted=deleted).model_dump_json())
 
 
 async def list_boards(request: web.Request) -> web.Response:
@@ -364,7 +363,7 @@ async def list_boards(request: web.Request) -> web.Response:
         nodes = {n.name for n in await request.app[CLOUDCORE].kubectl.nodes()}
     except KubeError as exc:
         raise kube_unavailable(exc) from exc
-    return web.json_response(
+    return json_response(
         [
             BoardInfo(
                 node_name=b.node_name,
@@ -390,7 +389,7 @@ def _pending_info(p: PendingBoard) -> dict[str, object]:
 
 
 async def list_pending(request: web.Request) -> web.Response:
-    return web.json_response([_pending_info(p) for p in request.app[STORE].pendings()])
+    return json_response([_pending_info(p) for p in request.app[STORE].pendings()])
 
 
 async def approve(request: web.Request) -> web.Response:
@@ -403,7 +402,7 @@ async def approve(request: web.Request) -> web.Response:
             f"no board {name!r} waits for approval (kedge-cloud-api boards pending lists them)",
         )
     log.info("board.approved", node_name=name, serial=approved.serial)
-    return web.json_response(_pending_info(approved))
+    return json_response(_pending_info(approved))
 
 
 # What can stop either route from answering with credentials

@@ -11,6 +11,7 @@ from aiohttp import web
 from cloud_api.cloudcore_plan import PlanError
 from cloud_api.errors import ApiError
 from cloud_api.jobs import Busy, Job
+from cloud_api.jsonout import json_response
 from cloud_api.kube import KubeError
 from cloud_api.models import Accepted, CloudcoreRequest, CloudcoreStatus, JobView, TokenView
 from cloud_api.routing import CLOUDCORE, JOBS, Route, busy, read_body
@@ -29,7 +30,7 @@ def accepted(message: str, job: Job | None) -> web.Response:
         job=JobView.model_validate(job.view()) if job else None,
     )
     headers = {"Location": f"/api/v1/jobs/{job.id}"} if job else {}
-    return web.json_response(body.model_dump(), status=202 if job else 200, headers=headers)
+    return json_response(body.model_dump(), status=202 if job else 200, headers=headers)
 
 
 async def install(request: web.Request) -> web.Response:
@@ -82,7 +83,7 @@ async def status(request: web.Request) -> web.Response:
         s = await request.app[CLOUDCORE].status()
     except KubeError as exc:
         raise kube_unavailable(exc) from exc
-    return web.json_response(CloudcoreStatus(**asdict(s)).model_dump())
+    return json_response(CloudcoreStatus(**asdict(s)).model_dump())
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -114,7 +115,7 @@ async def token(request: web.Request) -> web.Response:
     except KubeError as exc:
         raise kube_unavailable(exc) from exc
     log.info("token.read", expires_at=expires)
-    return web.json_response(TokenView(token=value, expires_at=expires).model_dump())
+    return json_response(TokenView(token=value, expires_at=expires).model_dump())
 
 
 CONFLICT = (409, ("another cloudcore job is running", None))

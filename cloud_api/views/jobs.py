@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
 
 from aiohttp import web
 
 from cloud_api.errors import ApiError
 from cloud_api.jobs import Job
+from cloud_api.jsonout import dumps, json_response
 from cloud_api.models import JobView
 from cloud_api.routing import JOBS, STORE, Route
 
@@ -30,7 +30,7 @@ def _job(request: web.Request) -> Job | dict[str, Any]:
 async def get_job(request: web.Request) -> web.Response:
     job = _job(request)
     view = job.view() if isinstance(job, Job) else job
-    return web.json_response(JobView.model_validate(view).model_dump())
+    return json_response(JobView.model_validate(view).model_dump())
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
@@ -44,7 +44,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     response.headers["X-Request-Id"] = request.get("request_id", "")
     if not isinstance(job, Job):
         await response.prepare(request)
-        await response.write(f"event: end\ndata: {json.dumps(job)}\n\n".encode())
+        await response.write(f"event: end\ndata: {dumps(job)}\n\n".encode())
         await response.write_eof()
         return response
     start: int | None = None  # the tail, not the whole log
@@ -56,9 +56,9 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             await response.write(b": ping\n\n")
         elif kind == "line":
             n, line = data
-            await response.write(f"id: {n}\nevent: line\ndata: {json.dumps(line)}\n\n".encode())
+            await response.write(f"id: {n}\nevent: line\ndata: {dumps(line)}\n\n".encode())
         else:
-            await response.write(f"event: end\ndata: {json.dumps(data)}\n\n".encode())
+            await response.write(f"event: end\ndata: {dumps(data)}\n\n".encode())
     await response.write_eof()
     return response
 

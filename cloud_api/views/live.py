@@ -5,7 +5,6 @@ elsewhere: cloud_api/static/)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from importlib import resources
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from cloud_api.fleet.view import wire
+from cloud_api.jsonout import dumps
 from cloud_api.routing import FLEET, SETTINGS, Route
 
 KEEPALIVE_S = 15.0
@@ -75,7 +75,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             while not pending.empty():
                 names |= pending.get_nowait()
             if verified is not None:
-                await response.write(f"event: verify\ndata: {json.dumps(verified)}\n\n".encode())
+                await response.write(f"event: verify\ndata: {dumps(verified)}\n\n".encode())
                 verified = None
             if overflow:
                 overflow = False
@@ -88,7 +88,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 found = fleet.store.node(name)
                 if found is not None:
                     items.append(wire(found[0], now, stale))
-            await response.write(f"event: nodes\ndata: {json.dumps(items)}\n\n".encode())
+            await response.write(f"event: nodes\ndata: {dumps(items)}\n\n".encode())
     except (ConnectionResetError, ConnectionError):
         pass  # the browser went away
     finally:

@@ -57,6 +57,10 @@ async def metrics(request: web.Request) -> web.Response:
         ]
         _family(out, "kedge_ingest_connected", "gauge", "1 while the broker link is up.")
         out.append(f"kedge_ingest_connected {int(s.connected)}")
+        _family(out, "kedge_ingest_down_seconds", "gauge", "Seconds the broker link is down.")
+        out.append(f"kedge_ingest_down_seconds {s.down_for(time.monotonic()):.1f}")
+        _family(out, "kedge_ingest_crashes_total", "counter", "Ingest restarts after a crash.")
+        out.append(f"kedge_ingest_crashes_total {s.crashes}")
     for metric, help_text, attr in (
         ("kedge_node_cpu_percent", "A board's CPU use in its latest report.", "cpu_percent"),
         (

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import time
 
-import pydantic_core
 import structlog
 from aiohttp import web
 
@@ -16,6 +15,7 @@ from cloud_api.errors import ApiError
 from cloud_api.fleet.service import NoBroker, NotEnrolled
 from cloud_api.fleet.view import downsample, page, wire
 from cloud_api.jobs import Busy
+from cloud_api.jsonout import json_response, to_json
 from cloud_api.kube import KubeError
 from cloud_api.models import (
     Accepted,
@@ -91,7 +91,7 @@ async def list_nodes(request: web.Request) -> web.Response:
     )
     items = page(raw, now=now, stale_after_s=stale)
     body = {"total": total, "offset": offset, "limit": limit, "items": items}  # a NodePage
-    return web.json_response(body=pydantic_core.to_json(body))
+    return json_response(body=to_json(body))
 
 
 async def get_node(request: web.Request) -> web.Response:
@@ -114,7 +114,7 @@ async def get_node(request: web.Request) -> web.Response:
         check_history=history, commands=[CommandView(**c) for c in fleet.store.commands(name, 20)],
         pods=[PodView(**p) for p in row.pods or []],
     )  # fmt: skip
-    return web.json_response(text=detail.model_dump_json())
+    return json_response(text=detail.model_dump_json())
 
 
 async def node_health(request: web.Request) -> web.Response:
@@ -128,9 +128,7 @@ async def node_health(request: web.Request) -> web.Response:
     points = downsample(await asyncio.to_thread(fleet.store.health, name, since, until), step)
     if len(points) > MAX_POINTS:
         raise ApiError(400, "too_many_points", f"{len(points)} points: pass a larger step")
-    return web.json_response(
-        text=HealthSeries(node=name, step=step, points=points).model_dump_json()
-    )
+    return json_response(text=HealthSeries(node=name, step=step, points=points).model_dump_json())
 
 
 async def send_command(request: web.Request) -> web.Response:
@@ -152,7 +150,7 @@ async def send_command(request: web.Request) -> web.Response:
         raise ApiError(503 if exc.configured else 409, "no_broker", str(exc)) from exc
     except NotEnrolled as exc:
         raise ApiError(409, "not_enrolled", str(exc)) from exc
-    return web.json_response(text=CommandView(**sent).model_dump_json(), status=202)
+    return json_response(text=CommandView(**sent).model_dump_json(), status=202)
 
 
 async def remove_node(request: web.Request) -> web.Response:
@@ -185,7 +183,7 @@ async def remove_node(request: web.Request) -> web.Response:
                 "broker_identity_removed": False,
                 "broker_error": f"{exc} (run the removal again)",
             }
-    return web.json_response(text=Removed(**done).model_dump_json())
+    return json_response(text=Removed(**done).model_dump_json())
 
 
 async def start_verify(request: web.Request) -> web.Response:
@@ -199,14 +197,14 @@ async def start_verify(request: web.Request) -> web.Response:
         raise busy(exc) from exc
     accepted = Accepted(message=f"running {body.image} on every Ready edge node", changed=True,
                         job=JobView.model_validate(job.view()))  # fmt: skip
-    return web.json_response(text=accepted.model_dump_json(), status=202)
+    return json_response(text=accepted.model_dump_json(), status=202)
 
 
 async def last_verify(request: web.Request) -> web.Response:
     found = request.app[FLEET].store.last_verify()
     if found is None:
         raise ApiError(404, "not_found", "no verify job has finished yet: POST /api/v1/verify")
-    return web.json_response(text=VerifyRun(**found).model_dump_json())
+    return json_response(text=VerifyRun(**found).model_dump_json())
 
 
 async def get_command(request: web.Request) -> web.Response:
@@ -215,7 +213,7 @@ async def get_command(request: web.Request) -> web.Response:
     found = await fleet.result(name, request.match_info["id"], wait)
     if found is None:
         raise ApiError(404, "not_found", f"no command {request.match_info['id']!r} for {name!r}")
-    return web.json_response(text=CommandView(**found).model_dump_json())
+    return json_response(text=CommandView(**found).model_dump_json())
 
 
 NOT_A_NAME = {400: ("the name is not a node name", None)}

@@ -7,6 +7,7 @@ import structlog
 from aiohttp import web
 
 from cloud_api.errors import ApiError
+from cloud_api.jsonout import json_response
 from cloud_api.models import Revoked, SecretCreated, SecretInfo, SecretRequest
 from cloud_api.routing import STORE, Route, read_body
 from cloud_api.store import Policy
@@ -29,7 +30,7 @@ async def create_secret(request: web.Request) -> web.Response:
     out = SecretCreated(
         id=record.id, secret=secret, expires_at=record.expires_at, uses_left=record.uses_left
     )
-    return web.json_response(out.model_dump(), status=201)
+    return json_response(out.model_dump(), status=201)
 
 
 async def list_secrets(request: web.Request) -> web.Response:
@@ -43,7 +44,7 @@ async def list_secrets(request: web.Request) -> web.Response:
     for w in store.pendings():
         if w.approved_at is None:
             waiting.setdefault(w.secret_id, []).append(w.node_name)
-    return web.json_response(
+    return json_response(
         [
             SecretInfo(
                 id=s.id, created=s.created, expires_at=s.expires_at, uses_left=s.uses_left,
@@ -63,7 +64,7 @@ async def revoke_secret(request: web.Request) -> web.Response:
             404, "not_found", f"no enrollment secret {secret_id!r} (kedge-cloud-api secret list)"
         )
     log.info("secret.revoked", id=secret_id)
-    return web.json_response(Revoked(revoked=secret_id).model_dump())
+    return json_response(Revoked(revoked=secret_id).model_dump())
 
 
 ROUTES = (

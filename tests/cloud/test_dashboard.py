@@ -16,9 +16,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from kedge.wire import FirstBootProgress
-from tests.cloud.test_api import Api
-from tests.cloud.test_fleet import api, boards, broker  # noqa: F401 - fixtures
 from tests.harness.browser import MISSING, chromium, rows
+from tests.harness.cloud_api import Api
 from tests.harness.fleet import Board, checks, health
 from tests.harness.wait import wait_for
 
@@ -40,8 +39,8 @@ def state_of(browser: WebDriver, node: str) -> str | None:
 
 
 def test_the_dashboard_follows_the_fleet_live(
-    api: Api,  # noqa: F811
-    boards: dict[str, Board],  # noqa: F811
+    api: Api,
+    boards: dict[str, Board],
     browser: WebDriver,
 ) -> None:
     one, two = boards["rk3000-1"], boards["rk3000-2"]
@@ -105,7 +104,7 @@ def test_the_dashboard_follows_the_fleet_live(
     assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
 
 
-def test_a_wrong_token_asks_again(api: Api, browser: WebDriver) -> None:  # noqa: F811
+def test_a_wrong_token_asks_again(api: Api, browser: WebDriver) -> None:
     browser.get(f"{api.url}/#token=wrong")
     wait_for(
         lambda: browser.find_element(By.ID, "login").is_displayed(),

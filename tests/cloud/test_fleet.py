@@ -8,9 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,66 +16,11 @@ from typing import Any
 import pytest
 
 from cloud_api.models import NodePage, NodeSummary
-from cloud_api.store import Board as StoredBoard
-from cloud_api.store import Store
-from tests.cloud.test_api import Api, start
+from tests.harness.cloud_api import Api
 from tests.harness.fleet import Board, checks, health
+from tests.harness.fleet_api import board_for, serve
 from tests.harness.mosquitto import Mosquitto
-from tests.harness.sealing import TEST_COMMAND_KEY
 from tests.harness.wait import wait_for
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """As `kedge-cloud-api broker init` sets it up for the API's state directory: TLS, one
-    identity per board, no anonymous access."""
-    m = Mosquitto(tmp_path / "mosquitto", state_dir=tmp_path / "state").start()
-    yield m
-    m.stop()
-
-
-def board_for(broker: Mosquitto, name: str) -> Board:
-    """A board connected with the identity enrollment gives it."""
-    assert broker.identities is not None
-    return Board(broker.port, name, auth=broker.identities.board(name))
-
-
-def enroll_here(state: Path, *nodes: str) -> None:
-    """Boards as enrollment leaves them in the API's database: with their command key."""
-    state.mkdir(parents=True, exist_ok=True)
-    store = Store(state / "kedge.db")
-    for node in nodes:
-        store.record_board(
-            StoredBoard(node, "arm64", "0.1.0", time.time(), None, None, TEST_COMMAND_KEY)
-        )
-    store.close()
-
-
-def serve(tmp_path: Path, broker: Mosquitto, **fleet: Any) -> Api:
-    enroll_here(tmp_path / "state", "rk3000-1", "rk3000-2")
-    settings = {"stale_after_s": 30, "batch_wait_s": 0.05, **fleet}
-    config = tmp_path / "cloud-api.toml"
-    # [mqtt] and [broker] come from broker init's record in the state directory.
-    mqtt = "" if broker.identities else f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n\n'
-    config.write_text(mqtt + "[fleet]\n" + "".join(f"{k} = {v!r}\n" for k, v in settings.items()))
-    return start(tmp_path / "state", "--config", str(config))
-
-
-@pytest.fixture
-def api(tmp_path: Path, broker: Mosquitto) -> Iterator[Api]:
-    a = serve(tmp_path, broker)
-    yield a
-    if a.proc.poll() is None:
-        a.proc.send_signal(signal.SIGTERM)
-        a.proc.wait(30)
-
-
-@pytest.fixture
-def boards(broker: Mosquitto) -> Iterator[dict[str, Board]]:
-    made = {name: board_for(broker, name) for name in ("rk3000-1", "rk3000-2")}
-    yield made
-    for b in made.values():
-        b.close()
 
 
 def node(api: Api, name: str) -> dict[str, Any] | None:

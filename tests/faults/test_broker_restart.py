@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cloud.test_fleet import serve
 from tests.harness.agentd import Agentd
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd
+from tests.harness.fleet_api import serve
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for

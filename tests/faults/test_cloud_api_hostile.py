@@ -19,7 +19,7 @@ import pytest
 
 from cloud_api.auth import bearer_matches, load_or_create_admin_token
 from cloud_api.throttle import Throttle
-from tests.cloud.test_api import SERVER, Api, start
+from tests.harness.cloud_api import SERVER, Api, start
 from tests.harness.procs import free_port
 from tests.harness.wait import wait_for
 

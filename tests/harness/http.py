@@ -31,3 +31,26 @@ def call_json(
         # The error answer holds the connection: closed here, not by the garbage collector.
         with exc:
             return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259)")
+
+
+def strict_loads(text: str | bytes) -> Any:
+    """JSON as a strict reader (a browser's JSON.parse, Go, jq) reads it: Python's json
+    module would accept NaN and Infinity."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def get_text(url: str, token: str | None = None, timeout: float = 10) -> tuple[int, str]:
+    """(status, body as text) of a GET, for reading what the server really wrote."""
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
