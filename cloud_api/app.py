@@ -13,7 +13,7 @@ from aiohttp import web
 from cloud_api.auth import bearer_matches
 from cloud_api.broker.admin import BrokerAdmin
 from cloud_api.cloudcore import Cloudcore
-from cloud_api.connections import Guard
+from cloud_api.connections import Guard, Slots
 from cloud_api.errors import UNAUTHORIZED, ApiError
 from cloud_api.fleet.service import Fleet
 from cloud_api.fleet.store import SqliteFleetStore
@@ -27,6 +27,7 @@ from cloud_api.routing import (
     GUARD,
     JOBS,
     SETTINGS,
+    SLOTS,
     STORE,
     Handler,
     Route,
@@ -135,7 +136,10 @@ def create_app(
     for job_id in store.interrupt_running_jobs():
         log.warning("job.interrupted", job_id=job_id, reason="the service stopped before it ended")
     app[JOBS] = Jobs(store.record_job)
-    app[GUARD] = Guard(settings.max_connections, settings.header_timeout_s)
+    app[GUARD] = Guard(
+        settings.max_connections, settings.header_timeout_s, settings.max_connections_per_address
+    )
+    app[SLOTS] = Slots(settings.long_requests_max, settings.long_requests_per_token)
     app[ENROLL_THROTTLE] = Throttle(settings.enroll_rate_per_s, settings.enroll_burst)
     app[CLOUDCORE] = Cloudcore(host, settings, store)
     app[FLEET] = Fleet(settings, fleet_store, app[CLOUDCORE].kubectl,

@@ -47,12 +47,14 @@ def load_or_create_admin_token(state_dir: Path) -> str:
 
 
 def bearer_matches(header: str | None, token: str) -> bool:
-    """`Authorization: Bearer <token>`, exactly. Only ASCII space and tab around the
+    """`Authorization: Bearer <token>`; the scheme in any case (RFC 7235 §2.1: schemes
+    are case-insensitive, so `bearer` is the same). Only ASCII space and tab around the
     credential are ignored: str.strip() would also remove U+00A0 and U+3000, turning a
     "blank" credential into an empty one."""
-    if not token or not header or not header.isascii() or not header.startswith("Bearer "):
+    scheme = "bearer "
+    if not token or not header or not header.isascii() or header[:7].lower() != scheme:
         return False
-    presented = header[len("Bearer ") :].strip(" \t")
+    presented = header[len(scheme) :].strip(" \t")
     if not presented:
         return False
     return hmac.compare_digest(presented.encode("ascii"), token.encode("ascii"))

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from cloud_api import __version__
 from cloud_api.broker.admin import BrokerAdmin
 from cloud_api.cloudcore import Cloudcore
-from cloud_api.connections import Guard
+from cloud_api.connections import Guard, Slots
 from cloud_api.errors import ApiError
 from cloud_api.fleet.service import Fleet
 from cloud_api.jobs import Busy, Jobs
@@ -31,6 +31,7 @@ JOBS = web.AppKey("jobs", Jobs)
 CLOUDCORE = web.AppKey("cloudcore", Cloudcore)
 SETTINGS = web.AppKey("settings", CloudSettings)
 GUARD = web.AppKey("guard", Guard)
+SLOTS = web.AppKey("slots", Slots)
 ENROLL_THROTTLE = web.AppKey("enroll_throttle", Throttle)
 FLEET = web.AppKey("fleet", Fleet)
 # Set when boards get their own broker identities ([broker] admin_password_file).
@@ -63,6 +64,33 @@ def busy(exc: Busy) -> ApiError:
     )
 
 
+async def long_request(
+    request: web.Request, what: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Run a request that stays open (an event stream) in one of the slots for them —
+    429 when the caller's or everyone's are taken — and end it as soon as its client is
+    gone, giving the slot back."""
+    slots = request.app[SLOTS]
+    with slots.take(Slots.key(request)) as had:
+        if not had:
+            raise ApiError(
+                429,
+                "too_many_streams",
+                f"too many open {what}: at most {slots.per_key} per credential and "
+                f"{slots.total} in all (close one, or raise long_requests_max)",
+                headers={"Retry-After": "5"},
+            )
+        work = asyncio.ensure_future(handler(request))
+        gone = request.app[GUARD].gone(request)
+        try:
+            waiting: list[asyncio.Future[Any]] = [work, gone]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not work.done():
+                work.cancel()
+        return await work
+
+
 async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
     if not request.can_read_body:
         raise ApiError(
@@ -70,8 +98,9 @@ async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
         )
     deadline = request.app[SETTINGS].body_timeout_s
     try:
-        async with asyncio.timeout(deadline):
-            data = await request.read()
+        with request.app[GUARD].reading_body(request):
+            async with asyncio.timeout(deadline):
+                data = await request.read()
     except TimeoutError:
         raise ApiError(
             408, "body_timeout", f"the request body did not arrive within {deadline:g} s"

@@ -30,6 +30,7 @@ GRACE_S = 10.0
 KEEPALIVE_S = 15.0
 # Descriptors beyond the connections: the database, keadm/kubectl pipes, logs.
 SPARE_FILES = 128
+ACCEPT_BACKLOG = 4096
 
 
 def ensure_file_limit(max_connections: int) -> None:
@@ -75,7 +76,12 @@ async def serve(settings: CloudSettings, root: Path = Path("/")) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await GuardedSite(runner, host, port, ssl_context=context, guard=app[GUARD]).start()
+        # A deep accept queue: with aiohttp's 128, a host knocking with hundreds of
+        # connections keeps it full, the kernel drops a newcomer's SYN and the client
+        # tries again only a second later. The kernel caps it at net.core.somaxconn.
+        await GuardedSite(
+            runner, host, port, ssl_context=context, guard=app[GUARD], backlog=ACCEPT_BACKLOG
+        ).start()
         log.info(
             "serving",
             listen=settings.listen,

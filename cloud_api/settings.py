@@ -74,6 +74,12 @@ class CloudSettings(LayeredSettings):
     ready_timeout_s: float = Field(180.0, gt=0, le=3600)
     # Limits for anyone who can reach the port (docs/robustness.md).
     max_connections: int = Field(512, ge=8, le=60000)
+    # One source address holds at most this many; past it, its own oldest idle one gives
+    # way to its new one (docs/robustness.md).
+    max_connections_per_address: int = Field(64, ge=1, le=60000)
+    # Requests that stay open by design (event streams, ?wait=): in all and per credential.
+    long_requests_max: int = Field(128, ge=1, le=60000)
+    long_requests_per_token: int = Field(32, ge=1, le=60000)
     header_timeout_s: float = Field(10.0, gt=0, le=300)
     body_timeout_s: float = Field(30.0, gt=0, le=600)
     enroll_rate_per_s: float = Field(1.0, gt=0, le=1000)

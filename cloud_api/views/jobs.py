@@ -11,7 +11,7 @@ from cloud_api.errors import ApiError
 from cloud_api.jobs import Job
 from cloud_api.jsonout import dumps, json_response
 from cloud_api.models import JobView
-from cloud_api.routing import JOBS, STORE, Route
+from cloud_api.routing import JOBS, STORE, Route, long_request
 
 
 def _job(request: web.Request) -> Job | dict[str, Any]:
@@ -34,6 +34,10 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
+    return await long_request(request, "event streams", _job_events)
+
+
+async def _job_events(request: web.Request) -> web.StreamResponse:
     """`event: line` per log line (its id is the line's number, so Last-Event-ID
     resumes; without it the stream starts near the end), comments as keep-alives, then
     `event: end` with the whole job."""

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from cloud_api.fleet.view import wire
 from cloud_api.jsonout import dumps
-from cloud_api.routing import FLEET, SETTINGS, Route
+from cloud_api.routing import FLEET, SETTINGS, Route, long_request
 
 KEEPALIVE_S = 15.0
 BACKLOG = 256
@@ -38,6 +38,10 @@ async def static(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
+    return await long_request(request, "event streams", _events)
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
     """`event: nodes` with a JSON list of board summaries whenever boards' records
     change; `event: verify` with a verify job's result when one finishes; `event:
     resync` when this client fell too far behind (refetch the table); a comment every

@@ -30,7 +30,17 @@ from cloud_api.models import (
     VerifyRequest,
     VerifyRun,
 )
-from cloud_api.routing import BROKER_ADMIN, FLEET, JOBS, SETTINGS, STORE, Route, busy, read_body
+from cloud_api.routing import (
+    BROKER_ADMIN,
+    FLEET,
+    JOBS,
+    SETTINGS,
+    SLOTS,
+    STORE,
+    Route,
+    busy,
+    read_body,
+)
 from kedge.names import DNS1123_SUBDOMAIN_RE, is_dns1123_subdomain
 from kedge.wire.commands import COMMAND_ID_PATTERN
 
@@ -159,8 +169,10 @@ async def remove_node(request: web.Request) -> web.Response:
     if reset not in ("true", "false"):
         raise ApiError(400, "bad_query", f"reset={reset!r}: expected true or false")
     wait = _number(request, "wait", 30, 0, MAX_WAIT_S)
+    slots = request.app[SLOTS]
     try:
-        done = await fleet.remove(name, reset_first=reset == "true", wait_s=wait)
+        with slots.take(slots.key(request)) as had:
+            done = await fleet.remove(name, reset_first=reset == "true", wait_s=wait if had else 0)
     except NoBroker as exc:
         raise ApiError(
             503 if exc.configured else 409, "no_broker", f"reset not sent: {exc}"
@@ -210,7 +222,10 @@ async def last_verify(request: web.Request) -> web.Response:
 async def get_command(request: web.Request) -> web.Response:
     fleet, name = request.app[FLEET], _node_name(request)
     wait = _number(request, "wait", 0, 0, MAX_WAIT_S)
-    found = await fleet.result(name, request.match_info["id"], wait)
+    slots = request.app[SLOTS]
+    with slots.take(slots.key(request)) as had:
+        # Past the bound on open waits the answer comes at once, as it stands.
+        found = await fleet.result(name, request.match_info["id"], wait if had else 0)
     if found is None:
         raise ApiError(404, "not_found", f"no command {request.match_info['id']!r} for {name!r}")
     return json_response(text=CommandView(**found).model_dump_json())

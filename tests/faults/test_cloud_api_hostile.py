@@ -30,6 +30,8 @@ header_timeout_s = 2.0
 body_timeout_s = 2.0
 enroll_rate_per_s = 0.5
 enroll_burst = 5
+long_requests_max = 3
+long_requests_per_token = 2
 """
 
 
@@ -62,7 +64,7 @@ def raw_request(api: Api, request: bytes) -> tuple[int, bytes]:
 # -- the admin token -----------------------------------------------------------------
 @pytest.mark.parametrize(
     "header",
-    ["Bearer \u00a0", "Bearer \u3000", "Bearer ", "Bearer \t", "Bearer", "bearer x", "Basic x"],
+    ["Bearer \u00a0", "Bearer \u3000", "Bearer ", "Bearer \t", "Bearer", "bearer ", "Basic x"],
 )
 def test_blank_or_unicode_space_credentials_never_match(header: str) -> None:
     assert not bearer_matches(header, "t" * 43)
@@ -73,6 +75,17 @@ def test_blank_or_unicode_space_credentials_never_match(header: str) -> None:
 def test_the_right_credential_matches() -> None:
     assert bearer_matches("Bearer " + "t" * 43, "t" * 43)
     assert bearer_matches("Bearer " + "t" * 43 + " ", "t" * 43)
+    # RFC 7235: the scheme is case-insensitive (issue 25, finding 7).
+    assert bearer_matches("bearer " + "t" * 43, "t" * 43)
+    assert bearer_matches("BEARER " + "t" * 43, "t" * 43)
+    assert not bearer_matches("bearer " + "T" * 43, "t" * 43)  # the token itself is not
+
+
+def test_a_lower_case_scheme_is_accepted_by_the_server(api: Api) -> None:
+    status, _, _ = api.call(
+        "GET", "/api/v1/enrollment-secrets", headers={"Authorization": f"bearer {api.token}"}
+    )
+    assert status == 200
 
 
 @pytest.mark.parametrize("header", [b"Bearer \xc2\xa0", b"Bearer \xe3\x80\x80", b"Bearer \xff\xfe"])
@@ -248,3 +261,48 @@ def test_the_throttle_table_is_bounded() -> None:
     for n in range(10_050):
         throttle.take(f"10.0.{n // 256}.{n % 256}")
     assert len(throttle._buckets) == 10_000
+
+
+# -- requests that stay open ---------------------------------------------------------------
+def _stream(api: Api, token: str) -> tuple[socket.socket, int]:
+    """GET /api/v1/events held open; the socket and the status line's code."""
+    host, port = api.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(
+        f"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    return sock, int(sock.recv(64).split(b" ")[1])
+
+
+def test_event_streams_are_bounded_per_token_and_in_all(api: Api) -> None:
+    """long_requests_per_token 2, long_requests_max 3 (LIMITS above)."""
+    held: list[socket.socket] = []
+    try:
+        for _ in range(2):
+            sock, status = _stream(api, api.token)
+            held.append(sock)
+            assert status == 200
+        sock, status = _stream(api, api.token)
+        held.append(sock)
+        assert status == 429
+        status, _, body = api.call("GET", "/api/v1/events", token=api.token)
+        assert (status, body["error"]["code"]) == (429, "too_many_streams")
+        assert "at most 2 per credential and 3 in all" in body["error"]["message"]
+        # A wait past the bound answers at once, as the command stands (here: none).
+        began = time.monotonic()
+        status, _, _ = api.call(
+            "GET", "/api/v1/nodes/rk3000-1/commands/x1?wait=30", token=api.token
+        )
+        assert status == 404
+        assert time.monotonic() - began < 5
+    finally:
+        for s in held:
+            s.close()
+    # Closed streams give their slots back at once.
+
+    def slot_given_back() -> bool:
+        sock, status = _stream(api, api.token)
+        sock.close()
+        return status == 200
+
+    wait_for(slot_given_back, timeout=5, what="a slot given back")
