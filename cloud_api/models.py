@@ -181,6 +181,7 @@ class PendingInfo(BaseModel):
     requested_at: float
     last_seen: float
     approved: bool = Field(description="approved: it enrolls the next time it asks")
+    refused: bool = Field(False, description="refused: asking again, it is told so")
 
 
 # -- the fleet ----------------------------------------------------------------------

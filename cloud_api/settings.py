@@ -84,6 +84,10 @@ class CloudSettings(LayeredSettings):
     body_timeout_s: float = Field(30.0, gt=0, le=600)
     enroll_rate_per_s: float = Field(1.0, gt=0, le=1000)
     enroll_burst: int = Field(20, ge=1, le=100000)
+    # Boards waiting for approval: parking spends no use, so it is bounded apart — per
+    # secret (never more than its uses left), and forgotten when not asked about.
+    pending_per_secret: int = Field(100, ge=1, le=1000)
+    pending_days: float = Field(7.0, gt=0, le=365)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -51,8 +51,15 @@ MIGRATIONS = (
         machine_id TEXT, arch TEXT NOT NULL, reason TEXT NOT NULL, requested_at REAL NOT NULL,
         last_seen REAL NOT NULL, approved_at REAL);
     """,
+    # The admin's no: remembered while the entry lives, so a refused board that asks again
+    # is told so instead of waiting again.
+    """
+    ALTER TABLE pending_boards ADD COLUMN refused_at REAL;
+    """,
 )
 MAX_PENDING = 1000  # boards waiting for approval: beyond this, new ones are refused
+PENDING_TTL_S = 7 * 86400.0  # a board that has not asked for this long is forgotten
+PENDING_PER_SECRET = 100  # boards one secret may have waiting at once
 INTERRUPTED = (
     "the service stopped or was killed before the job finished (its keadm was stopped "
     "with it): check kedge-cloud-api status, then run the command again"
@@ -113,6 +120,11 @@ class PendingBoard:
     requested_at: float
     last_seen: float
     approved_at: float | None
+    refused_at: float | None = None
+
+
+class PendingFull(Exception):
+    """No room to park another board (the message says whose limit)."""
 
 
 @dataclass(frozen=True)
@@ -259,25 +271,92 @@ class Store:
         return [_board(row) for row in rows]
 
     # -- boards waiting for an admin ------------------------------------------------
-    def park(self, board: PendingBoard) -> PendingBoard:
+    def park(
+        self,
+        board: PendingBoard,
+        *,
+        per_secret: int = PENDING_PER_SECRET,
+        ttl_s: float = PENDING_TTL_S,
+        secret_uses_left: int | None = None,
+    ) -> PendingBoard:
         """Keep (or refresh) a board waiting for approval; an approval already given stays
-        only while the board is the same hardware."""
+        only while the board is the same hardware, a refusal while the entry lives.
+        Parking spends no use, so it is bounded apart: at most `per_secret` boards wait on
+        one secret (and no more than its uses left), MAX_PENDING in all; PendingFull
+        beyond. Entries not asked about for `ttl_s`, and those of a secret revoked or
+        expired, are dropped first."""
+        self.expire_pending(ttl_s)
         known = self.pending(board.node_name)
         same = known is not None and (known.serial, known.machine_id) == (
             board.serial,
             board.machine_id,
         )
-        if known is None and len(self.pendings()) >= MAX_PENDING:
-            raise SecretRefused("pending list full")
-        kept = replace(board, requested_at=known.requested_at if same and known else board.requested_at,
-                       approved_at=known.approved_at if same and known else None)  # fmt: skip
+        if known is None:
+            waiting = self._count_waiting()
+            if waiting >= MAX_PENDING:
+                raise PendingFull(f"{waiting} boards wait for approval, the most this API keeps")
+            limit = per_secret if secret_uses_left is None else min(per_secret, secret_uses_left)
+            mine = self._count_waiting(board.secret_id)
+            if mine >= limit:
+                raise PendingFull(
+                    f"{mine} boards already wait on this enrollment secret, the most it may "
+                    f"park ({limit}: its uses left, at most {per_secret})"
+                )
+        keep = same and known is not None
+        kept = replace(
+            board,
+            requested_at=known.requested_at if keep and known else board.requested_at,
+            approved_at=known.approved_at if keep and known else None,
+            refused_at=known.refused_at if known is not None else None,
+        )
         self._db.execute(
-            f"INSERT OR REPLACE INTO pending_boards ({_PENDING}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-            (kept.node_name, kept.secret_id, kept.serial, json.dumps(list(kept.macs)),
-             kept.machine_id, kept.arch, kept.reason, kept.requested_at, kept.last_seen,
-             kept.approved_at),
-        )  # fmt: skip
+            f"INSERT OR REPLACE INTO pending_boards ({_PENDING}) VALUES "  # noqa: S608
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                kept.node_name,
+                kept.secret_id,
+                kept.serial,
+                json.dumps(list(kept.macs)),
+                kept.machine_id,
+                kept.arch,
+                kept.reason,
+                kept.requested_at,
+                kept.last_seen,
+                kept.approved_at,
+                kept.refused_at,
+            ),
+        )
         return kept
+
+    def _count_waiting(self, secret_id: str | None = None) -> int:
+        """Boards waiting (not refused), on one secret or in all."""
+        row = self._db.execute(
+            "SELECT count(*) FROM pending_boards WHERE refused_at IS NULL "
+            "AND (?1 IS NULL OR secret_id = ?1)",
+            (secret_id,),
+        ).fetchone()
+        return int(row[0])
+
+    def expire_pending(self, ttl_s: float = PENDING_TTL_S) -> int:
+        """Drop entries not asked about for ttl_s and those whose secret is gone
+        (revoked) or expired; how many."""
+        now = time.time()
+        return int(
+            self._db.execute(
+                "DELETE FROM pending_boards WHERE last_seen < ? OR secret_id NOT IN "
+                "(SELECT id FROM enrollment_secrets WHERE expires_at IS NULL OR expires_at > ?)",
+                (now - ttl_s, now),
+            ).rowcount
+        )
+
+    def refuse(self, node_name: str) -> PendingBoard | None:
+        """The admin's no: the board is told so when it asks again, until its entry
+        expires. None if not waiting."""
+        self._db.execute(
+            "UPDATE pending_boards SET refused_at = ?, approved_at = NULL WHERE node_name = ?",
+            (time.time(), node_name),
+        )
+        return self.pending(node_name)
 
     def pending(self, node_name: str) -> PendingBoard | None:
         row = self._db.execute(
@@ -286,14 +365,15 @@ class Store:
         ).fetchone()
         return _pending(row) if row else None
 
-    def pendings(self) -> list[PendingBoard]:
+    def pendings(self, ttl_s: float = PENDING_TTL_S) -> list[PendingBoard]:
+        self.expire_pending(ttl_s)
         rows = self._db.execute(f"SELECT {_PENDING} FROM pending_boards ORDER BY requested_at")  # noqa: S608
         return [_pending(row) for row in rows]
 
     def approve(self, node_name: str) -> PendingBoard | None:
         """The admin's yes: the board's next enrollment goes through. None if not waiting."""
         self._db.execute(
-            "UPDATE pending_boards SET approved_at = ? WHERE node_name = ?",
+            "UPDATE pending_boards SET approved_at = ?, refused_at = NULL WHERE node_name = ?",
             (time.time(), node_name),
         )
         return self.pending(node_name)
@@ -354,8 +434,10 @@ class Store:
 _SECRET = "id, created, expires_at, uses_left, note, serials, name_pattern, approval, reflash"  # noqa: S105 - columns
 _BOARD = ("node_name, arch, agent_version, enrolled_at, secret_id, machine_id, command_key, "
           "serial, macs, enrollments, first_enrolled")  # fmt: skip
-_PENDING = ("node_name, secret_id, serial, macs, machine_id, arch, reason, requested_at, "
-            "last_seen, approved_at")  # fmt: skip
+_PENDING = (
+    "node_name, secret_id, serial, macs, machine_id, arch, reason, requested_at, last_seen, "
+    "approved_at, refused_at"
+)
 
 
 def _secret(row: tuple[Any, ...]) -> EnrollmentSecret:

@@ -30,6 +30,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                                description="The board enrolls the next time it asks (within a minute).")  # fmt: skip
     approve.add_argument("name", help="the node name (kedge-cloud-api boards pending)")
     approve.set_defaults(handler=run_approve)
+    refuse = verbs.add_parser(
+        "refuse",
+        parents=[client],
+        help="refuse a waiting board",
+        description="The board is told it was refused when it asks again, until its entry "
+        "expires (pending_days); approve undoes it.",
+    )
+    refuse.add_argument("name", help="the node name (kedge-cloud-api boards pending)")
+    refuse.set_defaults(handler=run_refuse)
 
 
 async def run_token(args: argparse.Namespace, settings: CloudSettings) -> int:
@@ -69,7 +78,13 @@ async def run_pending(args: argparse.Namespace, settings: CloudSettings) -> int:
     if not waiting:
         print("no board waits for approval")
     for w in waiting:
-        state = "approved, enrolls at its next try" if w.approved else w.reason
+        state = (
+            "refused"
+            if w.refused
+            else "approved, enrolls at its next try"
+            if w.approved
+            else w.reason
+        )
         print(f"{w.node_name:30} serial {w.serial or '-':20} since {when(w.requested_at)}  {state}")
     return EXIT_OK
 
@@ -84,4 +99,19 @@ async def run_approve(args: argparse.Namespace, settings: CloudSettings) -> int:
     else:
         print(f"approved {approved.node_name} (serial {approved.serial or '-'}): it enrolls "
               "the next time it asks")  # fmt: skip
+    return EXIT_OK
+
+
+async def run_refuse(args: argparse.Namespace, settings: CloudSettings) -> int:
+    if not is_dns1123_subdomain(args.name):
+        raise UserError(f"{args.name!r} is not a node name (a DNS-1123 subdomain)")
+    async with connect(args, settings) as api:
+        refused = await api.fetch("POST", f"/api/v1/boards/{args.name}/refuse", PendingInfo)
+    if args.json:
+        print_json(refused.model_dump_json(indent=2))
+    else:
+        print(
+            f"refused {refused.node_name} (serial {refused.serial or '-'}): asking again, it "
+            "is told so"
+        )
     return EXIT_OK

@@ -118,7 +118,7 @@ function row(n) {
   return el("tr", { "data-node": n.node, "data-state": n.state },
     el("td", {}, el("b", {}, n.node), el("div", { class: "hint" }, n.agent_version ? "agent " + n.agent_version : "")),
     el("td", { class: "state " + n.state }, n.state),
-    el("td", { class: "seen", "data-t": n.last_seen || "" }, ago(n.last_seen),
+    el("td", { class: "seen", "data-t": n.last_seen || "" }, el("span", { class: "ago" }, ago(n.last_seen)),
       n.clock_ahead_s ? el("div", { class: "hint fail clock-ahead", title: "its reports are stored at their receive time" },
         "clock ahead " + Math.round(n.clock_ahead_s) + " s") : ""),
     el("td", { class: "ready-" + ready, title: n.not_ready_reason || "" },
@@ -144,6 +144,32 @@ function showVerify(v) {
   list.replaceChildren(...Object.entries(v.nodes).sort().map(([node, verdict]) =>
     el("li", { class: verdict.result, "data-node": node, title: verdict.reason },
       node + " " + verdict.result + (verdict.reason ? " — " + verdict.reason : ""))));
+}
+
+// Boards parked until the admin says yes or no (GET /api/v1/boards/pending).
+async function loadPending() {
+  const r = await api("/api/v1/boards/pending");
+  if (!r.ok) return;
+  const waiting = await r.json();
+  const panel = document.getElementById("pending");
+  panel.hidden = waiting.length === 0;
+  document.getElementById("pending-count").textContent = waiting.length + " waiting for approval";
+  document.getElementById("pending-boards").replaceChildren(...waiting.map(p =>
+    el("li", { "data-pending": p.node_name },
+      el("b", {}, p.node_name), " serial " + (p.serial || "–") + " · asked " + ago(p.last_seen) + " · ",
+      p.refused ? el("span", { class: "fail" }, "refused")
+        : p.approved ? el("span", { class: "pass" }, "approved: enrolls at its next try")
+        : el("span", { class: "hint" }, p.reason),
+      p.approved ? "" : el("button", { type: "button", "data-decide": "approve",
+        onclick: () => decide(p.node_name, "approve") }, "approve"),
+      p.refused ? "" : el("button", { type: "button", "data-decide": "refuse",
+        onclick: () => decide(p.node_name, "refuse") }, "refuse"))));
+}
+
+async function decide(name, verdict) {
+  if (verdict === "refuse" && !confirm("Refuse " + name + "? Asking again, it is told so.")) return;
+  await api("/api/v1/boards/" + encodeURIComponent(name) + "/" + verdict, { method: "POST" });
+  await loadPending();
 }
 
 async function loadVerify() {
@@ -241,6 +267,7 @@ async function open() {
   sessionStorage.setItem("kedge-token", token);
   if (!(await load())) return;
   await loadVerify();
+  await loadPending();
   document.getElementById("login").hidden = true;
   document.getElementById("fleet").hidden = false;
   stream();
@@ -257,8 +284,11 @@ document.addEventListener("DOMContentLoaded", () => {
     open();
   });
   setInterval(() => {
-    for (const cell of document.querySelectorAll("td.seen")) cell.textContent = ago(Number(cell.dataset.t) || null);
+    for (const cell of document.querySelectorAll("td.seen")) {
+      cell.querySelector(".ago").textContent = ago(Number(cell.dataset.t) || null);
+    }
   }, 1000);
   setInterval(load, 30000);  // states that change with time alone (stale)
+  setInterval(loadPending, 15000);
   open();
 });

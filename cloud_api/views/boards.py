@@ -26,7 +26,14 @@ from cloud_api.routing import (
     Route,
     read_body,
 )
-from cloud_api.store import Board, CloudcoreRecord, PendingBoard, Policy, SecretRefused
+from cloud_api.store import (
+    Board,
+    CloudcoreRecord,
+    PendingBoard,
+    PendingFull,
+    Policy,
+    SecretRefused,
+)
 from cloud_api.throttle import Throttle
 from cloud_api.views.cloudcore import kube_unavailable
 from kedge import command_auth
@@ -109,7 +116,7 @@ async def enroll(request: web.Request) -> web.Response:
     reflashed = _claim(body, known)
     wait = _waits_for_approval(secret.policy, body, reflashed)
     if wait is not None:
-        pending = _park(request, body, secret.id, wait)
+        pending = _park(request, body, secret.id, secret.uses_left, wait)
         if pending is not None:
             return json_response(text=pending.to_json(), status=202)
     try:
@@ -192,12 +199,12 @@ def _waits_for_approval(policy: Policy, body: EnrollRequest, reflashed: bool) ->
 
 
 def _park(
-    request: web.Request, body: EnrollRequest, secret_id: str, reason: str
+    request: web.Request, body: EnrollRequest, secret_id: str, uses_left: int | None, reason: str
 ) -> EnrollPending | None:
     """The board parked (or still parked): the answer it waits with. None once approved."""
-    now = time.time()
+    now, settings, store = time.time(), request.app[SETTINGS], request.app[STORE]
     try:
-        parked = request.app[STORE].park(
+        parked = store.park(
             PendingBoard(
                 body.node_name,
                 secret_id,
@@ -209,12 +216,27 @@ def _park(
                 now,
                 now,
                 None,
-            )
+            ),
+            per_secret=settings.pending_per_secret,
+            ttl_s=settings.pending_days * 86400,
+            secret_uses_left=uses_left,
         )
-    except SecretRefused:
+    except PendingFull as exc:
         raise ApiError(
-            503, "too_many_pending", "too many boards wait for approval: approve or refuse some"
+            503,
+            "too_many_pending",
+            f"{exc}: approve or refuse waiting boards (kedge-cloud-api boards pending), "
+            "or wait for the ones not heard from to expire",
         ) from None
+    if parked.refused_at is not None:
+        log.info("board.refused_asked_again", node_name=body.node_name)
+        raise ApiError(
+            403,
+            "refused",
+            f"the cluster admin refused {body.node_name!r}: ask the admin, who can approve it "
+            f"(kedge-cloud-api boards approve {body.node_name})",
+            {"node_name": body.node_name},
+        )
     if parked.approved_at is not None:
         return None
     log.info("board.pending", node_name=body.node_name, serial=body.serial, reason=reason)
@@ -384,12 +406,26 @@ def _pending_info(p: PendingBoard) -> dict[str, object]:
     return PendingInfo(
         node_name=p.node_name, serial=p.serial, macs=list(p.macs), arch=p.arch, reason=p.reason,
         secret_id=p.secret_id, requested_at=p.requested_at, last_seen=p.last_seen,
-        approved=p.approved_at is not None,
+        approved=p.approved_at is not None, refused=p.refused_at is not None,
     ).model_dump()  # fmt: skip
 
 
 async def list_pending(request: web.Request) -> web.Response:
-    return json_response([_pending_info(p) for p in request.app[STORE].pendings()])
+    days = request.app[SETTINGS].pending_days
+    return json_response([_pending_info(p) for p in request.app[STORE].pendings(days * 86400)])
+
+
+async def refuse(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    refused = request.app[STORE].refuse(name) if is_dns1123_subdomain(name) else None
+    if refused is None:
+        raise ApiError(
+            404,
+            "not_pending",
+            f"no board {name!r} waits for approval (kedge-cloud-api boards pending lists them)",
+        )
+    log.info("board.refused", node_name=name, serial=refused.serial)
+    return json_response(_pending_info(refused))
 
 
 async def approve(request: web.Request) -> web.Response:
@@ -480,6 +516,15 @@ ROUTES = (
         "/api/v1/boards/{name}/approve",
         approve,
         "approve a waiting board: it enrolls the next time it asks",
+        admin=True,
+        response=PendingInfo,
+        also={404: ("no such board waits", None)},
+    ),
+    Route(
+        "POST",
+        "/api/v1/boards/{name}/refuse",
+        refuse,
+        "refuse a waiting board: asking again, it is told so (until its entry expires)",
         admin=True,
         response=PendingInfo,
         also={404: ("no such board waits", None)},
