@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import time
 from dataclasses import replace
+from typing import Literal
 
 import structlog
 from aiohttp import web
@@ -132,21 +133,26 @@ async def enroll(request: web.Request) -> web.Response:
     return json_response(text=answer.to_json())
 
 
-def _same_hardware(known: Board, body: EnrollRequest) -> bool:
-    """The board that enrolled under this name, flashed again: its serial, or with no
-    serial on either side one of its MACs. Both are sent in clear — recognition, not
-    proof: the request also holds a valid enrollment secret, and policy decides."""
+Recognised = Literal["serial", "mac"]
+
+
+def _same_hardware(known: Board, body: EnrollRequest) -> Recognised | None:
+    """The board that enrolled under this name, flashed again: by its serial, or with no
+    serial on either side by one of its MACs. Both are sent in clear — recognition, not
+    proof: the request also holds a valid enrollment secret, and policy decides. A MAC is
+    the weaker: the board sends it in every Ethernet frame, so anyone on its network has
+    it, and it never re-issues credentials alone (_waits_for_approval)."""
     if known.serial is not None or body.serial is not None:
-        return known.serial == body.serial
-    return bool(set(known.macs) & set(body.macs))
+        return "serial" if known.serial == body.serial else None
+    return "mac" if set(known.macs) & set(body.macs) else None
 
 
-def _claim(body: EnrollRequest, known: Board | None) -> bool:
-    """May this request have the name? True when it is the named board re-flashed (its key
-    gone with the old image); False for a new name or the board itself; ApiError 409 for
-    another board's name."""
+def _claim(body: EnrollRequest, known: Board | None) -> Recognised | None:
+    """May this request have the name? How the named board re-flashed (its key gone with
+    the old image) was recognised; None for a new name or the board itself; ApiError 409
+    for another board's name."""
     if known is None:
-        return False
+        return None
     if known.command_key is not None:
         # The name belongs to the board holding its key: a machine-id hash, sent in
         # clear, is no proof (docs/security.md).
@@ -154,9 +160,9 @@ def _claim(body: EnrollRequest, known: Board | None) -> bool:
             body.node_name, body.proof_at, body.proof, known.command_key, time.time()
         )
         if why is None:
-            return False
-        if body.proof is None and _same_hardware(known, body):
-            return True
+            return None
+        if body.proof is None and (recognised := _same_hardware(known, body)):
+            return recognised
         log.warning("board.enroll_refused", node_name=body.node_name, reason=why)
         raise ApiError(
             409,
@@ -168,10 +174,10 @@ def _claim(body: EnrollRequest, known: Board | None) -> bool:
             {"node_name": body.node_name},
         )
     if known.machine_id is None or known.machine_id != body.machine_id:
-        if _same_hardware(known, body):
-            return True
+        if recognised := _same_hardware(known, body):
+            return recognised
         raise _taken(body.node_name)
-    return False
+    return None
 
 
 def _taken(node: str) -> ApiError:
@@ -184,7 +190,9 @@ def _taken(node: str) -> ApiError:
     )
 
 
-def _waits_for_approval(policy: Policy, body: EnrollRequest, reflashed: bool) -> str | None:
+def _waits_for_approval(
+    policy: Policy, body: EnrollRequest, reflashed: Recognised | None
+) -> str | None:
     if policy.serials is not None and body.serial not in policy.serials:
         return (
             f"serial {body.serial} is not on this secret's allowlist"
@@ -193,6 +201,11 @@ def _waits_for_approval(policy: Policy, body: EnrollRequest, reflashed: bool) ->
         )
     if policy.approval == "pending":
         return "this secret enrolls a board only once the admin approves it"
+    if reflashed == "mac":
+        return (
+            "a re-flashed board known only by a MAC address, which anyone on its network can "
+            "copy: the admin decides"
+        )
     if reflashed and policy.reflash == "pending":
         return "a re-flashed board: the same hardware as the enrolled one, without its key"
     return None
