@@ -8,28 +8,7 @@ from typing import Any
 
 from agent import __version__
 from kedge.wire import AVAILABLE, NOT_AVAILABLE, Device, DiscoveryConfig, Origin, Topics
-
-# Check groups shown as one "problem" binary sensor each.
-CHECK_GROUPS: dict[str, tuple[str, ...]] = {
-    "platform": ("arch", "keadm", "kubeedge-version", "join-tools"),
-    "conflicts": ("conflicts",),
-    "clock": ("clock",),
-    "container_runtime": (
-        "docker",
-        "cgroup-driver",
-        "images",
-        "cri",
-        "runtime-cgroup",
-        "sandbox-image",
-        "cni",
-    ),
-    "cloudcore": ("cloudcore",),
-    "board": ("leftovers", "resources", "node-name", "ports"),
-}
-
-
-def object_id(node: str) -> str:
-    return node.replace(".", "_")
+from kedge.wire.discovery import CHECK_GROUPS, ENTITIES, discovery_topic, object_id
 
 
 def discovery_messages(
@@ -126,14 +105,15 @@ def discovery_messages(
         )
         entities.append(problem(f"Preflight: {group.replace('_', ' ')}", f"check_{group}", topics.checks,
                                 template, entity_category="diagnostic"))  # fmt: skip
+    # The broker allows a board exactly the topics of kedge.wire.discovery.ENTITIES.
+    if [(c, k) for c, k, _ in entities] != list(ENTITIES):
+        raise RuntimeError("agent/discovery.py announces other entities than ENTITIES")
     messages = []
     for component, key, config in entities:
         unique = f"kedge_{oid}_{key}"
         payload = DiscoveryConfig.model_validate(
             {**common, **config, "unique_id": unique, "object_id": unique}, extra="forbid"
         )
-        # <prefix>/<component>/<node_id>/<object_id>/config: the node_id level lets the
-        # broker allow a board exactly its own discovery topics (docs/security.md).
-        topic = f"{discovery_prefix}/{component}/kedge_{oid}/{key}/config"
+        topic = discovery_topic(discovery_prefix, topics.node, component, key)
         messages.append((topic, payload.to_json()))
     return messages

@@ -46,6 +46,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _in_memory_sequence() -> Callable[[str, int], bool]:
+    last: dict[str, int] = {}
+
+    def advance(key_id: str, seq: int) -> bool:
+        if seq <= last.get(key_id, 0):
+            return False
+        last[key_id] = seq
+        return True
+
+    return advance
+
+
 def rejected(
     reason: str, command_id: str | None = None, action: str | None = None, status: str = "rejected"
 ) -> CommandResult:
@@ -70,8 +82,11 @@ class CommandRunner:
         *,
         node: Callable[[], str],
         key: Callable[[], str | None],
+        sequence: Callable[[str, int], bool] | None = None,
     ) -> None:
         self.node, self.key = node, key
+        # (key id, seq) -> True once when seq is above the last accepted under that key.
+        self.sequence = sequence or _in_memory_sequence()
         self.handlers = handlers
         self.allowed = set(allowed)
         self.remember = remember
@@ -99,7 +114,8 @@ class CommandRunner:
             return rejected("malformed command: command: nested too deeply", cid, action)
         # Before anything else the command says is considered: a forger learns nothing
         # (not even whether an action is allowed) and cannot spend an id.
-        if (reason := command_auth.refusal(command, self.node(), self.key())) is not None:
+        key = self.key()  # once: a reload in between must not change which key checks it
+        if (reason := command_auth.refusal(command, self.node(), key)) is not None:
             return rejected(reason, command.id, command.action)
         if command.action not in ACTIONS:
             return rejected(
@@ -110,6 +126,18 @@ class CommandRunner:
         if not self.remember(command.id):
             return rejected(
                 "duplicate id: this command was already received", command.id, command.action
+            )
+        # refusal() has made sure of both.
+        if (
+            key is None
+            or command.seq is None
+            or not self.sequence(command_auth.key_id(key), command.seq)
+        ):
+            return rejected(
+                f"replayed: sequence {command.seq} is not above the last this board accepted "
+                "(a command captured earlier, sent again)",
+                command.id,
+                command.action,
             )
         return command
 

@@ -63,6 +63,7 @@ class Spool:
         self._disk_count = self._disk_bytes = 0
         self._dropped = self._dropped_saved = 0
         self._commands: OrderedDict[str, float] = OrderedDict()
+        self._sequences: dict[str, int] = {}
         self._open()
 
     # -- the database, and what happens when it fails ----------------------------
@@ -225,6 +226,35 @@ class Spool:
 
     def dropped(self) -> int:
         return self._dropped
+
+    # -- command sequence ----------------------------------------------------------
+    def advance_sequence(self, key_id: str, seq: int) -> bool:
+        """True when `seq` is above the last accepted under this key, which it becomes
+        (on disk, and in memory so a failing disk never takes one twice while the daemon
+        runs)."""
+        name = f"command_seq:{key_id}"
+        last = self._sequences.get(name, 0)
+        if (db := self._disk()) is not None:
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+            except sqlite3.Error as exc:
+                self._failed(exc)
+            else:
+                last = max(last, row[0] if row else 0)
+        if seq <= last:
+            return False
+        self._sequences[name] = seq
+        if (db := self._disk()) is not None:
+            try:
+                with db:
+                    db.execute(
+                        "INSERT INTO meta (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                        (name, seq),
+                    )
+            except sqlite3.Error as exc:
+                self._failed(exc)
+        return True
 
     # -- command ids ---------------------------------------------------------------
     def remember_command(self, command_id: str, keep_s: float = REMEMBER_S) -> bool:

@@ -56,6 +56,11 @@ MIGRATIONS = (
     """
     ALTER TABLE pending_boards ADD COLUMN refused_at REAL;
     """,
+    # Proofs of a board's key already taken for a one-time act (forget-node): a proof
+    # is good for PROOF_WINDOW_S, and must not be good twice within it.
+    """
+    CREATE TABLE spent_proofs (proof TEXT PRIMARY KEY, at REAL NOT NULL);
+    """,
 )
 MAX_PENDING = 1000  # boards waiting for approval: beyond this, new ones are refused
 PENDING_TTL_S = 7 * 86400.0  # a board that has not asked for this long is forgotten
@@ -380,6 +385,17 @@ class Store:
 
     def unpark(self, node_name: str) -> None:
         self._db.execute("DELETE FROM pending_boards WHERE node_name = ?", (node_name,))
+
+    # -- one-time proofs -------------------------------------------------------------
+    def spend_proof(self, proof: str, keep_s: float) -> bool:
+        """True the first time `proof` is spent; it is remembered keep_s (as long as it
+        could be accepted), so a captured request cannot be sent again."""
+        now = time.time()
+        self._db.execute("DELETE FROM spent_proofs WHERE at < ?", (now - keep_s,))
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO spent_proofs (proof, at) VALUES (?, ?)", (proof, now)
+        )
+        return cur.rowcount == 1
 
     # -- jobs: in memory while they run, their outcome kept here ---------------------
     def record_job(self, view: dict[str, Any]) -> None:

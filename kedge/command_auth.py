@@ -10,8 +10,12 @@ key shared by one board and the API gives away nothing but that board, which who
 holds its key already has.
 
 What is sealed: the id, the board's node name (a command for one board is worthless on
-another), the action, the arguments (canonical JSON) and both times (as integer
-microseconds, so that no re-serialisation of a timestamp changes the bytes).
+another), the action, the arguments (canonical JSON), both times (as integer
+microseconds, so that no re-serialisation of a timestamp changes the bytes) and the
+per-board sequence. The sequence is what stops a replay: the board keeps the last one it
+accepted under this key (agent/spool.py) and takes only a higher one, however wrong its
+clock — a board that boots with its clock behind would otherwise accept a command
+captured long ago whose expiry it believes is still ahead.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ from kedge.wire import RemoteCommand
 KEY_BYTES = 32
 DOMAIN = b"kedge-command-v1\x00"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def key_id(key: str) -> str:
+    """A short name for a key that gives nothing of it away: the board's sequence is kept
+    per key, so a board enrolled again (a new key) starts a new sequence."""
+    return hashlib.sha256(b"kedge-key-id\x00" + key.strip().encode()).hexdigest()[:16]
 
 
 def new_key() -> str:
@@ -57,9 +67,15 @@ def _micros(t: datetime) -> int:
 
 def sealed_bytes(command: RemoteCommand, node: str) -> bytes:
     fields = {
-        "id": command.id, "node": node, "action": command.action, "args": command.args,
-        "issued_at": _micros(command.issued_at), "expires_at": _micros(command.expires_at),
-    }  # fmt: skip
+        "id": command.id,
+        "node": node,
+        "action": command.action,
+        "args": command.args,
+        "issued_at": _micros(command.issued_at),
+        "expires_at": _micros(command.expires_at),
+    }
+    if command.seq is not None:
+        fields["seq"] = command.seq
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return DOMAIN + canonical.encode()
 
@@ -79,6 +95,11 @@ def refusal(command: RemoteCommand, node: str, key: str | None) -> str | None:
         )
     if command.mac is None:
         return "unsigned: commands must carry the cloud API's MAC for this board"
+    if command.seq is None:
+        return (
+            "no sequence: commands must carry the cloud API's sequence for this board "
+            "(a cloud API older than this board: upgrade it)"
+        )
     try:
         raw = _key_bytes(key)
     except ValueError as exc:

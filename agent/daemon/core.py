@@ -76,7 +76,8 @@ class Daemon:
                                 self.checker, self.collector, cli_args)  # fmt: skip
         self.commands = CommandRunner(actions.table(), list(settings.allow_remote),
                                       self.spool.remember_command, known_checks=list(CHECKS),
-                                      node=lambda: self.node, key=self._command_key)  # fmt: skip
+                                      node=lambda: self.node, key=self._command_key,
+                                      sequence=self.spool.advance_sequence)  # fmt: skip
         self.desk = CommandDesk(self.commands, lambda: self.topics)
         self.firstboot = FirstBootRelay(
             self.state.path, lambda: self.link.client, lambda: self.topics

@@ -50,8 +50,35 @@ class BrokerAdmin:
         return password
 
     async def remove_board(self, node: str) -> None:
-        await self.run(identities.removal_commands(node))
-        log.info("broker.board_removed", node=node)
+        """The board's identity deleted (its connection dropped), then every retained
+        message it left cleared: a removed board must not come back as a row in the
+        fleet view or a device in Home Assistant after the next restart."""
+        await self.run(
+            identities.removal_commands(node)
+            + identities.clearing_commands(self.topic_prefix, self.discovery_prefix)
+        )
+        topics = identities.retained_topics(node, self.topic_prefix, self.discovery_prefix)
+        await self._clear(topics)
+        log.info("broker.board_removed", node=node, retained_cleared=len(topics))
+
+    async def _clear(self, topics: list[str]) -> None:
+        ep = replace(self.endpoint, identifier=f"kedge_admin-{secrets.token_hex(8)}",
+                     username=self.username, password=SecretStr(self._password))  # fmt: skip
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                async with mqtt.client(ep) as client:
+                    for topic in topics:
+                        await client.publish(topic, b"", qos=1, retain=True)
+        except TimeoutError:
+            raise BrokerAdminError(
+                f"the broker at {ep.address} did not take the clearing of retained messages "
+                f"within {ANSWER_TIMEOUT_S:g} s"
+            ) from None
+        except aiomqtt.MqttError as exc:
+            raise BrokerAdminError(
+                f"cannot clear retained messages on the broker at {ep.address}: "
+                f"{mqtt.classify(exc)}"
+            ) from exc
 
     async def run(self, commands: list[dict[str, Any]]) -> None:
         async with self._lock:

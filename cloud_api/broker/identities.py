@@ -14,10 +14,13 @@ import hashlib
 import secrets
 from typing import Any
 
+from kedge.wire.discovery import discovery_topics
+
 ADMIN_USERNAME = "kedge-admin"
 CLOUD_USERNAME = "kedge-cloud"
 ADMIN_ROLE = "kedge-admin"
 CLOUD_ROLE = "kedge-cloud"
+RETAINED_LEAVES = ("status", "firstboot")  # a board's retained topics besides discovery
 BOARD_PREFIX = "board-"
 CONTROL = "$CONTROL/dynamic-security/v1"
 # What mosquitto 2.0's own dynsec hashing uses (src/password_mosq.h: SALT_LEN 12,
@@ -54,13 +57,14 @@ def _acl(acltype: str, topic: str) -> dict[str, Any]:
 
 def board_acls(node: str, prefix: str, discovery_prefix: str) -> list[dict[str, Any]]:
     """Publish only its own reports (its Last Will is its status) and its own Home
-    Assistant discovery; subscribe only to its own commands and Home Assistant's birth."""
+    Assistant discovery (the topics of kedge.wire.discovery.ENTITIES, each by name);
+    subscribe only to its own commands and Home Assistant's birth."""
     own = f"{prefix}/{node}"
-    oid = node.replace(".", "_")  # agent/discovery.py object_id()
     return [
         *(_acl("publishClientSend", f"{own}/{leaf}")
           for leaf in ("status", "health", "checks", "cmd/result", "firstboot")),
-        _acl("publishClientSend", f"{discovery_prefix}/+/kedge_{oid}/+/config"),
+        # Literal topics: what the agent announces, nothing of the board's choosing.
+        *(_acl("publishClientSend", t) for t in discovery_topics(discovery_prefix, node)),
         _acl("subscribeLiteral", f"{own}/cmd"),
         _acl("subscribeLiteral", f"{discovery_prefix}/status"),
     ]  # fmt: skip
@@ -74,13 +78,38 @@ def cloud_acls(prefix: str) -> list[dict[str, Any]]:
     ]
 
 
-def admin_acls() -> list[dict[str, Any]]:
+def admin_acls(prefix: str, discovery_prefix: str) -> list[dict[str, Any]]:
     # $CONTROL topics are never reachable by default access (the plugin's acl.c): the
     # answers must be allowed to arrive, not only be subscribed to.
     return [
         _acl("publishClientSend", CONTROL),
         _acl("subscribeLiteral", f"{CONTROL}/response"),
         _acl("publishClientReceive", f"{CONTROL}/response"),
+        *clearing_acls(prefix, discovery_prefix),
+    ]
+
+
+def clearing_acls(prefix: str, discovery_prefix: str) -> list[dict[str, Any]]:
+    """What the admin identity may publish besides $CONTROL: the empty retained messages
+    that clear a removed board's topics (it already controls every identity, so this
+    gives it nothing more)."""
+    return [_acl("publishClientSend", f"{prefix}/+/{leaf}") for leaf in RETAINED_LEAVES] + [
+        _acl("publishClientSend", f"{discovery_prefix}/+/+/+/config")
+    ]
+
+
+def retained_topics(node: str, prefix: str, discovery_prefix: str) -> list[str]:
+    """Every topic a board leaves a retained message on: cleared when it is removed."""
+    return [f"{prefix}/{node}/{leaf}" for leaf in RETAINED_LEAVES] + discovery_topics(
+        discovery_prefix, node
+    )
+
+
+def clearing_commands(prefix: str, discovery_prefix: str) -> list[dict[str, Any]]:
+    """The admin role's clearing ACLs, for a broker set up before it had them."""
+    return [
+        {"command": "addRoleACL", "rolename": ADMIN_ROLE, **acl}
+        for acl in clearing_acls(prefix, discovery_prefix)
     ]
 
 
@@ -109,7 +138,11 @@ def removal_commands(node: str) -> list[dict[str, Any]]:
 
 
 # Answers that mean "already as wanted" for a command that converges.
-HARMLESS = {("deleteClient", "Client not found"), ("deleteRole", "Role not found")}
+HARMLESS = {
+    ("deleteClient", "Client not found"),
+    ("deleteRole", "Role not found"),
+    ("addRoleACL", "ACL with this topic already exists"),
+}
 
 
 def hashed(password: str) -> dict[str, Any]:
@@ -120,7 +153,9 @@ def hashed(password: str) -> dict[str, Any]:
             "iterations": _ITERATIONS}  # fmt: skip
 
 
-def initial_config(admin_password: str, cloud_password: str, prefix: str) -> dict[str, Any]:
+def initial_config(
+    admin_password: str, cloud_password: str, prefix: str, discovery_prefix: str = "homeassistant"
+) -> dict[str, Any]:
     """The plugin's first file: the admin and the cloud API's fleet client, no board yet."""
     return {
         "defaultACLAccess": DEFAULT_ACCESS,
@@ -132,7 +167,7 @@ def initial_config(admin_password: str, cloud_password: str, prefix: str) -> dic
         ],
         "groups": [],
         "roles": [
-            {"rolename": ADMIN_ROLE, "acls": admin_acls()},
+            {"rolename": ADMIN_ROLE, "acls": admin_acls(prefix, discovery_prefix)},
             {"rolename": CLOUD_ROLE, "acls": cloud_acls(prefix)},
         ],
     }  # fmt: skip

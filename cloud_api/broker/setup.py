@@ -38,8 +38,10 @@ persistence true
 autosave_interval 60
 # A session of an API process that went away is kept as long as it asks (a week).
 persistent_client_expiration 8d
-# A kedge report is a few KB; refuse anything far larger before it is queued anywhere.
-message_size_limit 262144
+# A kedge report is a few KB, and the cloud API reads nothing over 64 KiB (its MQTT 5
+# maximum packet size): refuse anything larger before it is queued or retained anywhere.
+# With a board's publish topics literal, this bounds what one board can retain.
+message_size_limit 65536
 """
 
 

@@ -25,6 +25,7 @@ report for good, and every honest report after it would count as history."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -197,6 +198,7 @@ class Ingest:
         self.batch_max, self.batch_wait_s = batch_max, batch_wait_s
         self.on_written = on_written
         self.stats = IngestStats()
+        self._said_removed: set[str] = set()
         self._client: aiomqtt.Client | None = None
         self._up = asyncio.Event()
 
@@ -336,7 +338,20 @@ class Ingest:
 
     def _store(self, reports: list[Report]) -> list[Report]:
         """Write the batch; if it fails for its content, write it again one report at a
-        time and drop only those that fail alone. StoreDown passes: no report's fault."""
+        time and drop only those that fail alone. StoreDown passes: no report's fault.
+        Reports of a board taken out of the fleet are dropped until it enrolls again."""
+        try:
+            removed = self.store.removed(r.node for r in reports)
+        except sqlite3.OperationalError as exc:
+            raise StoreDown(str(exc)) from exc
+        if removed:
+            self.stats.bad["removed"] += sum(r.node in removed for r in reports)
+            for node in removed - self._said_removed:
+                self._said_removed.add(node)
+                log.info("ingest.removed_board_ignored", node=node)
+            reports = [r for r in reports if r.node not in removed]
+            if not reports:
+                return []
         try:
             self.store.write(reports)
         except StoreDown:

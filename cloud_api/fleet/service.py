@@ -209,8 +209,15 @@ class Fleet:
                 "command's MAC and would refuse it: enroll it (kedge-agent enroll)"
             )
         now = datetime.now(UTC)
-        command = RemoteCommand(id=secrets.token_hex(8), action=action, issued_at=now,
-                                expires_at=now + timedelta(seconds=ttl_s), args=args)  # fmt: skip
+        seq = await asyncio.to_thread(self.store.next_seq, node)
+        command = RemoteCommand(
+            id=secrets.token_hex(8),
+            action=action,
+            issued_at=now,
+            expires_at=now + timedelta(seconds=ttl_s),
+            args=args,
+            seq=seq,
+        )
         command = command_auth.seal(command, node, key)
         await asyncio.to_thread(self.store.record_command, node, command)
         try:

@@ -15,6 +15,7 @@ import json
 import math
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,13 @@ MIGRATIONS = (
     # board's newest and every honest report after it would be history.
     """
     ALTER TABLE nodes ADD COLUMN clock_ahead REAL;
+    """,
+    # The sequence sealed into each board's commands; kept when a board is forgotten,
+    # so it only ever grows. Boards taken out: their reports are ignored until they
+    # enroll again (a removed board still running would otherwise come back as a row).
+    """
+    CREATE TABLE command_seq (node TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+    CREATE TABLE removed (node TEXT PRIMARY KEY, at REAL NOT NULL);
     """,
 )
 KEPT_VERIFY_RUNS = 20
@@ -176,6 +184,9 @@ class FleetStore(Protocol):
     def nodes(self) -> list[NodeRow]: ...
     def node(self, name: str) -> tuple[NodeRow, dict[str, Any]] | None: ...
     def health(self, name: str, since: float, until: float) -> list[Point]: ...
+    def next_seq(self, node: str) -> int: ...
+    def removed(self, names: Iterable[str]) -> set[str]: ...
+    def enrolled(self, name: str) -> None: ...
     def record_command(self, node: str, command: RemoteCommand) -> None: ...
     def command(self, node: str, command_id: str) -> dict[str, Any] | None: ...
     def commands(self, node: str, limit: int) -> list[dict[str, Any]]: ...
@@ -332,6 +343,30 @@ class SqliteFleetStore:
                      res.id, r.node),
                 )  # fmt: skip
 
+    def next_seq(self, node: str) -> int:
+        """The next command sequence for `node` (1, 2, …; never the same twice)."""
+        with self._transaction() as db:
+            row = db.execute(
+                "INSERT INTO command_seq (node, seq) VALUES (?, 1) ON CONFLICT (node) "
+                "DO UPDATE SET seq = seq + 1 RETURNING seq",
+                (node,),
+            ).fetchone()
+        return int(row[0])
+
+    def removed(self, names: Iterable[str]) -> set[str]:
+        """Those of `names` taken out of the fleet and not enrolled since."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return set()
+        marks = ",".join("?" * len(wanted))
+        rows = self._read.execute(f"SELECT node FROM removed WHERE node IN ({marks})", wanted)  # noqa: S608 - placeholders only
+        return {r[0] for r in rows}
+
+    def enrolled(self, name: str) -> None:
+        """The board enrolled (again): its reports count from now on."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM removed WHERE node = ?", (name,))
+
     def record_command(self, node: str, command: RemoteCommand) -> None:
         with self._transaction() as db:
             db.execute(
@@ -397,8 +432,12 @@ class SqliteFleetStore:
         }
 
     def forget(self, name: str) -> bool:
+        """Everything about the board, and its reports ignored until it enrolls again."""
         with self._transaction() as db:
             gone = db.execute("DELETE FROM nodes WHERE node = ?", (name,)).rowcount
+            db.execute(
+                "INSERT OR REPLACE INTO removed (node, at) VALUES (?, ?)", (name, time.time())
+            )
             for table in ("health", "health_rollup", "check_reports", "commands", "node_reports"):
                 db.execute(f"DELETE FROM {table} WHERE node = ?", (name,))  # noqa: S608 - fixed names
         return gone > 0

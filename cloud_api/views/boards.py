@@ -3,6 +3,7 @@ the list of enrolled boards (admin)."""
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import time
 from dataclasses import replace
@@ -22,6 +23,7 @@ from cloud_api.routing import (
     BROKER_ADMIN,
     CLOUDCORE,
     ENROLL_THROTTLE,
+    FLEET,
     SETTINGS,
     STORE,
     Route,
@@ -130,6 +132,8 @@ async def enroll(request: web.Request) -> web.Response:
         store.give_back_use(secret_id)
         raise
     store.unpark(body.node_name)
+    # A board taken out earlier is back: its reports count again.
+    await asyncio.to_thread(request.app[FLEET].store.enrolled, body.node_name)
     return json_response(text=answer.to_json())
 
 
@@ -382,6 +386,12 @@ async def forget_node(request: web.Request) -> web.Response:
             command_auth.FORGET_NODE_DOMAIN,
         )
     )
+    if why is None and body.proof is not None:
+        # Deleting a Node is done once per proof: a captured request sent again within
+        # the proof's window must not delete the Node of a board that has joined since.
+        keep = 2 * command_auth.PROOF_WINDOW_S
+        if not request.app[STORE].spend_proof(body.proof, keep):
+            why = "this proof was already used: make a new one (kedge-agent does, each time)"
     if why is not None:
         log.warning("board.forget_node_refused", node_name=body.node_name, reason=why)
         raise ApiError(401, "not_proven", f"deleting Node {body.node_name!r} refused: {why}")

@@ -22,6 +22,14 @@ class RemoteCommand(Payload):
     issued_at: AwareDatetime
     expires_at: AwareDatetime
     args: dict[str, Any] = Field(default_factory=dict)
+    seq: int | None = Field(
+        None,
+        ge=1,
+        le=2**53,
+        description="the cloud API's sequence for this board, sealed with the command: the "
+        "board accepts only a sequence above the last it accepted (replay that does not "
+        "rest on its clock)",
+    )
     mac: str | None = Field(
         None,
         pattern=r"^[0-9a-f]{64}$",

@@ -6,12 +6,14 @@ Against the real API on the simulated master (tests/harness/master.py)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kedge import command_auth
 from tests.harness.master import MASTER_IP, Master, master
 
 pytestmark = pytest.mark.netns
@@ -70,3 +72,20 @@ def test_a_serial_still_recognises_a_reflashed_board(cloud: Master) -> None:
     assert status == 200, answer
     status, answer = enroll(cloud, value, "c" * 64, serial="rk3000ffff0000", macs=[MAC])
     assert (status, answer["error"]["code"]) == (409, "name_taken")
+
+
+def test_a_forget_node_proof_is_good_once(cloud: Master) -> None:
+    """Issue 25, finding 7: the proof used to be replayable for its whole 5 minutes,
+    deleting the Node again after the board had joined."""
+    status, enrolled = enroll(cloud, secret(cloud), "a" * 64, macs=[MAC])
+    assert status == 200, enrolled
+    at = int(time.time())
+    made = command_auth.proof(
+        "rk3000-1", at, enrolled["command_key"], command_auth.FORGET_NODE_DOMAIN
+    )
+    body = {"node_name": "rk3000-1", "agent_version": "0.1.0", "proof_at": at, "proof": made}
+    status, first = cloud.call("POST", "/api/v1/forget-node", body, admin=False)
+    assert status == 200, first
+    status, again = cloud.call("POST", "/api/v1/forget-node", body, admin=False)
+    assert (status, again["error"]["code"]) == (401, "not_proven")
+    assert "this proof was already used" in again["error"]["message"]
