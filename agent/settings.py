@@ -112,6 +112,8 @@ class FirstbootSettings(BaseModel):
     backoff_cap_s: float = Field(300.0, gt=0, le=3600)
     fix_attempts: int = Field(3, ge=1, le=10)
     join_attempts: int = Field(3, ge=1, le=10)
+    # The first boot is done only once the daemon it started runs and has said so.
+    daemon_wait_s: float = Field(60.0, gt=0, le=3600)
 
 
 class AgentSettings(LayeredSettings):

@@ -30,10 +30,12 @@ from agent.settings import AgentSettings
 from agent.state import StateDir
 from kedge import mqtt
 from kedge.cloud_client import ApiAnswerError, ApiClient, ClientError
+from kedge.errors import CommandError
 from kedge.host import Host
 from kedge.kubeedge import ARCH_BY_MACHINE
 from kedge.wire import (
     CheckResult,
+    DaemonStatus,
     EnrollPending,
     EnrollRequest,
     FirstBootProgress,
@@ -46,6 +48,7 @@ log = structlog.get_logger(__name__)
 AGENT_UNIT = "kedge-agent.service"
 EXIT_BLOCKED = 2  # the unit does not restart on it (RestartPreventExitStatus=2)
 EXIT_RETRY = 1  # it does, after RestartSec
+DAEMON_POLL_S = 0.5
 
 
 class Blocked(Exception):
@@ -273,7 +276,7 @@ async def fixing(ctx: Context, failing: list[CheckResult]) -> None:
     first = failing[0]
     summary = f"{first.id}: {first.summary}"
     await ctx.report.enter("fixing", "blocked", summary, remedy=first.remedy, check=first.id)
-    await start_daemon(ctx)  # reachable and reporting while a person acts
+    await _start_anyway(ctx)  # reachable and reporting while a person acts
 
     # Only the checks run again (they are local and cheap); the record stays "blocked",
     # naming the check and its remedy, until they pass or the bound is reached.
@@ -312,21 +315,89 @@ async def joining(ctx: Context) -> None:
                 else "see kedge-agent join"
             )
             check = blocking[0].id if blocking and not cause else None
-            await start_daemon(ctx)  # reachable and reporting while a person looks
+            await _start_anyway(ctx)  # reachable and reporting while a person looks
             raise Blocked(report.summary, remedy, check, code=EXIT_RETRY)
         await ctx.report.enter("joining", "waiting", report.summary)
         await asyncio.sleep(backoff.next())
 
 
-async def start_daemon(ctx: Context) -> None:
-    """`kedge-agent run` enabled and started; from now on it relays the progress."""
+async def start_daemon(ctx: Context) -> Blocked | None:
+    """`kedge-agent run` enabled and started, and seen running: it has written its status
+    (daemon.json) since, its process is alive, and the broker did not refuse it. From
+    then on the daemon relays the progress. Otherwise why not, with the daemon's own
+    words where it left any (its journal), as a Blocked to raise or to note."""
     if ctx.report.daemon_running:
-        return
+        return None
+    began = time.time()
     result = await ctx.host.run(["systemctl", "enable", "--now", AGENT_UNIT], timeout=60)
     if result.returncode != 0:
-        log.warning("firstboot.daemon_not_started", error=result.stderr.strip()[:300])
-        return
-    ctx.report.daemon_running = True
+        why = result.stderr.strip()[:300] or f"exit {result.returncode}"
+        return _daemon_down(f"systemctl enable --now {AGENT_UNIT} failed: {why}")
+    wait_s = ctx.settings.firstboot.daemon_wait_s
+    deadline = time.monotonic() + wait_s
+    status_file = ctx.state.path / "daemon.json"
+    while True:
+        status = _fresh_status(status_file, began)
+        if status is not None and any(p.pid == status.pid for p in ctx.host.processes()):
+            if status.refused:
+                return Blocked(
+                    f"{AGENT_UNIT} runs, but the broker refuses it: {status.refused}",
+                    "check the [mqtt] credentials the enrollment wrote (kedge-agent status), "
+                    "or enroll the board again",
+                    code=EXIT_RETRY,
+                )
+            ctx.report.daemon_running = True
+            return None
+        if await ctx.host.unit_state(AGENT_UNIT) in ("failed", "inactive"):
+            return _daemon_down(f"{AGENT_UNIT} exited: {await _last_words(ctx.host)}")
+        if time.monotonic() > deadline:
+            return _daemon_down(
+                f"{AGENT_UNIT} did not write its status within {wait_s:g} s: "
+                f"{await _last_words(ctx.host)}"
+            )
+        await asyncio.sleep(DAEMON_POLL_S)
+
+
+async def _start_anyway(ctx: Context) -> None:
+    """The daemon started for a board that stays blocked: if it does not come up, the
+    first boot keeps publishing itself and the journal says why."""
+    if (down := await start_daemon(ctx)) is not None:
+        log.warning("firstboot.daemon_not_started", error=down.summary)
+
+
+def _daemon_down(summary: str) -> Blocked:
+    return Blocked(
+        summary,
+        f"journalctl -u {AGENT_UNIT} shows why; fix what it says (kedge-agent run --help, "
+        "/etc/kedge/agent.toml), then systemctl restart kedge-firstboot.service",
+        code=EXIT_RETRY,
+    )
+
+
+def _fresh_status(path: Path, since: float) -> DaemonStatus | None:
+    """The daemon's status file if written since `since`."""
+    try:
+        if path.stat().st_mtime < since - 1:
+            return None
+        return DaemonStatus.model_validate_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+async def _last_words(host: Host) -> str:
+    """The daemon's last line in its journal (its error says what and how to fix it)."""
+    if host.which("journalctl") is None:
+        return "no journal to read"
+    try:
+        result = await host.run(
+            ["journalctl", "-u", AGENT_UNIT, "-n", "20", "--no-pager", "-o", "cat"], timeout=15
+        )
+    except CommandError:
+        return "its journal could not be read"
+    lines = [
+        ln.strip() for ln in result.stdout.splitlines() if ln.strip() and not ln.startswith("--")
+    ]
+    return lines[-1][:300] if lines else "it wrote nothing to its journal"
 
 
 async def run_phases(ctx: Context) -> int:
@@ -353,10 +424,11 @@ async def run_phases(ctx: Context) -> int:
             await joining(ctx)
         elif phase == "starting":
             await ctx.report.enter("starting", "running", f"enabling and starting {AGENT_UNIT}")
-            # "joined" goes out before the daemon takes the board's client id.
+            if (down := await start_daemon(ctx)) is not None:
+                raise down
+            # Done only now: the daemon runs (and relays this from the file).
             took = (now() - ctx.report.progress.started_at).total_seconds()
             await ctx.report.enter("joined", "done", f"joined as {ctx.taken.node} in {took:.0f} s")
-            await start_daemon(ctx)
             return 0
     return 0
 

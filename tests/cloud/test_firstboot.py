@@ -19,8 +19,16 @@ from agent.settings import load_settings
 from tests.conftest import AgentRunner
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd
-from tests.harness.firstboot import QUICK, give_identity, place_seed, progress, timeline
-from tests.harness.master import MASTER_IP, Master, master
+from tests.harness.firstboot import (
+    QUICK,
+    agent_unit,
+    give_identity,
+    place_seed,
+    progress,
+    timeline,
+)
+from tests.harness.master import LAN_IP, MASTER_IP, Master, master
+from tests.harness.mosquitto import Mosquitto
 from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for
 from tests.kubeedge_sim.chronyc import OFFSET_FILE
@@ -33,17 +41,25 @@ NODE = "rk3000-rk30000a1b2c3d"
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[Master]:
+    """The master with its broker as `broker init` sets it up: enrollment hands every
+    board a broker identity, which the daemon the first boot starts connects with."""
     with master(tmp_path) as m:
-        m.start()
-        assert m.cli("init", "--advertise-address", MASTER_IP).returncode == 0
-        yield m
+        broker = Mosquitto(tmp_path / "mosquitto", state_dir=m.state, board_host=LAN_IP).start()
+        try:
+            m.start(mqtt={"host": LAN_IP})
+            assert m.cli("init", "--advertise-address", MASTER_IP).returncode == 0
+            yield m
+        finally:
+            broker.stop()
 
 
 @pytest.fixture
 def flashed(board: Board, dockerd_systemd: Dockerd) -> Iterator[Board]:
-    """A board as it comes off the image: the agent installed, nothing enrolled; its clock
-    is what its own SNTP server says (the offset in OFFSET_FILE, which chronyc steps)."""
+    """A board as it comes off the image: the agent installed (kedge-agent.service
+    included), nothing enrolled; its clock is what its own SNTP server says (the offset
+    in OFFSET_FILE, which chronyc steps)."""
     board.install_systemd()
+    agent_unit(board)
     board.install_sim("chronyc", "tests.kubeedge_sim.chronyc", "/usr/bin")
     board.write(OFFSET_FILE, "0\n")
     give_identity(board, SERIAL, MAC)
@@ -316,3 +332,24 @@ def test_an_unknown_serial_waits_for_approval_then_joins(
     assert (listed["uses_left"], listed["boards"], listed["pending"]) == (2, [NODE], [])
     assert cloud.cli("boards", "pending").stdout.strip() == "no board waits for approval"
     assert cloud.cli("boards", "approve", "nobody").returncode != 0
+
+
+def test_the_first_boot_is_done_only_when_its_daemon_runs(
+    tmp_path: Path, flashed: Board, agent: AgentRunner
+) -> None:
+    """Issue 25, finding 7: with no broker to report to, `kedge-agent run` exits at once;
+    the first boot used to say "joined (done)" and exit 0 all the same."""
+    with master(tmp_path) as m:
+        m.start()  # no [mqtt]: enrollment hands the board no broker
+        assert m.cli("init", "--advertise-address", MASTER_IP).returncode == 0
+        place_seed(flashed, make_seed(m, tmp_path, "--uses", "1"))
+        rc, out = finish(firstboot(flashed))
+    assert rc == 1, out
+    p = progress(flashed)
+    assert p is not None
+    assert (p["phase"], p["state"]) == ("starting", "blocked")
+    assert p["summary"].startswith("kedge-agent.service exited: ")
+    assert "mqtt.host is not set" in p["summary"]  # the daemon's own words
+    assert "journalctl -u kedge-agent.service" in p["remedy"]
+    assert "firstboot: joined" not in out
+    assert "first boot: starting (blocked)" in agent(flashed, "status").out

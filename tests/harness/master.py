@@ -13,7 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class Master:
     state: Path
     config: Path
     proc: subprocess.Popen[bytes] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
     link: str = ""  # the master's side of the LAN veth
 
     url = f"http://{MASTER_IP}:{API_PORT}"
@@ -79,8 +80,10 @@ class Master:
             data.update(changes)
 
     def start(self, **settings: Any) -> Master:
+        """Start the API with these settings, or (none given) with those of the last start."""
+        self.settings = settings or self.settings
         base = {"kubeconfig": str(self.kubeconfig), "ready_timeout_s": 20, "init_timeout_s": 60}
-        self.config.write_text(toml_dumps({**base, **settings}))
+        self.config.write_text(toml_dumps({**base, **self.settings}))
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.ns.argv(
