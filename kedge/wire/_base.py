@@ -9,10 +9,12 @@ not crash whatever later does arithmetic with it or writes it out again as JSON.
 from __future__ import annotations
 
 import math
+import typing
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -63,6 +65,15 @@ def check_value(value: Any, where: str = "", depth: int = 0) -> None:
             check_value(item, f"{where}.{key}" if where else str(key), depth + 1)
 
 
+def _may_hold_unchecked(hint: Any) -> bool:
+    """Whether a field of this type can hold a value pydantic's own validation lets
+    through and check_value would refuse: a datetime (naive, or beyond UTC), or anything
+    untyped (Any: non-finite numbers, deep nesting)."""
+    if hint in (Any, object, datetime, AwareDatetime):
+        return True
+    return any(_may_hold_unchecked(arg) for arg in typing.get_args(hint))
+
+
 class Payload(BaseModel):
     """A payload one program writes and another reads. Unknown keys are ignored when
     reading, so a newer board never breaks an older cloud; what kedge itself writes is
@@ -74,9 +85,20 @@ class Payload(BaseModel):
     # Documents people read too (the CLI's --json) are indented; messages are compact.
     json_indent: ClassVar[int | None] = None
 
+    # The fields _wire_values walks: those that can hold a time or free-form JSON (typed
+    # floats are pydantic's, in its core; a field of nested payloads checks itself).
+    _wire_checked: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._wire_checked = tuple(
+            name for name, info in cls.model_fields.items() if _may_hold_unchecked(info.annotation)
+        )
+
     @model_validator(mode="after")
     def _wire_values(self) -> Any:
-        for name in type(self).model_fields:
+        for name in self._wire_checked:
             check_value(getattr(self, name), name)
         return self
 
