@@ -142,8 +142,10 @@ def test_a_packaged_board_joins_at_first_boot_and_not_again(
                 assert box.show("kedge-firstboot", "Result") == "success", journal[-4000:]
                 assert "firstboot: joined (done): joined as rk3000-boot" in journal
                 assert not seed.exists()  # scrubbed
-                wait_for(lambda: (r := fleet_row(m)) and r["state"] == "online" and r["ready"],
-                         timeout=120, what="the board online and Ready in the fleet view")  # fmt: skip
+                # "joined" is said once the daemon runs, by the daemon (it relays the file).
+                wait_for(lambda: (r := fleet_row(m)) and r["state"] == "online" and r["ready"]
+                         and (r["firstboot"] or {}).get("state") == "done",
+                         timeout=120, what="the board online, Ready and joined in the fleet view")  # fmt: skip
                 row = fleet_row(m)
                 assert row is not None
                 assert (row["firstboot"]["phase"], row["firstboot"]["state"]) == ("joined", "done")

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     approve = verbs.add_parser("approve", parents=[client], help="let a waiting board enroll",
                                description="The board enrolls the next time it asks (within a minute).")  # fmt: skip
     approve.add_argument("name", help="the node name (kedge-cloud-api boards pending)")
-    approve.set_defaults(handler=run_approve)
+    approve.set_defaults(handler=run_decide)
     refuse = verbs.add_parser(
         "refuse",
         parents=[client],
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
         "expires (pending_days); approve undoes it.",
     )
     refuse.add_argument("name", help="the node name (kedge-cloud-api boards pending)")
-    refuse.set_defaults(handler=run_refuse)
+    refuse.set_defaults(handler=run_decide)
 
 
 async def run_token(args: argparse.Namespace, settings: CloudSettings) -> int:
@@ -89,29 +89,21 @@ async def run_pending(args: argparse.Namespace, settings: CloudSettings) -> int:
     return EXIT_OK
 
 
-async def run_approve(args: argparse.Namespace, settings: CloudSettings) -> int:
-    if not is_dns1123_subdomain(args.name):
-        raise UserError(f"{args.name!r} is not a node name (a DNS-1123 subdomain)")
-    async with connect(args, settings) as api:
-        approved = await api.fetch("POST", f"/api/v1/boards/{args.name}/approve", PendingInfo)
-    if args.json:
-        print_json(approved.model_dump_json(indent=2))
-    else:
-        print(f"approved {approved.node_name} (serial {approved.serial or '-'}): it enrolls "
-              "the next time it asks")  # fmt: skip
-    return EXIT_OK
+SAID = {
+    "approve": "approved {name} (serial {serial}): it enrolls the next time it asks",
+    "refuse": "refused {name} (serial {serial}): asking again, it is told so",
+}
 
 
-async def run_refuse(args: argparse.Namespace, settings: CloudSettings) -> int:
+async def run_decide(args: argparse.Namespace, settings: CloudSettings) -> int:
+    """boards approve NAME / boards refuse NAME."""
     if not is_dns1123_subdomain(args.name):
         raise UserError(f"{args.name!r} is not a node name (a DNS-1123 subdomain)")
+    verdict = args.boards_command
     async with connect(args, settings) as api:
-        refused = await api.fetch("POST", f"/api/v1/boards/{args.name}/refuse", PendingInfo)
+        decided = await api.fetch("POST", f"/api/v1/boards/{args.name}/{verdict}", PendingInfo)
     if args.json:
-        print_json(refused.model_dump_json(indent=2))
+        print_json(decided.model_dump_json(indent=2))
     else:
-        print(
-            f"refused {refused.node_name} (serial {refused.serial or '-'}): asking again, it "
-            "is told so"
-        )
+        print(SAID[verdict].format(name=decided.node_name, serial=decided.serial or "-"))
     return EXIT_OK

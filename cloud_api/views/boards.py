@@ -26,6 +26,7 @@ from cloud_api.routing import (
     FLEET,
     SETTINGS,
     STORE,
+    Handler,
     Route,
     read_body,
 )
@@ -438,30 +439,26 @@ async def list_pending(request: web.Request) -> web.Response:
     return json_response([_pending_info(p) for p in request.app[STORE].pendings(days * 86400)])
 
 
-async def refuse(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    refused = request.app[STORE].refuse(name) if is_dns1123_subdomain(name) else None
-    if refused is None:
-        raise ApiError(
-            404,
-            "not_pending",
-            f"no board {name!r} waits for approval (kedge-cloud-api boards pending lists them)",
-        )
-    log.info("board.refused", node_name=name, serial=refused.serial)
-    return json_response(_pending_info(refused))
+def _decide(verdict: Literal["approve", "refuse"]) -> Handler:
+    """The admin's yes or no on a waiting board (Store.approve / Store.refuse)."""
+
+    async def decide(request: web.Request) -> web.Response:
+        name, store = request.match_info["name"], request.app[STORE]
+        act = store.approve if verdict == "approve" else store.refuse
+        decided = act(name) if is_dns1123_subdomain(name) else None
+        if decided is None:
+            raise ApiError(
+                404,
+                "not_pending",
+                f"no board {name!r} waits for approval (kedge-cloud-api boards pending lists them)",
+            )
+        log.info(f"board.{verdict}d", node_name=name, serial=decided.serial)
+        return json_response(_pending_info(decided))
+
+    return decide
 
 
-async def approve(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    approved = request.app[STORE].approve(name) if is_dns1123_subdomain(name) else None
-    if approved is None:
-        raise ApiError(
-            404,
-            "not_pending",
-            f"no board {name!r} waits for approval (kedge-cloud-api boards pending lists them)",
-        )
-    log.info("board.approved", node_name=name, serial=approved.serial)
-    return json_response(_pending_info(approved))
+approve, refuse = _decide("approve"), _decide("refuse")
 
 
 # What can stop either route from answering with credentials

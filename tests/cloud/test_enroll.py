@@ -20,7 +20,7 @@ from tests.cloud.test_identities import connect
 from tests.conftest import AgentRunner
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd
-from tests.harness.master import LAN_IP, MASTER_IP, Master, master
+from tests.harness.master import LAN_IP, MASTER_IP, Master, install_cloudcore, master
 from tests.harness.mosquitto import Auth, Mosquitto
 from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for
@@ -34,9 +34,7 @@ MACHINE_A, MACHINE_B = "a" * 64, "b" * 64
 def cloud(tmp_path: Path) -> Iterator[Master]:
     with master(tmp_path) as m:
         m.start()
-        status, body = m.call("POST", "/api/v1/cloudcore", {"advertise_address": [MASTER_IP]})
-        assert status == 202, body
-        assert m.wait_job(body["job"]["id"])["state"] == "succeeded"
+        install_cloudcore(m)
         yield m
 
 

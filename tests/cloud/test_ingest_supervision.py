@@ -5,7 +5,7 @@ restarts the part, and /readyz says when the ingest has been down too long."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,9 @@ class PickyStore:
     def __init__(self, poison: str = "", *, down: bool = False) -> None:
         self.poison, self.down = poison, down
         self.written: list[Report] = []
+
+    def removed(self, names: Iterable[str]) -> set[str]:
+        return {n for n in names if n == "gone"}
 
     def write(self, batch: Sequence[Report]) -> None:
         if self.down:
@@ -50,6 +53,16 @@ def test_only_the_report_the_store_cannot_take_is_dropped() -> None:
     assert [r.node for r in stored] == ["a", "b"] == [r.node for r in store.written]
     assert i.stats.bad["store"] == 1
     assert [e["node"] for e in logs if e["event"] == "ingest.bad_payload"] == ["bad"]
+
+
+def test_a_removed_boards_reports_are_dropped_and_counted() -> None:
+    store = PickyStore()
+    i = ingest(store)
+    stored = i._store(
+        [Status("a", True, 1.0), Status("gone", True, 1.0), Status("gone", False, 2.0)]
+    )
+    assert [r.node for r in stored] == ["a"] == [r.node for r in store.written]
+    assert i.stats.bad["removed"] == 2
 
 
 def test_a_failing_database_is_nobodys_fault_and_nothing_is_dropped() -> None:

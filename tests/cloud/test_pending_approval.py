@@ -46,6 +46,14 @@ def ask(api: Api, value: str, node: str, source: int) -> int:
     )
 
 
+def refusal(api: Api, value: str, node: str) -> dict[str, Any]:
+    """The error an enrollment request gets (from the test's own address)."""
+    body = {"node_name": node, "secret": value, "arch": "arm64", "agent_version": "0"}
+    status, _, answer = api.call("POST", "/api/v1/enroll", body)
+    assert status >= 400, answer
+    return dict(answer["error"])
+
+
 def pending(api: Api) -> dict[str, dict[str, Any]]:
     status, _, body = api.call("GET", "/api/v1/boards/pending", token=api.token)
     assert status == 200
@@ -56,13 +64,9 @@ def test_a_single_use_secret_parks_one_board_and_no_junk_after_it(api: Api) -> N
     one_use = secret(api, uses=1)
     assert ask(api, one_use["secret"], "junk-1", 1) == 202
     assert [ask(api, one_use["secret"], f"junk-{i}", i) for i in range(2, 6)] == [503] * 4
-    _, _, body = api.call(
-        "POST",
-        "/api/v1/enroll",
-        {"node_name": "junk-9", "secret": one_use["secret"], "arch": "arm64", "agent_version": "0"},
-    )
-    assert body["error"]["code"] == "too_many_pending"
-    assert "1 boards already wait on this enrollment secret" in body["error"]["message"]
+    error = refusal(api, one_use["secret"], "junk-9")
+    assert error["code"] == "too_many_pending"
+    assert "1 boards already wait on this enrollment secret" in error["message"]
     # Revoked: its waiting boards go with it, and a new secret parks a real board at once.
     assert (
         api.call("DELETE", f"/api/v1/enrollment-secrets/{one_use['id']}", token=api.token)[0] == 200
@@ -86,13 +90,9 @@ def test_a_refused_board_is_told_so_and_approval_undoes_it(api: Api) -> None:
     assert ask(api, s["secret"], "junk-1", 1) == 202
     status, _, refused = api.call("POST", "/api/v1/boards/junk-1/refuse", token=api.token)
     assert (status, refused["refused"]) == (200, True)
-    _, _, body = api.call(
-        "POST",
-        "/api/v1/enroll",
-        {"node_name": "junk-1", "secret": s["secret"], "arch": "arm64", "agent_version": "0"},
-    )
-    assert body["error"]["code"] == "refused"
-    assert "kedge-cloud-api boards approve junk-1" in body["error"]["message"]
+    error = refusal(api, s["secret"], "junk-1")
+    assert error["code"] == "refused"
+    assert "kedge-cloud-api boards approve junk-1" in error["message"]
     # A refused entry does not hold a place of the secret's.
     assert [ask(api, s["secret"], f"b-{i}", 30 + i) for i in range(3)] == [202] * 3
     assert api.call("POST", "/api/v1/boards/nobody/refuse", token=api.token)[0] == 404

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kedge import command_auth
-from tests.harness.master import MASTER_IP, Master, master
+from tests.harness.master import Master, install_cloudcore, master
 
 pytestmark = pytest.mark.netns
 MAC = "0642ac110002"
@@ -24,9 +24,7 @@ MAC = "0642ac110002"
 def cloud(tmp_path: Path) -> Iterator[Master]:
     with master(tmp_path) as m:
         m.start()
-        status, body = m.call("POST", "/api/v1/cloudcore", {"advertise_address": [MASTER_IP]})
-        assert status == 202, body
-        assert m.wait_job(body["job"]["id"])["state"] == "succeeded"
+        install_cloudcore(m)
         yield m
 
 

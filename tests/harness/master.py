@@ -169,3 +169,10 @@ def master(tmp_path: Path) -> Iterator[Master]:
             with cluster.update(str(kubeconfig)) as d:
                 cluster.stop_pod(d)
             root.stop_processes()
+
+
+def install_cloudcore(m: Master) -> None:
+    """cloudcore installed through the running API (POST /api/v1/cloudcore), waited for."""
+    status, body = m.call("POST", "/api/v1/cloudcore", {"advertise_address": [MASTER_IP]})
+    assert status == 202, body
+    assert m.wait_job(body["job"]["id"])["state"] == "succeeded"
