@@ -46,7 +46,12 @@ async def _one(host: str, port: int, source: str, shape: str, until: float) -> N
                 writer.write(SHAPES.get(shape, REQUEST))
                 await writer.drain()
                 if shape in SHAPES:
-                    await reader.read(4096)  # held until the server answers or cuts it
+                    # Held until the server cuts it (then at once again) or answers it —
+                    # a 429 once the address's enrollment burst is spent: a holder, not a
+                    # request flooder (which the server's throttles and a proxy are for),
+                    # comes back a second later.
+                    if await reader.read(4096):
+                        await asyncio.sleep(1.0)
                     break
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
                 length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
