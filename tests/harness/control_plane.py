@@ -1,0 +1,310 @@
+"""A real Kubernetes control plane and a real cloudcore inside a Sandbox: Debian's etcd,
+the real kube-apiserver (and the controller manager's node lifecycle, where a test needs
+Ready → Unknown), the namespace and custom resources cloudcore watches, and cloudcore
+run as a process configured as keadm/helm would configure it. Set up as
+../shared/kubeedge/README.md saw it working on this machine kind.
+
+The custom resource definitions are the project's own minimal ones (group, versions,
+kind, scope, any fields): cloudcore needs the resources to exist, not their schemas;
+the table is read from build/crds/ of KubeEdge at each tag."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from tests.harness.real_binaries import Missing, binary, release
+from tests.harness.sandbox import ADDRESS, Sandbox
+from tests.harness.wait import wait_for
+
+API_PORT = 6443
+API = f"https://{ADDRESS}:{API_PORT}"
+ETCD = "/usr/bin/etcd"
+# (group, versions, kind, plural, scope) of what cloudcore watches, per release.
+CRDS: dict[str, list[tuple[str, tuple[str, ...], str, str, str]]] = {
+    "v1.13.0": [
+        ("apps.kubeedge.io", ("v1alpha1",), "EdgeApplication", "edgeapplications", "Namespaced"),
+        ("apps.kubeedge.io", ("v1alpha1",), "NodeGroup", "nodegroups", "Cluster"),
+        ("devices.kubeedge.io", ("v1alpha2",), "Device", "devices", "Namespaced"),
+        ("devices.kubeedge.io", ("v1alpha2",), "DeviceModel", "devicemodels", "Namespaced"),
+        ("operations.kubeedge.io", ("v1alpha1",), "NodeUpgradeJob", "nodeupgradejobs", "Cluster"),
+        (
+            "reliablesyncs.kubeedge.io",
+            ("v1alpha1",),
+            "ClusterObjectSync",
+            "clusterobjectsyncs",
+            "Cluster",
+        ),
+        ("reliablesyncs.kubeedge.io", ("v1alpha1",), "ObjectSync", "objectsyncs", "Namespaced"),
+        ("rules.kubeedge.io", ("v1",), "Rule", "rules", "Namespaced"),
+        ("rules.kubeedge.io", ("v1",), "RuleEndpoint", "ruleendpoints", "Namespaced"),
+    ],
+    "v1.23.1": [
+        ("apps.kubeedge.io", ("v1alpha1",), "EdgeApplication", "edgeapplications", "Namespaced"),
+        ("apps.kubeedge.io", ("v1alpha1",), "NodeGroup", "nodegroups", "Cluster"),
+        ("devices.kubeedge.io", ("v1alpha2", "v1beta1"), "Device", "devices", "Namespaced"),
+        (
+            "devices.kubeedge.io",
+            ("v1alpha2", "v1beta1"),
+            "DeviceModel",
+            "devicemodels",
+            "Namespaced",
+        ),
+        (
+            "devices.kubeedge.io",
+            ("v1alpha2", "v1beta1"),
+            "DeviceStatus",
+            "devicestatuses",
+            "Namespaced",
+        ),
+        ("operations.kubeedge.io", ("v1alpha2",), "ConfigUpdateJob", "configupdatejobs", "Cluster"),
+        (
+            "operations.kubeedge.io",
+            ("v1alpha1", "v1alpha2"),
+            "ImagePrePullJob",
+            "imageprepulljobs",
+            "Cluster",
+        ),
+        (
+            "operations.kubeedge.io",
+            ("v1alpha1", "v1alpha2"),
+            "NodeUpgradeJob",
+            "nodeupgradejobs",
+            "Cluster",
+        ),
+        (
+            "policy.kubeedge.io",
+            ("v1alpha1",),
+            "ServiceAccountAccess",
+            "serviceaccountaccesses",
+            "Namespaced",
+        ),
+        (
+            "reliablesyncs.kubeedge.io",
+            ("v1alpha1",),
+            "ClusterObjectSync",
+            "clusterobjectsyncs",
+            "Cluster",
+        ),
+        ("reliablesyncs.kubeedge.io", ("v1alpha1",), "ObjectSync", "objectsyncs", "Namespaced"),
+        ("rules.kubeedge.io", ("v1",), "Rule", "rules", "Namespaced"),
+        ("rules.kubeedge.io", ("v1",), "RuleEndpoint", "ruleendpoints", "Namespaced"),
+    ],
+}
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def _cert(subject: x509.Name, key: rsa.RSAPrivateKey, issuer: x509.Name,
+          signer: rsa.RSAPrivateKey, *, ca: bool = False,
+          sans: list[x509.GeneralName] | None = None) -> x509.Certificate:  # fmt: skip
+    now = datetime.datetime.now(datetime.UTC)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return b.sign(signer, hashes.SHA256())
+
+
+@dataclass
+class Pki:
+    """A CA, the API server's serving certificate, an admin (system:masters) client
+    certificate and the service-account key pair, as files under `where`."""
+
+    where: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def make(self) -> Pki:
+        import ipaddress
+
+        self.where.mkdir(parents=True, exist_ok=True)
+        ca_key = _key()
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kedge-test-ca")])
+        ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
+        server_key, admin_key, sa_key = _key(), _key(), _key()
+        sans: list[x509.GeneralName] = [
+            x509.IPAddress(ipaddress.ip_address(ip)) for ip in (ADDRESS, "127.0.0.1", "10.96.0.1")
+        ] + [x509.DNSName(n) for n in ("kubernetes", "kubernetes.default", "localhost")]
+        server = _cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+                       server_key, ca_name, ca_key, sans=sans)  # fmt: skip
+        admin_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                                x509.NameAttribute(NameOID.COMMON_NAME, "kedge-test-admin")])  # fmt: skip
+        admin = _cert(admin_name, admin_key, ca_name, ca_key)
+        pem = serialization.Encoding.PEM
+        for name, data in {
+            "ca.crt": ca.public_bytes(pem),
+            "apiserver.crt": server.public_bytes(pem),
+            "apiserver.key": _pem_key(server_key),
+            "admin.crt": admin.public_bytes(pem),
+            "admin.key": _pem_key(admin_key),
+            "sa.key": _pem_key(sa_key),
+            "sa.pub": sa_key.public_key().public_bytes(
+                pem, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        }.items():
+            path = self.where / name
+            path.write_bytes(data)
+            path.chmod(0o600)
+            self.files[name] = path
+        return self
+
+    def kubeconfig(self, path: Path) -> Path:
+        f = self.files
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "test", "cluster": {"server": API, "certificate-authority": str(f["ca.crt"])}}],
+            "users": [{"name": "admin", "user": {"client-certificate": str(f["admin.crt"]),
+                                                 "client-key": str(f["admin.key"])}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+        }))  # fmt: skip
+        path.chmod(0o600)
+        return path
+
+
+@dataclass
+class ControlPlane:
+    """etcd + kube-apiserver (+ the node lifecycle controller) in `box`."""
+
+    box: Sandbox
+    work: Path
+    pki: Pki | None = None
+    kubeconfig: Path | None = None
+
+    def start(self, *, node_lifecycle: bool = False) -> ControlPlane:
+        if shutil.which("etcd") is None and not Path(ETCD).exists():
+            raise Missing(
+                "etcd is not installed (apt install etcd-server; `make test` installs it)"
+            )
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.pki = Pki(self.work / "pki").make()
+        self.kubeconfig = self.pki.kubeconfig(self.work / "admin.conf")
+        f = self.pki.files
+        self.box.spawn([ETCD, "--data-dir", str(self.work / "etcd"), "--listen-client-urls",
+                        "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
+                        "--listen-peer-urls", "http://127.0.0.1:2380"], self.work / "etcd.log")  # fmt: skip
+        self.box.spawn([str(binary("k8s/kube-apiserver")),
+                        "--etcd-servers=http://127.0.0.1:2379", f"--advertise-address={ADDRESS}",
+                        f"--secure-port={API_PORT}", f"--tls-cert-file={f['apiserver.crt']}",
+                        f"--tls-private-key-file={f['apiserver.key']}", f"--client-ca-file={f['ca.crt']}",
+                        f"--service-account-key-file={f['sa.pub']}",
+                        f"--service-account-signing-key-file={f['sa.key']}",
+                        "--service-account-issuer=https://kubernetes.default.svc",
+                        "--service-cluster-ip-range=10.96.0.0/12", "--authorization-mode=Node,RBAC",
+                        "--allow-privileged=true"], self.work / "apiserver.log")  # fmt: skip
+        wait_for(
+            lambda: self.get("/readyz", raw=True) == "ok", timeout=60, what="kube-apiserver ready"
+        )
+        if node_lifecycle:
+            self.box.spawn([str(binary("k8s/kube-controller-manager")),
+                            f"--kubeconfig={self.kubeconfig}", "--controllers=nodelifecycle",
+                            "--node-monitor-grace-period=20s", "--leader-elect=false"],
+                           self.work / "controller-manager.log")  # fmt: skip
+        return self
+
+    # -- the API, from inside the sandbox (curl: the API server is in its network) ----
+    def _curl(self, method: str, path: str, body: Any = None) -> tuple[int, str]:
+        assert self.pki is not None
+        f = self.pki.files
+        argv = ["curl", "-sS", "-X", method, "--cacert", str(f["ca.crt"]), "--cert",
+                str(f["admin.crt"]), "--key", str(f["admin.key"]), "-w", "\n%{http_code}",
+                "-H", "Content-Type: application/json"]  # fmt: skip
+        if body is not None:
+            argv += ["--data-binary", json.dumps(body)]
+        done = self.box.run(*argv, API + path, timeout=30)
+        text, _, code = done.stdout.rpartition("\n")
+        return (int(code) if code.isdigit() else 0), text
+
+    def get(self, path: str, *, raw: bool = False) -> Any:
+        status, text = self._curl("GET", path)
+        if raw:
+            return text if status == 200 else None
+        return json.loads(text) if status == 200 else None
+
+    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        status, text = self._curl("POST", path, body)
+        if status not in (200, 201, 409):
+            raise RuntimeError(f"POST {path}: {status} {text[:300]}")
+        return dict(json.loads(text))
+
+    def install_kubeedge_resources(self, version: str) -> None:
+        """The kubeedge namespace and the custom resources cloudcore watches."""
+        self.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                           "metadata": {"name": "kubeedge"}})  # fmt: skip
+        any_fields = {
+            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        }
+        for group, versions, kind, plural, scope in CRDS[version]:
+            self.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", {
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.{group}"},
+                "spec": {"group": group, "scope": scope,
+                         "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
+                                   "listKind": f"{kind}List"},
+                         "versions": [{"name": v, "served": True, "storage": i == len(versions) - 1,
+                                       "schema": any_fields, "subresources": {"status": {}}}
+                                      for i, v in enumerate(versions)]},
+            })  # fmt: skip
+        for group, versions, _, plural, _ in CRDS[version]:
+            wait_for(lambda g=group, v=versions[-1], p=plural: self.get(f"/apis/{g}/{v}/{p}") is not None,  # type: ignore[misc]
+                     timeout=30, what=f"{plural}.{group} served")  # fmt: skip
+
+
+@dataclass
+class Cloudcore:
+    """cloudcore of `version` as a process, configured as keadm init would: the admin
+    kubeconfig, ADDRESS advertised, no iptables manager."""
+
+    box: Sandbox
+    plane: ControlPlane
+    version: str
+    work: Path
+
+    def start(self) -> Cloudcore:
+        binaries = release(self.version)
+        self.work.mkdir(parents=True, exist_ok=True)
+        config = yaml.safe_load(self.box.check(str(binaries["cloudcore"]), "--defaultconfig"))
+        config["kubeAPIConfig"]["kubeConfig"] = str(self.plane.kubeconfig)
+        config["modules"]["cloudHub"]["advertiseAddress"] = [ADDRESS]
+        if "iptablesManager" in config["modules"]:
+            config["modules"]["iptablesManager"]["enable"] = False
+        path = self.work / "cloudcore.yaml"
+        path.write_text(yaml.safe_dump(config))
+        self.box.spawn(
+            [str(binaries["cloudcore"]), "--config", str(path)], self.work / "cloudcore.log"
+        )
+        wait_for(lambda: self.plane.get("/api/v1/namespaces/kubeedge/secrets/tokensecret") is not None,
+                 timeout=90, what="cloudcore's tokensecret")  # fmt: skip
+        return self
+
+    def token(self) -> str:
+        keadm = release(self.version)["keadm"]
+        out = self.box.check(str(keadm), "gettoken", "--kube-config", str(self.plane.kubeconfig))
+        return out.strip().splitlines()[-1]
