@@ -13,7 +13,9 @@ import pytest
 from kedge.token import parse_token
 from tests.harness.control_plane import Cloudcore, ControlPlane
 from tests.harness.real_binaries import RELEASES
-from tests.harness.sandbox import sandbox
+from tests.harness.real_edge import RealEdge
+from tests.harness.sandbox import ADDRESS, sandbox
+from tests.harness.wait import wait_for
 
 
 @pytest.mark.parametrize("version", RELEASES)
@@ -32,3 +34,28 @@ def test_a_real_cloudcore_issues_the_token_kedge_reads(tmp_path: Path, version: 
         listening = box.check("ss", "-ltn")
         assert ":10000 " in listening
         assert ":10002 " in listening
+
+
+def node_ready(plane: ControlPlane, name: str) -> dict[str, str] | None:
+    """The Node's Ready condition once it is True, else None."""
+    node = plane.get(f"/api/v1/nodes/{name}")
+    for c in (node or {}).get("status", {}).get("conditions", []):
+        if c["type"] == "Ready" and c["status"] == "True":
+            return dict(node["status"]["nodeInfo"])
+    return None
+
+
+def test_a_bare_keadm_join_of_v1_23_1_on_containerd_makes_a_ready_node(tmp_path: Path) -> None:
+    """The baseline every kedge story on real binaries is held to: a real keadm join,
+    a real edgecore fetching its certificates from the real cloudcore, Node Ready."""
+    with sandbox(tmp_path / "box") as box:
+        plane = ControlPlane(box, tmp_path / "plane").start()
+        plane.install_kubeedge_resources("v1.23.1")
+        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
+        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+        rc, out, _ = edge.keadm_join(f"{ADDRESS}:10000", cloudcore.token(), "edge-1")
+        assert rc == 0, out
+        assert "Install Complete!" in out
+        info = wait_for(lambda: node_ready(plane, "edge-1"), timeout=120, what="Node edge-1 Ready")
+        assert info["kubeletVersion"].endswith("-kubeedge-v1.23.1")
+        assert info["containerRuntimeVersion"].startswith("containerd://")

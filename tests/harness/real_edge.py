@@ -1,0 +1,157 @@
+"""A real edge board inside a Sandbox: a private containerd (Debian's) on
+/run/containerd/containerd.sock with the CNI plugins of Debian's
+containernetworking-plugins, and the images a real `keadm join` asks for, built here from
+the real binaries — no registry: keadm skips a pull when the image is already there.
+
+- `kubeedge/installation-package:<release>`: busybox (sh, sleep, cp: keadm's copy step
+  runs `sleep infinity` and `cp` in it) and the release's edgecore at
+  /usr/local/bin/edgecore, where keadm copies it from;
+- the sandbox image containerd is configured with: the static `pause` binary.
+
+keadm decides that systemd runs when `file /sbin/init` succeeds; inside the sandbox no
+systemd runs, so `file` is made to fail there and keadm takes its nohup path."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.harness.real_binaries import Missing, binary, release
+from tests.harness.sandbox import Sandbox
+from tests.harness.wait import wait_for
+
+SOCKET = "/run/containerd/containerd.sock"
+ENDPOINT = f"unix://{SOCKET}"
+PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
+BUSYBOX = Path("/bin/busybox")
+CNI_BIN = Path("/usr/lib/cni")
+NAMESPACE = "k8s.io"
+
+
+def _tar(files: dict[str, tuple[bytes, int]], links: dict[str, str]) -> bytes:
+    """A layer: files (path -> (data, mode)) and symlinks (path -> target)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dirs = sorted({str(Path(p).parent) for p in [*files, *links]} - {"."})
+        for d in dirs:
+            for part in [str(p) for p in reversed(Path(d).parents) if str(p) != "."] + [d]:
+                if part not in tar.getnames():
+                    info = tarfile.TarInfo(part)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+        for path, (data, mode) in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.mtime = len(data), mode, 0
+            tar.addfile(info, io.BytesIO(data))
+        for path, target in links.items():
+            info = tarfile.TarInfo(path)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def image_archive(ref: str, layer: bytes, entrypoint: list[str]) -> bytes:
+    """A `docker save` archive of a one-layer image (what `ctr images import` reads)."""
+    diff_id = hashlib.sha256(layer).hexdigest()
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux", "config": {"Entrypoint": entrypoint},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
+    }).encode()  # fmt: skip
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps(
+        [{"Config": config_name, "RepoTags": [ref], "Layers": [f"{diff_id}/layer.tar"]}]
+    ).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in ((f"{diff_id}/layer.tar", layer), (config_name, config),
+                           ("manifest.json", manifest)):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def installation_package(version: str) -> bytes:
+    if not BUSYBOX.exists():
+        raise Missing(f"{BUSYBOX} is missing (apt install busybox-static; `make test` installs it)")
+    edgecore = release(version)["edgecore"].read_bytes()
+    layer = _tar(
+        {"bin/busybox": (BUSYBOX.read_bytes(), 0o755), "usr/local/bin/edgecore": (edgecore, 0o755)},
+        {f"bin/{tool}": "busybox" for tool in ("sh", "sleep", "cp", "ls")},
+    )
+    return image_archive(f"docker.io/kubeedge/installation-package:{version}", layer, ["/bin/sh"])
+
+
+def pause_image() -> bytes:
+    layer = _tar({"pause": (binary("tools/pause").read_bytes(), 0o755)}, {})
+    return image_archive(PAUSE_IMAGE, layer, ["/pause"])
+
+
+def containerd_config(work: Path) -> str:
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    return "\n".join([
+        "version = 2", f'root = "{work / "root"}"', 'state = "/run/containerd"',
+        "[grpc]", f'  address = "{SOCKET}"',
+        f"[{cri}]", f'  sandbox_image = "{PAUSE_IMAGE}"', "  restrict_oom_score_adj = true",
+        f"[{cri}.containerd]", '  snapshotter = "native"',
+        f"[{cri}.containerd.runtimes.runc]", '  runtime_type = "io.containerd.runc.v2"',
+        f"[{cri}.cni]", f'  bin_dir = "{CNI_BIN}"', f'  conf_dir = "{work / "net.d"}"',
+    ]) + "\n"  # fmt: skip
+
+
+CNI_CONF = {
+    "cniVersion": "0.4.0", "name": "kedge-test",
+    "plugins": [{"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]]}},
+                {"type": "loopback"}],
+}  # fmt: skip
+
+
+@dataclass
+class RealEdge:
+    """One edge board in `box` on containerd."""
+
+    box: Sandbox
+    work: Path
+    version: str
+
+    def start(self) -> RealEdge:
+        if not CNI_BIN.exists():
+            raise Missing(f"{CNI_BIN} is missing (apt install containernetworking-plugins)")
+        self.work.mkdir(parents=True, exist_ok=True)
+        (self.work / "net.d").mkdir(exist_ok=True)
+        (self.work / "net.d" / "10-kedge-test.conflist").write_text(json.dumps(CNI_CONF))
+        config = self.work / "containerd.toml"
+        config.write_text(containerd_config(self.work))
+        self.box.spawn(["containerd", "--config", str(config)], self.work / "containerd.log")
+        wait_for(lambda: self.box.run("ctr", "--address", SOCKET, "version", timeout=10).returncode == 0,
+                 timeout=30, what="containerd in the sandbox")  # fmt: skip
+        for name, archive in (("pause", pause_image()),
+                              ("installation-package", installation_package(self.version))):  # fmt: skip
+            path = self.work / f"{name}.tar"
+            path.write_bytes(archive)
+            self.box.check("ctr", "--address", SOCKET, "-n", NAMESPACE, "images", "import",
+                           str(path), timeout=120)  # fmt: skip
+        # keadm's test for systemd (`file /sbin/init`) fails here: no systemd runs inside.
+        no_file = self.work / "file"
+        no_file.write_text("#!/bin/sh\nexit 1\n")
+        no_file.chmod(0o755)
+        self.box.check("mount", "--bind", str(no_file), "/usr/bin/file")
+        return self
+
+    def keadm_join(
+        self, cloudcore: str, token: str, node: str, timeout: float = 300
+    ) -> tuple[int, str, float]:
+        """The bare `keadm join` of this release: (exit code, output, seconds)."""
+        keadm = release(self.version)["keadm"]
+        began = time.monotonic()
+        done = self.box.run(str(keadm), "join", f"--cloudcore-ipport={cloudcore}", f"--token={token}",
+                            f"--kubeedge-version={self.version}", f"--edgenode-name={node}",
+                            f"--remote-runtime-endpoint={ENDPOINT}", "--cgroupdriver=cgroupfs",
+                            timeout=timeout)  # fmt: skip
+        return done.returncode, done.stdout + done.stderr, time.monotonic() - began
