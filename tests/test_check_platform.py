@@ -168,17 +168,40 @@ def test_remote_runtime_needs_its_socket(board: Board, agent: AgentRunner) -> No
     assert ok.status == "pass"
 
 
-@pytest.mark.parametrize("tool", ["sudo", "bash"])
-def test_join_tools_fail_without_bash_or_sudo(board: Board, agent: AgentRunner, tool: str) -> None:
+@pytest.mark.parametrize(
+    ("tool", "step", "package"),
+    [("sudo", "at its last step", "sudo"), ("bash", "at its first step", "bash"),
+     ("pidof", "at its first step", "sysvinit-utils")],
+)  # fmt: skip
+def test_join_tools_fail_without_bash_pidof_or_sudo(
+    board: Board, agent: AgentRunner, tool: str, step: str, package: str
+) -> None:
     board.install_systemd()
     board.path(f"/usr/bin/{tool}").unlink()
     result = check_one(agent, board, "join-tools")
     assert result.status.value == "fail"
-    assert result.summary.startswith(f"{tool} not found: keadm join would fail at its last step")
-    assert result.remedy == f"apt install {tool}"
+    assert result.summary.startswith(f"{tool} not found: keadm join would fail {step}")
+    assert result.remedy == f"apt install {package}"
 
 
-def test_join_tools_pass_with_both(board: Board, agent: AgentRunner) -> None:
+def test_join_tools_pass_with_all(board: Board, agent: AgentRunner) -> None:
     board.install_systemd()
     result = check_one(agent, board, "join-tools")
-    assert (result.status.value, result.summary) == ("pass", "bash and sudo are installed")
+    assert (result.status.value, result.summary) == (
+        "pass",
+        "bash, pidof and sudo are installed; keadm starts edgecore through systemd "
+        "(`file /sbin/init` succeeds)",
+    )
+
+
+def test_without_file_keadm_needs_no_sudo(board: Board, agent: AgentRunner) -> None:
+    """keadm's test for systemd is `file /sbin/init`: without `file` it starts edgecore
+    itself, and sudo is not needed (the real keadm does so: tests/real/)."""
+    board.install_systemd()
+    board.path("/usr/bin/file").unlink()
+    board.path("/usr/bin/sudo").unlink()
+    result = check_one(agent, board, "join-tools")
+    assert result.status.value == "pass"
+    assert result.summary.endswith(
+        "keadm starts edgecore itself (`file /sbin/init` fails or there is no `file`)"
+    )

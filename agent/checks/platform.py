@@ -11,6 +11,7 @@ from agent.checks.context import CheckContext
 from agent.checks.registry import Outcome, check, failed, passed, warned
 from kedge.elf import elf_machine
 from kedge.errors import CommandError
+from kedge.host import Host
 from kedge.kubeedge import (
     ARCH_BY_ELF_MACHINE,
     ARCH_BY_MACHINE,
@@ -170,26 +171,60 @@ def _advised(tag: str, summary: str, details: dict[str, Any]) -> Outcome:
     return passed(summary, **details)
 
 
-# keadm/cmd/keadm/app/cmd/edge/join.go@v1.13.0, runEdgeCore(): under systemd the last
-# step is `bash -c "sudo systemctl daemon-reload && sudo systemctl enable edgecore &&
-# sudo systemctl start edgecore"` (util/exec.go: exec.Command("bash", "-c", command)),
-# and keadm reset stops edgecore with sudo too: a board image without them fails at
-# the very end, after minutes of pulls.
-JOIN_TOOLS = ("bash", "sudo")
+# What keadm runs besides itself (verified against the real binaries of v1.13.0 and
+# v1.23.1, tests/real/): step 1 is `bash -c "pidof edgecore"` — without bash or pidof it
+# reads the unset exit code as 0 and stops with "EdgeCore is already running on this
+# node". The last step starts edgecore through systemd when `file /sbin/init` exits 0
+# (util.HasSystemd), which GNU file does whenever it is installed, /sbin/init or not:
+# then `bash -c "sudo systemctl daemon-reload && sudo systemctl enable edgecore && sudo
+# systemctl start edgecore"`, and sudo is needed too; without `file`, keadm starts
+# edgecore itself (`edgecore > /var/log/kubeedge/edgecore.log 2>&1 &`).
+ALWAYS = ("bash", "pidof")
+SYSTEMD_PATH = ("sudo",)
 
 
 @check(
     "join-tools",
     "Tools keadm runs",
-    "bash and sudo are installed: keadm join starts edgecore through them, keadm reset stops it.",
+    "bash and pidof are installed (keadm's first step), and sudo where keadm starts edgecore "
+    "through systemd (whenever `file` is installed).",
 )
 async def join_tools(ctx: CheckContext) -> Outcome:
-    missing = [tool for tool in JOIN_TOOLS if ctx.host.which(tool) is None]
+    through_systemd = await keadm_sees_systemd(ctx.host)
+    needed = [*ALWAYS, *(SYSTEMD_PATH if through_systemd else ())]
+    how = (
+        "keadm starts edgecore through systemd (`file /sbin/init` succeeds)"
+        if through_systemd
+        else "keadm starts edgecore itself (`file /sbin/init` fails or there is no `file`)"
+    )
+    missing = [tool for tool in needed if ctx.host.which(tool) is None]
     if missing:
-        return failed(
-            f"{' and '.join(missing)} not found: keadm join would fail at its last step "
-            '("start edgecore failed: failed to exec ...")',
-            f"apt install {' '.join(missing)}",
-            missing=missing,
+        where = (
+            'at its first step ("EdgeCore is already running on this node")'
+            if set(missing) & set(ALWAYS)
+            else 'at its last step ("start edgecore failed: failed to exec ...")'
         )
-    return passed("bash and sudo are installed", tools=list(JOIN_TOOLS))
+        return failed(
+            f"{' and '.join(missing)} not found: keadm join would fail {where}; {how}",
+            f"apt install {' '.join(_PACKAGES.get(t, t) for t in missing)}",
+            missing=missing,
+            through_systemd=through_systemd,
+        )
+    return passed(
+        f"{', '.join(needed[:-1])} and {needed[-1]} are installed; {how}",
+        tools=needed,
+        through_systemd=through_systemd,
+    )
+
+
+_PACKAGES = {"pidof": "sysvinit-utils"}
+
+
+async def keadm_sees_systemd(host: Host) -> bool:
+    """keadm's own test (util.HasSystemd): `file /sbin/init` exits 0."""
+    if host.which("file") is None:
+        return False
+    try:
+        return (await host.run(["file", "/sbin/init"], timeout=10)).returncode == 0
+    except CommandError:
+        return False  # Debian's package of each tool, where not its name

@@ -123,9 +123,12 @@ class Board:
         self.install_join_tools()
 
     def install_join_tools(self) -> None:
-        """bash and sudo: keadm starts edgecore through `bash -c "sudo systemctl ..."`."""
+        """What keadm runs on a systemd board: bash and pidof (its first step), `file` (its
+        test for systemd) and sudo (`bash -c "sudo systemctl ..."`)."""
         self.write("/usr/bin/bash", '#!/bin/sh\nexec /bin/bash "$@"\n', 0o755)
         self.write("/usr/bin/sudo", '#!/bin/sh\nexec "$@"\n', 0o755)
+        self.write("/usr/bin/pidof", '#!/bin/sh\nexec /usr/bin/pidof "$@"\n', 0o755)
+        self.write("/usr/bin/file", '#!/bin/sh\nexec /usr/bin/file "$@"\n', 0o755)
 
     def inject(self, **faults: object) -> None:
         self.write("/var/lib/kedge-sim/faults.json", json.dumps(faults))

@@ -295,6 +295,11 @@ class Cloudcore:
         config["modules"]["cloudHub"]["advertiseAddress"] = [ADDRESS]
         if "iptablesManager" in config["modules"]:
             config["modules"]["iptablesManager"]["enable"] = False
+        # Its unix socket (/var/lib/kubeedge/kubeedge.sock) kept out of the edge's data
+        # directory: in the sandbox the master and the board share one filesystem.
+        unix = config["modules"]["cloudHub"].get("unixsocket")
+        if isinstance(unix, dict):
+            unix["address"] = f"unix://{self.work / 'kubeedge.sock'}"
         path = self.work / "cloudcore.yaml"
         path.write_text(yaml.safe_dump(config))
         self.box.spawn(

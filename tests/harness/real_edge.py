@@ -16,10 +16,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
+import sys
 import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.harness.real_binaries import Missing, binary, release
 from tests.harness.sandbox import Sandbox
@@ -31,6 +34,7 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
 BUSYBOX = Path("/bin/busybox")
 CNI_BIN = Path("/usr/lib/cni")
 NAMESPACE = "k8s.io"
+AGENT = str(Path(sys.executable).with_name("kedge-agent"))
 
 
 def _tar(files: dict[str, tuple[bytes, int]], links: dict[str, str]) -> bytes:
@@ -100,7 +104,7 @@ def containerd_config(work: Path) -> str:
         f"[{cri}]", f'  sandbox_image = "{PAUSE_IMAGE}"', "  restrict_oom_score_adj = true",
         f"[{cri}.containerd]", '  snapshotter = "native"',
         f"[{cri}.containerd.runtimes.runc]", '  runtime_type = "io.containerd.runc.v2"',
-        f"[{cri}.cni]", f'  bin_dir = "{CNI_BIN}"', f'  conf_dir = "{work / "net.d"}"',
+        f"[{cri}.cni]", f'  bin_dir = "{CNI_BIN}"', '  conf_dir = "/etc/cni/net.d"',
     ]) + "\n"  # fmt: skip
 
 
@@ -124,11 +128,13 @@ class RealEdge:
         if not CNI_BIN.exists():
             raise Missing(f"{CNI_BIN} is missing (apt install containernetworking-plugins)")
         self.work.mkdir(parents=True, exist_ok=True)
-        (self.work / "net.d").mkdir(exist_ok=True)
-        (self.work / "net.d" / "10-kedge-test.conflist").write_text(json.dumps(CNI_CONF))
-        config = self.work / "containerd.toml"
+        # Where a board keeps them, private to the sandbox: kedge's checks read them there.
+        root = self.box.work / "root"
+        (root / "etc/cni/net.d/10-kedge-test.conflist").write_text(json.dumps(CNI_CONF))
+        config = root / "etc/containerd/config.toml"
         config.write_text(containerd_config(self.work))
-        self.box.spawn(["containerd", "--config", str(config)], self.work / "containerd.log")
+        self.box.spawn(["containerd", "--config", "/etc/containerd/config.toml"],
+                       self.work / "containerd.log")  # fmt: skip
         wait_for(lambda: self.box.run("ctr", "--address", SOCKET, "version", timeout=10).returncode == 0,
                  timeout=30, what="containerd in the sandbox")  # fmt: skip
         for name, archive in (("pause", pause_image()),
@@ -143,6 +149,26 @@ class RealEdge:
         no_file.chmod(0o755)
         self.box.check("mount", "--bind", str(no_file), "/usr/bin/file")
         return self
+
+    def kedge_check(self, cloudcore: str, token: str, node: str) -> dict[str, dict[str, Any]]:
+        """`kedge-agent check --json` on this board: each check's result by id."""
+        keadm = self.box.work / "root/usr/local/bin/keadm"
+        if not keadm.exists():
+            shutil.copy(release(self.version)["keadm"], keadm)  # where a board has it
+        config = self.work / "agent.toml"
+        lines = [
+            f'node_name = "{node}"',
+            f'cloudcore = "{cloudcore}"',
+            f'token = "{token}"',
+            f'kubeedge_version = "{self.version}"',
+            'runtime = "containerd"',
+            f'remote_runtime_endpoint = "{ENDPOINT}"',
+            f'state_dir = "{self.work / "state"}"',
+        ]
+        config.write_text("\n".join(lines) + "\n")
+        done = self.box.run(AGENT, "check", "--config", str(config), "--json", timeout=180)
+        report = json.loads(done.stdout)
+        return {c["id"]: c for c in report["checks"]}
 
     def keadm_join(
         self, cloudcore: str, token: str, node: str, timeout: float = 300

@@ -35,7 +35,12 @@ PRIVATE = (
     "/var/log/kubeedge",
     "/usr/local/bin",
     "/etc/systemd/system",
+    "/etc/containerd",
+    "/etc/cni/net.d",
 )
+# cgroups are not namespaced here: what the edge node's pods made is removed at stop.
+CGROUPS = Path("/sys/fs/cgroup")
+POD_CGROUPS = ("kubepods", "kubepods.slice")
 
 
 @dataclass
@@ -45,9 +50,11 @@ class Sandbox:
     init: int = 0  # its first process, as this machine sees it
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
     made: list[Path] = field(default_factory=list)  # mount points this machine lacked
+    cgroups_before: set[Path] = field(default_factory=set)
 
     def start(self) -> Sandbox:
         self.work.mkdir(parents=True, exist_ok=True)
+        self.cgroups_before = set(_pod_cgroups())
         argv = ["unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc",
                 "--propagation", "private", "--kill-child", sys.executable, "-c", REAPER]  # fmt: skip
         self.proc = spawn(argv, self.work / "init.log")
@@ -111,6 +118,24 @@ class Sandbox:
             with contextlib.suppress(OSError):  # left alone if something was put there
                 path.rmdir()
         self.made.clear()
+        for tree in set(_pod_cgroups()) - self.cgroups_before:
+            _remove_cgroup(tree)
+
+
+def _pod_cgroups() -> list[Path]:
+    return [c / name for c in CGROUPS.glob("*") for name in POD_CGROUPS if (c / name).is_dir()]
+
+
+def _remove_cgroup(tree: Path) -> None:
+    """A cgroup tree, deepest first (a cgroup directory is removed with rmdir, once its
+    processes are gone — they died with the sandbox)."""
+    for d in sorted(
+        (p for p in tree.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+    ):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+    with contextlib.suppress(OSError):
+        tree.rmdir()
 
 
 @contextlib.contextmanager

@@ -59,3 +59,26 @@ def test_a_bare_keadm_join_of_v1_23_1_on_containerd_makes_a_ready_node(tmp_path:
         info = wait_for(lambda: node_ready(plane, "edge-1"), timeout=120, what="Node edge-1 Ready")
         assert info["kubeletVersion"].endswith("-kubeedge-v1.23.1")
         assert info["containerRuntimeVersion"].startswith("containerd://")
+
+
+def test_keadm_starts_edgecore_itself_without_sudo_when_file_fails_as_kedge_predicts(
+    tmp_path: Path,
+) -> None:
+    """join-tools (issue 26, item 4) held to the real keadm: where `file /sbin/init`
+    fails, kedge says keadm starts edgecore itself and needs no sudo — and the real
+    keadm join then succeeds on a machine without sudo."""
+    with sandbox(tmp_path / "box") as box:
+        plane = ControlPlane(box, tmp_path / "plane").start()
+        plane.install_kubeedge_resources("v1.23.1")
+        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
+        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+        token = cloudcore.token()
+        verdicts = edge.kedge_check(f"{ADDRESS}:10000", token, "edge-1")
+        tools = verdicts["join-tools"]
+        assert tools["status"] == "pass", tools
+        assert tools["details"]["through_systemd"] is False
+        assert "sudo" not in tools["details"]["tools"]
+        assert box.run("sh", "-c", "command -v sudo").returncode != 0, "this test needs no sudo"
+        rc, out, _ = edge.keadm_join(f"{ADDRESS}:10000", token, "edge-1")
+        assert rc == 0, out
+        assert "KubeEdge edgecore is running, For logs visit: /var/log/kubeedge/edgecore.log" in out
