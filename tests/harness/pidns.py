@@ -44,17 +44,7 @@ class PidNamespace:
     init: int = 0  # the reaper's PID, as this machine sees it
 
     def start(self) -> PidNamespace:
-        argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", sys.executable]
-        self.proc = spawn([*argv, "-c", REAPER], self.log)
-
-        def reaper() -> int | None:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"unshare exited {self.proc.returncode}: {self.log.read_text()}")
-            children = psutil.Process(self.proc.pid).children()
-            return children[0].pid if children else None
-
-        self.init = wait_for(reaper, timeout=20, what="the PID namespace's first process")
+        self.proc, self.init = start_init(["--pid", "--fork", "--mount-proc"], self.log)
         return self
 
     def argv(self, *argv: str) -> list[str]:
@@ -62,10 +52,28 @@ class PidNamespace:
         return ["nsenter", f"--target={self.init}", "--pid", "--mount", "--", *argv]
 
     def stop(self) -> None:
-        if self.init:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(self.init).send_signal(signal.SIGKILL)
-            self.init = 0
-        if self.proc is not None:
-            self.proc.wait(30)
-            self.proc = None
+        kill_init(self.proc, self.init)
+        self.proc, self.init = None, 0
+
+
+def start_init(unshare: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`unshare` with these namespaces around the reaper: the unshare process and the
+    reaper's PID (the namespace's first process) as this machine sees it."""
+    proc = spawn(["unshare", *unshare, "--kill-child", sys.executable, "-c", REAPER], log)
+
+    def reaper() -> int | None:
+        if proc.poll() is not None:
+            raise RuntimeError(f"unshare exited {proc.returncode}: {log.read_text()}")
+        children = psutil.Process(proc.pid).children()
+        return children[0].pid if children else None
+
+    return proc, wait_for(reaper, timeout=20, what="the namespace's first process")
+
+
+def kill_init(proc: subprocess.Popen[bytes] | None, init: int) -> None:
+    """Kill the namespace's first process, and with it every process inside."""
+    if init:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(init).send_signal(signal.SIGKILL)
+    if proc is not None:
+        proc.wait(30)

@@ -13,7 +13,6 @@ systemd runs, so `file` is made to fail there and keadm takes its nohup path."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.harness.dockerd import saved_image
 from tests.harness.real_binaries import Missing, binary, release
 from tests.harness.sandbox import Sandbox
 from tests.harness.wait import wait_for
@@ -59,27 +59,6 @@ def _tar(files: dict[str, tuple[bytes, int]], links: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def image_archive(ref: str, layer: bytes, entrypoint: list[str]) -> bytes:
-    """A `docker save` archive of a one-layer image (what `ctr images import` reads)."""
-    diff_id = hashlib.sha256(layer).hexdigest()
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux", "config": {"Entrypoint": entrypoint},
-        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
-    }).encode()  # fmt: skip
-    config_name = hashlib.sha256(config).hexdigest() + ".json"
-    manifest = json.dumps(
-        [{"Config": config_name, "RepoTags": [ref], "Layers": [f"{diff_id}/layer.tar"]}]
-    ).encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in ((f"{diff_id}/layer.tar", layer), (config_name, config),
-                           ("manifest.json", manifest)):  # fmt: skip
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def installation_package(version: str) -> bytes:
     if not BUSYBOX.exists():
         raise Missing(f"{BUSYBOX} is missing (apt install busybox-static; `make test` installs it)")
@@ -88,12 +67,14 @@ def installation_package(version: str) -> bytes:
         {"bin/busybox": (BUSYBOX.read_bytes(), 0o755), "usr/local/bin/edgecore": (edgecore, 0o755)},
         {f"bin/{tool}": "busybox" for tool in ("sh", "sleep", "cp", "ls")},
     )
-    return image_archive(f"docker.io/kubeedge/installation-package:{version}", layer, ["/bin/sh"])
+    return saved_image(
+        layer, f"docker.io/kubeedge/installation-package:{version}", "amd64", ["/bin/sh"]
+    )
 
 
 def pause_image() -> bytes:
     layer = _tar({"pause": (binary("tools/pause").read_bytes(), 0o755)}, {})
-    return image_archive(PAUSE_IMAGE, layer, ["/pause"])
+    return saved_image(layer, PAUSE_IMAGE, "amd64", ["/pause"])
 
 
 def containerd_config(work: Path) -> str:

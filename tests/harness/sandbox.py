@@ -12,18 +12,13 @@ boards)."""
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
-from tests.harness.pidns import REAPER
+from tests.harness.pidns import kill_init, start_init
 from tests.harness.procs import spawn
-from tests.harness.wait import wait_for
 
 ADDRESS = "10.200.0.1"
 # Paths KubeEdge writes whatever it is told (keadm, edgecore, their systemd units).
@@ -55,18 +50,16 @@ class Sandbox:
     def start(self) -> Sandbox:
         self.work.mkdir(parents=True, exist_ok=True)
         self.cgroups_before = set(_pod_cgroups())
-        argv = ["unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc",
-                "--propagation", "private", "--kill-child", sys.executable, "-c", REAPER]  # fmt: skip
-        self.proc = spawn(argv, self.work / "init.log")
-
-        def first() -> int | None:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"unshare exited {self.proc.returncode}")
-            children = psutil.Process(self.proc.pid).children()
-            return children[0].pid if children else None
-
-        self.init = wait_for(first, timeout=20, what="the sandbox's first process")
+        namespaces = [
+            "--mount",
+            "--net",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--propagation",
+            "private",
+        ]
+        self.proc, self.init = start_init(namespaces, self.work / "init.log")
         self.check("ip", "link", "set", "lo", "up")
         self.check("ip", "addr", "add", f"{ADDRESS}/32", "dev", "lo")
         self.check("ip", "route", "add", "default", "dev", "lo", "src", ADDRESS)
@@ -103,13 +96,8 @@ class Sandbox:
         return proc
 
     def stop(self) -> None:
-        if self.init:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(self.init).send_signal(signal.SIGKILL)
-            self.init = 0
-        if self.proc is not None:
-            self.proc.wait(30)
-            self.proc = None
+        kill_init(self.proc, self.init)
+        self.proc, self.init = None, 0
         for p in self.started:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(10)
