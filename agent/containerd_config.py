@@ -37,6 +37,10 @@ class ContainerdConfig:
     systemd_cgroup: bool  # containerd's default is false
     sandbox_image: str | None  # None: the release's default
     cri_disabled: bool
+    # Where its CRI plugin finds the CNI config and plugins (None: /etc/cni/net.d and
+    # /opt/cni/bin, containerd's defaults; Debian's plugins are in /usr/lib/cni).
+    cni_conf_dir: str | None = None
+    cni_bin_dir: str | None = None
 
 
 def _table(data: dict[str, Any], *path: str) -> dict[str, Any]:
@@ -65,11 +69,22 @@ def parse(text: str) -> ContainerdConfig:
     else:
         sandbox = _table(data, "plugins", CRI_V2).get("sandbox_image")
     disabled = data.get("disabled_plugins") or []
+    cni = _table(data, "plugins", RUNTIME_V3 if version >= 3 else CRI_V2, "cni")
+    # containerd 2.1 takes a list (bin_dirs); earlier releases one directory (bin_dir).
+    bins = cni.get("bin_dirs")
+    bin_dir = (
+        bins[0]
+        if isinstance(bins, list) and bins and isinstance(bins[0], str)
+        else cni.get("bin_dir")
+    )
+    conf_dir = cni.get("conf_dir")
     return ContainerdConfig(
         version=version,
         systemd_cgroup=options.get("SystemdCgroup") is True,
         sandbox_image=sandbox if isinstance(sandbox, str) else None,
         cri_disabled=any(p in ("cri", CRI_V2, RUNTIME_V3) for p in disabled if isinstance(p, str)),
+        cni_conf_dir=conf_dir if isinstance(conf_dir, str) else None,
+        cni_bin_dir=bin_dir if isinstance(bin_dir, str) else None,
     )
 
 

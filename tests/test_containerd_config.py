@@ -75,3 +75,17 @@ def test_the_cri_plugin_is_enabled_keeping_the_rest_of_the_list() -> None:
 def test_a_broken_file_is_named() -> None:
     with pytest.raises(cc.ConfigUnreadable, match=r"/etc/containerd/config.toml: .*line 1"):
         cc.parse("version = = 2\n")
+
+
+def test_the_cni_directories_are_read_where_containerd_reads_them() -> None:
+    """Found running Debian's containerd (tests/real/): a bin_dir other than /opt/cni/bin."""
+    v2 = cc.parse(
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".cni]\n'
+        'bin_dir = "/usr/lib/cni"\nconf_dir = "/etc/cni/conf"\n'
+    )
+    assert (v2.cni_bin_dir, v2.cni_conf_dir) == ("/usr/lib/cni", "/etc/cni/conf")
+    v3 = cc.parse(
+        "version = 3\n[plugins.'io.containerd.cri.v1.runtime'.cni]\nbin_dirs = [\"/usr/lib/cni\"]\n"
+    )
+    assert (v3.cni_bin_dir, v3.cni_conf_dir) == ("/usr/lib/cni", None)
+    assert cc.parse("version = 2\n").cni_bin_dir is None

@@ -173,9 +173,22 @@ async def sandbox_image(ctx: CheckContext) -> Outcome:
     return passed(f"{found.sandbox_image} is present", **details)
 
 
-def _conf_files(ctx: CheckContext) -> list[str]:
-    return [f"{CNI_CONF_DIR}/{n}" for n in ctx.host.entries(CNI_CONF_DIR)
+def _conf_files(ctx: CheckContext, conf_dir: str = CNI_CONF_DIR) -> list[str]:
+    return [f"{conf_dir}/{n}" for n in ctx.host.entries(conf_dir)
             if n.endswith((".conf", ".conflist", ".json"))]  # fmt: skip
+
+
+def _cni_dirs(ctx: CheckContext) -> tuple[str, str]:
+    """Where the runtime looks for the CNI config and plugins: containerd says so in its
+    configuration (found running Debian's containerd with Debian's plugins in
+    /usr/lib/cni, tests/real/); the others use the defaults."""
+    if ctx.settings.runtime != "containerd":
+        return CNI_CONF_DIR, CNI_BIN_DIR
+    try:
+        config = containerd_config.parse(ctx.host.read_text(containerd_config.PATH) or "")
+    except containerd_config.ConfigUnreadable:
+        return CNI_CONF_DIR, CNI_BIN_DIR  # the cri check names the broken file
+    return config.cni_conf_dir or CNI_CONF_DIR, config.cni_bin_dir or CNI_BIN_DIR
 
 
 def _plugin_types(text: str) -> list[str]:
@@ -191,14 +204,15 @@ def _plugin_types(text: str) -> list[str]:
 async def cni(ctx: CheckContext) -> Outcome:
     if (skip := _dockershim(ctx)) is not None:
         return skip
-    files = _conf_files(ctx)
-    details: dict[str, Any] = {"config_dir": CNI_CONF_DIR, "files": files}
+    conf_dir, bin_dir = _cni_dirs(ctx)
+    files = _conf_files(ctx, conf_dir)
+    details: dict[str, Any] = {"config_dir": conf_dir, "bin_dir": bin_dir, "files": files}
     if not files:
         return failed(
-            f'no CNI config in {CNI_CONF_DIR}: the node would stay NotReady ("cni plugin not initialized")',
+            f'no CNI config in {conf_dir}: the node would stay NotReady ("cni plugin not initialized")',
             f"Install the CNI plugins for {ARCH_BY_MACHINE.get(ctx.host.machine(), ctx.host.machine())} "
             f"(apt install containernetworking-plugins puts them in /usr/lib/cni; link or copy them to "
-            f"{CNI_BIN_DIR}) and write a bridge config to {CNI_CONF_DIR}/10-kedge-bridge.conflist; "
+            f"{bin_dir}) and write a bridge config to {conf_dir}/10-kedge-bridge.conflist; "
             "kedge-agent fix does it from a local archive (cni_plugins_archive).",
             **details,
         )  # fmt: skip
@@ -206,7 +220,7 @@ async def cni(ctx: CheckContext) -> Outcome:
     arch = ARCH_BY_MACHINE.get(ctx.host.machine())
     missing, foreign = [], []
     for plugin in wanted:
-        path = f"{CNI_BIN_DIR}/{plugin}"
+        path = f"{bin_dir}/{plugin}"
         if not ctx.host.exists(path):
             missing.append(plugin)
             continue
@@ -216,19 +230,19 @@ async def cni(ctx: CheckContext) -> Outcome:
     details |= {"plugins": wanted, "missing": missing, "wrong_arch": foreign}
     if missing or foreign:
         what = "; ".join(filter(None, [
-            f"missing from {CNI_BIN_DIR}: {', '.join(missing)}" if missing else "",
+            f"missing from {bin_dir}: {', '.join(missing)}" if missing else "",
             f"built for another architecture than {arch}: {', '.join(foreign)}" if foreign else "",
         ]))  # fmt: skip
         return failed(
             f"the CNI config names plugins that cannot run: {what}",
-            f"Install the CNI plugins built for {arch} into {CNI_BIN_DIR} (the reference "
+            f"Install the CNI plugins built for {arch} into {bin_dir} (the reference "
             "install fetches amd64 ones only).",
             **details,
         )
     network = ctx.facts.runtime
     if network is not None and network.network_ready is False:
         return warned(f"the runtime says its network is not ready: {network.network_message}",
-                      f"systemctl restart {network.name} to make it read {CNI_CONF_DIR} again",
+                      f"systemctl restart {network.name} to make it read {conf_dir} again",
                       **details)  # fmt: skip
     return passed(f"{', '.join(files)} with {', '.join(wanted) or 'no plugin'}", **details)
 

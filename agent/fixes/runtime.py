@@ -188,8 +188,11 @@ def plugins_in(archive: Path) -> dict[str, bytes]:
 async def fix_cni(fx: FixContext, result: CheckResult) -> None:
     missing = [str(p) for p in result.details.get("missing") or []]
     have_config = bool(result.details.get("files"))
+    # Where the runtime looks (the check read containerd's cni settings), not a guess.
+    bin_dir = str(result.details.get("bin_dir") or CNI_BIN_DIR)
+    bridge_file = f"{result.details.get('config_dir') or CNI_CONF_DIR}/{Path(BRIDGE_FILE).name}"
     wanted = missing if have_config else ["bridge", "host-local", "portmap", "loopback"]
-    wanted = [p for p in wanted if not fx.host.exists(f"{CNI_BIN_DIR}/{p}")]
+    wanted = [p for p in wanted if not fx.host.exists(f"{bin_dir}/{p}")]
     if result.details.get("wrong_arch"):
         raise CannotFix("CNI plugins built for another architecture are installed; kedge does not "
                         "replace binaries it did not install", result.remedy)  # fmt: skip
@@ -209,16 +212,16 @@ async def fix_cni(fx: FixContext, result: CheckResult) -> None:
                 f"Use the cni-plugins-linux-{board} release tarball.",
             )
     for name in wanted:
-        fx.change("write", f"{CNI_BIN_DIR}/{name}", f"from {fx.cni_archive}")
+        fx.change("write", f"{bin_dir}/{name}", f"from {fx.cni_archive}")
     if not have_config:
-        fx.change("write", BRIDGE_FILE, "a bridge network, 10.88.0.0/16, with portmap")
+        fx.change("write", bridge_file, "a bridge network, 10.88.0.0/16, with portmap")
     if fx.dry_run:
         return
     for name in wanted:
-        target = fx.host.path(f"{CNI_BIN_DIR}/{name}")
+        target = fx.host.path(f"{bin_dir}/{name}")
         target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         write_private(target, plugins[name], mode=0o755)
     if not have_config:
-        conf = fx.host.path(BRIDGE_FILE)
+        conf = fx.host.path(bridge_file)
         conf.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         write_private(conf, BRIDGE_CONFLIST, mode=0o644)

@@ -74,6 +74,11 @@ def test_keadm_starts_edgecore_itself_without_sudo_when_file_fails_as_kedge_pred
         edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
         token = cloudcore.token()
         verdicts = edge.kedge_check(f"{ADDRESS}:10000", token, "edge-1")
+        # containerd here reads Debian's plugins from /usr/lib/cni (its bin_dir): kedge
+        # looks where the runtime looks, and the join below makes a Ready node with them.
+        cni = verdicts["cni"]
+        assert cni["status"] == "pass", cni
+        assert cni["details"]["bin_dir"] == "/usr/lib/cni"
         tools = verdicts["join-tools"]
         assert tools["status"] == "pass", tools
         assert tools["details"]["through_systemd"] is False
