@@ -20,6 +20,7 @@ from kedge.wire import CheckReport, CheckResult
 from tests.harness.agentd import start_daemon  # noqa: F401 - a fixture for every test module
 from tests.harness.board import Board
 from tests.harness.dockerd import Dockerd, seed_registry
+from tests.harness.exclusive import Busy, exclusive
 from tests.harness.registry import Registry, start_registry
 from tests.harness.sealing import TEST_COMMAND_KEY
 from tests.harness.sntp import SntpServer
@@ -35,6 +36,18 @@ def _need_root_tools(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (`make test` installs them)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_run_at_a_time() -> Iterator[None]:
+    """The machine's test lock for the whole session; what a killed run left is removed."""
+    try:
+        with exclusive("make test") as removed:
+            if removed:
+                print(f"\nremoved what a killed run left: {', '.join(removed)}")
+            yield
+    except Busy as exc:
+        pytest.exit(str(exc), returncode=2)
 
 
 @pytest.fixture(autouse=True)

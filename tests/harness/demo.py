@@ -29,6 +29,7 @@ from typing import Any
 from kedge.kubeedge import join_images
 from tests.harness.demo_boards import AGENT, PROBLEMS, SeedBoard, prepare
 from tests.harness.dockerd import Dockerd, seed_registry
+from tests.harness.exclusive import Busy, exclusive
 from tests.harness.master import CLI as CLOUD_API
 from tests.harness.master import LAN_IP, MASTER_IP, Master, master
 from tests.harness.mosquitto import Mosquitto
@@ -190,6 +191,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # SIGTERM ends the story as Ctrl-C does: through the finally blocks that stop it all.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with exclusive("make demo") as removed:
+            if removed:
+                print(f"removed what a killed run left: {', '.join(removed)}", flush=True)
+            return _run(args)
+    except Busy as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="kedge-demo-"))
     banner("setting up: a registry as Docker Hub's mirror, the master, mosquitto")
     print(f"work directory: {work} (removed at the end)", flush=True)
