@@ -11,11 +11,10 @@ from datetime import UTC, datetime
 
 import psutil
 
-from agent import __version__
+from agent import __version__, edgecore_run
 from agent.docker_api import DockerClient
 from kedge.errors import DockerError
 from kedge.host import Host
-from kedge.kubeedge import EDGECORE_UNIT, UNIT_DIRS
 from kedge.wire import ChecksSummary, DockerState, EdgecoreState, HealthReport, Usage
 
 MB = 1024 * 1024
@@ -91,26 +90,14 @@ class HealthCollector:
         if time.monotonic() - self._edgecore_at < EDGECORE_REFRESH_S:
             return self._edgecore
         self._edgecore_at = time.monotonic()
-        self._edgecore = await self._ask_systemd()
+        self._edgecore = await self._look_at_edgecore()
         return self._edgecore
 
-    async def _ask_systemd(self) -> EdgecoreState:
-        # Before a join there is no unit to ask about: no process is spawned for it.
-        if not any(self.host.exists(f"{d}/{EDGECORE_UNIT}") for d in UNIT_DIRS):
-            return EdgecoreState(active=False, state="not installed")
-        props = await self.host.unit_properties(
-            EDGECORE_UNIT, "ActiveState", "NRestarts", timeout=5
-        )
-        if props is None:
-            return EdgecoreState(active=None, state="systemd does not answer")
-        state = props.get("ActiveState") or "unknown"
-        count = props.get("NRestarts", "")
-        restarts = int(count) if count.isdigit() else None
-        previous, self._restarts = self._restarts, restarts
-        if restarts is not None and previous is not None and restarts > previous:
-            # Restart=always: a crash loop reads "active" between crashes; the count tells.
-            return EdgecoreState(active=False, state="restarting", restarts=restarts)
-        return EdgecoreState(active=state == "active", state=state, restarts=restarts)
+    async def _look_at_edgecore(self) -> EdgecoreState:
+        found = await edgecore_run.state(self.host, self._restarts)
+        if found.restarts is not None:
+            self._restarts = found.restarts
+        return found
 
     def refresh_edgecore_soon(self) -> None:
         self._edgecore_at = -EDGECORE_REFRESH_S

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from agent import enrollment
+from agent import edgecore_run, enrollment
 from agent.checks.context import CheckContext
 from agent.diagnose import recognise
 from agent.docker_api import DockerClient
@@ -98,13 +98,12 @@ def keadm_join_argv(
     return argv
 
 
-async def _edgecore_active(host: Host) -> bool:
-    if host.which("systemctl") is None:
-        return any(p.program == "edgecore" for p in host.processes())
-    return await host.unit_state(EDGECORE_UNIT, timeout=10) == "active"
-
-
-async def _journal(host: Host, lines: int = 60) -> str:
+async def _edgecore_log(host: Host, settings: AgentSettings, lines: int = 60) -> str:
+    """edgecore's last words: systemd's journal, or the file keadm's background start
+    redirects to."""
+    if not edgecore_run.by_systemd(host):
+        text = host.read_tail(Release(settings.kubeedge_version).background_log)
+        return "\n".join(text.splitlines()[-lines:])
     if host.which("journalctl") is None:
         return ""
     try:
@@ -123,27 +122,37 @@ async def is_joined(host: Host, state: StateDir) -> JoinRecord | None:
         return None
     if record is None or record.phase != "joined":
         return None
-    if not all(host.exists(c) for c in CERTS) or not await _edgecore_active(host):
+    if not all(host.exists(c) for c in CERTS) or not await edgecore_run.is_active(host):
         return None
     return record
 
 
 async def settle(host: Host, seconds: float) -> bool:
-    """edgecore must stay up for the whole window. The unit keadm writes has
-    Restart=always, RestartSec=10 (join.go@v1.13.0): a crash loop reads "active" between
-    crashes, so systemd's restart count must not move either."""
+    """edgecore must stay up for the whole window and not be restarted in it. The unit
+    keadm writes has Restart=always, RestartSec=10 (join.go@v1.13.0); a background
+    edgecore that exits is simply gone."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    first = await _edgecore_restarts(host)
+    first = await edgecore_run.generation(host)
     while True:
-        if not await _edgecore_active(host) or await _edgecore_restarts(host) != first:
+        if not await edgecore_run.is_active(host) or await edgecore_run.generation(host) != first:
             return False
         if loop.time() >= deadline:
             return True
         await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
 
 
-async def _not_staying_up(host: Host) -> Cause:
+async def _not_staying_up(host: Host, settings: AgentSettings) -> Cause:
+    if not edgecore_run.by_systemd(host):
+        log_file = Release(settings.kubeedge_version).background_log
+        return Cause(
+            id="edgecore-not-staying-up",
+            summary="keadm finished, but edgecore does not stay up: it ran it in the "
+            "background (no systemd runs here) and nothing restarts it",
+            remedy=f"{log_file} shows why it exits; the causes below, if any, are what "
+            "kedge recognised there.",
+            evidence=f"no edgecore process; pids seen: {edgecore_run.pids(host) or 'none'}",
+        )
     props = await host.unit_properties(EDGECORE_UNIT, "ActiveState", "NRestarts", timeout=10) or {}
     seen = f"ActiveState={props.get('ActiveState', '?')}, NRestarts={props.get('NRestarts', '?')}"
     return Cause(
@@ -153,11 +162,6 @@ async def _not_staying_up(host: Host) -> Cause:
         "what kedge recognised there.",
         evidence=seen,
     )
-
-
-async def _edgecore_restarts(host: Host) -> str | None:
-    props = await host.unit_properties(EDGECORE_UNIT, "NRestarts", timeout=10)
-    return (props or {}).get("NRestarts")
 
 
 async def hub_connected(host: Host, cloudcore: str, within_s: float) -> bool:
@@ -310,7 +314,7 @@ async def run_join(
 
         # What the texts name is the most specific; a verification finding comes first
         # only when it says more ("never reached cloudhub") than "does not stay up".
-        recognised = recognise(output, redact(await _journal(host), token))
+        recognised = recognise(output, redact(await _edgecore_log(host, settings), token))
         if (
             COPY_STEP in output
             and "copy resources failed" not in output
@@ -386,13 +390,13 @@ async def _verify(host: Host, state: StateDir, record: JoinRecord, settings: Age
         return False
     settle_s = settings.join_settle_s
     if not await settle(host, settle_s):
-        record.causes = [await _not_staying_up(host)]
+        record.causes = [await _not_staying_up(host, settings)]
         return False
     if not await hub_connected(host, record.cloudcore, max(10.0, 2 * settle_s)):
         record.causes = [_hub_unreachable(record.cloudcore)]
         return False
     docker_host = await edgecore_docker_host(host)
-    watched = settings.runtime == "docker" and host.which("systemctl") is not None
+    watched = settings.runtime == "docker" and edgecore_run.by_systemd(host)
     if watched and not _same_docker(docker_host, settings.docker_socket):
         record.causes = [_other_docker(docker_host, settings.docker_socket)]
         return False

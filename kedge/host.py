@@ -127,6 +127,18 @@ class Host:
         except OSError as exc:
             raise HostError(f"cannot read {p}: {exc.strerror}") from exc
 
+    def read_tail(self, p: str, *, limit: int = 65536) -> str:
+        """The file's last `limit` bytes as text ("" when it does not exist): logs grow."""
+        try:
+            with self.path(p).open("rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - limit))
+                return fh.read(limit).decode("utf-8", errors="replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return ""
+        except OSError as exc:
+            raise HostError(f"cannot read {p}: {exc.strerror}") from exc
+
     def exists(self, p: str) -> bool:
         return self.path(p).exists() or self.path(p).is_symlink()
 

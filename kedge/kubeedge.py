@@ -155,6 +155,15 @@ class Release:
         return DATA_DIR_NEW if self.minor >= (1, 20) else DATA_DIR_OLD
 
     @property
+    def background_log(self) -> str:
+        """Where keadm sends edgecore's output when it starts it without systemd
+        (edge/join_others.go runEdgeCore): /etc/kubeedge/kubeedge/edge/edgecore.log up to
+        v1.22 — a directory nothing creates — and /var/log/kubeedge/edgecore.log from v1.23."""
+        if self.minor >= (1, 23):
+            return "/var/log/kubeedge/edgecore.log"
+        return f"{ETC_DIR}/kubeedge/edge/edgecore.log"
+
+    @property
     def checks_node_exists(self) -> bool:
         """join refuses a name cloudcore already knows (edge/join.go@v1.20.0 isNodeExist)."""
         return self.minor >= (1, 20)

@@ -528,6 +528,9 @@ async def test_settling_counts_restarts_when_every_read_says_active(tmp_path: Pa
             restarts = self.reads // 4 if self.restarting else 0
             return {"ActiveState": "active", "NRestarts": str(restarts)}
 
+    (tmp_path / "run/systemd/system").mkdir(parents=True)  # systemd runs edgecore's unit
+    (tmp_path / "etc/systemd/system").mkdir(parents=True)
+    (tmp_path / "etc/systemd/system/edgecore.service").write_text("[Service]\n")
     assert await settle(Systemd(tmp_path, restarting=True), 1.5) is False
     assert await settle(Systemd(tmp_path, restarting=False), 1.5) is True
 

@@ -117,7 +117,9 @@ class Board:
         self.write("/var/lib/kedge-sim/keadm.json", json.dumps(state))
 
     def install_systemd(self) -> None:
-        """systemctl and journalctl stand-ins (see tests/kubeedge_sim)."""
+        """systemctl and journalctl stand-ins (see tests/kubeedge_sim), and the mark of a
+        running systemd that kedge looks for (sd_booted(3))."""
+        self.path("/run/systemd/system").mkdir(parents=True, exist_ok=True)
         self.install_sim("systemctl", "tests.kubeedge_sim.systemctl", "/usr/bin")
         self.install_sim("journalctl", "tests.kubeedge_sim.journalctl", "/usr/bin")
         self.install_join_tools()
