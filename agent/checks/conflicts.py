@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 
 from agent.checks.context import CheckContext
-from agent.checks.registry import Outcome, check, failed, passed
+from agent.checks.registry import Outcome, check, failed, passed, warned
 from kedge.errors import HostError
 from kedge.host import Host
 from kedge.kubeedge import KUBELET_PORT, UNIT_DIRS
@@ -21,6 +21,7 @@ K3S_UNITS = ("k3s.service", "k3s-agent.service")
 KUBELET_FILES = ("/etc/kubernetes/kubelet.conf", "/var/lib/kubelet/config.yaml")
 CGROUP_ROOT = "/sys/fs/cgroup"
 KUBEPODS = ("kubepods", "kubepods.slice")
+MAX_CGROUPS_WALKED = 4096
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,43 @@ async def _kubelet(ctx: CheckContext) -> list[Finding]:
     return found
 
 
-def _cgroups(ctx: CheckContext) -> list[Finding]:
+def _kubepods(ctx: CheckContext) -> list[str]:
     found = [f"{CGROUP_ROOT}/{n}" for n in KUBEPODS if ctx.host.exists(f"{CGROUP_ROOT}/{n}")]
     for controller in ctx.host.entries(CGROUP_ROOT):  # cgroup v1: one tree per controller
         base = f"{CGROUP_ROOT}/{controller}"
         found += [f"{base}/{n}" for n in KUBEPODS if ctx.host.exists(f"{base}/{n}")]
-    return [Finding("cgroups", f"cgroup {p}") for p in found]
+    return found
+
+
+def _held(host: Host, tree: str) -> list[int]:
+    """The processes in a cgroup tree (bounded: a kubepods tree is a few levels deep)."""
+    pids: list[int] = []
+    todo, seen = [tree], 0
+    while todo and seen < MAX_CGROUPS_WALKED:
+        d = todo.pop()
+        seen += 1
+        for line in (host.read_text(f"{d}/cgroup.procs") or "").split():
+            if line.isdigit():
+                pids.append(int(line))
+        todo += [f"{d}/{e}" for e in host.entries(d) if host.path(f"{d}/{e}").is_dir()]
+    return sorted(set(pids))
+
+
+async def _cgroups(ctx: CheckContext) -> tuple[list[Finding], list[str]]:
+    """kubepods cgroups that still hold processes while no edgecore runs (pods of another
+    agent, a conflict), and empty ones. Empty ones are left by any kubelet that ran on
+    this boot — k3s, kubeadm's, or edgecore's own before a reset — until a reboot, and
+    edgecore's kubelet adopts them: no conflict."""
+    held, empty = [], []
+    edgecore = await ctx.find_processes("edgecore")
+    for tree in _kubepods(ctx):
+        pids = _held(ctx.host, tree)
+        if pids and not edgecore:
+            shown = ", ".join(map(str, pids[:5])) + (" …" if len(pids) > 5 else "")
+            held.append(Finding("cgroups", f"cgroup {tree} holds processes (pid {shown})"))
+        elif not pids:
+            empty.append(tree)
+    return held, empty
 
 
 def _port(ctx: CheckContext) -> list[Finding]:
@@ -109,8 +141,8 @@ _REMEDIES = {
     "systemctl disable --now k3s k3s-agent.",
     "kubelet": "Remove the kubeadm node: kubeadm reset -f && systemctl disable --now kubelet, "
     "then delete /etc/kubernetes and /var/lib/kubelet if they are not needed.",
-    "cgroups": "kubepods cgroups are left by a kubelet or k3s that ran on this boot: remove "
-    "that agent, then reboot.",
+    "cgroups": "Pods of a kubelet or k3s still run in the kubepods cgroups: remove that "
+    "agent (k3s-killall.sh stops k3s's pods), then reboot.",
     "port": f"Stop the process listening on port {KUBELET_PORT}; edgecore's kubelet needs it.",
 }
 
@@ -122,8 +154,15 @@ _REMEDIES = {
 )
 async def conflicts(ctx: CheckContext) -> Outcome:
     k3s, kubelet = await asyncio.gather(_k3s(ctx), _kubelet(ctx))
-    findings = k3s + kubelet + _cgroups(ctx) + _port(ctx)
+    held, empty = await _cgroups(ctx)
+    findings = k3s + kubelet + held + _port(ctx)
     if not findings:
+        if empty:
+            return warned(
+                f"empty kubepods cgroups left by a kubelet that ran on this boot: {', '.join(empty)}",
+                "Nothing to do: edgecore's kubelet adopts them; a reboot removes them.",
+                findings=[], empty_cgroups=empty,
+            )  # fmt: skip
         return passed("no k3s, kubelet or kube-proxy found", findings=[])
     owners = list(dict.fromkeys(f.owner for f in findings))
     remedy = "\n".join(_REMEDIES[o] for o in owners)

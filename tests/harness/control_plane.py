@@ -248,6 +248,14 @@ class ControlPlane:
             return text if status == 200 else None
         return json.loads(text) if status == 200 else None
 
+    def node_ready(self, name: str) -> dict[str, str] | None:
+        """The Node's nodeInfo once its Ready condition is True, else None."""
+        node = self.get(f"/api/v1/nodes/{name}")
+        for c in (node or {}).get("status", {}).get("conditions", []):
+            if c["type"] == "Ready" and c["status"] == "True":
+                return dict(node["status"]["nodeInfo"])
+        return None
+
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         status, text = self._curl("POST", path, body)
         if status not in (200, 201, 409):

@@ -131,24 +131,38 @@ class RealEdge:
         self.box.check("mount", "--bind", str(no_file), "/usr/bin/file")
         return self
 
-    def kedge_check(self, cloudcore: str, token: str, node: str) -> dict[str, dict[str, Any]]:
-        """`kedge-agent check --json` on this board: each check's result by id."""
+    def configure_agent(self, cloudcore: str, token: str, node: str, **more: str) -> Path:
+        """kedge-agent's configuration for this board (keadm where a board has it)."""
         keadm = self.box.work / "root/usr/local/bin/keadm"
         if not keadm.exists():
-            shutil.copy(release(self.version)["keadm"], keadm)  # where a board has it
+            shutil.copy(release(self.version)["keadm"], keadm)
         config = self.work / "agent.toml"
-        lines = [
-            f'node_name = "{node}"',
-            f'cloudcore = "{cloudcore}"',
-            f'token = "{token}"',
-            f'kubeedge_version = "{self.version}"',
-            'runtime = "containerd"',
-            f'remote_runtime_endpoint = "{ENDPOINT}"',
-            f'state_dir = "{self.work / "state"}"',
-        ]
-        config.write_text("\n".join(lines) + "\n")
-        done = self.box.run(AGENT, "check", "--config", str(config), "--json", timeout=180)
-        report = json.loads(done.stdout)
+        settings = {
+            "node_name": node, "cloudcore": cloudcore, "token": token,
+            "kubeedge_version": self.version, "runtime": "containerd",
+            "remote_runtime_endpoint": ENDPOINT, "state_dir": str(self.work / "state"), **more,
+        }  # fmt: skip
+        config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
+        return config
+
+    def kedge(self, *args: str, timeout: float = 600) -> tuple[int, dict[str, Any], float]:
+        """`kedge-agent ARGS --config … --json` on this board: (exit code, the report,
+        seconds)."""
+        began = time.monotonic()
+        done = self.box.run(AGENT, *args, "--config", str(self.work / "agent.toml"), "--json",
+                            timeout=timeout)  # fmt: skip
+        took = time.monotonic() - began
+        try:
+            report = json.loads(done.stdout)
+        except ValueError:
+            raise AssertionError(f"kedge-agent {args[0]}: exit {done.returncode}, no JSON report:"
+                                 f"\n{done.stdout}\n{done.stderr}") from None  # fmt: skip
+        return done.returncode, report, took
+
+    def kedge_check(self, cloudcore: str, token: str, node: str) -> dict[str, dict[str, Any]]:
+        """`kedge-agent check --json` on this board: each check's result by id."""
+        self.configure_agent(cloudcore, token, node)
+        _, report, _ = self.kedge("check", timeout=180)
         return {c["id"]: c for c in report["checks"]}
 
     def keadm_join(

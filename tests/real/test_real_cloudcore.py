@@ -36,15 +36,6 @@ def test_a_real_cloudcore_issues_the_token_kedge_reads(tmp_path: Path, version: 
         assert ":10002 " in listening
 
 
-def node_ready(plane: ControlPlane, name: str) -> dict[str, str] | None:
-    """The Node's Ready condition once it is True, else None."""
-    node = plane.get(f"/api/v1/nodes/{name}")
-    for c in (node or {}).get("status", {}).get("conditions", []):
-        if c["type"] == "Ready" and c["status"] == "True":
-            return dict(node["status"]["nodeInfo"])
-    return None
-
-
 def test_a_bare_keadm_join_of_v1_23_1_on_containerd_makes_a_ready_node(tmp_path: Path) -> None:
     """The baseline every kedge story on real binaries is held to: a real keadm join,
     a real edgecore fetching its certificates from the real cloudcore, Node Ready."""
@@ -56,7 +47,7 @@ def test_a_bare_keadm_join_of_v1_23_1_on_containerd_makes_a_ready_node(tmp_path:
         rc, out, _ = edge.keadm_join(f"{ADDRESS}:10000", cloudcore.token(), "edge-1")
         assert rc == 0, out
         assert "Install Complete!" in out
-        info = wait_for(lambda: node_ready(plane, "edge-1"), timeout=120, what="Node edge-1 Ready")
+        info = wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
         assert info["kubeletVersion"].endswith("-kubeedge-v1.23.1")
         assert info["containerRuntimeVersion"].startswith("containerd://")
 
@@ -87,3 +78,28 @@ def test_keadm_starts_edgecore_itself_without_sudo_when_file_fails_as_kedge_pred
         rc, out, _ = edge.keadm_join(f"{ADDRESS}:10000", token, "edge-1")
         assert rc == 0, out
         assert "KubeEdge edgecore is running, For logs visit: /var/log/kubeedge/edgecore.log" in out
+
+
+def test_kedge_joins_a_real_v1_23_1_board_on_containerd_and_resets_it(tmp_path: Path) -> None:
+    """The story through kedge itself on the real binaries: check, join (keadm takes its
+    background path: no systemd runs here), Node Ready, reset, a clean board again."""
+    with sandbox(tmp_path / "box") as box:
+        plane = ControlPlane(box, tmp_path / "plane").start()
+        plane.install_kubeedge_resources("v1.23.1")
+        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
+        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+        edge.configure_agent(f"{ADDRESS}:10000", cloudcore.token(), "edge-1")
+        rc, report, _ = edge.kedge("join", "--yes")
+        assert rc == 0, report
+        assert report["summary"].startswith(f"joined {ADDRESS}:10000 as edge-1"), report
+        info = wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+        assert info["kubeletVersion"].endswith("-kubeedge-v1.23.1")
+        rc, again, _ = edge.kedge("join", "--yes")
+        assert (rc, again["summary"]) == (
+            0,
+            f"already joined to {ADDRESS}:10000 as edge-1: nothing to do",
+        )
+        rc, reset, _ = edge.kedge("reset", "--yes")
+        assert rc == 0, reset
+        assert box.run("pidof", "edgecore").returncode != 0, "edgecore still runs after reset"
+        assert not (box.work / "root/etc/kubeedge/config").exists()
