@@ -11,11 +11,16 @@ the truth."""
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 
 from kedge.host import Host
-from kedge.kubeedge import EDGECORE_BIN, EDGECORE_UNIT, UNIT_DIRS
-from kedge.wire import EdgecoreState
+from kedge.kubeedge import EDGECORE_BIN, EDGECORE_UNIT, UNIT_DIRS, Release
+from kedge.wire import Change, EdgecoreState
+
+# What keadm prints after starting edgecore in the background (edge/join.go runEdgeCore):
+# the systemd path names journalctl instead of a file.
+BACKGROUND_TIP = "KubeEdge edgecore is running, For logs visit: /"
 
 SYSTEMD_RUNNING = "/run/systemd/system"
 
@@ -77,3 +82,24 @@ async def state(host: Host, previous_restarts: int | None = None) -> EdgecoreSta
     if has_unit(host) or host.exists(EDGECORE_BIN):
         return EdgecoreState(active=False, state="not running")
     return EdgecoreState(active=False, state="not installed")
+
+
+async def start_as_keadm_meant(host: Host, release: Release) -> Change | None:
+    """keadm up to v1.22 starting edgecore without systemd runs `edgecore >
+    /etc/kubeedge/kubeedge/edge/edgecore.log 2>&1 &`, and nothing creates that directory:
+    the shell cannot open the redirect and runs nothing, yet keadm says "edgecore is
+    running" and waits 300 s for certificates that never come (seen on the real v1.13.0
+    keadm). A missing directory after that line means exactly this; kedge does what keadm
+    meant — the directory, then edgecore with its output there."""
+    log = release.background_log
+    directory = posixpath.dirname(log)
+    if host.exists(directory) or pids(host) or not host.exists(EDGECORE_BIN):
+        return None
+    host.path(directory).mkdir(parents=True, exist_ok=True)
+    await host.start_background(["edgecore"], log)
+    return Change(
+        action="start",
+        target="edgecore",
+        detail=f"keadm's background start ran nothing ({directory} did not exist); "
+        f"started as keadm meant, output in {log}",
+    )

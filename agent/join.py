@@ -297,9 +297,10 @@ async def run_join(
         state.save_join(record)
         emit("$ " + " ".join(shown))
         try:
-            record.keadm_exit_code, output, unrun = await _run_keadm(
+            record.keadm_exit_code, output, unrun, repaired = await _run_keadm(
                 host, argv, token, settings, emit
             )
+            changes += repaired
         except asyncio.CancelledError:
             record.phase, record.finished_at = "interrupted", now()
             state.save_join(record)
@@ -407,25 +408,50 @@ async def _verify(host: Host, state: StateDir, record: JoinRecord, settings: Age
 
 async def _run_keadm(
     host: Host, argv: list[str], token: str, settings: AgentSettings, emit: Callable[[str], None]
-) -> tuple[int | None, str, str | None]:
+) -> tuple[int | None, str, str | None, list[Change]]:
     """Run keadm, streaming its output (token redacted) line by line: its exit code
     (None if it did not run to the end), the last KEPT_KEADM_LINES for the diagnosis,
-    and why it did not run to the end (not found, cannot start, out of time)."""
+    why it did not run to the end (not found, cannot start, out of time), and what kedge
+    repaired while it ran (edgecore_run.start_as_keadm_meant)."""
     lines: deque[str] = deque(maxlen=KEPT_KEADM_LINES)
+    started_in_background = asyncio.Event()
 
     def on_line(line: str) -> None:
         clean = redact(line, token)
         lines.append(clean)
         log.info("keadm.output", line=clean)
         emit(f"keadm: {clean}")
+        if edgecore_run.BACKGROUND_TIP in clean:
+            started_in_background.set()
+
+    async def repair() -> list[Change]:
+        await started_in_background.wait()
+        done = await edgecore_run.start_as_keadm_meant(host, Release(settings.kubeedge_version))
+        if done is not None:
+            emit(f"kedge: {done.detail}")
+        return [done] if done is not None else []
 
     # keadm pulls through the docker client, which reads DOCKER_HOST.
     env = {**os.environ, "DOCKER_HOST": f"unix://{settings.docker_socket}"}
+    repairing = asyncio.create_task(repair())
     try:
         code = await host.run_streaming(
             argv, timeout=settings.join_timeout_s, env=env, on_line=on_line
         )
     except CommandError as exc:
         lines.append(str(exc))
-        return None, "\n".join(lines), str(exc)
-    return code, "\n".join(lines), None
+        return None, "\n".join(lines), str(exc), await _finish(repairing)
+    return code, "\n".join(lines), None, await _finish(repairing)
+
+
+async def _finish(repairing: asyncio.Task[list[Change]]) -> list[Change]:
+    """The repair's changes; a repair still waiting for its line is called off."""
+    if not repairing.done():
+        repairing.cancel()
+        await asyncio.wait([repairing])
+    if repairing.cancelled():
+        return []
+    if isinstance(failure := repairing.exception(), CommandError):
+        log.warning("join.repair", error=str(failure))
+        return []
+    return repairing.result()

@@ -229,6 +229,33 @@ class Host:
         props = await self.unit_properties(unit, "ActiveState", timeout=timeout)
         return (props or {}).get("ActiveState") or None
 
+    async def start_background(
+        self, argv: Sequence[str], log: str, *, timeout: float = 10.0
+    ) -> None:
+        """Start a long-lived program detached from us, as `PROGRAM > LOG 2>&1 &` would:
+        through util-linux's `setsid --fork`, so it is nobody's child here and outlives
+        this process (asyncio kills a child it still tracks when its loop closes)."""
+        setsid = self.which("setsid")
+        found = self.which(argv[0]) if argv else None
+        if setsid is None or found is None:
+            missing = "setsid" if setsid is None else (argv[0] if argv else "?")
+            raise CommandError(f"{missing}: command not found on {':'.join(self.search_path)}")
+        try:
+            with self.path(log).open("ab") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    str(self.path(setsid)), "--fork", str(self.path(found)), *argv[1:],
+                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                    env=self._env,
+                )  # fmt: skip
+        except OSError as exc:
+            raise CommandError(f"{argv[0]}: cannot start: {exc.strerror or exc}") from exc
+        try:
+            async with asyncio.timeout(timeout):
+                await proc.wait()
+        except TimeoutError:
+            await _kill_and_reap(proc)
+            raise CommandError(f"setsid --fork {argv[0]}: no answer within {timeout:g} s") from None
+
     async def run_streaming(
         self,
         argv: Sequence[str],

@@ -213,16 +213,17 @@ def seed_registry(seeder: Dockerd, registry: str, refs: list[str]) -> None:
         seeder.push(target)
 
 
-def saved_image(rootfs: bytes, ref: str, arch: str, entrypoint: list[str] | None = None) -> bytes:
+def saved_image(rootfs: bytes, ref: str, arch: str, entrypoint: list[str] | None = None,
+                cmd: list[str] | None = None) -> bytes:  # fmt: skip
     """A `docker save` archive of one image: one layer (`rootfs`), a config naming `arch`
-    (and the entrypoint, for an image a runtime will run). `ctr images import` reads it
-    too."""
+    (and the entrypoint or command, for an image a runtime will run). `ctr images import`
+    reads it too."""
     import hashlib
     import json as _json
     import tarfile
 
     diff_id = hashlib.sha256(rootfs).hexdigest()
-    run = {"Entrypoint": entrypoint} if entrypoint else {}
+    run = {**({"Entrypoint": entrypoint} if entrypoint else {}), **({"Cmd": cmd} if cmd else {})}
     config = _json.dumps({"architecture": arch, "os": "linux", "config": run,
                           "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]}}).encode()  # fmt: skip
     config_name = hashlib.sha256(config).hexdigest() + ".json"

@@ -1,12 +1,17 @@
-"""A real edge board inside a Sandbox: a private containerd (Debian's) on
-/run/containerd/containerd.sock with the CNI plugins of Debian's
-containernetworking-plugins, and the images a real `keadm join` asks for, built here from
-the real binaries — no registry: keadm skips a pull when the image is already there.
+"""A real edge board inside a Sandbox, on the runtime its release drives: from v1.14 a
+private containerd (Debian's) on /run/containerd/containerd.sock with the CNI plugins of
+Debian's containernetworking-plugins; up to v1.13 a private dockerd (Debian's docker.io)
+on /run/docker.sock, without networking, which edgecore's dockershim drives. The images a
+real `keadm join` asks for are built here from the real binaries — no registry: keadm
+skips a pull when the image is already there.
 
 - `kubeedge/installation-package:<release>`: busybox (sh, sleep, cp: keadm's copy step
   runs `sleep infinity` and `cp` in it) and the release's edgecore at
   /usr/local/bin/edgecore, where keadm copies it from;
-- the sandbox image containerd is configured with: the static `pause` binary.
+- the pause image (containerd's sandbox image; v1.13's `kubeedge/pause:3.6`): the static
+  `pause` binary;
+- v1.13's keadm also asks for `eclipse-mosquitto:1.6.15` (even with --with-mqtt=false):
+  busybox stands in, never run.
 
 keadm decides that systemd runs when `file /sbin/init` succeeds; inside the sandbox no
 systemd runs, so `file` is made to fail there and keadm takes its nohup path."""
@@ -23,11 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kedge.kubeedge import Release
 from tests.harness.dockerd import saved_image
 from tests.harness.real_binaries import Missing, binary, release
 from tests.harness.sandbox import Sandbox
 from tests.harness.wait import wait_for
 
+DOCKER_SOCKET = "/run/docker.sock"
 SOCKET = "/run/containerd/containerd.sock"
 ENDPOINT = f"unix://{SOCKET}"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
@@ -67,14 +74,21 @@ def installation_package(version: str) -> bytes:
         {"bin/busybox": (BUSYBOX.read_bytes(), 0o755), "usr/local/bin/edgecore": (edgecore, 0o755)},
         {f"bin/{tool}": "busybox" for tool in ("sh", "sleep", "cp", "ls")},
     )
+    # As the real image (FROM ubuntu: a command, no entrypoint): keadm's docker copy step
+    # gives its own command, `/bin/sh -c "cp …"`, which an entrypoint would swallow.
     return saved_image(
-        layer, f"docker.io/kubeedge/installation-package:{version}", "amd64", ["/bin/sh"]
+        layer, f"docker.io/kubeedge/installation-package:{version}", "amd64", cmd=["/bin/sh"]
     )
 
 
-def pause_image() -> bytes:
+def pause_image(ref: str = PAUSE_IMAGE) -> bytes:
     layer = _tar({"pause": (binary("tools/pause").read_bytes(), 0o755)}, {})
-    return saved_image(layer, PAUSE_IMAGE, "amd64", ["/pause"])
+    return saved_image(layer, ref, "amd64", ["/pause"])
+
+
+def mosquitto_stand_in() -> bytes:
+    layer = _tar({"bin/busybox": (BUSYBOX.read_bytes(), 0o755)}, {"bin/sh": "busybox"})
+    return saved_image(layer, "docker.io/library/eclipse-mosquitto:1.6.15", "amd64", ["/bin/sh"])
 
 
 def containerd_config(work: Path) -> str:
@@ -105,10 +119,26 @@ class RealEdge:
     work: Path
     version: str
 
+    @property
+    def docker(self) -> bool:
+        return Release(self.version).docker
+
     def start(self) -> RealEdge:
+        self.work.mkdir(parents=True, exist_ok=True)
+        if self.docker:
+            self._start_dockerd()
+        else:
+            self._start_containerd()
+        # keadm's test for systemd (`file /sbin/init`) fails here: no systemd runs inside.
+        no_file = self.work / "file"
+        no_file.write_text("#!/bin/sh\nexit 1\n")
+        no_file.chmod(0o755)
+        self.box.check("mount", "--bind", str(no_file), "/usr/bin/file")
+        return self
+
+    def _start_containerd(self) -> None:
         if not CNI_BIN.exists():
             raise Missing(f"{CNI_BIN} is missing (apt install containernetworking-plugins)")
-        self.work.mkdir(parents=True, exist_ok=True)
         # Where a board keeps them, private to the sandbox: kedge's checks read them there.
         root = self.box.work / "root"
         (root / "etc/cni/net.d/10-kedge-test.conflist").write_text(json.dumps(CNI_CONF))
@@ -124,12 +154,23 @@ class RealEdge:
             path.write_bytes(archive)
             self.box.check("ctr", "--address", SOCKET, "-n", NAMESPACE, "images", "import",
                            str(path), timeout=120)  # fmt: skip
-        # keadm's test for systemd (`file /sbin/init`) fails here: no systemd runs inside.
-        no_file = self.work / "file"
-        no_file.write_text("#!/bin/sh\nexit 1\n")
-        no_file.chmod(0o755)
-        self.box.check("mount", "--bind", str(no_file), "/usr/bin/file")
-        return self
+
+    def _start_dockerd(self) -> None:
+        (self.work / "daemon.json").write_text("{}")
+        self.box.spawn(["dockerd", "--config-file", str(self.work / "daemon.json"),
+                        "--data-root", str(self.work / "docker"), "--storage-driver=vfs",
+                        "--bridge=none", "--iptables=false", "--ip6tables=false",
+                        "--ip-masq=false", "--ip-forward=false"],
+                       self.work / "dockerd.log")  # fmt: skip
+        docker = ("docker", "-H", f"unix://{DOCKER_SOCKET}")
+        wait_for(lambda: self.box.run(*docker, "version", timeout=10).returncode == 0,
+                 timeout=60, what="dockerd in the sandbox")  # fmt: skip
+        for name, archive in (("pause", pause_image("docker.io/kubeedge/pause:3.6")),
+                              ("mosquitto", mosquitto_stand_in()),
+                              ("installation-package", installation_package(self.version))):  # fmt: skip
+            path = self.work / f"{name}.tar"
+            path.write_bytes(archive)
+            self.box.check(*docker, "load", "-i", str(path), timeout=120)
 
     def configure_agent(self, cloudcore: str, token: str, node: str, **more: str) -> Path:
         """kedge-agent's configuration for this board (keadm where a board has it)."""
@@ -137,10 +178,12 @@ class RealEdge:
         if not keadm.exists():
             shutil.copy(release(self.version)["keadm"], keadm)
         config = self.work / "agent.toml"
+        runtime = ({"runtime": "docker", "docker_host": f"unix://{DOCKER_SOCKET}"} if self.docker
+                   else {"runtime": "containerd", "remote_runtime_endpoint": ENDPOINT})  # fmt: skip
         settings = {
             "node_name": node, "cloudcore": cloudcore, "token": token,
-            "kubeedge_version": self.version, "runtime": "containerd",
-            "remote_runtime_endpoint": ENDPOINT, "state_dir": str(self.work / "state"), **more,
+            "kubeedge_version": self.version, **runtime,
+            "state_dir": str(self.work / "state"), **more,
         }  # fmt: skip
         config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
         return config
@@ -171,8 +214,9 @@ class RealEdge:
         """The bare `keadm join` of this release: (exit code, output, seconds)."""
         keadm = release(self.version)["keadm"]
         began = time.monotonic()
+        runtime = (["--runtimetype=docker", "--with-mqtt=false"] if self.docker
+                   else [f"--remote-runtime-endpoint={ENDPOINT}"])  # fmt: skip
         done = self.box.run(str(keadm), "join", f"--cloudcore-ipport={cloudcore}", f"--token={token}",
                             f"--kubeedge-version={self.version}", f"--edgenode-name={node}",
-                            f"--remote-runtime-endpoint={ENDPOINT}", "--cgroupdriver=cgroupfs",
-                            timeout=timeout)  # fmt: skip
+                            *runtime, "--cgroupdriver=cgroupfs", timeout=timeout)  # fmt: skip
         return done.returncode, done.stdout + done.stderr, time.monotonic() - began

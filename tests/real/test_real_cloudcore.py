@@ -80,20 +80,25 @@ def test_keadm_starts_edgecore_itself_without_sudo_when_file_fails_as_kedge_pred
         assert "KubeEdge edgecore is running, For logs visit: /var/log/kubeedge/edgecore.log" in out
 
 
-def test_kedge_joins_a_real_v1_23_1_board_on_containerd_and_resets_it(tmp_path: Path) -> None:
-    """The story through kedge itself on the real binaries: check, join (keadm takes its
-    background path: no systemd runs here), Node Ready, reset, a clean board again."""
+@pytest.mark.parametrize("version", RELEASES)
+def test_kedge_joins_a_real_board_and_resets_it(tmp_path: Path, version: str) -> None:
+    """The story through kedge itself on the real binaries (v1.13.0 on docker, v1.23.1 on
+    containerd): join (keadm takes its background path: no systemd runs here — on v1.13.0
+    that path runs nothing until kedge repairs it), Node Ready, join again (nothing to
+    do), reset, a clean board again."""
     with sandbox(tmp_path / "box") as box:
         plane = ControlPlane(box, tmp_path / "plane").start()
-        plane.install_kubeedge_resources("v1.23.1")
-        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
-        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+        plane.install_kubeedge_resources(version)
+        cloudcore = Cloudcore(box, plane, version, tmp_path / "cloudcore").start()
+        edge = RealEdge(box, tmp_path / "edge", version).start()
         edge.configure_agent(f"{ADDRESS}:10000", cloudcore.token(), "edge-1")
         rc, report, _ = edge.kedge("join", "--yes")
         assert rc == 0, report
         assert report["summary"].startswith(f"joined {ADDRESS}:10000 as edge-1"), report
         info = wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
-        assert info["kubeletVersion"].endswith("-kubeedge-v1.23.1")
+        assert info["kubeletVersion"].endswith(f"-kubeedge-{version}")
+        repaired = [c for c in report["changes"] if c["action"] == "start"]
+        assert bool(repaired) == (version == "v1.13.0"), report["changes"]
         rc, again, _ = edge.kedge("join", "--yes")
         assert (rc, again["summary"]) == (
             0,
