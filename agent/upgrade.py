@@ -19,7 +19,7 @@ from agent.state import StateDir, now
 from kedge.cri import CriClient, CriError
 from kedge.errors import CommandError, UserError
 from kedge.host import Host
-from kedge.kubeedge import EDGECORE_BIN, Release
+from kedge.kubeedge import EDGECORE_BIN, Release, refuse_advised
 from kedge.names import version_tuple
 from kedge.wire import ActionReport, Change
 
@@ -33,6 +33,8 @@ def plan(current: str, target: str, cloud: str | None) -> str | None:
     now_, to = version_tuple(current)[:3], version_tuple(target)[:3]
     if to == now_:
         return None
+    if (advised := refuse_advised(target)) is not None:
+        return advised
     if to < now_:
         return (
             f"{target} is older than the running {current}: that is a rollback "

@@ -19,7 +19,7 @@ from cloud_api.store import Store
 from kedge.elf import elf_machine
 from kedge.errors import CommandError, ProbeError
 from kedge.host import Host
-from kedge.kubeedge import EDGE_PORTS
+from kedge.kubeedge import EDGE_PORTS, refuse_advised
 from kedge.probes import tcp_connect
 from kedge.token import parse_token
 
@@ -52,6 +52,7 @@ class Status:
     advertise_addresses: list[str] | None
     ports: dict[str, bool]
     managed: bool
+    advisory: str | None = None  # why the running release must be replaced
 
 
 class Cloudcore:
@@ -106,6 +107,7 @@ class Cloudcore:
             advertise_addresses=advertise,
             ports=ports,
             managed=managed,
+            advisory=refuse_advised(deploy.tag) if deploy.tag else None,
         )
 
     async def token(self) -> tuple[str, float | None]:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cloud_api.kube import Node
-from kedge.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE
+from kedge.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE, refuse_advised
 from kedge.names import version_tuple
 
 # KubeEdge minor -> the Kubernetes minors it works with: up to v1.15 the matrix's exact
@@ -156,6 +156,8 @@ def uses_keadm_upgrade(kubeedge_version: str) -> bool:
 def check_upgrade(current: str | None, target: str, nodes: Sequence[Node]) -> None:
     """The cloud goes first and one minor release at a time, and no edge node may end up
     newer than cloudcore or more than one minor release behind it."""
+    if (advised := refuse_advised(target)) is not None:
+        raise PlanError(advised)
     to = version_tuple(target)[:2]
     if current is not None:
         now = version_tuple(current)[:2]

@@ -117,6 +117,10 @@ class CloudcoreStatus(BaseModel):
     )
     ports: dict[str, bool] = Field(description="address:port -> accepts TCP connections")
     managed: bool = Field(description="installed through this API")
+    advisory: str | None = Field(
+        None,
+        description="the security advisory of the running release and the release that fixes it",
+    )
 
 
 class JobLine(BaseModel):

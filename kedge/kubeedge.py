@@ -100,14 +100,27 @@ CRI_DOCKERD_ENDPOINT = "unix:///var/run/cri-dockerd.sock"
 CRIO_ENDPOINT = "unix:///var/run/crio/crio.sock"
 RUNTIME_ENDPOINTS = {"containerd": CONTAINERD_ENDPOINT, "cri-dockerd": CRI_DOCKERD_ENDPOINT,
                      "crio": CRIO_ENDPOINT}  # fmt: skip
-# Releases that must not be installed, and why (the fixing release's commits).
+# Releases that must not be installed: (the release that fixes them, why). One source for
+# the board's check, its join and upgrade, and the cloud's init and status.
+_JOBS_RCE = (
+    "CVE-2026-62371 and CVE-2026-62182: anyone who may create a NodeUpgradeJob or "
+    "ConfigUpdateJob can run commands on the boards it targets"
+)
 ADVISORIES = {
-    "v1.23.0": (
-        "v1.23.1", "v1.23.1 fixes four security issues, among them shell execution on edge "
-        "nodes through NodeUpgradeJob and ConfigUpdateJob fields and path traversal in tar "
-        "extraction (commits 657b745, ee78415, ee02dea, 0fe1ea1)",
-    ),
+    "v1.21.0": ("v1.21.2", _JOBS_RCE), "v1.21.1": ("v1.21.2", _JOBS_RCE),
+    "v1.22.0": ("v1.22.2", _JOBS_RCE), "v1.22.1": ("v1.22.2", _JOBS_RCE),
+    "v1.23.0": ("v1.23.1", _JOBS_RCE + "; v1.23.1 also fixes path traversal in tar extraction "
+                "(commits 657b745, ee78415, ee02dea, 0fe1ea1)"),
 }  # fmt: skip
+
+
+def refuse_advised(tag: str) -> str | None:
+    """Why kedge never installs `tag` and what to use instead, or None."""
+    found = ADVISORIES.get(tag)
+    if found is None:
+        return None
+    better, why = found
+    return f"KubeEdge {tag} has known security holes ({why}); use {better}, which fixes them"
 
 
 @dataclass(frozen=True)

@@ -128,16 +128,17 @@ def test_docker_with_1_13_works_but_is_unmaintained(board: Board, agent: AgentRu
     assert 'runtime = "containerd"' in result.remedy
 
 
-def test_a_release_with_known_security_holes_is_warned_with_the_fixed_one(
+def test_a_release_with_known_security_holes_fails_naming_the_advisory_and_the_fix(
     board: Board, agent: AgentRunner
 ) -> None:
     sock = board.write("/run/containerd/containerd.sock", "")  # a path on this machine
     board.configure({"kubeedge_version": "v1.23.0", "runtime": "containerd",
                      "remote_runtime_endpoint": f"unix://{sock}"})  # fmt: skip
     result = check_one(agent, board, "kubeedge-version")
-    assert result.status == "warn"
-    assert "v1.23.0 has known security holes" in result.summary
+    assert result.status == "fail"  # kedge does not join it
+    assert "kedge never installs v1.23.0: CVE-2026-62371 and CVE-2026-62182" in result.summary
     assert "NodeUpgradeJob" in result.summary
+    assert "(fixed in v1.23.1)" in result.summary
     assert result.remedy.startswith('Set kubeedge_version = "v1.23.1"')
     board.configure({"kubeedge_version": "v1.23.1", "runtime": "containerd",
                      "remote_runtime_endpoint": f"unix://{sock}"})  # fmt: skip

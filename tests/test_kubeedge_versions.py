@@ -52,7 +52,28 @@ def test_supported_maintained_and_advised() -> None:
     better, why = Release("v1.23.0").advisory() or ("", "")
     assert better == "v1.23.1"
     assert "NodeUpgradeJob" in why
-    assert Release("v1.23.1").advisory() is None
+
+
+@pytest.mark.parametrize(
+    ("tag", "fixed"),
+    [("v1.21.0", "v1.21.2"), ("v1.21.1", "v1.21.2"), ("v1.22.0", "v1.22.2"),
+     ("v1.22.1", "v1.22.2"), ("v1.23.0", "v1.23.1"), ("v1.21.2", None), ("v1.22.2", None),
+     ("v1.23.1", None), ("v1.20.0", None)],
+)  # fmt: skip
+def test_the_security_releases_are_named_with_their_fix(tag: str, fixed: str | None) -> None:
+    """CVE-2026-62371 and CVE-2026-62182 (NodeUpgradeJob, ConfigUpdateJob): v1.21.0-1.21.1,
+    v1.22.0-1.22.1 and v1.23.0; fixed in v1.21.2, v1.22.2, v1.23.1."""
+    from kedge.kubeedge import refuse_advised
+
+    advisory = Release(tag).advisory()
+    assert (advisory[0] if advisory else None) == fixed
+    said = refuse_advised(tag)
+    if fixed is None:
+        assert said is None
+    else:
+        assert said is not None
+        assert "CVE-2026-62371 and CVE-2026-62182" in said
+        assert f"use {fixed}, which fixes them" in said
 
 
 def argv(**settings: Any) -> list[str]:
@@ -95,8 +116,10 @@ def test_reset_removes_the_target_releases_data_directory() -> None:
         ("v1.23.1", "v1.23.1", "v1.23.1", None),  # nothing to do
         ("v1.22.0", "v1.23.1", "v1.22.0", "cloudcore runs v1.22.0, older than v1.23.1"),
         ("v1.21.0", "v1.23.1", "v1.23.1", "upgrade to the newest v1.22.x first"),
-        ("v1.23.1", "v1.22.0", "v1.23.1", "that is a rollback (keadm rollback edge)"),
+        ("v1.23.1", "v1.22.2", "v1.23.1", "that is a rollback (keadm rollback edge)"),
         ("v1.13.0", "v1.14.0", "v1.14.0", "cannot be upgraded in place"),
+        ("v1.22.2", "v1.23.0", "v1.23.1", "KubeEdge v1.23.0 has known security holes"),
+        ("v1.21.2", "v1.22.1", "v1.23.1", "use v1.22.2, which fixes them"),
     ],
 )
 def test_the_upgrade_plan_follows_kubeedges_rules(

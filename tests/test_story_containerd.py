@@ -159,37 +159,37 @@ def test_an_upgrade_from_v1_22_runs_the_cloud_first_then_the_board(
     board: Board, seeded: Registry, dockerd_systemd: Dockerd, tmp_path: Path, ntp: SntpServer,
     agent: AgentRunner,
 ) -> None:  # fmt: skip
-    """A board joined on v1.22.0 is upgraded in place with keadm upgrade edge: refused
+    """A board joined on v1.22.2 is upgraded in place with keadm upgrade edge: refused
     while cloudcore is older than the target, done once it is not, and not again."""
-    seed_registry(dockerd_systemd, seeded.address, ["kubeedge/installation-package:v1.22.0"])
+    seed_registry(dockerd_systemd, seeded.address, ["kubeedge/installation-package:v1.22.2"])
     board.install_systemd()
-    board.install_keadm(version="v1.22.0")
+    board.install_keadm(version="v1.22.2")
     containerd = Containerd(board, tmp_path / "containerd").start(config_v2(
         tmp_path / "containerd", systemd_cgroup=False, mirror=seeded.url,
         sandbox_image="kubeedge/pause:3.6"))  # fmt: skip
     try:
-        with CloudcoreSim(CloudcorePKI.create(["127.0.0.1"]), version="v1.22.0") as cc:
-            board.configure(settings(containerd, ntp, cc, kubeedge_version="v1.22.0"))
+        with CloudcoreSim(CloudcorePKI.create(["127.0.0.1"]), version="v1.22.2") as cc:
+            board.configure(settings(containerd, ntp, cc, kubeedge_version="v1.22.2"))
             archive = cni_archive(tmp_path / "cni.tgz")
             assert agent(board, "fix", "--yes", "--cni-archive", str(archive)).rc == 0
             joined = agent(board, "join", "--yes", "--json")
             assert joined.rc == 0, joined.out + joined.err
 
             board.configure(settings(containerd, ntp, cc, kubeedge_version=VERSION))
-            early = agent(board, "upgrade", "--yes", "--json", "--cloud-version", "v1.22.0")
+            early = agent(board, "upgrade", "--yes", "--json", "--cloud-version", "v1.22.2")
             doc = json.loads(early.out)
             assert (early.rc, doc["changes"]) == (1, [])
             assert doc["summary"] == (
-                "cloudcore runs v1.22.0, older than v1.23.1: upgrade the cloud first "
+                "cloudcore runs v1.22.2, older than v1.23.1: upgrade the cloud first "
                 "(kedge-cloud-api init --kubeedge-version v1.23.1), then the boards"
             )
-            assert version_of(board) == "KubeEdge v1.22.0"
+            assert version_of(board) == "KubeEdge v1.22.2"
 
             run = agent(board, "upgrade", "--yes", "--json", "--cloud-version", VERSION)
             doc = json.loads(run.out)
             assert run.rc == 0, run.out + run.err
             assert doc["summary"] == (
-                "upgraded edgecore v1.22.0 → v1.23.1; it is active and connected to cloudhub"
+                "upgraded edgecore v1.22.2 → v1.23.1; it is active and connected to cloudhub"
             )
             assert doc["details"]["keadm_argv"] == [
                 "keadm", "upgrade", "edge", "--toVersion=v1.23.1",
@@ -203,10 +203,10 @@ def test_an_upgrade_from_v1_22_runs_the_cloud_first_then_the_board(
             assert (
                 json.loads(again.out)["summary"] == "edgecore already runs v1.23.1: nothing to do"
             )
-            back = agent(board, "upgrade", "--yes", "--json", "--to", "v1.22.0",
+            back = agent(board, "upgrade", "--yes", "--json", "--to", "v1.22.2",
                          "--cloud-version", VERSION)  # fmt: skip
             assert json.loads(back.out)["summary"].startswith(
-                "v1.22.0 is older than the running v1.23.1"
+                "v1.22.2 is older than the running v1.23.1"
             )
     finally:
         board.stop_processes()

@@ -149,13 +149,13 @@ async def kubeedge_version(ctx: CheckContext) -> Outcome:
 
 
 def _advised(tag: str, summary: str, details: dict[str, Any]) -> Outcome:
-    """Pass, unless the release must not be used (security fixes missing) or is no longer
-    maintained: then a warning with the way up."""
+    """Pass, unless the release must not be used (security fixes missing: kedge does not
+    join it) or is no longer maintained (a warning with the way up)."""
     release = Release(tag)
     advisory = release.advisory()
     if advisory is not None:
         better, why = advisory
-        return warned(f"{summary}; but {tag} has known security holes: {why}",
+        return failed(f"{summary}; but kedge never installs {tag}: {why} (fixed in {better})",
                       f'Set kubeedge_version = "{better}" (on the cloud side too: '
                       f"kedge-cloud-api init --kubeedge-version {better}).", **details)  # fmt: skip
     if not release.maintained:

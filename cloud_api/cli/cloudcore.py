@@ -86,4 +86,6 @@ async def run_status(args: argparse.Namespace, settings: CloudSettings) -> int:
     print(f"advertise: {addresses}")
     for where, ok in s.ports.items():
         print(f"  {where}: {'open' if ok else 'CLOSED'}")
+    if s.advisory:
+        print(f"SECURITY: {s.advisory} (kedge-cloud-api init --kubeedge-version <that release>)")
     return EXIT_OK

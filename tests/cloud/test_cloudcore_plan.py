@@ -10,6 +10,7 @@ from cloud_api.cloudcore_plan import (
     check_advertise,
     check_k8s,
     check_keadm_arch,
+    check_upgrade,
     init_argv,
     tolerations_needed,
 )
@@ -84,3 +85,9 @@ def test_init_argv_names_later_releases_with_kubeedge_version() -> None:
     argv = init_argv(["192.168.31.137"], "/root/.kube/config", "v1.23.1", [])
     assert argv == ["keadm", "init", "--advertise-address=192.168.31.137",
                     "--kube-config=/root/.kube/config", "--kubeedge-version=v1.23.1"]  # fmt: skip
+
+
+@pytest.mark.parametrize("target", ["v1.21.1", "v1.22.0", "v1.23.0"])
+def test_init_never_installs_a_release_with_a_security_advisory(target: str) -> None:
+    with pytest.raises(PlanError, match=r"CVE-2026-62371 and CVE-2026-62182.*which fixes them"):
+        check_upgrade(None, target, [])

@@ -1,4 +1,4 @@
-"""Current KubeEdge end to end: kedge-cloud-api installs cloudcore v1.22.0 on a simulated
+"""Current KubeEdge end to end: kedge-cloud-api installs cloudcore v1.22.2 on a simulated
 Kubernetes 1.31 master, a board on a real containerd enrolls and joins, and the upgrade
 to v1.23.1 goes cloud first (keadm upgrade cloud), then the board (keadm upgrade edge)."""
 
@@ -31,9 +31,9 @@ pytestmark = [
 def cloud(tmp_path: Path) -> Iterator[Master]:
     with master(tmp_path) as m:
         m.root.write(
-            "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.22.0", "init_wait_s": 5})
+            "/var/lib/kedge-sim/keadm.json", json.dumps({"version": "v1.22.2", "init_wait_s": 5})
         )
-        published = m.cluster()["registry_tags"] + ["v1.20.0", "v1.22.0", "v1.23.1"]
+        published = m.cluster()["registry_tags"] + ["v1.20.0", "v1.22.2", "v1.23.1"]
         m.edit_cluster(version="v1.31.4", registry_tags=published)
         yield m.start()
 
@@ -41,7 +41,7 @@ def cloud(tmp_path: Path) -> Iterator[Master]:
 def containerd_board(board: Board, registry: Registry, dockerd: Dockerd, ntp: SntpServer,
                      tmp_path: Path, keadm: str) -> Containerd:  # fmt: skip
     seed_registry(dockerd, registry.address, ["kubeedge/pause:3.6",
-                  "kubeedge/installation-package:v1.22.0", "kubeedge/installation-package:v1.23.1"])  # fmt: skip
+                  "kubeedge/installation-package:v1.22.2", "kubeedge/installation-package:v1.23.1"])  # fmt: skip
     board.install_systemd()
     board.install_keadm(version=keadm)
     containerd = Containerd(board, tmp_path / "containerd").start(config_v2(
@@ -116,19 +116,19 @@ def test_init_enroll_join_then_upgrade_cloud_first_then_the_board(
     cloud: Master, board: Board, registry: Registry, dockerd_systemd: Dockerd,
     ntp: SntpServer, agent: AgentRunner, tmp_path: Path,
 ) -> None:  # fmt: skip
-    installed = cloud.cli("init", "--advertise-address", MASTER_IP, "--kubeedge-version", "v1.22.0")
+    installed = cloud.cli("init", "--advertise-address", MASTER_IP, "--kubeedge-version", "v1.22.2")
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    assert "--kubeedge-version=v1.22.0" in installed.stdout
+    assert "--kubeedge-version=v1.22.2" in installed.stdout
 
-    containerd = containerd_board(board, registry, dockerd_systemd, ntp, tmp_path, "v1.22.0")
+    containerd = containerd_board(board, registry, dockerd_systemd, ntp, tmp_path, "v1.22.2")
     try:
-        enroll_and_join(cloud, board, agent, tmp_path, "v1.22.0")
+        enroll_and_join(cloud, board, agent, tmp_path, "v1.22.2")
 
-        # The board first: refused, the cloud API says cloudcore still runs v1.22.0.
+        # The board first: refused, the cloud API says cloudcore still runs v1.22.2.
         early = agent(board, "upgrade", "--yes", "--json", "--to", "v1.23.1")
         assert early.rc == 1
         assert json.loads(early.out)["summary"].startswith(
-            "cloudcore runs v1.22.0, older than v1.23.1"
+            "cloudcore runs v1.22.2, older than v1.23.1"
         )
 
         # keadm v1.23.1's init refuses an installed release; kedge upgrades it instead.
@@ -148,7 +148,7 @@ def test_init_enroll_join_then_upgrade_cloud_first_then_the_board(
         assert run.rc == 0, run.out + run.err
         assert (
             doc["summary"]
-            == "upgraded edgecore v1.22.0 → v1.23.1; it is active and connected to cloudhub"
+            == "upgraded edgecore v1.22.2 → v1.23.1; it is active and connected to cloudhub"
         )
         assert node_release(cloud, "board-1") == "v1.23.1"
     finally:
@@ -160,7 +160,7 @@ def test_a_fleet_the_compatibility_rules_forbid_is_refused(cloud: Master) -> Non
     """An edge node two minor releases behind the target, and a skipped minor release."""
     assert (
         cloud.cli(
-            "init", "--advertise-address", MASTER_IP, "--kubeedge-version", "v1.22.0"
+            "init", "--advertise-address", MASTER_IP, "--kubeedge-version", "v1.22.2"
         ).returncode
         == 0
     )
