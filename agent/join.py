@@ -24,7 +24,7 @@ from agent.edgecore_dropin import (
 from agent.fix import run_fix
 from agent.preflight import run_preflight
 from agent.renewal import forget_node
-from agent.reset import kubeedge_dirs, reset_board
+from agent.reset import reset_board
 from agent.settings import AgentSettings
 from agent.state import JoinRecord, StateCorrupt, StateDir, now
 from kedge.cloud_client import ClientError
@@ -249,19 +249,18 @@ async def run_join(
             )
 
         changes: list[Change] = []
-        dirs = kubeedge_dirs(settings.kubeedge_version)
         try:
             previous = state.load_join()
         except StateCorrupt as exc:
             emit(f"{exc}; cleaning up as after an unfinished join")
-            changes += await reset_board(host, docker, dirs=dirs)
+            changes += await reset_board(host, docker, settings)
             state.clear_join()
             previous = None
         if previous is not None and previous.unfinished:
             emit(
                 f"cleaning up the unfinished join of {previous.started_at:%Y-%m-%d %H:%M}Z (phase {previous.phase})"
             )
-            changes += await reset_board(host, docker, dirs=dirs)
+            changes += await reset_board(host, docker, settings)
 
         changes += await _forget_old_node(settings, host, state, emit)
         found = await run_preflight(settings, host, ignore=ignore)
@@ -330,7 +329,7 @@ async def run_join(
         record.phase, record.finished_at = "failed", now()
         state.save_join(record)
         emit("join failed; cleaning the board for a retry")
-        changes += await reset_board(host, docker, dirs=dirs)
+        changes += await reset_board(host, docker, settings)
         # A keadm that could not start or finish says so itself, not as an exit code.
         why = (
             record.causes[0].summary

@@ -11,13 +11,13 @@ KubeEdge components are running in this host, exit")."""
 
 from __future__ import annotations
 
-import shutil
-
 import structlog
 
 from agent.docker_api import DockerClient
 from agent.edgecore_dropin import DROPIN, remove_dropin
-from kedge.errors import CommandError, DockerError
+from agent.settings import AgentSettings
+from kedge.cri import CriClient, CriError
+from kedge.errors import CommandError, DockerError, HostError
 from kedge.host import Host
 from kedge.kubeedge import EDGECORE_UNIT, UNIT_DIRS, Release
 from kedge.wire import Change
@@ -61,11 +61,15 @@ def kubeedge_dirs(kubeedge_version: str) -> tuple[str, ...]:
     return KUBEEDGE_DIRS if data in KUBEEDGE_DIRS else (*KUBEEDGE_DIRS, data)
 
 
-async def reset_board(host: Host, docker: DockerClient, *, dry_run: bool = False,
-                      dirs: tuple[str, ...] = KUBEEDGE_DIRS) -> list[Change]:  # fmt: skip
-    """Stop edgecore, remove its unit, containers and directories (`dirs`: see
-    kubeedge_dirs()). Returns what changed (or would change): an already clean board
-    yields no changes."""
+async def reset_board(
+    host: Host, docker: DockerClient, settings: AgentSettings, *, dry_run: bool = False
+) -> list[Change]:
+    """Stop edgecore, remove its unit, its pods (through the CRI at `cri_endpoint` on a
+    CRI board, as keadm reset does) and containers, unmount what its pods left mounted,
+    and remove the directories of the target release (kubeedge_dirs()). A directory with something
+    still mounted below it is kept, never walked into: a change with action "keep" and
+    done=False says what and why. Returns what changed (or would change): an already
+    clean board yields no changes."""
     changes: list[Change] = []
 
     def did(action: str, target: str, detail: str = "") -> None:
@@ -107,10 +111,63 @@ async def reset_board(host: Host, docker: DockerClient, *, dry_run: bool = False
                 await docker.remove_container(c.id)
             did("remove", f"container {c.name}", c.image)
 
-    for d in dirs:
+    if settings.runtime != "docker":
+        changes += await _remove_pods(settings.runtime_endpoint, dry_run=dry_run)
+    for d in kubeedge_dirs(settings.kubeedge_version):
         if host.exists(d):
-            if not dry_run:
-                shutil.rmtree(host.path(d), ignore_errors=True)
-            did("remove", d)
+            changes += await _remove_dir(host, d, dry_run=dry_run)
     log.info("reset.done", changes=len(changes))
     return changes
+
+
+async def _remove_pods(endpoint: str, *, dry_run: bool) -> list[Change]:
+    """Every pod sandbox on the runtime: only a kubelet (here edgecore's) makes them."""
+    cri = CriClient(endpoint)
+    try:
+        pods = await cri.pods()
+    except CriError as exc:
+        log.warning("reset.cri", error=str(exc))
+        return []
+    changes = []
+    for pod in pods:
+        if not dry_run:
+            try:
+                await cri.remove_pod(pod.id)
+            except CriError as exc:
+                log.warning("reset.pod", pod=pod.id, error=str(exc))
+                continue
+        changes.append(Change(action="remove", target=f"pod {pod.namespace}/{pod.name}",
+                              detail=f"sandbox {pod.id[:12]}", done=not dry_run))  # fmt: skip
+    return changes
+
+
+async def _remove_dir(host: Host, d: str, *, dry_run: bool) -> list[Change]:
+    """Unmount what is mounted below `d` (pods' volumes: a tmpfs, a bind mount, NFS or a
+    CSI volume — never forced, never lazily), then remove it; keep it, untouched, when
+    something stays mounted: deleting through a mount deletes someone's data."""
+    changes = []
+    stuck = []
+    for mount in host.mounts_below(d):
+        why = None if dry_run else await host.unmount(mount)
+        if why is None:
+            changes.append(Change(action="unmount", target=mount, done=not dry_run))
+        else:
+            stuck.append(f"{mount} ({why})")
+    if stuck:
+        changes.append(Change(action="keep", target=d, done=False,
+                              detail=f"still mounted below it: {', '.join(stuck)}; unmount "
+                              "them (or stop what uses them), then reset again"))  # fmt: skip
+        return changes
+    if not dry_run:
+        try:
+            host.remove_tree(d)
+        except HostError as exc:
+            changes.append(Change(action="keep", target=d, done=False, detail=str(exc)))
+            return changes
+    changes.append(Change(action="remove", target=d, done=not dry_run))
+    return changes
+
+
+def kept(changes: list[Change]) -> list[Change]:
+    """What reset refused to remove."""
+    return [c for c in changes if c.action == "keep"]

@@ -108,6 +108,14 @@ def _text(data: bytes) -> dict[int, str]:
 
 
 # -- the client ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PodSandbox:
+    id: str
+    namespace: str
+    name: str
+    uid: str
+
+
 class CriClient:
     def __init__(self, endpoint: str, timeout: float = 10.0) -> None:
         if not endpoint.startswith("unix://"):
@@ -148,6 +156,26 @@ class CriClient:
     async def pull(self, ref: str, timeout: float = 600.0) -> str:
         answer = await self.call(IMAGES, "PullImage", field(1, field(1, ref)), timeout=timeout)
         return _text(answer).get(1, "")
+
+    async def pods(self) -> list[PodSandbox]:
+        """Every pod sandbox the runtime holds (ListPodSandbox, no filter)."""
+        found = []
+        for n, item in fields(await self.call(RUNTIME, "ListPodSandbox", b"")):
+            if n != 1 or not isinstance(item, bytes):
+                continue
+            text, meta = _text(item), {}
+            for m, value in fields(item):
+                if m == 2 and isinstance(value, bytes):
+                    meta = _text(value)
+            found.append(
+                PodSandbox(text.get(1, ""), meta.get(3, ""), meta.get(1, ""), meta.get(2, ""))
+            )
+        return found
+
+    async def remove_pod(self, pod_id: str) -> None:
+        """Stop the pod (its containers, its network) and remove it, as `keadm reset` does."""
+        await self.call(RUNTIME, "StopPodSandbox", field(1, pod_id), timeout=60)
+        await self.call(RUNTIME, "RemovePodSandbox", field(1, pod_id), timeout=60)
 
     async def call(self, service: str, method: str, message: bytes, *,
                    timeout: float | None = None) -> bytes:  # fmt: skip

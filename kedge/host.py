@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import os
 import re
+import shutil
 import signal
 import socket
 import time
@@ -399,6 +400,41 @@ class Host:
     def process_count(self) -> int:
         return len(psutil.pids())
 
+    # -- mounts --------------------------------------------------------------
+    def mounts_below(self, p: str) -> list[str]:
+        """Mount points strictly below the board path `p`, as board paths, deepest first
+        (/proc/self/mountinfo: a bind mount of a directory of the same filesystem is a
+        mount too, which comparing devices would miss)."""
+        top = str(self.path(p)).rstrip("/") + "/"
+        text = Path("/proc/self/mountinfo").read_text(errors="replace")
+        found = set()
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) > 4:
+                point = _unescape_mount(parts[4])
+                if point.startswith(top):
+                    found.add("/" + point.removeprefix(str(self.root).rstrip("/") + "/"))
+        return sorted(found, key=lambda m: (-m.count("/"), m))
+
+    async def unmount(self, p: str, *, timeout: float = 30.0) -> str | None:
+        """Unmount the board path `p` — never forced, never lazy: a mount in use stays
+        where it is. None when done, else why not (busy, no answer in time)."""
+        real = os.fsencode(self.path(p))
+        try:
+            async with asyncio.timeout(timeout):
+                code, errno = await asyncio.to_thread(_umount, real)
+        except TimeoutError:
+            return f"umount gave no answer within {timeout:g} s"
+        return None if code == 0 else os.strerror(errno)
+
+    def remove_tree(self, p: str) -> None:
+        """Remove the board path `p` and everything below it; refuses (HostError) when a
+        mount point is below it: what is mounted there is not the board's to delete."""
+        inside = self.mounts_below(p)
+        if inside:
+            raise HostError(f"{p}: still mounted below it: {', '.join(inside)}")
+        shutil.rmtree(self.path(p), ignore_errors=True)
+
     def disk_usage(self, real_path: Path) -> DiskUsage:
         try:
             du = psutil.disk_usage(str(real_path))
@@ -409,6 +445,16 @@ class Host:
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
+
+
+def _umount(path: bytes) -> tuple[int, int]:
+    code = _LIBC.umount2(path, 0)
+    return code, ctypes.get_errno()
+
+
+def _unescape_mount(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash in a path as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _die_with_parent() -> None:

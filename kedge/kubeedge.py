@@ -204,6 +204,26 @@ class Release:
             images = [f"{repository}/{ref.rsplit('/', 1)[-1]}" for ref in images]
         return images
 
+    def board_images(self, repository: str | None = None) -> list[str]:
+        """What a board needs besides its join: from v1.16 the cloud's chart runs a
+        hostNetwork eclipse-mosquitto pod on every edge node (DaemonSet
+        edge-eclipse-mosquitto, charts/cloudcore values.yaml@v1.16.0 to v1.23.1) whose image
+        comes from Docker Hub whatever --image-repository says: an offline board ends in
+        ImagePullBackOff unless the image is already there."""
+        images = self.join_images(repository)
+        if self.minor >= (1, 16) and MOSQUITTO_IMAGE not in images:
+            images.append(MOSQUITTO_IMAGE)
+        return images
+
+    def mqtt_ports(self) -> dict[int, str]:
+        """The MQTT ports a joined board's broker takes, and who takes them: up to v1.15
+        the container keadm starts (1883 and 9001); from v1.16 the chart's hostNetwork
+        eclipse-mosquitto pod (1883 only)."""
+        if self.minor <= (1, 15):
+            return {MQTT_PORT: "the MQTT container keadm starts",
+                    MQTT_WS_PORT: "the MQTT container keadm starts"}  # fmt: skip
+        return {MQTT_PORT: "the eclipse-mosquitto pod the cloud's chart runs on every edge node"}
+
     def advisory(self) -> tuple[str, str] | None:
         """(the release to use instead, why) for a release that must not be installed."""
         return ADVISORIES.get(self.tag)

@@ -139,22 +139,25 @@ def test_the_releases_images_are_pulled_through_the_runtime(
     board: Board, containerd: Containerd, agent: AgentRunner, registry: Registry,
     dockerd_systemd: Dockerd,
 ) -> None:  # fmt: skip
-    """v1.23.1's join pulls only its installation package, through the CRI: the check asks
-    containerd, fix pulls it for real through containerd's mirror setting (the loopback
-    registry as Docker Hub), and the sandbox image likewise."""
+    """v1.23.1's join pulls only its installation package, through the CRI, and the
+    cloud's chart runs eclipse-mosquitto on every edge node from Docker Hub: the check asks
+    containerd for both, fix pulls them for real through containerd's mirror setting (the
+    loopback registry as Docker Hub), and the sandbox image likewise."""
     seed_registry(dockerd_systemd, registry.address,
-                  ["kubeedge/installation-package:v1.23.1", "kubeedge/pause:3.6"])  # fmt: skip
+                  ["kubeedge/installation-package:v1.23.1", "kubeedge/pause:3.6",
+                   "eclipse-mosquitto:1.6.15"])  # fmt: skip
     containerd.start(config_v2(containerd.workdir, systemd_cgroup=False, mirror=registry.url,
                                sandbox_image="kubeedge/pause:3.6"))  # fmt: skip
     configure(board, containerd)
     images = check_one(agent, board, "runtime-images")
     assert (images.status, images.details["missing"]) == (
-        "warn", ["kubeedge/installation-package:v1.23.1"])  # fmt: skip
+        "warn", ["kubeedge/installation-package:v1.23.1", "eclipse-mosquitto:1.6.15"])  # fmt: skip
     assert check_one(agent, board, "sandbox-image").status == "warn"
     run = agent(board, "fix", "--yes", "--only", "runtime-images,sandbox-image", "--json")
     assert run.rc == 0, run.out + run.err
     pulled = [c["target"] for c in json.loads(run.out)["changes"] if c["action"] == "pull"]
-    assert sorted(pulled) == ["kubeedge/installation-package:v1.23.1", "kubeedge/pause:3.6"]
+    assert sorted(pulled) == ["eclipse-mosquitto:1.6.15", "kubeedge/installation-package:v1.23.1",
+                              "kubeedge/pause:3.6"]  # fmt: skip
     assert check_one(agent, board, "runtime-images").status == "pass"
     assert check_one(agent, board, "sandbox-image").status == "pass"
 
@@ -193,3 +196,49 @@ def test_cni_plugins_are_installed_from_an_archive_for_this_architecture(
         "pass",
         "warn",
     )  # warn: containerd rereads later
+
+
+def test_a_cri_board_without_the_memory_cgroup_is_stopped_before_the_join(
+    board: Board, containerd: Containerd, agent: AgentRunner
+) -> None:
+    """Issue 26, item 5 (1): keadm join reports success, then edgecore's kubelet stops at
+    its system validation (container_manager_linux.go@v1.23.1, vendored). Until now only
+    docker boards were asked."""
+    containerd.start(config_v2(containerd.workdir, systemd_cgroup=False))
+    configure(board, containerd)
+    board.write("/sys/fs/cgroup/cgroup.controllers", "cpuset cpu io pids\n")
+    board.write("/boot/armbianEnv.txt", "verbosity=1\n")
+    result = check_one(agent, board, "runtime-cgroup")
+    assert result.status == "fail"
+    assert result.summary.startswith(
+        "the kernel's memory cgroup is disabled (/sys/fs/cgroup/cgroup.controllers)"
+    )
+    assert "Following Cgroup subsystem not mounted: [memory]" in result.summary
+    assert "extraargs= line in /boot/armbianEnv.txt" in result.remedy
+    board.write("/sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n")
+    assert check_one(agent, board, "runtime-cgroup").status == "pass"
+
+
+@pytest.mark.parametrize(
+    ("printed", "pause"),
+    [("cri-dockerd 0.3.17 (0a3a4e5)", "registry.k8s.io/pause:3.10"),
+     ("cri-dockerd 0.3.16 (9a4c8a6)", "registry.k8s.io/pause:3.9"),
+     ("cri-dockerd 0.3.12 (c6e5d5c)", "registry.k8s.io/pause:3.9"),
+     ("something else", "registry.k8s.io/pause:3.10")],
+)  # fmt: skip
+async def test_cri_dockerds_default_pause_image_follows_its_release(
+    board: Board, printed: str, pause: str
+) -> None:
+    """Issue 26, item 4: pause 3.10 from cri-dockerd v0.3.17, 3.9 for v0.3.12-v0.3.16,
+    read from `cri-dockerd --version` when no unit sets --pod-infra-container-image."""
+    from agent import cri_dockerd_unit
+    from kedge.host import Host
+
+    board.write("/usr/bin/cri-dockerd", f"#!/bin/sh\necho '{printed}'\n", 0o755)
+    host = Host(board.root, search_path=["/usr/bin"])
+    default = await cri_dockerd_unit.default_sandbox(host)
+    assert default == pause
+    assert cri_dockerd_unit.sandbox_image(host, default) == pause
+    board.write(cri_dockerd_unit.UNITS[1], "[Service]\nExecStart=/usr/bin/cri-dockerd "
+                "--pod-infra-container-image=mirror.local/pause:3.8\n")  # fmt: skip
+    assert cri_dockerd_unit.sandbox_image(host, default) == "mirror.local/pause:3.8"

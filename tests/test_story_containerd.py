@@ -99,7 +99,7 @@ def test_v1_23_1_on_containerd_from_fresh_board_to_joined_and_back(
     fixed = agent(board, "fix", "--yes", "--json", "--cni-archive", str(archive))
     assert fixed.rc == 0, fixed.out + fixed.err
     doc = json.loads(fixed.out)
-    assert doc["summary"] == "fixed runtime-cgroup, sandbox-image, runtime-images, cni (9 changes)"
+    assert doc["summary"] == "fixed runtime-cgroup, sandbox-image, runtime-images, cni (10 changes)"
     config = containerd_config.parse(board.path(containerd_config.PATH).read_text())
     assert config.systemd_cgroup is False
     after_fix = statuses(agent(board, "check", "--json"))

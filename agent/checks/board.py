@@ -11,8 +11,6 @@ from kedge.kubeedge import (
     EDGECORE_PORT,
     EDGECORE_UNIT,
     ETC_DIR,
-    MQTT_PORT,
-    MQTT_WS_PORT,
     STATE_DIRS,
     UNIT_DIRS,
     Release,
@@ -162,11 +160,11 @@ async def node_name(ctx: CheckContext) -> Outcome:
 @check(
     "ports",
     "edgecore and MQTT ports free",
-    "Ports 10350 (edgecore), 1883 and 9001 (the MQTT container keadm starts) are free.",
+    "Ports 10350 (edgecore) and the MQTT broker's are free: 1883 and 9001 up to v1.15 (the "
+    "container keadm starts), 1883 from v1.16 (the cloud's hostNetwork mosquitto pod).",
 )
 async def ports(ctx: CheckContext) -> Outcome:
-    wanted = {EDGECORE_PORT: "edgecore", MQTT_PORT: "the MQTT broker keadm starts",
-              MQTT_WS_PORT: "the MQTT broker keadm starts"}  # fmt: skip
+    wanted = {EDGECORE_PORT: "edgecore", **Release(ctx.settings.kubeedge_version).mqtt_ports()}
     listeners = await asyncio.to_thread(ctx.host.listeners)
     if ctx.joined() is not None:  # edgecore and keadm's broker hold them now
         listeners = [lst for lst in listeners if lst.process not in JOINED_OWNERS]
@@ -180,10 +178,11 @@ async def ports(ctx: CheckContext) -> Outcome:
     if taken:
         return failed(
             "; ".join(dict.fromkeys(taken)),
-            "Stop the process holding the port (keadm's MQTT container publishes 1883 and 9001 "
-            "on every address). A system mosquitto on 1883: "
-            "systemctl disable --now mosquitto (edgecore brings its own broker). An edgecore "
-            "left from an earlier join: kedge-agent reset.",
+            "Stop the process holding the port (the MQTT broker KubeEdge brings listens on "
+            "every address). A system mosquitto on 1883: systemctl disable --now mosquitto "
+            "(KubeEdge brings its own broker; beside it, the cloud's mosquitto pod "
+            "crash-loops). An edgecore left from an earlier join: kedge-agent reset.",
             **details,
         )
-    return passed("ports 1883, 9001 and 10350 are free", **details)
+    shown = ", ".join(str(p) for p in sorted(wanted))
+    return passed(f"ports {shown} are free", **details)

@@ -10,6 +10,7 @@ from typing import Any
 
 from agent import containerd_config, cri_dockerd_unit
 from agent.checks.context import CheckContext
+from agent.checks.docker import cmdline_remedy, memory_cgroup
 from agent.checks.facts import CgroupFacts, RuntimeFacts
 from agent.checks.registry import Outcome, check, failed, not_used, passed, skipped, warned
 from kedge.cri import GRPC_UNIMPLEMENTED, CriClient, CriError
@@ -76,7 +77,8 @@ async def cri(ctx: CheckContext) -> Outcome:
                           **details)  # fmt: skip
     network = conditions.get("NetworkReady")
     if version.runtime_name == "docker":  # cri-dockerd
-        sandbox: str | None = cri_dockerd_unit.sandbox_image(ctx.host)
+        default = await cri_dockerd_unit.default_sandbox(ctx.host)
+        sandbox: str | None = cri_dockerd_unit.sandbox_image(ctx.host, default)
     else:
         sandbox = (config.sandbox_image if config else None) or containerd_config.default_sandbox(
             version.runtime_version
@@ -105,13 +107,25 @@ def join_driver(ctx: CheckContext, runtime_driver: str) -> str:
 
 @check(
     "runtime-cgroup",
-    "Runtime cgroup driver",
-    "runc (through containerd) uses the cgroup driver keadm join passes to edgecore.",
+    "Runtime cgroup driver and memory cgroup",
+    "runc (through containerd) uses the cgroup driver keadm join passes to edgecore, and "
+    "the kernel's memory cgroup is enabled.",
     needs=("cri",),
 )
 async def runtime_cgroup(ctx: CheckContext) -> Outcome:
     if (skip := _dockershim(ctx)) is not None:
         return skip
+    enabled, source = memory_cgroup(ctx)
+    if enabled is False:
+        # keadm join still says success: it only waits for certificates; edgecore's
+        # kubelet then stops at its container manager's system validation.
+        return failed(
+            f"the kernel's memory cgroup is disabled ({source}): edgecore would exit right "
+            'after keadm reported success ("system validation failed - Following Cgroup '
+            'subsystem not mounted: [memory]")',
+            cmdline_remedy(ctx),
+            memory_cgroup=False, memory_cgroup_source=source,
+        )  # fmt: skip
     found = ctx.facts.runtime
     if ctx.settings.runtime == "cri-dockerd" or (found is not None and found.name == "docker"):
         return not_used(
@@ -250,8 +264,9 @@ async def cni(ctx: CheckContext) -> Outcome:
 @check(
     "runtime-images",
     "KubeEdge images (CRI)",
-    "The images the target release's keadm join pulls are already in the runtime, so the "
-    "join works on a slow or offline link.",
+    "The images the target release's keadm join pulls, and from v1.16 the eclipse-mosquitto "
+    "image of the pod the cloud runs on every edge node, are already in the runtime, so the "
+    "join and that pod work on a slow or offline link.",
     needs=("cri",),
 )
 async def runtime_images(ctx: CheckContext) -> Outcome:
@@ -260,7 +275,7 @@ async def runtime_images(ctx: CheckContext) -> Outcome:
     found = ctx.facts.runtime
     if found is None:
         return skipped("the runtime did not answer")
-    wanted = Release(ctx.settings.kubeedge_version).join_images(ctx.settings.image_repository)
+    wanted = Release(ctx.settings.kubeedge_version).board_images(ctx.settings.image_repository)
     client = CriClient(found.endpoint, timeout=CRI_TIMEOUT_S)
     try:
         missing = [ref for ref in wanted if await client.image_id(ref) is None]

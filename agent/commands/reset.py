@@ -6,16 +6,19 @@ import argparse
 
 from agent.commands.common import EXIT_FAILED, emitter, finish, host_from, settings_from
 from agent.docker_api import DockerClient
-from agent.reset import KUBEEDGE_DIRS, kubeedge_dirs, reset_board
+from agent.reset import KUBEEDGE_DIRS, kept, reset_board
 from agent.state import StateDir
 from kedge.confirm import confirm
 from kedge.wire import ActionReport
 
 EPILOG = f"""\
 In order, skipping what is not there: stop and disable edgecore.service and remove
-it; remove the KubeEdge containers (mqtt, k8s_*) through the Docker API; delete
+it; remove the KubeEdge containers (mqtt, k8s_*) through the Docker API, and on a
+CRI board every pod sandbox through the CRI; unmount what pods left mounted below
+the directories (never forced); delete
 {", ".join(KUBEEDGE_DIRS)},
-and from KubeEdge v1.20 edgecore's data directory /var/lib/kubelet.
+and from KubeEdge v1.20 edgecore's data directory /var/lib/kubelet. A directory
+with something still mounted below it is kept untouched and reset fails, naming it.
 Asks first on a terminal; without a terminal it needs --yes. kedge never runs
 `keadm reset`: on a board holding a kubeconfig it tears down cloudcore instead.
 """
@@ -46,14 +49,14 @@ async def run(args: argparse.Namespace) -> int:
         emit("nothing changed")
         return EXIT_FAILED
     state = StateDir(host, settings.state_dir)
-    dirs = kubeedge_dirs(settings.kubeedge_version)
     async with DockerClient(settings.docker_socket) as docker:
         if args.dry_run:
-            changes = await reset_board(host, docker, dry_run=True, dirs=dirs)
+            changes = await reset_board(host, docker, settings, dry_run=True)
         else:
             with state.lock("reset"):
-                changes = await reset_board(host, docker, dirs=dirs)
-                state.clear_join()
+                changes = await reset_board(host, docker, settings)
+                if not kept(changes):
+                    state.clear_join()
     for c in changes:
         emit(
             f"{'would ' if args.dry_run else ''}{c.action} {c.target}{f' ({c.detail})' if c.detail else ''}"
@@ -64,5 +67,10 @@ async def run(args: argparse.Namespace) -> int:
         if changes
         else "nothing to reset: no trace of KubeEdge on this board"
     )
-    return finish(args, ActionReport(command="reset", node=settings.node_name or host.hostname(), ok=True,
-                                     summary=summary, changes=changes))  # fmt: skip
+    refused = kept(changes)
+    if refused:
+        summary = "reset stopped short: kept " + "; kept ".join(
+            f"{c.target}: {c.detail}" for c in refused
+        )
+    return finish(args, ActionReport(command="reset", node=settings.node_name or host.hostname(),
+                                     ok=not refused, summary=summary, changes=changes))  # fmt: skip

@@ -18,7 +18,7 @@ from agent.fix import run_fix
 from agent.health import HealthCollector
 from agent.join import run_join
 from agent.remote import CommandRunner
-from agent.reset import kubeedge_dirs, reset_board
+from agent.reset import reset_board
 from agent.settings import AgentSettings
 from agent.state import StateDir
 from agent.upgrade import run_upgrade
@@ -87,8 +87,7 @@ class RemoteActions:
         if transient.available(self.host):
             return await self._outside_sandbox(cmd, [])
         with self.state.lock("reset (remote)"):
-            dirs = kubeedge_dirs(self._settings().kubeedge_version)
-            changes = await reset_board(self.host, self.docker, dirs=dirs)
+            changes = await reset_board(self.host, self.docker, self._settings())
             self.state.clear_join()
         self.collector.refresh_edgecore_soon()
         return {

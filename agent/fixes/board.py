@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from agent.checks.conflicts import K3S_UNITS, unit_files
 from agent.fixes.base import CannotFix, FixContext, fixes
-from agent.reset import kubeedge_dirs, reset_board
+from agent.reset import reset_board
 from kedge.errors import CommandError
 from kedge.wire import CheckResult
 
 
 @fixes("leftovers")
 async def fix_leftovers(fx: FixContext, result: CheckResult) -> None:
-    dirs = kubeedge_dirs(fx.settings.kubeedge_version)
-    for change in await reset_board(fx.host, fx.docker, dry_run=True, dirs=dirs):
+    for change in await reset_board(fx.host, fx.docker, fx.settings, dry_run=True):
         fx.change(change.action, change.target, change.detail)
     if not fx.dry_run:
-        await reset_board(fx.host, fx.docker, dirs=dirs)
+        await reset_board(fx.host, fx.docker, fx.settings)
 
 
 @fixes("conflicts")

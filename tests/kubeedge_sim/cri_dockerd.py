@@ -7,7 +7,8 @@ runtime name "docker" with dockerd's own version; RuntimeReady while dockerd ans
 NetworkReady only once its CNI directory holds a config (network plugin "cni" is the
 default); images looked up and pulled through dockerd, so its registry mirrors apply.
 Everything else answers Unimplemented. The defaults are cmd/cri/options/options.go's:
-endpoint unix:///var/run/cri-dockerd.sock, pause image registry.k8s.io/pause:3.9.
+endpoint unix:///var/run/cri-dockerd.sock, pause image registry.k8s.io/pause:3.10 (v0.3.17 on;
+3.9 for v0.3.12-v0.3.16); `--version` as cri-dockerd prints it.
 
 Run: python -m tests.kubeedge_sim.cri_dockerd --container-runtime-endpoint unix://SOCK
      --docker-endpoint unix://DOCKER [--pod-infra-container-image IMG] [--cni-conf-dir DIR]
@@ -159,11 +160,15 @@ async def answer(
     h2c.send_headers(stream, [("grpc-status", "0")], end_stream=True)
 
 
+VERSION = "0.3.17"
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="cri-dockerd")
     p.add_argument("--container-runtime-endpoint", default="unix:///var/run/cri-dockerd.sock")
     p.add_argument("--docker-endpoint", default="unix:///var/run/docker.sock")
-    p.add_argument("--pod-infra-container-image", default="registry.k8s.io/pause:3.9")
+    p.add_argument("--pod-infra-container-image", default="registry.k8s.io/pause:3.10")
+    p.add_argument("--version", action="version", version=f"cri-dockerd {VERSION} (0a3a4e5)")
     p.add_argument("--network-plugin", default="cni")
     p.add_argument("--cni-conf-dir", default="/etc/cni/net.d")
     args = p.parse_args(argv)
