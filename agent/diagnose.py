@@ -79,7 +79,10 @@ KNOWN: tuple[Known, ...] = (
     ),
     Known(
         "kubelet-running",
-        re.compile(r"(?P<program>kubelet|kube-proxy) should not running on edge node"),
+        # v1.13: "kubelet should not running on edge node" (and kube-proxy); from v1.19
+        # only kubelet: "kubelet should not be running on edge node when starting edgecore"
+        # (edge/cmd/edgecore/app/server.go@v1.23.1).
+        re.compile(r"(?P<program>kubelet|kube-proxy) should not (?:be )?running on edge node"),
         "a {program} process runs on the board, and edgecore will not start beside it",
         "Remove or stop it: `kedge-agent check --only conflicts` lists what is there.",
     ),
@@ -124,8 +127,13 @@ KNOWN: tuple[Known, ...] = (
     ),
     Known(
         "cri-unavailable",
+        # v1.13's keadm: "unable to determine image API version: …"; v1.23.1's (pkg/image/
+        # image_runtime.go): "failed to new remote image service, err: validate service
+        # connection: …".
         re.compile(
-            r"unable to determine (?:image|runtime) API version: [^\n]*?dial unix (?P<sock>[^:\s]+)"
+            r"(?:unable to determine (?:image|runtime) API version"
+            r"|failed to new remote (?:image|runtime) service, err: validate service connection)"
+            r": [^\n]*?dial unix (?P<sock>[^:\s]+)"
         ),
         "no container runtime answers on {sock}",
         'With KubeEdge v1.13 and docker, set runtime = "docker" (kedge then passes the dockershim '
@@ -147,11 +155,18 @@ KNOWN: tuple[Known, ...] = (
     ),
     Known(
         "not-clean",
-        re.compile(
-            r"the management directory /etc/kubeedge/ is not clean|EdgeCore is already running on this node"
-        ),
-        "an earlier join left edgecore or /etc/kubeedge behind",
+        re.compile(r"the management directory /etc/kubeedge/? is not clean"),
+        "an earlier join left /etc/kubeedge behind",
         "Run `kedge-agent reset --yes`, then join again.",
+    ),
+    Known(
+        "edgecore-running",
+        re.compile(r"EdgeCore is already running on this node"),
+        "keadm found edgecore running — or could not look: its first step runs "
+        '`bash -c "pidof edgecore"` and reads a missing bash or pidof as "running"',
+        "If `pidof edgecore` prints nothing, install bash and pidof (procps): "
+        "`kedge-agent check --only join-tools`; reset would not help. Otherwise run "
+        "`kedge-agent reset --yes`, then join again.",
     ),
     Known(
         "docker-down",

@@ -13,6 +13,7 @@ import structlog
 
 from agent import edgecore_run, enrollment
 from agent.checks.context import CheckContext
+from agent.checks.platform import ALWAYS as JOIN_TOOLS
 from agent.diagnose import recognise
 from agent.docker_api import DockerClient
 from agent.edgecore_dropin import (
@@ -314,7 +315,9 @@ async def run_join(
 
         # What the texts name is the most specific; a verification finding comes first
         # only when it says more ("never reached cloudhub") than "does not stay up".
-        recognised = recognise(output, redact(await _edgecore_log(host, settings), token))
+        recognised = _misread_first_step(
+            host, recognise(output, redact(await _edgecore_log(host, settings), token))
+        )
         if (
             COPY_STEP in output
             and "copy resources failed" not in output
@@ -344,6 +347,25 @@ async def run_join(
             causes=record.causes,
             **fields,
         )
+
+
+def _misread_first_step(host: Host, causes: list[Cause]) -> list[Cause]:
+    """keadm's "EdgeCore is already running" with no edgecore running and bash or pidof
+    missing is keadm misreading its own first step (verified on the real v1.13.0 and
+    v1.23.1 keadm): say that, not "reset", which would loop."""
+    missing = [tool for tool in JOIN_TOOLS if host.which(tool) is None]
+    if not missing or edgecore_run.pids(host) or all(c.id != "edgecore-running" for c in causes):
+        return causes
+    cause = Cause(
+        id="join-tools-missing",
+        summary=f"keadm stopped at its first step, 'EdgeCore is already running on this node', "
+        f"because {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing: it runs "
+        '`bash -c "pidof edgecore"` and reads the failure as "running"',
+        remedy="Install them (apt install bash procps), then join again: "
+        "`kedge-agent check --only join-tools` says what keadm needs.",
+        evidence=f"no edgecore process; not on PATH: {', '.join(missing)}",
+    )
+    return [cause, *(c for c in causes if c.id != "edgecore-running")]
 
 
 async def _forget_old_node(
