@@ -46,6 +46,16 @@ def log(level: str, where: str, msg: str) -> None:
     klog.line(level, where, msg)
 
 
+def refused_programs(version: str) -> tuple[str, ...]:
+    return ("kubelet", "kube-proxy") if version_tuple(version)[:2] < (1, 19) else ("kubelet",)
+
+
+def refusal(program: str, version: str) -> str:
+    if version_tuple(version)[:2] < (1, 19):
+        return f"{program} should not running on edge node when running edgecore"
+    return f"{program} should not be running on edge node when starting edgecore"
+
+
 def fatal(where: str, msg: str) -> int:
     log("E", where, msg)
     return 1
@@ -262,13 +272,15 @@ def main(argv: list[str], root: str, version: str = "v1.13.0") -> int:
     # edge/cmd/edgecore/app/server.go@v1.13.0, environmentCheck(), lines 192-197:
     #   case "kubelet": return errors.New("kubelet should not running on edge node when running edgecore")
     #   case "kube-proxy": return errors.New("kube-proxy should not running on edge node when running edgecore")
+    # From v1.19 only kubelet (server.go@v1.23.1 line 194, klog.Exit at line 120):
+    #   "kubelet should not be running on edge node when starting edgecore"
+    # Held to the real v1.13.0 and v1.23.1 edgecore: tests/real/test_differential.py.
     if os.environ.get("CHECK_EDGECORE_ENVIRONMENT") != "false":
-        for program in ("kubelet", "kube-proxy"):
+        for program in refused_programs(version):
             if sim.programs_running(program):
                 return fatal(
                     "server.go:79",
-                    f"failed to check the running environment: {program} should not running on edge node "
-                    "when running edgecore",
+                    f"failed to check the running environment: {refusal(program, version)}",
                 )
     try:
         cfg = (board / CONFIG).read_text()

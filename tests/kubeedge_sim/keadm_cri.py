@@ -47,7 +47,9 @@ Environment=
 WantedBy=multi-user.target
 """
 # The parts of v1alpha2.NewDefaultEdgeCoreConfig() that edgecore and kedge read, with
-# the values createEdgeConfigFiles() sets (join_others.go@v1.23.1 lines 103-186).
+# the values createEdgeConfigFiles() sets (join_others.go@v1.23.1 lines 103-186); held to
+# the file the real keadm writes by tests/real/test_differential.py (the event bus is on,
+# its broker external at 127.0.0.1:1883: edgecore retries it every 5 s without one).
 EDGECORE_YAML = """apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
 edgeCoreVersion: {version}
@@ -74,7 +76,9 @@ modules:
       containerRuntimeEndpoint: {endpoint}
       imageServiceEndpoint: {endpoint}
   eventBus:
-    enable: false
+    enable: true
+    mqttMode: 2
+    mqttServerExternal: tcp://127.0.0.1:1883
 """
 
 
@@ -258,7 +262,8 @@ def cmd_join(args: list[str], root: Path, state: dict[str, Any]) -> int:
     steps.printf("join.go:84", "Check if the management directory is clean")
     etc = root / "etc/kubeedge"
     if etc.is_dir() and any(etc.iterdir()):
-        return fail("the management directory /etc/kubeedge is not clean, please remove it first")
+        # constants.KubeEdgePath is "/etc/kubeedge/" (api/apis/common/constants@v1.23.1)
+        return fail("the management directory /etc/kubeedge/ is not clean, please remove it first")
     hostname = (
         (root / "etc/hostname").read_text().strip() if (root / "etc/hostname").exists() else ""
     )
@@ -343,7 +348,11 @@ def _run_edgecore(root: Path) -> str | None:
             rc = systemctl.main(argv, str(root))
         if rc != 0:
             command = "sudo systemctl daemon-reload && sudo systemctl enable edgecore && sudo systemctl start edgecore"
-            return f"failed to exec 'bash -c {command}', err: {errors.getvalue()}, err: exit status {rc}"
+            # pkg/util/execs/exec.go@v1.23.1 Exec(): "failed to exec [<args joined>]", then for
+            # a non-zero exit ", err: <stderr or else stdout>" (v1.13 quoted the command
+            # and added the exit status).
+            said = errors.getvalue() or captured.getvalue()
+            return f"failed to exec [bash -c {command}], err: {said}"
     klog.line("I", "join_others.go:299", captured.getvalue().removesuffix("\n"))
     klog.line(
         "I",
