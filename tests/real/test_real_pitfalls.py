@@ -1,0 +1,94 @@
+"""The field guide's pitfalls reproduced against the real v1.23.1 cloudcore, keadm and
+edgecore (issue 26, item 2), one sandbox for all of them: each is set up for real, kedge's
+check names it before the join, and where the real keadm has its own words for it,
+kedge's diagnosis recognises them. The clock before cloudcore's certificate and a kernel
+without the memory cgroup cannot be reproduced here (the real-time clock and the
+kernel's cgroups are machine-wide): they are held to the simulators and fixtures."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+from agent.diagnose import recognise
+from tests.harness.control_plane import Cloudcore, ControlPlane
+from tests.harness.real_edge import RealEdge
+from tests.harness.sandbox import ADDRESS, sandbox
+from tests.harness.wait import wait_for
+
+HUB = f"{ADDRESS}:10000"
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def test_the_pitfalls_are_named_before_the_join_on_real_kubeedge(tmp_path: Path) -> None:
+    with sandbox(tmp_path / "box") as box:
+        plane = ControlPlane(box, tmp_path / "plane").start()
+        plane.install_kubeedge_resources("v1.23.1")
+        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
+        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+        token = cloudcore.token()
+        ca_hash = token.split(".", 1)[0]
+
+        clean = edge.kedge_check(HUB, token, "edge-1")
+        assert {k: v["status"] for k, v in clean.items() if v["status"] == "fail"} == {}
+
+        # A kubelet already running (the field guide's k3s/kubeadm leftover).
+        kubelet = tmp_path / "kubelet"
+        shutil.copy("/bin/sleep", kubelet)
+        box.spawn([str(kubelet), "300"], tmp_path / "kubelet.log")
+        wait_for(lambda: box.run("pidof", "kubelet").returncode == 0, timeout=10, what="kubelet")
+        found = edge.kedge_check(HUB, token, "edge-1")["conflicts"]
+        assert found["status"] == "fail"
+        assert found["summary"].startswith("process kubelet (pid ")
+        box.check("pkill", "-x", "kubelet")
+
+        # A port edgecore needs, taken.
+        listen = "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 10350)); s.listen(); time.sleep(300)"
+        box.spawn(["python3", "-c", listen], tmp_path / "listener.log")
+        wait_for(
+            lambda: ":10350 " in box.check("ss", "-ltn"), timeout=10, what="a listener on 10350"
+        )
+        ports = edge.kedge_check(HUB, token, "edge-1")["ports"]
+        assert ports["status"] == "fail"
+        assert "10350 (edgecore) is taken by python3" in ports["summary"]
+        box.check("pkill", "-f", "s.bind")
+
+        # A wrong advertise address: cloudcore's certificate names ADDRESS only.
+        wrong = edge.kedge_check("127.0.0.1:10000", token, "edge-1")["cloudcore"]
+        assert wrong["status"] == "fail"
+        assert wrong["summary"].startswith("edgecore would reject cloudcore's certificate")
+        assert "127.0.0.1" in wrong["summary"]
+
+        # A token from another cloudcore, and an expired one.
+        other = "0" * 64 + token[len(ca_hash) :]
+        another = edge.kedge_check(HUB, other, "edge-1")["cloudcore"]
+        assert another["status"] == "fail"
+        assert "the token is for another cloudcore" in another["summary"]
+        expired = ".".join(
+            [ca_hash, _b64({"alg": "HS256", "typ": "JWT"}), _b64({"exp": 1700000000}), "x"]
+        )
+        old = edge.kedge_check(HUB, expired, "edge-1")["cloudcore"]
+        assert old["status"] == "fail"
+        assert "the token expired at 2023-11-14 22:13Z" in old["summary"]
+
+        # Leftovers of an earlier (bare) join.
+        rc, out, _ = edge.keadm_join(HUB, token, "edge-1")
+        assert rc == 0, out
+        wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+        left = edge.kedge_check(HUB, token, "edge-1")["leftovers"]
+        assert left["status"] == "fail"
+        rc, reset, _ = edge.kedge("reset", "--yes")
+        assert rc == 0, reset
+
+        # The v1.20+ node-exists refusal: the Node is still in the cluster.
+        taken = edge.kedge_check(HUB, token, "edge-1")["cloudcore"]
+        assert taken["status"] == "fail"
+        assert "cloudcore answers HTTP 200 for node edge-1" in taken["summary"]
+        rc, out, _ = edge.keadm_join(HUB, token, "edge-1", timeout=120)
+        assert rc != 0
+        assert [c.id for c in recognise(out)] == ["node-already-registered"], out
