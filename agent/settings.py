@@ -58,7 +58,11 @@ MIN_JOIN_TIMEOUT_S = KEADM_CERT_WAIT_S + KEADM_POLL_S + 20  # and a margin for t
 
 
 class Thresholds(BaseModel):
-    """Resource limits; the defaults are keadm 1.13's `debug check` limits."""
+    """Resource limits; the defaults are keadm 1.13's `debug check` limits, and for the
+    disk edgecore's own kubelet defaults (default_kubelet_configuration.go@v1.23.1): it
+    evicts pods and taints the Node DiskPressure below 15 % free (evictionHard
+    imagefs.available; nodefs.available 10 %), and its image GC starts deleting unused
+    images — the ones kedge pulled for the join among them — at 85 % used."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -70,7 +74,8 @@ class Thresholds(BaseModel):
     max_mem_used_pct: float = Field(90.0, gt=0, le=100)
     min_disk_total_mb: int = Field(1024, ge=0)
     min_disk_free_mb: int = Field(512, ge=0)
-    max_disk_used_pct: float = Field(90.0, gt=0, le=100)
+    min_disk_free_pct: float = Field(15.0, ge=0, lt=100)
+    max_disk_used_pct: float = Field(80.0, gt=0, le=100)
     min_pid_headroom_pct: float = Field(5.0, ge=0, lt=100)
     docker_min_free_mb: int = Field(1024, ge=0)
 

@@ -112,6 +112,20 @@ def test_usage_over_limits_warns(board: Board, agent: AgentRunner) -> None:
     result = check_one(agent, board, "resources")
     assert result.status == "warn"
     assert result.summary.startswith("disk used ")
+    assert "edgecore's image GC starts at 85 % used" in result.summary
+
+
+def test_less_free_disk_than_edgecores_eviction_threshold_fails(
+    board: Board, agent: AgentRunner
+) -> None:
+    """Issue 26, item 5 (4): kedge's disk limits are edgecore's kubelet's, not looser —
+    a board kedge passed went DiskPressure and lost the images kedge had pulled."""
+    board.configure({"thresholds": {"cpu_sample_s": 0.05, "min_disk_free_pct": 99.99}})
+    result = check_one(agent, board, "resources")
+    assert result.status == "fail"
+    assert "free disk" in result.summary
+    assert "(limit ≥ 99.99 %)" in result.summary
+    assert "taints the Node DiskPressure below 15 %" in result.summary
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,11 @@ async def resources(ctx: CheckContext) -> Outcome:
         fails.append(_limit("disk", f"{disk.total // MB} MB", f"≥ {t.min_disk_total_mb} MB"))
     if disk.free // MB < t.min_disk_free_mb:
         fails.append(_limit("free disk", f"{disk.free // MB} MB", f"≥ {t.min_disk_free_mb} MB"))
+    if 100.0 - disk.percent < t.min_disk_free_pct:
+        fails.append(
+            _limit("free disk", f"{100.0 - disk.percent:.0f} %", f"≥ {t.min_disk_free_pct:g} %")
+            + " (edgecore's kubelet evicts pods and taints the Node DiskPressure below 15 %)"
+        )
     if headroom < t.min_pid_headroom_pct:
         fails.append(_limit("PID headroom", f"{headroom:.1f} %", f"≥ {t.min_pid_headroom_pct:g} %"))
     if busy > t.max_cpu_used_pct:
@@ -120,7 +125,10 @@ async def resources(ctx: CheckContext) -> Outcome:
     if mem.percent > t.max_mem_used_pct:
         warns.append(_limit("memory used", f"{mem.percent:.0f} %", f"≤ {t.max_mem_used_pct:g} %"))
     if disk.percent > t.max_disk_used_pct:
-        warns.append(_limit("disk used", f"{disk.percent:.0f} %", f"≤ {t.max_disk_used_pct:g} %"))
+        warns.append(
+            _limit("disk used", f"{disk.percent:.0f} %", f"≤ {t.max_disk_used_pct:g} %")
+            + " (edgecore's image GC starts at 85 % used and deletes the images kedge pulled)"
+        )
     summary = (
         f"{cpus} CPUs ({busy:.0f} % busy), {mem.available // MB} of {mem.total // MB} MB memory "
         f"available, {disk.free // MB} MB disk free, {headroom:.0f} % PID headroom"
