@@ -225,3 +225,27 @@ def test_leftovers_follow_the_target_releases_data_directory(
     board.configure({"kubeedge_version": "v1.23.1", "runtime": "containerd"})
     stale = check_one(agent, board, "leftovers")
     assert (stale.status, stale.summary) == ("warn", "/var/lib/kubelet is not empty")
+
+
+@pytest.mark.parametrize(
+    ("resolv", "upstream", "status", "said"),
+    [("nameserver 192.0.2.53\n", None, "pass", "pods get nameserver 192.0.2.53"),
+     ("nameserver 127.0.0.53\noptions edns0\n", "nameserver 192.0.2.53\n", "warn",
+      "/etc/resolv.conf names only 127.0.0.53, a loopback stub a pod cannot reach"),
+     ("# empty\n", None, "warn", "/etc/resolv.conf names no nameserver")],
+)  # fmt: skip
+def test_pods_dns_is_not_a_loopback_stub(
+    board: Board, agent: AgentRunner, resolv: str, upstream: str | None, status: str, said: str
+) -> None:
+    """Issue 26, item 5 (10): edgecore hands pods the host's /etc/resolv.conf; on a
+    systemd-resolved board that is the 127.0.0.53 stub, unreachable from a pod."""
+    board.write("/etc/resolv.conf", resolv)
+    if upstream:
+        board.write("/run/systemd/resolve/resolv.conf", upstream)
+    result = check_one(agent, board, "pod-dns")
+    assert result.status == status
+    assert result.summary.startswith(said)
+    if upstream:
+        assert (
+            "resolvConf to /run/systemd/resolve/resolv.conf (it names 192.0.2.53)" in result.remedy
+        )

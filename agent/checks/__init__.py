@@ -23,6 +23,7 @@ ORDER = (
     "resources",
     "node-name",
     "ports",
+    "pod-dns",
 )
 assert set(ORDER) == set(REGISTRY), "every check is listed in ORDER exactly once"
 CHECKS: dict[str, Check] = {cid: REGISTRY[cid] for cid in ORDER}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import Any
 
 from agent.checks.context import CheckContext
-from agent.checks.registry import Outcome, check, failed, passed, warned
+from agent.checks.registry import Outcome, check, failed, passed, skipped, warned
 from kedge.kubeedge import (
     EDGECORE_PORT,
     EDGECORE_UNIT,
@@ -194,3 +195,58 @@ async def ports(ctx: CheckContext) -> Outcome:
         )
     shown = ", ".join(str(p) for p in sorted(wanted))
     return passed(f"ports {shown} are free", **details)
+
+
+# edgecore's kubelet hands pods the host's resolver file (tailoredKubeletConfig.resolvConf,
+# default /etc/resolv.conf: default_kubelet_configuration.go@v1.13.0 and @v1.23.1);
+# systemd-resolved keeps the real servers in this one.
+RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
+
+
+def _nameservers(text: str) -> list[str]:
+    return [
+        words[1]
+        for words in (line.split() for line in text.splitlines())
+        if len(words) > 1 and words[0] == "nameserver"
+    ]
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@check(
+    "pod-dns",
+    "DNS for pods",
+    "The resolver file edgecore hands its pods names a server a pod can reach: not only "
+    "a loopback stub such as systemd-resolved's 127.0.0.53.",
+)
+async def pod_dns(ctx: CheckContext) -> Outcome:
+    text = ctx.host.read_text("/etc/resolv.conf")
+    if text is None:
+        return skipped("no /etc/resolv.conf on this board to read")
+    servers = _nameservers(text)
+    details: dict[str, Any] = {"nameservers": servers}
+    if servers and not all(_loopback(s) for s in servers):
+        return passed(f"pods get nameserver {', '.join(servers)}", **details)
+    upstream = _nameservers(ctx.host.read_text(RESOLVED_UPSTREAM) or "")
+    details["upstream"] = upstream
+    where = (
+        f"{RESOLVED_UPSTREAM} (it names {', '.join(upstream)})"
+        if upstream
+        else "a resolver file naming a server on the network"
+    )
+    said = (
+        f"/etc/resolv.conf names only {', '.join(servers)}, a loopback stub a pod cannot reach"
+        if servers
+        else "/etc/resolv.conf names no nameserver"
+    )
+    return warned(
+        f"{said}: pods on this board will not resolve names",
+        f"After the join set modules.edged.tailoredKubeletConfig.resolvConf to {where} in "
+        "/etc/kubeedge/config/edgecore.yaml and restart edgecore.",
+        **details,
+    )
