@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import structlog
 
+from agent import edgecore_run
 from agent.join import hub_connected, is_joined, settle
 from agent.settings import AgentSettings
 from agent.state import StateDir, now
@@ -25,6 +26,7 @@ from kedge.wire import ActionReport, Change
 
 log = structlog.get_logger(__name__)
 KEADM_UPGRADE_TIMEOUT_S = 900.0  # a pull of the installation package on a slow link
+IDEMPOTENCY_RECORD = "/etc/kubeedge/idempotency_record"
 FIRST_UPGRADABLE = (1, 16)  # `keadm upgrade edge` and the CRI copy step
 
 
@@ -57,6 +59,42 @@ def plan(current: str, target: str, cloud: str | None) -> str | None:
             f"(kedge-cloud-api init --kubeedge-version {target}), then the boards"
         )
     return None
+
+
+def _stale_lock(host: Host) -> list[Change]:
+    """keadm's upgrade lock (/etc/kubeedge/idempotency_record, edge/common.go@v1.23.1
+    preRun): a killed `keadm upgrade edge` or `rollback edge` leaves it and every later
+    one refuses ("the mutually exclusive command is being executed"). No keadm runs here
+    (checked first): it is stale."""
+    if not host.exists(IDEMPOTENCY_RECORD):
+        return []
+    host.path(IDEMPOTENCY_RECORD).unlink(missing_ok=True)
+    return [Change(action="remove", target=IDEMPOTENCY_RECORD,
+                   detail="left by a keadm upgrade or rollback that was killed: keadm would refuse")]  # fmt: skip
+
+
+async def _started_again(host: Host, settings: AgentSettings) -> list[Change]:
+    """keadm stops edgecore before it replaces the binary; a failure after that leaves
+    the board without edgecore (and, through systemd, disabled). Start what is there."""
+    if await edgecore_run.is_active(host) or not host.exists(EDGECORE_BIN):
+        return []
+    try:
+        if edgecore_run.by_systemd(host):
+            await host.run(["systemctl", "enable", "--now", "edgecore"], timeout=60)
+        else:
+            await host.start_background(
+                ["edgecore"], Release(settings.kubeedge_version).background_log
+            )
+    except CommandError as exc:
+        log.warning("upgrade.restart", error=str(exc))
+        return []
+    return [
+        Change(
+            action="start",
+            target="edgecore",
+            detail="keadm upgrade edge failed and left it stopped",
+        )
+    ]
 
 
 async def running_version(host: Host) -> str | None:
@@ -104,6 +142,12 @@ async def run_upgrade(
     except CriError as exc:
         return ActionReport(command="upgrade", node=node, ok=False, changes=changes,
                             summary=f"cannot pull {image}:{target}: {exc}")  # fmt: skip
+    busy = [p.pid for p in host.processes() if p.program == "keadm"]
+    if busy:
+        return ActionReport(command="upgrade", node=node, ok=False, changes=changes,
+                            summary=f"keadm already runs here (pid {', '.join(map(str, busy))}): "
+                            "wait for it to end, then upgrade")  # fmt: skip
+    changes += _stale_lock(host)
     argv = ["keadm", "upgrade", "edge", f"--toVersion={target}", f"--image={image}", "--force"]
     emit("$ " + " ".join(argv))
     try:
@@ -115,6 +159,7 @@ async def run_upgrade(
         emit(f"keadm: {line}")
     if not result.ok:
         why = next((ln for ln in result.stderr.splitlines() if ln.startswith("Error: ")), "")
+        changes += await _started_again(host, settings)
         return ActionReport(
             command="upgrade", node=node, ok=False, changes=changes,
             summary=f"keadm upgrade edge failed (exit {result.returncode}) {why}".strip(),

@@ -185,9 +185,14 @@ def test_an_upgrade_from_v1_22_runs_the_cloud_first_then_the_board(
             )
             assert version_of(board) == "KubeEdge v1.22.2"
 
+            # A killed keadm upgrade left its lock: keadm would refuse every later upgrade.
+            board.write("/etc/kubeedge/idempotency_record", "")
             run = agent(board, "upgrade", "--yes", "--json", "--cloud-version", VERSION)
             doc = json.loads(run.out)
             assert run.rc == 0, run.out + run.err
+            removed = [(c["action"], c["target"]) for c in doc["changes"]]
+            assert ("remove", "/etc/kubeedge/idempotency_record") in removed
+            assert not board.path("/etc/kubeedge/idempotency_record").exists()
             assert doc["summary"] == (
                 "upgraded edgecore v1.22.2 → v1.23.1; it is active and connected to cloudhub"
             )

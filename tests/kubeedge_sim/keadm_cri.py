@@ -395,6 +395,20 @@ def cmd_upgrade_edge(args: list[str], root: Path, state: dict[str, Any]) -> int:
         if sys.stdin.readline().strip().lower() != "y":
             klog.line("I", "upgrade.go:66", "aborted upgrade operation")
             return 0
+    # edge/common.go@v1.23.1 preRun: idempotency.Occupy() creates /etc/kubeedge/
+    # idempotency_record and refuses while it exists; release() removes it when the
+    # command ends — a killed upgrade leaves it, and every later one is refused.
+    record = root / "etc/kubeedge/idempotency_record"
+    if record.exists():
+        return fail("the mutually exclusive command is being executed")
+    record.touch()
+    try:
+        return _upgrade(root, opts)
+    finally:
+        record.unlink(missing_ok=True)
+
+
+def _upgrade(root: Path, opts: dict[str, Any]) -> int:
     try:
         cfg = (root / opts["config"].lstrip("/")).read_text()
     except FileNotFoundError:
