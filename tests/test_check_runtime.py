@@ -242,3 +242,37 @@ async def test_cri_dockerds_default_pause_image_follows_its_release(
     board.write(cri_dockerd_unit.UNITS[1], "[Service]\nExecStart=/usr/bin/cri-dockerd "
                 "--pod-infra-container-image=mirror.local/pause:3.8\n")  # fmt: skip
     assert cri_dockerd_unit.sandbox_image(host, default) == "mirror.local/pause:3.8"
+
+
+def test_the_non_breaking_cgroup_direction_only_warns(
+    board: Board, containerd: Containerd, agent: AgentRunner
+) -> None:
+    """Issue 26, item 4: runc on cgroupfs with the join on systemd does not fail the join
+    (pods start, their limits do not hold): a warning, not a block."""
+    containerd.start(config_v2(containerd.workdir, systemd_cgroup=False))
+    configure(board, containerd, cgroup_driver="systemd")
+    result = check_one(agent, board, "runtime-cgroup")
+    assert result.status == "warn"
+    assert result.summary.startswith(
+        "containerd's runc uses cgroupfs but the join passes --cgroupdriver=systemd"
+    )
+
+
+@pytest.mark.parametrize(
+    ("containerd", "release", "adopts"),
+    [("2.0.2", "v1.23.1", True), ("v2.1.0", "v1.22.2", True), ("1.7.24", "v1.23.1", False),
+     ("2.0.2", "v1.21.2", False)],
+)  # fmt: skip
+def test_edgecore_adopts_containerd_2s_driver_from_v1_22(
+    containerd: str, release: str, adopts: bool
+) -> None:
+    """containerd 2 answers RuntimeConfig; edgecore from v1.22 (Kubernetes 1.31 vendored,
+    KubeletCgroupDriverFromCRI on by default) uses its answer: no block there."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from agent.checks.context import CheckContext
+    from agent.checks.runtime import _adopts_runtime_driver
+
+    ctx = cast(CheckContext, SimpleNamespace(settings=SimpleNamespace(kubeedge_version=release)))
+    assert _adopts_runtime_driver(ctx, containerd) is adopts

@@ -100,6 +100,17 @@ async def cri(ctx: CheckContext) -> Outcome:
                   f"{version.runtime_api_version} at {endpoint}", **details)  # fmt: skip
 
 
+def _adopts_runtime_driver(ctx: CheckContext, containerd_version: str) -> bool:
+    """containerd from 2.0 answers the CRI's RuntimeConfig with its cgroup driver, and
+    edgecore from v1.22 (vendoring Kubernetes 1.31, where KubeletCgroupDriverFromCRI is on
+    by default: versioned_kube_features.go@v1.23.1) takes it over its own setting."""
+    try:
+        major = int(containerd_version.lstrip("v").split(".", 1)[0])
+    except ValueError:
+        return False
+    return major >= 2 and Release(ctx.settings.kubeedge_version).minor >= (1, 22)
+
+
 def join_driver(ctx: CheckContext, runtime_driver: str) -> str:
     setting = ctx.settings.cgroup_driver
     return runtime_driver if setting == "auto" else setting
@@ -139,19 +150,33 @@ async def runtime_cgroup(ctx: CheckContext) -> Outcome:
     ctx.facts.cgroup = CgroupFacts(runtime_driver, join, None)
     details = {"containerd": runtime_driver, "setting": ctx.settings.cgroup_driver, "join": join,
                "config": containerd_config.PATH}  # fmt: skip
-    if join != runtime_driver:
-        value = "true" if join == "systemd" else "false"
-        return failed(
-            f"containerd's runc uses {runtime_driver} but the join passes --cgroupdriver={join}: "
-            f'keadm join would fail at "copy resources" with "{CGROUPS_PATH_ERROR}"'
-            if runtime_driver == "systemd" else
-            f"containerd's runc uses {runtime_driver} but the join passes --cgroupdriver={join}: "
+    if join != runtime_driver and _adopts_runtime_driver(ctx, found.version):
+        return warned(
+            f"containerd's runc uses {runtime_driver}, the join passes --cgroupdriver={join}: "
+            f"edgecore {ctx.settings.kubeedge_version} asks containerd {found.version} for its "
+            "driver (RuntimeConfig; KubeletCgroupDriverFromCRI, on from the Kubernetes 1.31 it "
+            f"vendors) and uses {runtime_driver}",
+            'Set cgroup_driver = "auto" so the join says what edgecore will do.',
+            **details,
+        )
+    if join != runtime_driver and runtime_driver == "cgroupfs":
+        # Not a failure: pods start, but in slices runc does not account to.
+        return warned(
+            f"containerd's runc uses cgroupfs but the join passes --cgroupdriver={join}: "
             "edgecore would put pods in systemd slices that runc does not use, so their "
             "limits would not hold",
-            f"Set SystemdCgroup = {value} under runc's options in {containerd_config.PATH} and "
-            f'systemctl restart containerd (kedge-agent fix does it), or set cgroup_driver = "auto".',
+            f"Set SystemdCgroup = true under runc's options in {containerd_config.PATH} and "
+            'systemctl restart containerd (kedge-agent fix does it), or set cgroup_driver = "auto".',
             **details,
-        )  # fmt: skip
+        )
+    if join != runtime_driver:  # runc on systemd, the join on cgroupfs: the join fails
+        return failed(
+            f"containerd's runc uses {runtime_driver} but the join passes --cgroupdriver={join}: "
+            f'keadm join would fail at "copy resources" with "{CGROUPS_PATH_ERROR}"',
+            f"Set SystemdCgroup = false under runc's options in {containerd_config.PATH} and "
+            'systemctl restart containerd (kedge-agent fix does it), or set cgroup_driver = "auto".',
+            **details,
+        )
     return passed(f"containerd and the join both use {join}", **details)
 
 

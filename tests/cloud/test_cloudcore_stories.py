@@ -52,6 +52,7 @@ def test_tainted_single_master_gets_tolerations_and_cloudcore_serves(cloud: Mast
         "advertise_addresses": [MASTER_IP],
         "ports": {f"{MASTER_IP}:10000": True, f"{MASTER_IP}:10002": True},
         "managed": True,
+        "advisory": None,  # v1.13.0 has no security advisory kedge knows of
     }
     human = cloud.cli("status")
     assert human.stdout.splitlines()[0] == (
