@@ -96,6 +96,13 @@ def keadm_join_argv(
         argv.append(f"--image-repository={settings.image_repository}")
     if settings.labels:
         argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in sorted(settings.labels.items())))
+    if settings.node_ip is not None:
+        if Release(settings.kubeedge_version).minor < (1, 18):
+            raise UserError(
+                f"node_ip needs KubeEdge v1.18 or later (keadm join --set); "
+                f"{settings.kubeedge_version}'s keadm has no way to pass it: remove node_ip"
+            )
+        argv.append(f"--set=modules.edged.nodeIP={settings.node_ip}")
     return argv
 
 

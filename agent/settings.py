@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyAddress,
     SecretStr,
     ValidationError,
     field_validator,
@@ -147,6 +148,9 @@ class AgentSettings(LayeredSettings):
     remote_runtime_endpoint: str | None = None
     cgroup_driver: Literal["auto", "systemd", "cgroupfs"] = "auto"
     image_repository: str | None = None
+    # The Node's InternalIP on a board with several interfaces (keadm join --set
+    # modules.edged.nodeIP=…, v1.18 on): from v1.20 edgecore picks the default route's.
+    node_ip: IPvAnyAddress | None = None
     ntp_servers: list[str] = Field(default_factory=lambda: ["pool.ntp.org"])
     clock_warn_s: float = Field(10.0, gt=0)
     clock_fail_s: float = Field(60.0, gt=0)

@@ -129,3 +129,20 @@ def test_the_upgrade_plan_follows_kubeedges_rules(
 
     said = plan(current, target, cloud)
     assert (said is None) if refusal is None else (said is not None and refusal in said), said
+
+
+def test_node_ip_reaches_keadm_from_v1_18_and_is_refused_before() -> None:
+    """Issue 26, item 5 (5): from v1.20 edgecore takes the default route's address as the
+    Node's InternalIP; a multi-homed board names its own with node_ip (keadm join --set,
+    edge/join_others.go@v1.18.0 on)."""
+    from kedge.errors import UserError
+
+    got = argv(kubeedge_version="v1.23.1", runtime="containerd", node_ip="192.168.10.7")
+    assert got[-1] == "--set=modules.edged.nodeIP=192.168.10.7"
+    assert not any(
+        a.startswith("--set") for a in argv(kubeedge_version="v1.23.1", runtime="containerd")
+    )
+    with pytest.raises(UserError, match=r"node_ip needs KubeEdge v1\.18 or later"):
+        argv(kubeedge_version="v1.13.0", node_ip="192.168.10.7")
+    with pytest.raises(ValueError, match="node_ip"):
+        argv(kubeedge_version="v1.23.1", runtime="containerd", node_ip="192.168.10.300")
