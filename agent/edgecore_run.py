@@ -14,6 +14,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
+from kedge.errors import CommandError
 from kedge.host import Host
 from kedge.kubeedge import EDGECORE_BIN, EDGECORE_UNIT, UNIT_DIRS, Release
 from kedge.wire import Change, EdgecoreState
@@ -103,3 +104,20 @@ async def start_as_keadm_meant(host: Host, release: Release) -> Change | None:
         detail=f"keadm's background start ran nothing ({directory} did not exist); "
         f"started as keadm meant, output in {log}",
     )
+
+
+async def start(host: Host, release: Release) -> str:
+    """Start edgecore the way it was meant to run here — systemd's unit when systemd runs
+    it (enabled too: a failed upgrade leaves it disabled), else in the background as
+    keadm starts it — and say how. CommandError when it cannot be started."""
+    if by_systemd(host):
+        done = await host.run(["systemctl", "enable", "--now", "edgecore"], timeout=60)
+        if not done.ok:
+            raise CommandError(
+                f"systemctl enable --now edgecore exited {done.returncode}: {done.stderr.strip()}"
+            )
+        return "through systemd (systemctl enable --now edgecore)"
+    log = release.background_log
+    host.path(posixpath.dirname(log)).mkdir(parents=True, exist_ok=True)
+    await host.start_background(["edgecore"], log)
+    return f"in the background as keadm starts it, output in {log}"

@@ -79,22 +79,12 @@ async def _started_again(host: Host, settings: AgentSettings) -> list[Change]:
     if await edgecore_run.is_active(host) or not host.exists(EDGECORE_BIN):
         return []
     try:
-        if edgecore_run.by_systemd(host):
-            await host.run(["systemctl", "enable", "--now", "edgecore"], timeout=60)
-        else:
-            await host.start_background(
-                ["edgecore"], Release(settings.kubeedge_version).background_log
-            )
+        how = await edgecore_run.start(host, Release(settings.kubeedge_version))
     except CommandError as exc:
         log.warning("upgrade.restart", error=str(exc))
         return []
-    return [
-        Change(
-            action="start",
-            target="edgecore",
-            detail="keadm upgrade edge failed and left it stopped",
-        )
-    ]
+    return [Change(action="start", target="edgecore",
+                   detail=f"keadm upgrade edge failed and left it stopped; started {how}")]  # fmt: skip
 
 
 async def running_version(host: Host) -> str | None:

@@ -24,6 +24,7 @@ ORDER = (
     "node-name",
     "ports",
     "pod-dns",
+    "edgecore",
 )
 assert set(ORDER) == set(REGISTRY), "every check is listed in ORDER exactly once"
 CHECKS: dict[str, Check] = {cid: REGISTRY[cid] for cid in ORDER}

@@ -6,8 +6,9 @@ import asyncio
 import ipaddress
 from typing import Any
 
+from agent import edgecore_run
 from agent.checks.context import CheckContext
-from agent.checks.registry import Outcome, check, failed, passed, skipped, warned
+from agent.checks.registry import Outcome, check, failed, not_used, passed, skipped, warned
 from kedge.kubeedge import (
     EDGECORE_PORT,
     EDGECORE_UNIT,
@@ -248,5 +249,33 @@ async def pod_dns(ctx: CheckContext) -> Outcome:
         f"{said}: pods on this board will not resolve names",
         f"After the join set modules.edged.tailoredKubeletConfig.resolvConf to {where} in "
         "/etc/kubeedge/config/edgecore.yaml and restart edgecore.",
+        **details,
+    )
+
+
+@check(
+    "edgecore",
+    "edgecore runs",
+    "On a joined board edgecore runs (through systemd, or in the background where keadm "
+    "started it so): without it the Node goes NotReady, then Unknown.",
+)
+async def edgecore(ctx: CheckContext) -> Outcome:
+    joined = ctx.joined()
+    if joined is None:
+        return not_used("not joined: nothing is meant to run edgecore yet")
+    how = (
+        "systemd's edgecore.service"
+        if edgecore_run.by_systemd(ctx.host)
+        else "a background process"
+    )
+    details = {"pids": edgecore_run.pids(ctx.host), "by": how}
+    if await edgecore_run.is_active(ctx.host):
+        return passed(f"edgecore runs ({how}) for node {joined.node}", **details)
+    return failed(
+        f"joined to {joined.cloudcore} as {joined.node}, but edgecore does not run ({how}): "
+        "the Node goes NotReady, then Unknown",
+        "kedge-agent fix --only edgecore starts it again (the daemon's fix command does the "
+        "same); if it exits again, its log says why (journalctl -u edgecore, or "
+        "/var/log/kubeedge/edgecore.log without systemd).",
         **details,
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from agent import edgecore_run
 from agent.checks.conflicts import K3S_UNITS, unit_files
 from agent.fixes.base import CannotFix, FixContext, fixes
 from agent.reset import reset_board
 from kedge.errors import CommandError
+from kedge.kubeedge import Release
 from kedge.wire import CheckResult
 
 
@@ -15,6 +17,18 @@ async def fix_leftovers(fx: FixContext, result: CheckResult) -> None:
         fx.change(change.action, change.target, change.detail)
     if not fx.dry_run:
         await reset_board(fx.host, fx.docker, fx.settings)
+
+
+@fixes("edgecore")
+async def fix_edgecore(fx: FixContext, result: CheckResult) -> None:
+    release = Release(fx.settings.kubeedge_version)
+    fx.change("start", "edgecore", "the joined board's edgecore was not running")
+    if fx.dry_run:
+        return
+    try:
+        await edgecore_run.start(fx.host, release)
+    except CommandError as exc:
+        raise CannotFix(f"cannot start edgecore: {exc}", result.remedy) from exc
 
 
 @fixes("conflicts")

@@ -250,10 +250,16 @@ class ControlPlane:
 
     def node_ready(self, name: str) -> dict[str, str] | None:
         """The Node's nodeInfo once its Ready condition is True, else None."""
+        if self.ready_status(name) != "True":
+            return None
+        return dict(self.get(f"/api/v1/nodes/{name}")["status"]["nodeInfo"])
+
+    def ready_status(self, name: str) -> str | None:
+        """The Node's Ready condition: "True", "False", "Unknown", or None (no Node)."""
         node = self.get(f"/api/v1/nodes/{name}")
         for c in (node or {}).get("status", {}).get("conditions", []):
-            if c["type"] == "Ready" and c["status"] == "True":
-                return dict(node["status"]["nodeInfo"])
+            if c["type"] == "Ready":
+                return str(c["status"])
         return None
 
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

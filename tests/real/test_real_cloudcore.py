@@ -108,3 +108,33 @@ def test_kedge_joins_a_real_board_and_resets_it(tmp_path: Path, version: str) ->
         assert rc == 0, reset
         assert box.run("pidof", "edgecore").returncode != 0, "edgecore still runs after reset"
         assert not (box.work / "root/etc/kubeedge/config").exists()
+
+
+def test_a_killed_edgecore_is_named_and_started_again_ready_unknown_ready(tmp_path: Path) -> None:
+    """edgecore killed on a joined v1.23.1 board (keadm started it in the background:
+    nothing restarts it): the node lifecycle controller marks the Node Unknown, kedge's
+    edgecore check names it, `fix --only edgecore` starts it as keadm did, Ready again."""
+    with sandbox(tmp_path / "box") as box:
+        plane = ControlPlane(box, tmp_path / "plane").start(node_lifecycle=True)
+        plane.install_kubeedge_resources("v1.23.1")
+        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
+        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+        edge.configure_agent(f"{ADDRESS}:10000", cloudcore.token(), "edge-1")
+        rc, report, _ = edge.kedge("join", "--yes")
+        assert rc == 0, report
+        wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+        box.check("pkill", "-KILL", "-x", "edgecore")
+        wait_for(lambda: plane.ready_status("edge-1") == "Unknown", timeout=120,
+                 what="Node edge-1 Unknown", interval=1)  # fmt: skip
+        rc, checked, _ = edge.kedge("check", "--only", "edgecore")
+        (found,) = checked["checks"]
+        assert (rc, found["status"]) == (1, "fail"), found
+        assert found["summary"].startswith(
+            f"joined to {ADDRESS}:10000 as edge-1, but edgecore does not run"
+        )
+        rc, fixed, _ = edge.kedge("fix", "--yes", "--only", "edgecore")
+        assert rc == 0, fixed
+        assert [(c["action"], c["target"]) for c in fixed["changes"]] == [("start", "edgecore")]
+        wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready again")
+        rc, again, _ = edge.kedge("check", "--only", "edgecore")
+        assert (rc, again["checks"][0]["status"]) == (0, "pass")
