@@ -19,9 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.harness.control_plane import Cloudcore, ControlPlane
-from tests.harness.real_edge import RealEdge
-from tests.harness.sandbox import ADDRESS, sandbox
+from tests.harness.control_plane import ControlPlane
+from tests.harness.real_kubeedge import HUB, real_kubeedge
 from tests.harness.wait import wait_for
 
 
@@ -37,16 +36,13 @@ def main() -> int:
     p.add_argument("--version", default="v1.23.1")
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
-    hub = f"{ADDRESS}:10000"
+    hub = HUB
     ratios: list[float] = []
     with tempfile.TemporaryDirectory(prefix="kedge-join-bench-") as tmp:
         work = Path(tmp)
-        with sandbox(work / "box") as box:
-            plane = ControlPlane(box, work / "plane").start()
-            plane.install_kubeedge_resources(args.version)
-            cloudcore = Cloudcore(box, plane, args.version, work / "cloudcore").start()
-            edge = RealEdge(box, work / "edge", args.version).start()
-            token = cloudcore.token()
+        with real_kubeedge(work, args.version) as kube:
+            plane, edge = kube.plane, kube.edge
+            token = kube.cloudcore.token()
             for n in range(args.rounds):
                 bare_node, kedge_node = f"bare-{n}", f"kedge-{n}"
                 began = time.monotonic()

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness.control_plane import Cloudcore, ControlPlane
 from tests.harness.real_binaries import RELEASES, release
-from tests.harness.real_edge import ENDPOINT, RealEdge
+from tests.harness.real_edge import ENDPOINT
+from tests.harness.real_kubeedge import real_kubeedge
 from tests.harness.sandbox import ADDRESS, sandbox
 from tests.harness.wait import wait_for
 from tests.kubeedge_sim import keadm_cri
@@ -83,11 +83,8 @@ READ_BY_KEDGE = (
 def test_the_simulated_v1_23_1_join_writes_the_edgecore_yaml_the_real_keadm_writes(
     tmp_path: Path,
 ) -> None:
-    with sandbox(tmp_path / "box") as box:
-        plane = ControlPlane(box, tmp_path / "plane").start()
-        plane.install_kubeedge_resources("v1.23.1")
-        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
-        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+    with real_kubeedge(tmp_path, "v1.23.1") as kube:
+        box, cloudcore, edge = kube.box, kube.cloudcore, kube.edge
         token = cloudcore.token()
         rc, out, _ = edge.keadm_join(f"{ADDRESS}:10000", token, "edge-1")
         assert rc == 0, out

@@ -13,7 +13,7 @@ import pytest
 from kedge.token import parse_token
 from tests.harness.control_plane import Cloudcore, ControlPlane
 from tests.harness.real_binaries import RELEASES
-from tests.harness.real_edge import RealEdge
+from tests.harness.real_kubeedge import real_kubeedge
 from tests.harness.sandbox import ADDRESS, sandbox
 from tests.harness.wait import wait_for
 
@@ -39,11 +39,8 @@ def test_a_real_cloudcore_issues_the_token_kedge_reads(tmp_path: Path, version: 
 def test_a_bare_keadm_join_of_v1_23_1_on_containerd_makes_a_ready_node(tmp_path: Path) -> None:
     """The baseline every kedge story on real binaries is held to: a real keadm join,
     a real edgecore fetching its certificates from the real cloudcore, Node Ready."""
-    with sandbox(tmp_path / "box") as box:
-        plane = ControlPlane(box, tmp_path / "plane").start()
-        plane.install_kubeedge_resources("v1.23.1")
-        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
-        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+    with real_kubeedge(tmp_path, "v1.23.1") as kube:
+        plane, cloudcore, edge = kube.plane, kube.cloudcore, kube.edge
         rc, out, _ = edge.keadm_join(f"{ADDRESS}:10000", cloudcore.token(), "edge-1")
         assert rc == 0, out
         assert "Install Complete!" in out
@@ -58,11 +55,8 @@ def test_keadm_starts_edgecore_itself_without_sudo_when_file_fails_as_kedge_pred
     """join-tools (issue 26, item 4) held to the real keadm: where `file /sbin/init`
     fails, kedge says keadm starts edgecore itself and needs no sudo — and the real
     keadm join then succeeds on a machine without sudo."""
-    with sandbox(tmp_path / "box") as box:
-        plane = ControlPlane(box, tmp_path / "plane").start()
-        plane.install_kubeedge_resources("v1.23.1")
-        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
-        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+    with real_kubeedge(tmp_path, "v1.23.1") as kube:
+        box, cloudcore, edge = kube.box, kube.cloudcore, kube.edge
         token = cloudcore.token()
         verdicts = edge.kedge_check(f"{ADDRESS}:10000", token, "edge-1")
         # containerd here reads Debian's plugins from /usr/lib/cni (its bin_dir): kedge
@@ -86,11 +80,8 @@ def test_kedge_joins_a_real_board_and_resets_it(tmp_path: Path, version: str) ->
     containerd): join (keadm takes its background path: no systemd runs here — on v1.13.0
     that path runs nothing until kedge repairs it), Node Ready, join again (nothing to
     do), reset, a clean board again."""
-    with sandbox(tmp_path / "box") as box:
-        plane = ControlPlane(box, tmp_path / "plane").start()
-        plane.install_kubeedge_resources(version)
-        cloudcore = Cloudcore(box, plane, version, tmp_path / "cloudcore").start()
-        edge = RealEdge(box, tmp_path / "edge", version).start()
+    with real_kubeedge(tmp_path, version) as kube:
+        box, plane, cloudcore, edge = kube.box, kube.plane, kube.cloudcore, kube.edge
         edge.configure_agent(f"{ADDRESS}:10000", cloudcore.token(), "edge-1")
         rc, report, _ = edge.kedge("join", "--yes")
         assert rc == 0, report
@@ -114,11 +105,8 @@ def test_a_killed_edgecore_is_named_and_started_again_ready_unknown_ready(tmp_pa
     """edgecore killed on a joined v1.23.1 board (keadm started it in the background:
     nothing restarts it): the node lifecycle controller marks the Node Unknown, kedge's
     edgecore check names it, `fix --only edgecore` starts it as keadm did, Ready again."""
-    with sandbox(tmp_path / "box") as box:
-        plane = ControlPlane(box, tmp_path / "plane").start(node_lifecycle=True)
-        plane.install_kubeedge_resources("v1.23.1")
-        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
-        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+    with real_kubeedge(tmp_path, "v1.23.1", node_lifecycle=True) as kube:
+        box, plane, cloudcore, edge = kube.box, kube.plane, kube.cloudcore, kube.edge
         edge.configure_agent(f"{ADDRESS}:10000", cloudcore.token(), "edge-1")
         rc, report, _ = edge.kedge("join", "--yes")
         assert rc == 0, report

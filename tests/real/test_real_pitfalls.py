@@ -13,9 +13,8 @@ import shutil
 from pathlib import Path
 
 from agent.diagnose import recognise
-from tests.harness.control_plane import Cloudcore, ControlPlane
-from tests.harness.real_edge import RealEdge
-from tests.harness.sandbox import ADDRESS, sandbox
+from tests.harness.real_kubeedge import real_kubeedge
+from tests.harness.sandbox import ADDRESS
 from tests.harness.wait import wait_for
 
 HUB = f"{ADDRESS}:10000"
@@ -26,11 +25,8 @@ def _b64(data: dict[str, object]) -> str:
 
 
 def test_the_pitfalls_are_named_before_the_join_on_real_kubeedge(tmp_path: Path) -> None:
-    with sandbox(tmp_path / "box") as box:
-        plane = ControlPlane(box, tmp_path / "plane").start()
-        plane.install_kubeedge_resources("v1.23.1")
-        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
-        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+    with real_kubeedge(tmp_path, "v1.23.1") as kube:
+        box, plane, cloudcore, edge = kube.box, kube.plane, kube.cloudcore, kube.edge
         token = cloudcore.token()
         ca_hash = token.split(".", 1)[0]
 
