@@ -140,6 +140,28 @@ KNOWN: tuple[Known, ...] = (
         "endpoint); otherwise start containerd or cri-dockerd and point remote_runtime_endpoint at it.",
     ),
     Known(
+        # pkg/containers/container_runtime.go@v1.23.1 CopyResources(): the cp runs through
+        # ExecSync with a 30 s limit — edgecore is ~70 MB, and a slow SD card misses it.
+        "copy-timeout",
+        re.compile(
+            r"failed to exec copy cmd, err: [^\n]*(?:DeadlineExceeded|deadline exceeded|timeout)"
+        ),
+        "keadm's copy step gives `cp` 30 s to copy edgecore out of the installation image, "
+        "and this board's disk was slower",
+        "Join again when the board is idle (the copy is the only step with that limit); if it "
+        "keeps failing, the disk under /usr/local/bin is too slow (iostat -x 1 shows it).",
+    ),
+    Known(
+        "copy-failed",
+        re.compile(
+            r"failed to exec copy cmd, err: "
+            r"(?![^\n]*(?:DeadlineExceeded|deadline exceeded|timeout))(?P<error>[^\n]*)"
+        ),
+        "keadm could not copy edgecore out of the installation image: {error}",
+        "`kedge-agent check --only runtime-images,sandbox-image` checks the image and the pod "
+        "sandbox the copy runs in; the runtime's log says more (journalctl -u containerd).",
+    ),
+    Known(
         "image-pull",
         re.compile(r"pull Images failed: (?P<error>[^\n]*)"),
         "keadm could not pull its images: {error}",

@@ -64,3 +64,21 @@ def test_already_running_without_pidof_is_the_missing_tool_not_a_leftover(tmp_pa
     (kept,) = _misread_first_step(host, recognise(STEP_ONE))
     assert kept.id == "edgecore-running"
     assert "kedge-agent reset --yes" in kept.remedy
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [("rpc error: code = DeadlineExceeded desc = context deadline exceeded", "copy-timeout"),
+     ("rpc error: code = Unknown desc = failed to exec in container: cp: write error: No space left on device",
+      "copy-failed")],
+)  # fmt: skip
+def test_the_copy_steps_failures_are_named(error: str, cause: str) -> None:
+    """Issue 26, item 5 (8): v1.23.1's copy step runs `cp` through ExecSync with a 30 s
+    limit (pkg/containers/container_runtime.go CopyResources), worded as the real code
+    words it."""
+    text = (
+        "Error: edge node join failed: copy resources failed: failed to exec copy cmd, "
+        f"err: {error}, stderr: , stdout: "
+    )
+    (found,) = recognise(text)
+    assert found.id == cause
