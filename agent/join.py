@@ -194,10 +194,12 @@ def _not_copied(settings: AgentSettings) -> Cause:
     image = join_images(settings.kubeedge_version, settings.image_repository)[0]
     return Cause(
         id="edgecore-not-copied",
-        summary=f"keadm did not get edgecore out of {image}: the image does not run on this "
-        "board (built for another architecture?), and keadm does not check",
-        remedy=f"docker image inspect {image} --format '{{{{.Architecture}}}}' must name this "
-        f"board's architecture; docker rmi {image}, then kedge-agent fix --only images.",
+        summary=f"keadm did not get edgecore out of {image}: the image does not run keadm's "
+        "copy on this board (built for another architecture, or an entrypoint that swallows "
+        "keadm's `/bin/sh -c cp …`: seen on the real v1.13.0 keadm), and keadm does not check",
+        remedy=f"docker image inspect {image} --format '{{{{.Architecture}}}} "
+        f"{{{{.Config.Entrypoint}}}}' must name this board's architecture and no entrypoint; "
+        f"docker rmi {image}, then kedge-agent fix --only images.",
         evidence=f"{EDGECORE_BIN} missing after keadm's step 5",
     )
 
