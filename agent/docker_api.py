@@ -203,6 +203,23 @@ class DockerClient:
     async def image_architecture(self, ref: str) -> str | None:
         """The architecture a local image is built for ("amd64", "arm64", ...); None
         when the image is not here (never pulls)."""
+        body = await self._inspect_image(ref)
+        if body is None:
+            return None
+        return str(body.get("Architecture") or "unknown")
+
+    async def image_entrypoint(self, ref: str) -> list[str] | None:
+        """A local image's entrypoint; None when it has none or is not here."""
+        body = await self._inspect_image(ref)
+        config = (body or {}).get("Config")
+        entrypoint = config.get("Entrypoint") if isinstance(config, dict) else None
+        return (
+            [str(word) for word in entrypoint]
+            if isinstance(entrypoint, list) and entrypoint
+            else None
+        )
+
+    async def _inspect_image(self, ref: str) -> dict[str, Any] | None:
         what = f"inspect {ref}"
         async with self._request("GET", f"/images/{quote(ref, safe='/:@')}/json", what) as resp:
             if resp.status == 404:
@@ -210,7 +227,7 @@ class DockerClient:
             if resp.status != 200:
                 raise DockerError(f"{what}: {await _message(resp)}", resp.status)
             body = await resp.json(content_type=None)
-        return str(body.get("Architecture") or "unknown") if isinstance(body, dict) else "unknown"
+        return body if isinstance(body, dict) else {}
 
 
 async def _message(resp: aiohttp.ClientResponse) -> str:

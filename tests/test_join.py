@@ -592,6 +592,35 @@ def test_an_installation_image_for_another_architecture(
     assert not joinable.path("/usr/local/bin/edgecore").exists()
 
 
+def test_an_installation_image_with_an_entrypoint_is_refused_before_the_join(
+    joinable: Board, agent: AgentRunner, dockerd_systemd: Dockerd, ntp: SntpServer,
+    cloudcore: CloudcoreSim,
+) -> None:  # fmt: skip
+    """Found on the real v1.13.0 keadm (tests/real): its docker copy step gives the
+    container `/bin/sh -c "cp …"` as its command; an image with an entrypoint runs
+    `ENTRYPOINT /bin/sh -c …` instead and copies nothing, and keadm does not notice."""
+    from tests.conftest import HUB_IMAGES
+    from tests.harness.dockerd import tiny_rootfs_tar
+
+    repo = "registry.example/entrypoint"
+    refs = [f"{repo}/{ref.rsplit('/', 1)[-1]}" for ref in HUB_IMAGES]
+    dockerd_systemd.load_image(tiny_rootfs_tar("edgecore"), refs[0], arch="amd64",
+                               entrypoint=["/bin/sh"])  # fmt: skip
+    for ref in refs[1:]:
+        dockerd_systemd.import_tar(tiny_rootfs_tar(ref), ref)
+    try:
+        joinable.configure(join_settings(dockerd_systemd, ntp, cloudcore, image_repository=repo))
+        check = agent(joinable, "check", "--json", "--only", "images").result("images")
+    finally:
+        for ref in refs:
+            dockerd_systemd.remove_image(ref)
+    assert check.status.value == "fail"
+    assert check.summary.startswith(
+        f"{refs[0]} has an entrypoint (/bin/sh): keadm's copy step runs /bin/sh -c"
+    )
+    assert check.details["installation_image_entrypoint"] == ["/bin/sh"]
+
+
 DROPIN = "/etc/systemd/system/edgecore.service.d/10-kedge-docker-host.conf"
 
 

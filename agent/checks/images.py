@@ -44,6 +44,19 @@ async def images(ctx: CheckContext) -> Outcome:
             "kedge-agent fix --only images (a mirror or archive must serve that architecture).",
             **details,
         )
+    # keadm's docker copy step gives the container its own command, `/bin/sh -c "cp …"`:
+    # an entrypoint swallows it and nothing is copied (seen on the real v1.13.0 keadm).
+    entrypoint = await ctx.docker.image_entrypoint(installation) if built_for else None
+    if entrypoint:
+        details["installation_image_entrypoint"] = entrypoint
+        return failed(
+            f"{installation} has an entrypoint ({' '.join(entrypoint)}): keadm's copy step "
+            'runs /bin/sh -c "cp …" as its command, the entrypoint swallows it, and keadm '
+            "copies no edgecore without noticing",
+            f"Use the release's own image (no entrypoint): docker rmi {installation} && "
+            "kedge-agent fix --only images; a home-built one needs its ENTRYPOINT removed.",
+            **details,
+        )
     if missing:
         pulls = "\n".join(f"  docker pull {ref}" for ref in missing)
         return warned(

@@ -176,10 +176,13 @@ class Dockerd:
     def has_image(self, ref: str) -> bool:
         return api(self.socket, "GET", f"/images/{ref}/json", timeout=10)[0] == 200
 
-    def load_image(self, rootfs: bytes, ref: str, arch: str) -> None:
+    def load_image(
+        self, rootfs: bytes, ref: str, arch: str, entrypoint: list[str] | None = None
+    ) -> None:
         """An image that says it is built for `arch` (dockerd's import ignores a platform;
         a `docker save` archive carries its config): POST /images/load."""
-        status, body = api(self.socket, "POST", "/images/load?quiet=1", saved_image(rootfs, ref, arch),
+        status, body = api(self.socket, "POST", "/images/load?quiet=1",
+                           saved_image(rootfs, ref, arch, entrypoint),
                            {"Content-Type": "application/x-tar"})  # fmt: skip
         if status != 200 or _stream_error(body):
             raise RuntimeError(f"load {ref}: {status} {body[:300]!r}")
