@@ -276,3 +276,20 @@ def test_edgecore_adopts_containerd_2s_driver_from_v1_22(
 
     ctx = cast(CheckContext, SimpleNamespace(settings=SimpleNamespace(kubeedge_version=release)))
     assert _adopts_runtime_driver(ctx, containerd) is adopts
+
+
+def test_without_a_running_systemd_the_fix_writes_and_says_who_must_restart(
+    board: Board, containerd: Containerd, agent: AgentRunner
+) -> None:
+    """Issue 26, item 6: systemctl installed but no systemd running (a container, another
+    init) — the fix writes the config and says containerd must be restarted by whatever
+    runs it, instead of trusting a systemctl whose systemd is not there."""
+    containerd.start(config_v2(containerd.workdir, systemd_cgroup=True))
+    configure(board, containerd, cgroup_driver="cgroupfs")
+    board.path("/run/systemd/system").rmdir()
+    run = agent(board, "fix", "--yes", "--only", "runtime-cgroup", "--json")
+    assert run.rc == 1, run.out + run.err
+    assert "no systemd runs here to restart containerd.service" in run.out
+    assert not containerd_config.parse(
+        board.path(containerd_config.PATH).read_text()
+    ).systemd_cgroup

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from agent.checks.facts import Facts
 from agent.docker_api import DockerClient
+from agent.edgecore_run import systemd_runs
 from agent.settings import AgentSettings
-from kedge.errors import KedgeError
+from kedge.errors import CommandError, KedgeError
 from kedge.host import Host
 from kedge.wire import Change, CheckResult
 
@@ -43,6 +44,26 @@ class FixContext:
         self.changes.append(
             Change(action=action, target=target, detail=detail, done=not self.dry_run)
         )
+
+    async def restart(self, unit: str, remedy: str) -> None:
+        """`systemctl restart UNIT`, only where systemd runs (/run/systemd/system): a
+        board can carry systemctl without it (a container, another init), and there the
+        service is restarted however that board runs it — kedge says so instead."""
+        if not systemd_runs(self.host):
+            raise CannotFix(
+                f"the change is written, but no systemd runs here to restart {unit}: "
+                "restart it the way this board runs it",
+                remedy,
+            )
+        try:
+            done = await self.host.run(["systemctl", "restart", unit], timeout=120)
+        except CommandError as exc:
+            raise CannotFix(
+                f"could not restart {unit}: {exc}", f"systemctl restart {unit}"
+            ) from exc
+        if not done.ok:
+            raise CannotFix(f"systemctl restart {unit} exited {done.returncode}: {done.stderr.strip()}",
+                            remedy)  # fmt: skip
 
     def failed(self, why: str) -> None:
         """The change announced last could not be made: it stays in the report, not done."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from agent.checks.docker import DAEMON_JSON, daemon_json_driver
 from agent.fixes.base import CannotFix, FixContext, fixes
-from kedge.errors import CommandError, DockerError
+from kedge.errors import DockerError
 from kedge.private_files import write_private
 from kedge.wire import CheckResult
 
@@ -85,13 +85,7 @@ async def fix_cgroup_driver(fx: FixContext, result: CheckResult) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     # Whole or not at all: docker must never start on half a daemon.json.
     write_private(path, json.dumps(new, indent=2) + "\n", mode=mode)
-    try:
-        restart = await fx.host.run(["systemctl", "restart", DOCKER_UNIT], timeout=120)
-    except CommandError as exc:
-        raise CannotFix(f"could not restart docker: {exc}", "systemctl restart docker") from exc
-    if not restart.ok:
-        raise CannotFix(f"systemctl restart docker exited {restart.returncode}: {restart.stderr.strip()}",
-                        "journalctl -u docker -e")  # fmt: skip
+    await fx.restart(DOCKER_UNIT, "journalctl -u docker -e")
     await wait_for_docker(fx)
     info = await fx.docker.info()
     if info.get("CgroupDriver") != target:

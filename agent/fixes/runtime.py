@@ -16,7 +16,6 @@ from agent.checks.runtime import CNI_BIN_DIR, CNI_CONF_DIR, CRI_TIMEOUT_S
 from agent.fixes.base import CannotFix, FixContext, fixes
 from kedge.cri import CriClient, CriError
 from kedge.elf import header_machine
-from kedge.errors import CommandError
 from kedge.kubeedge import ARCH_BY_ELF_MACHINE, ARCH_BY_MACHINE
 from kedge.private_files import write_private
 from kedge.wire import CheckResult
@@ -54,15 +53,7 @@ async def _rewrite_and_restart(fx: FixContext, new: str, why: str) -> None:
     shutil.copy2(path, path.with_name(path.name + BACKUP_SUFFIX))
     # Whole or not at all: containerd must never start on half a file.
     write_private(path, new, mode=mode)
-    try:
-        restart = await fx.host.run(["systemctl", "restart", UNIT], timeout=120)
-    except CommandError as exc:
-        raise CannotFix(
-            f"could not restart containerd: {exc}", "systemctl restart containerd"
-        ) from exc
-    if not restart.ok:
-        raise CannotFix(f"systemctl restart containerd exited {restart.returncode}: {restart.stderr.strip()}",
-                        "journalctl -u containerd -e")  # fmt: skip
+    await fx.restart(UNIT, "journalctl -u containerd -e")
     await _answering(fx)
 
 
