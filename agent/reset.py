@@ -15,6 +15,7 @@ import structlog
 
 from agent.docker_api import DockerClient
 from agent.edgecore_dropin import DROPIN, remove_dropin
+from agent.edgecore_run import systemd_runs
 from agent.settings import AgentSettings
 from kedge.cri import CriClient, CriError
 from kedge.errors import CommandError, DockerError, HostError
@@ -39,7 +40,7 @@ KUBEEDGE_DIRS = (
 
 
 async def _systemctl(host: Host, *args: str) -> bool:
-    if host.which("systemctl") is None:
+    if not systemd_runs(host):
         return False
     try:
         return (await host.run(["systemctl", *args], timeout=60)).ok
@@ -82,10 +83,13 @@ async def reset_board(
         if d.endswith(".wants") and host.exists(f"/etc/systemd/system/{d}/{EDGECORE_UNIT}")
     ]
     if units or wants or host.exists(DROPIN):
-        if not dry_run:
-            await _systemctl(host, "stop", EDGECORE_UNIT)
-            await _systemctl(host, "disable", EDGECORE_UNIT)
-        did("stop", EDGECORE_UNIT, "stopped and disabled")
+        # Without a running systemd the unit is only a file (and edgecore, if it runs,
+        # a process: stopped below).
+        if systemd_runs(host):
+            if not dry_run:
+                await _systemctl(host, "stop", EDGECORE_UNIT)
+                await _systemctl(host, "disable", EDGECORE_UNIT)
+            did("stop", EDGECORE_UNIT, "stopped and disabled")
         for path in units + wants:
             if not dry_run and (host.exists(path)):
                 host.path(path).unlink(missing_ok=True)
