@@ -148,6 +148,7 @@ class Cloudcore:
     ) -> InstallPlan:
         """Every reason keadm init would fail, found before running it (PlanError)."""
         version = version or self.settings.kubeedge_version
+        plan.check_release(version)
         interfaces = [plan.Interface(n, a) for n, a in self.host.addresses()]
         where = plan.check_advertise(advertise, interfaces)
         keadm = self.host.which(self.keadm)

@@ -153,11 +153,16 @@ def uses_keadm_upgrade(kubeedge_version: str) -> bool:
     return version_tuple(kubeedge_version)[:2] >= (1, 16)
 
 
+def check_release(version: str) -> None:
+    """A release kedge never installs (a security advisory), refused before anything else
+    is asked: no cluster makes it acceptable."""
+    if (advised := refuse_advised(version)) is not None:
+        raise PlanError(advised)
+
+
 def check_upgrade(current: str | None, target: str, nodes: Sequence[Node]) -> None:
     """The cloud goes first and one minor release at a time, and no edge node may end up
     newer than cloudcore or more than one minor release behind it."""
-    if (advised := refuse_advised(target)) is not None:
-        raise PlanError(advised)
     to = version_tuple(target)[:2]
     if current is not None:
         now = version_tuple(current)[:2]

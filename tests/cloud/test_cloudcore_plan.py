@@ -10,7 +10,7 @@ from cloud_api.cloudcore_plan import (
     check_advertise,
     check_k8s,
     check_keadm_arch,
-    check_upgrade,
+    check_release,
     init_argv,
     tolerations_needed,
 )
@@ -90,4 +90,4 @@ def test_init_argv_names_later_releases_with_kubeedge_version() -> None:
 @pytest.mark.parametrize("target", ["v1.21.1", "v1.22.0", "v1.23.0"])
 def test_init_never_installs_a_release_with_a_security_advisory(target: str) -> None:
     with pytest.raises(PlanError, match=r"CVE-2026-62371 and CVE-2026-62182.*which fixes them"):
-        check_upgrade(None, target, [])
+        check_release(target)

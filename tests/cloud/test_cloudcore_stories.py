@@ -17,7 +17,7 @@ import pytest
 
 from tests.harness.master import MASTER_IP, Master, master
 from tests.harness.wait import wait_for
-from tests.kubeedge_sim import sim
+from tests.kubeedge_sim import cluster, sim
 
 pytestmark = pytest.mark.netns
 RELEASE_V1 = "kubeedge/sh.helm.release.v1.cloudcore.v1"
@@ -373,3 +373,21 @@ def test_a_token_asked_for_right_after_install_waits_for_cloudcore_to_make_it(
     out = cloud.cli("token")
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().split(".")) == 4
+
+
+def test_status_names_the_advisory_of_a_cloudcore_installed_outside_kedge(cloud: Master) -> None:
+    """Issue 26, item 8: kedge never installs v1.23.0, but a cloudcore someone else put
+    there is named with its advisory and the release that fixes it."""
+    assert cloud.cli("init", "--advertise-address", MASTER_IP).returncode == 0
+    with cluster.update(str(cloud.kubeconfig)) as data:
+        data["deployments"]["kubeedge/cloudcore"]["image"] = "kubeedge/cloudcore:v1.23.0"
+    status, body = cloud.call("GET", "/api/v1/cloudcore")
+    assert (status, body["version"]) == (200, "v1.23.0")
+    assert "CVE-2026-62371 and CVE-2026-62182" in body["advisory"]
+    assert body["advisory"].endswith("use v1.23.1, which fixes them")
+    human = cloud.cli("status")
+    assert human.returncode == 0, human.stdout + human.stderr
+    assert "SECURITY: KubeEdge v1.23.0 has known security holes" in human.stdout
+    refused = cloud.cli("init", "--advertise-address", MASTER_IP, "--kubeedge-version", "v1.23.0")
+    assert refused.returncode != 0
+    assert "use v1.23.1, which fixes them" in refused.stdout + refused.stderr
