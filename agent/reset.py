@@ -140,8 +140,14 @@ async def _remove_pods(endpoint: str, *, dry_run: bool) -> list[Change]:
             except CriError as exc:
                 log.warning("reset.pod", pod=pod.id, error=str(exc))
                 continue
-        changes.append(Change(action="remove", target=f"pod {pod.namespace}/{pod.name}",
-                              detail=f"sandbox {pod.id[:12]}", done=not dry_run))  # fmt: skip
+        changes.append(
+            Change(
+                action="remove",
+                target=f"pod {pod.namespace}/{pod.name}",
+                detail=f"sandbox {pod.id[:12]}",
+                done=not dry_run,
+            )
+        )
     return changes
 
 
@@ -158,9 +164,15 @@ async def _remove_dir(host: Host, d: str, *, dry_run: bool) -> list[Change]:
         else:
             stuck.append(f"{mount} ({why})")
     if stuck:
-        changes.append(Change(action="keep", target=d, done=False,
-                              detail=f"still mounted below it: {', '.join(stuck)}; unmount "
-                              "them (or stop what uses them), then reset again"))  # fmt: skip
+        changes.append(
+            Change(
+                action="keep",
+                target=d,
+                done=False,
+                detail=f"still mounted below it: {', '.join(stuck)}; unmount "
+                "them (or stop what uses them), then reset again",
+            )
+        )
         return changes
     if not dry_run:
         try:

@@ -69,8 +69,13 @@ def _stale_lock(host: Host) -> list[Change]:
     if not host.exists(IDEMPOTENCY_RECORD):
         return []
     host.path(IDEMPOTENCY_RECORD).unlink(missing_ok=True)
-    return [Change(action="remove", target=IDEMPOTENCY_RECORD,
-                   detail="left by a keadm upgrade or rollback that was killed: keadm would refuse")]  # fmt: skip
+    return [
+        Change(
+            action="remove",
+            target=IDEMPOTENCY_RECORD,
+            detail="left by a keadm upgrade or rollback that was killed: keadm would refuse",
+        )
+    ]
 
 
 async def _started_again(host: Host, settings: AgentSettings) -> list[Change]:
@@ -83,8 +88,13 @@ async def _started_again(host: Host, settings: AgentSettings) -> list[Change]:
     except CommandError as exc:
         log.warning("upgrade.restart", error=str(exc))
         return []
-    return [Change(action="start", target="edgecore",
-                   detail=f"keadm upgrade edge failed and left it stopped; started {how}")]  # fmt: skip
+    return [
+        Change(
+            action="start",
+            target="edgecore",
+            detail=f"keadm upgrade edge failed and left it stopped; started {how}",
+        )
+    ]
 
 
 async def running_version(host: Host) -> str | None:
@@ -134,9 +144,14 @@ async def run_upgrade(
                             summary=f"cannot pull {image}:{target}: {exc}")  # fmt: skip
     busy = [p.pid for p in host.processes() if p.program == "keadm"]
     if busy:
-        return ActionReport(command="upgrade", node=node, ok=False, changes=changes,
-                            summary=f"keadm already runs here (pid {', '.join(map(str, busy))}): "
-                            "wait for it to end, then upgrade")  # fmt: skip
+        return ActionReport(
+            command="upgrade",
+            node=node,
+            ok=False,
+            changes=changes,
+            summary=f"keadm already runs here (pid {', '.join(map(str, busy))}): "
+            "wait for it to end, then upgrade",
+        )
     changes += _stale_lock(host)
     argv = ["keadm", "upgrade", "edge", f"--toVersion={target}", f"--image={image}", "--force"]
     emit("$ " + " ".join(argv))

@@ -244,10 +244,15 @@ class Host:
         try:
             with self.path(log).open("ab") as out:
                 proc = await asyncio.create_subprocess_exec(
-                    str(self.path(setsid)), "--fork", str(self.path(found)), *argv[1:],
-                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                    str(self.path(setsid)),
+                    "--fork",
+                    str(self.path(found)),
+                    *argv[1:],
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
                     env=self._env,
-                )  # fmt: skip
+                )
         except OSError as exc:
             raise CommandError(f"{argv[0]}: cannot start: {exc.strerror or exc}") from exc
         try:

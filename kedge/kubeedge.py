@@ -220,8 +220,10 @@ class Release:
         the container keadm starts (1883 and 9001); from v1.16 the chart's hostNetwork
         eclipse-mosquitto pod (1883 only)."""
         if self.minor <= (1, 15):
-            return {MQTT_PORT: "the MQTT container keadm starts",
-                    MQTT_WS_PORT: "the MQTT container keadm starts"}  # fmt: skip
+            return {
+                MQTT_PORT: "the MQTT container keadm starts",
+                MQTT_WS_PORT: "the MQTT container keadm starts",
+            }
         return {MQTT_PORT: "the eclipse-mosquitto pod the cloud's chart runs on every edge node"}
 
     def advisory(self) -> tuple[str, str] | None:

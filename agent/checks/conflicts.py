@@ -161,8 +161,9 @@ async def conflicts(ctx: CheckContext) -> Outcome:
             return warned(
                 f"empty kubepods cgroups left by a kubelet that ran on this boot: {', '.join(empty)}",
                 "Nothing to do: edgecore's kubelet adopts them; a reboot removes them.",
-                findings=[], empty_cgroups=empty,
-            )  # fmt: skip
+                findings=[],
+                empty_cgroups=empty,
+            )
         return passed("no k3s, kubelet or kube-proxy found", findings=[])
     owners = list(dict.fromkeys(f.owner for f in findings))
     remedy = "\n".join(_REMEDIES[o] for o in owners)

@@ -135,8 +135,9 @@ async def runtime_cgroup(ctx: CheckContext) -> Outcome:
             'after keadm reported success ("system validation failed - Following Cgroup '
             'subsystem not mounted: [memory]")',
             cmdline_remedy(ctx),
-            memory_cgroup=False, memory_cgroup_source=source,
-        )  # fmt: skip
+            memory_cgroup=False,
+            memory_cgroup_source=source,
+        )
     found = ctx.facts.runtime
     if ctx.settings.runtime == "cri-dockerd" or (found is not None and found.name == "docker"):
         return not_used(

@@ -72,5 +72,13 @@ async def run(args: argparse.Namespace) -> int:
         summary = "reset stopped short: kept " + "; kept ".join(
             f"{c.target}: {c.detail}" for c in refused
         )
-    return finish(args, ActionReport(command="reset", node=settings.node_name or host.hostname(),
-                                     ok=not refused, summary=summary, changes=changes))  # fmt: skip
+    return finish(
+        args,
+        ActionReport(
+            command="reset",
+            node=settings.node_name or host.hostname(),
+            ok=not refused,
+            summary=summary,
+            changes=changes,
+        ),
+    )

@@ -62,8 +62,9 @@ class FixContext:
                 f"could not restart {unit}: {exc}", f"systemctl restart {unit}"
             ) from exc
         if not done.ok:
-            raise CannotFix(f"systemctl restart {unit} exited {done.returncode}: {done.stderr.strip()}",
-                            remedy)  # fmt: skip
+            raise CannotFix(
+                f"systemctl restart {unit} exited {done.returncode}: {done.stderr.strip()}", remedy
+            )
 
     def failed(self, why: str) -> None:
         """The change announced last could not be made: it stays in the report, not done."""
