@@ -33,6 +33,16 @@ KNOWN: tuple[Known, ...] = (
         'Run `kedge-agent fix --only runtime-cgroup` (or set cgroup_driver = "auto"), then join again.',
     ),
     Known(
+        "no-kmsg",
+        # Seen on the real v1.23.1 in a container booted without /dev/kmsg.
+        re.compile(r"failed to create kubelet: open /dev/kmsg: no such file or directory"),
+        "edgecore's kubelet needs /dev/kmsg, which this board does not have (a container "
+        "started without it)",
+        "Give the board /dev/kmsg (systemd-nspawn --bind=/dev/kmsg; docker run --device "
+        "/dev/kmsg; LXC: lxc.mount.entry = /dev/kmsg dev/kmsg none bind,optional,create=file); "
+        "`kedge-agent check --only kmsg` says when it is there.",
+    ),
+    Known(
         "node-already-registered",
         # edge/join.go@v1.23.1 isNodeExist: anything but 404 from GET /node/<name>.
         re.compile(r"node already exists or internal error occurred, cannot register again"),

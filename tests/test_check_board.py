@@ -77,6 +77,15 @@ def test_stale_state_and_unit_warn(board: Board, agent: AgentRunner) -> None:
     ]
 
 
+def test_a_board_without_dev_kmsg_fails_before_the_join(board: Board, agent: AgentRunner) -> None:
+    assert check_one(agent, board, "kmsg").status == "pass"
+    board.path("/dev/kmsg").unlink()
+    result = check_one(agent, board, "kmsg")
+    assert result.status == "fail"
+    assert result.summary.startswith("/dev/kmsg is missing: edgecore would exit as it starts")
+    assert "systemd-nspawn --bind=/dev/kmsg" in result.remedy
+
+
 def test_resources_pass_with_measured_values(board: Board, agent: AgentRunner) -> None:
     board.configure({"thresholds": {"cpu_sample_s": 0.05, "max_cpu_used_pct": 100}})
     result = check_one(agent, board, "resources")

@@ -37,6 +37,11 @@ from kedge.host import Host
          "cri-unavailable", "no container runtime answers on /run/containerd/containerd.sock"),
         ("the management directory /etc/kubeedge/ is not clean, please remove it first",
          "not-clean", "an earlier join left /etc/kubeedge behind"),
+        # the real v1.23.1 edgecore's journal in a container booted without /dev/kmsg
+        ("F1207 23:19:44.810020     291 edged.go:152] Start edged failed, err: failed to run "
+         "Kubelet: failed to create kubelet: open /dev/kmsg: no such file or directory", "no-kmsg",
+         "edgecore's kubelet needs /dev/kmsg, which this board does not have (a container "
+         "started without it)"),
     ],
 )  # fmt: skip
 def test_each_releases_words_are_recognised(text: str, cause: str, summary: str) -> None:

@@ -21,6 +21,7 @@ from agent.settings import AgentSettings
 from kedge import seed
 from kedge.elf import elf_machine
 from tests.conftest import REPO, need
+from tests.harness.rootfs import CACHE, bookworm_chroot
 
 pytestmark = pytest.mark.packaging
 UNITS = {"kedge-agent": 4.0, "kedge-cloud-api": 2.0}  # exposure limits from the packaging issue
@@ -165,9 +166,6 @@ def test_the_packaged_agent_runs_on_this_machines_python(
     assert (out.returncode, out.stdout.strip()) == (0, "kedge-agent 0.1.0")
 
 
-CACHE = Path("/var/cache/kedge-build")
-
-
 def arm64_rootfs(dest: Path) -> Path:
     """Debian's own arm64 Python (and what it needs), unpacked: no binfmt, no chroot."""
     debs = CACHE / "arm64-debs"
@@ -246,26 +244,6 @@ def chroot(
     }
     return subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True, timeout=600, check=False,
                           env=full)  # fmt: skip
-
-
-def bookworm_chroot(dest: Path) -> Path:
-    """A debootstrap minbase bookworm (with python3 and systemd), cached as a tarball."""
-    tarball = CACHE / "bookworm-minbase.tar.gz"
-    if not tarball.exists():
-        need("debootstrap")
-        staging = CACHE / "bookworm-minbase.staging"
-        shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,libstdc++6,systemd,procps",
-                        "bookworm", str(staging), "http://deb.debian.org/debian"],
-                       check=True, timeout=1200, capture_output=True)  # fmt: skip
-        subprocess.run(
-            ["tar", "-C", str(staging), "-czf", f"{tarball}.tmp", "."], check=True, timeout=600
-        )
-        Path(f"{tarball}.tmp").rename(tarball)
-        shutil.rmtree(staging, ignore_errors=True)
-    dest.mkdir(parents=True)
-    subprocess.run(["tar", "-C", str(dest), "-xzf", str(tarball)], check=True, timeout=600)
-    return dest
 
 
 def rebuild_with_version(deb: Path, version: str, out: Path) -> Path:

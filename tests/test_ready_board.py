@@ -21,4 +21,4 @@ def test_every_check_passes_on_a_ready_board(ready_board: Board, agent: AgentRun
     assert run.rc == 0
     assert report.node == "board-1"
     assert report.kubeedge_version == "v1.13.0"
-    assert len(report.checks) == 21
+    assert len(report.checks) == 22

@@ -23,10 +23,11 @@ from tests.harness.http import call_json
 from tests.harness.mosquitto import Mosquitto, Recorder
 from tests.harness.nspawn import Container, booted
 from tests.harness.procs import free_port
+from tests.harness.rootfs import bookworm_chroot
 from tests.harness.sealing import TEST_COMMAND_KEY, sealed
 from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for
-from tests.test_packaging import bookworm_chroot, publish
+from tests.test_packaging import publish
 
 pytestmark = [pytest.mark.packaging, pytest.mark.faults]
 NODE = "board-ns"

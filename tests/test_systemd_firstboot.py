@@ -29,10 +29,11 @@ from tests.harness.dockerd import Dockerd
 from tests.harness.master import LAN_IP, MASTER_IP, Master, master
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.nspawn import booted
+from tests.harness.rootfs import bookworm_chroot
 from tests.harness.sntp import SntpServer
 from tests.harness.wait import wait_for
 from tests.test_join import remove_containers
-from tests.test_packaging import bookworm_chroot, chroot, publish
+from tests.test_packaging import chroot, publish
 
 pytestmark = [pytest.mark.packaging, pytest.mark.netns]
 NODE = "rk3000-boot"

@@ -21,6 +21,7 @@ ORDER = (
     "cloudcore",
     "leftovers",
     "resources",
+    "kmsg",
     "node-name",
     "ports",
     "pod-dns",

@@ -1,4 +1,5 @@
-"""leftovers, resources, node-name, ports: the board is clean, big enough and named right."""
+"""leftovers, resources, kmsg, node-name, ports, pod-dns, edgecore: the board is clean, big
+enough, gives edgecore what it opens, and is named right."""
 
 from __future__ import annotations
 
@@ -144,6 +145,31 @@ async def resources(ctx: CheckContext) -> Outcome:
     if warns:
         return warned("; ".join(warns), remedy, **details)
     return passed(summary, **details)
+
+
+KMSG = "/dev/kmsg"
+KMSG_ERROR = "failed to create kubelet: open /dev/kmsg: no such file or directory"
+
+
+@check(
+    "kmsg",
+    "Kernel log device",
+    "/dev/kmsg is there: edgecore's kubelet opens it as it starts and exits without it.",
+)
+async def kmsg(ctx: CheckContext) -> Outcome:
+    if ctx.host.exists(KMSG):
+        return passed(f"{KMSG} is there")
+    # keadm join still reports success (seen with v1.23.1 in a container booted
+    # without it): edgecore's kubelet stops at its OOM watcher, over and over.
+    return failed(
+        f'{KMSG} is missing: edgecore would exit as it starts ("{KMSG_ERROR}") after keadm '
+        "reported success",
+        f"The board runs in a container that was not given {KMSG}: bind it in "
+        f"(systemd-nspawn --bind={KMSG}; docker run --device {KMSG}; LXC: "
+        "lxc.mount.entry = /dev/kmsg dev/kmsg none bind,optional,create=file). "
+        "A board's own kernel has it unless built without CONFIG_PRINTK.",
+        path=KMSG,
+    )
 
 
 @check(

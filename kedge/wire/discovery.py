@@ -32,7 +32,7 @@ CHECK_GROUPS: dict[str, tuple[str, ...]] = {
         "cni",
     ),
     "cloudcore": ("cloudcore",),
-    "board": ("leftovers", "resources", "node-name", "ports", "pod-dns", "edgecore"),
+    "board": ("leftovers", "resources", "kmsg", "node-name", "ports", "pod-dns", "edgecore"),
 }
 SENSORS = ("cpu", "memory", "disk", "temperature", "clock_offset", "last_seen")
 PROBLEMS = ("docker", "edgecore", *(f"check_{group}" for group in CHECK_GROUPS))

@@ -65,6 +65,7 @@ class Board:
         board.write("/etc/hostname", hostname + "\n")
         board.write("/proc/cgroups", PROC_CGROUPS)
         board.write("/proc/sys/kernel/pid_max", "4194304\n")
+        board.write("/dev/kmsg", "")
         for d in ("/etc/systemd/system", "/usr/local/bin", "/var/lib"):
             board.mkdir(d)
         board.configure({})

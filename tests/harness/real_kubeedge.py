@@ -16,21 +16,33 @@ HUB = f"{ADDRESS}:10000"  # cloudhub, as a board is told it
 
 
 @dataclass
-class RealKubeEdge:
+class RealCloud:
     box: Sandbox
     plane: ControlPlane
     cloudcore: Cloudcore
+
+
+@dataclass
+class RealKubeEdge(RealCloud):
     edge: RealEdge
+
+
+@contextmanager
+def real_cloud(work: Path, version: str, *, node_lifecycle: bool = False) -> Iterator[RealCloud]:
+    """The control plane and cloudcore of `version`, no board (`node_lifecycle`: run the
+    controller that marks a silent Node Unknown)."""
+    with sandbox(work / "box") as box:
+        plane = ControlPlane(box, work / "plane").start(node_lifecycle=node_lifecycle)
+        plane.install_kubeedge_resources(version)
+        cloudcore = Cloudcore(box, plane, version, work / "cloudcore").start()
+        yield RealCloud(box, plane, cloudcore)
 
 
 @contextmanager
 def real_kubeedge(
     work: Path, version: str, *, node_lifecycle: bool = False
 ) -> Iterator[RealKubeEdge]:
-    """`node_lifecycle`: run the controller that marks a silent Node Unknown."""
-    with sandbox(work / "box") as box:
-        plane = ControlPlane(box, work / "plane").start(node_lifecycle=node_lifecycle)
-        plane.install_kubeedge_resources(version)
-        cloudcore = Cloudcore(box, plane, version, work / "cloudcore").start()
-        edge = RealEdge(box, work / "edge", version).start()
-        yield RealKubeEdge(box, plane, cloudcore, edge)
+    """real_cloud and one board in its sandbox, without systemd (tests/harness/real_edge.py)."""
+    with real_cloud(work, version, node_lifecycle=node_lifecycle) as cloud:
+        edge = RealEdge(cloud.box, work / "edge", version).start()
+        yield RealKubeEdge(cloud.box, cloud.plane, cloud.cloudcore, edge)

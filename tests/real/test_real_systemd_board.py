@@ -1,0 +1,60 @@
+"""Issue 26, item 6, on the real binaries: the board shape with systemd as PID 1
+(`systemd-nspawn --boot`, tests/harness/booted_edge.py) beside the shape without it
+(tests/real/test_real_cloudcore.py). Here keadm's `file /sbin/init` succeeds, keadm
+writes edgecore.service and starts it with `sudo systemctl`, and kedge reads and
+drives edgecore through that unit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.harness.booted_edge import booted_edge
+from tests.harness.real_kubeedge import HUB, real_cloud
+from tests.harness.wait import wait_for
+
+VERSION = "v1.23.1"
+
+
+def test_kedge_joins_a_systemd_booted_board_through_keadms_unit_and_resets_it(
+    tmp_path: Path,
+) -> None:
+    with (
+        real_cloud(tmp_path, VERSION) as cloud,
+        booted_edge(cloud.box, tmp_path / "edge", VERSION, "edge-1") as edge,
+    ):
+        edge.configure_agent(HUB, cloud.cloudcore.token(), "edge-1")
+        rc, checked, _ = edge.kedge("check", "--only", "join-tools")
+        (tools,) = checked["checks"]
+        assert tools["status"] == "pass", tools
+        assert tools["details"]["through_systemd"] is True
+        assert "sudo" in tools["details"]["tools"]
+
+        rc, report, _ = edge.kedge("join", "--yes")
+        assert rc == 0, report
+        assert report["summary"].startswith(f"joined {HUB} as edge-1"), report
+        # keadm started edgecore through systemd: kedge had nothing to start.
+        assert [c for c in report["changes"] if c["action"] == "start"] == [], report["changes"]
+        info = wait_for(
+            lambda: cloud.plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready"
+        )
+        assert info["kubeletVersion"].endswith(f"-kubeedge-{VERSION}")
+        assert (edge.unit("ActiveState"), edge.unit("UnitFileState")) == ("active", "enabled")
+
+        # edgecore killed: keadm's unit restarts it, and kedge's check sees it running.
+        first = edge.unit("MainPID")
+        edge.check("kill", "-KILL", first)
+        wait_for(
+            lambda: edge.unit("MainPID") not in ("0", first) and edge.unit("ActiveState") == "active",
+            timeout=60,
+            what="systemd to start edgecore again",
+            interval=0.5,
+        )
+        rc, checked, _ = edge.kedge("check", "--only", "edgecore")
+        assert (rc, checked["checks"][0]["status"]) == (0, "pass"), checked
+        assert edge.unit("NRestarts") != "0"
+
+        rc, reset, _ = edge.kedge("reset", "--yes")
+        assert rc == 0, reset
+        assert edge.unit("LoadState") == "not-found", reset["changes"]
+        assert edge.run("pidof", "edgecore").returncode != 0, "edgecore still runs after reset"
+        assert not (edge.board.root / "etc/kubeedge/config").exists()
