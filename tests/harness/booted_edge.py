@@ -14,7 +14,8 @@ What this machine's sandbox needs beyond a plain boot, and why:
   remounted writable;
 - nspawn's seccomp filter refuses the kernel keyring runc gives each container
   (`@keyring` is allowed back), and gives no /dev/kmsg, which the kubelet opens as it
-  starts (bound in; the board without it is the `kmsg` check's case);
+  starts (tests/harness/nspawn.py binds it in; the board without it is the `kmsg`
+  check's case);
 - the hostname resolves through /etc/hosts, as Debian's installer writes it: otherwise
   each of keadm's three `sudo systemctl` calls waits for DNS that is not there;
 - the project's checkout is bound read-only at the same path, so `kedge-agent` runs
@@ -171,7 +172,6 @@ def booted_edge(
         f"--network-namespace-path=/proc/{box.init}/ns/net",
         "--system-call-filter=@keyring",
         "--capability=all",
-        "--bind=/dev/kmsg",
         f"--bind-ro={REPO}",
         f"--bind={agent}:{INSIDE}",
     )

@@ -19,6 +19,11 @@ import psutil
 from tests.harness.wait import wait_for
 
 
+# A board has the kernel log device, which nspawn leaves out: edgecore's kubelet opens
+# it as it starts (the `kmsg` check fails without it).
+BOARD_DEVICES = ("--bind=/dev/kmsg",)
+
+
 @dataclass
 class Container:
     root: Path
@@ -67,7 +72,7 @@ def booted(
     with log.open("ab") as fh:
         proc = subprocess.Popen(
             ["systemd-nspawn", "-D", str(root), "--register=no", "--keep-unit", "--boot",
-             "--console=pipe", "--machine", machine, *extra],
+             "--console=pipe", "--machine", machine, *BOARD_DEVICES, *extra],
             stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:
