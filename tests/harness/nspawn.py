@@ -18,7 +18,6 @@ import psutil
 
 from tests.harness.wait import wait_for
 
-
 # A board has the kernel log device, which nspawn leaves out: edgecore's kubelet opens
 # it as it starts (the `kmsg` check fails without it).
 BOARD_DEVICES = ("--bind=/dev/kmsg",)
