@@ -137,6 +137,21 @@ class BootedEdge:
             ) from None
         return done.returncode, report, took
 
+    def keadm_join(self, cloudcore: str, token: str, node: str) -> tuple[int, str]:
+        """The bare `keadm join` of this release on the board: (exit code, output)."""
+        done = self.run(
+            "/usr/local/bin/keadm",
+            "join",
+            f"--cloudcore-ipport={cloudcore}",
+            f"--token={token}",
+            f"--kubeedge-version={self.version}",
+            f"--edgenode-name={node}",
+            f"--remote-runtime-endpoint={ENDPOINT}",
+            "--cgroupdriver=cgroupfs",
+            timeout=300,
+        )
+        return done.returncode, done.stdout + done.stderr
+
     def unit(self, prop: str) -> str:
         return self.board.show("edgecore.service", prop)
 

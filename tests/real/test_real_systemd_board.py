@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent.diagnose import recognise
 from tests.harness.booted_edge import booted_edge
 from tests.harness.real_kubeedge import HUB, real_cloud
 from tests.harness.wait import wait_for
@@ -44,7 +45,9 @@ def test_kedge_joins_a_systemd_booted_board_through_keadms_unit_and_resets_it(
         first = edge.unit("MainPID")
         edge.check("kill", "-KILL", first)
         wait_for(
-            lambda: edge.unit("MainPID") not in ("0", first) and edge.unit("ActiveState") == "active",
+            lambda: (
+                edge.unit("MainPID") not in ("0", first) and edge.unit("ActiveState") == "active"
+            ),
             timeout=60,
             what="systemd to start edgecore again",
             interval=0.5,
@@ -58,3 +61,39 @@ def test_kedge_joins_a_systemd_booted_board_through_keadms_unit_and_resets_it(
         assert edge.unit("LoadState") == "not-found", reset["changes"]
         assert edge.run("pidof", "edgecore").returncode != 0, "edgecore still runs after reset"
         assert not (edge.board.root / "etc/kubeedge/config").exists()
+
+
+def test_the_runtime_cgroup_driver_mismatch_is_named_reproduced_and_fixed_for_real(
+    tmp_path: Path,
+) -> None:
+    """The field guide's cgroup-driver pitfall with containerd: runc on the systemd
+    driver, the join on cgroupfs. kedge names it before the join; the bare keadm join
+    fails with the real words kedge recognises; `fix` makes runc use cgroupfs and
+    restarts containerd through the board's systemd; kedge's join then succeeds."""
+    with (
+        real_cloud(tmp_path, VERSION) as cloud,
+        booted_edge(cloud.box, tmp_path / "edge", VERSION, "edge-1", systemd_cgroup=True) as edge,
+    ):
+        token = cloud.cloudcore.token()
+        edge.configure_agent(HUB, token, "edge-1", cgroup_driver="cgroupfs")
+        rc, checked, _ = edge.kedge("check", "--only", "runtime-cgroup")
+        found = {c["id"]: c for c in checked["checks"]}["runtime-cgroup"]
+        assert (rc, found["status"]) == (1, "fail"), found
+        assert found["summary"].startswith(
+            "containerd's runc uses systemd but the join passes --cgroupdriver=cgroupfs"
+        )
+
+        rc, out = edge.keadm_join(HUB, token, "edge-1")
+        assert rc != 0, out
+        assert "runtime-cgroup-mismatch" in [c.id for c in recognise(out)], out
+        rc, reset, _ = edge.kedge("reset", "--yes")
+        assert rc == 0, reset
+
+        rc, fixed, _ = edge.kedge("fix", "--yes", "--only", "runtime-cgroup")
+        assert rc == 0, fixed
+        assert (
+            "SystemdCgroup = false" in (edge.board.root / "etc/containerd/config.toml").read_text()
+        )
+        rc, report, _ = edge.kedge("join", "--yes")
+        assert rc == 0, report
+        wait_for(lambda: cloud.plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
