@@ -198,7 +198,9 @@ class ControlPlane:
     pki: Pki | None = None
     kubeconfig: Path | None = None
 
-    def start(self, *, node_lifecycle: bool = False) -> ControlPlane:
+    def start(self, *, node_lifecycle: bool = False, workloads: bool = False) -> ControlPlane:
+        """`node_lifecycle`: the controller that marks a silent Node Unknown; `workloads`:
+        those that make pods from Deployments and what every pod mounts."""
         if shutil.which("etcd") is None and not Path(ETCD).exists():
             raise Missing(
                 "etcd is not installed (apt install etcd-server; `make test` installs it)"
@@ -222,11 +224,28 @@ class ControlPlane:
         wait_for(
             lambda: self.get("/readyz", raw=True) == "ok", timeout=60, what="kube-apiserver ready"
         )
-        if node_lifecycle:
-            self.box.spawn([str(binary("k8s/kube-controller-manager")),
-                            f"--kubeconfig={self.kubeconfig}", "--controllers=nodelifecycle",
-                            "--node-monitor-grace-period=20s", "--leader-elect=false"],
-                           self.work / "controller-manager.log")  # fmt: skip
+        controllers = [
+            *(["nodelifecycle"] if node_lifecycle else []),
+            # kube-root-ca.crt, which every pod's projected token volume reads: without
+            # it the real edged leaves the pod in ContainerCreating.
+            *(
+                ["deployment", "replicaset", "serviceaccount", "root-ca-cert-publisher"]
+                if workloads
+                else []
+            ),
+        ]
+        if controllers:
+            self.box.spawn(
+                [
+                    str(binary("k8s/kube-controller-manager")),
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--controllers={','.join(controllers)}",
+                    f"--root-ca-file={f['ca.crt']}",
+                    "--node-monitor-grace-period=20s",
+                    "--leader-elect=false",
+                ],
+                self.work / "controller-manager.log",
+            )
         return self
 
     # -- the API, from inside the sandbox (curl: the API server is in its network) ----
@@ -261,6 +280,27 @@ class ControlPlane:
             if c["type"] == "Ready":
                 return str(c["status"])
         return None
+
+    def bind_pods_by_hostname(self) -> int:
+        """What kube-scheduler (not among the binaries) would do for a pod pinned by its
+        nodeSelector on kubernetes.io/hostname: bind it to that Node. How many it bound."""
+        pending = self.get("/api/v1/pods?fieldSelector=spec.nodeName%3D") or {"items": []}
+        bound = 0
+        for pod in pending["items"]:
+            node = (pod["spec"].get("nodeSelector") or {}).get("kubernetes.io/hostname")
+            if node is None:
+                continue
+            meta = pod["metadata"]
+            binding = {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": meta["name"]},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            }
+            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/binding"
+            status, _ = self._curl("POST", path, binding)
+            bound += status == 201
+        return bound
 
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         status, text = self._curl("POST", path, body)

@@ -86,6 +86,15 @@ def pause_image(ref: str = PAUSE_IMAGE) -> bytes:
     return saved_image(layer, ref, "amd64", ["/pause"])
 
 
+PROBE_IMAGE = "docker.io/kedge/probe:1"
+
+
+def probe_image() -> bytes:
+    """A pod's image made here (no registry): busybox sleeping."""
+    layer = _tar({"bin/busybox": (BUSYBOX.read_bytes(), 0o755)}, {"bin/sleep": "busybox"})
+    return saved_image(layer, PROBE_IMAGE, "amd64", ["/bin/sleep", "3600"])
+
+
 def mosquitto_stand_in() -> bytes:
     layer = _tar({"bin/busybox": (BUSYBOX.read_bytes(), 0o755)}, {"bin/sh": "busybox"})
     return saved_image(layer, "docker.io/library/eclipse-mosquitto:1.6.15", "amd64", ["/bin/sh"])
@@ -171,6 +180,13 @@ class RealEdge:
             path = self.work / f"{name}.tar"
             path.write_bytes(archive)
             self.box.check(*docker, "load", "-i", str(path), timeout=120)
+
+    def import_image(self, name: str, archive: bytes) -> None:
+        """An image archive into the board's containerd (the pods' namespace)."""
+        path = self.work / f"{name}.tar"
+        path.write_bytes(archive)
+        ctr = ("ctr", "--address", SOCKET, "-n", NAMESPACE)
+        self.box.check(*ctr, "images", "import", str(path), timeout=120)
 
     def configure_agent(self, cloudcore: str, token: str, node: str, **more: str) -> Path:
         """kedge-agent's configuration for this board (keadm where a board has it)."""

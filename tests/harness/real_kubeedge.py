@@ -28,11 +28,15 @@ class RealKubeEdge(RealCloud):
 
 
 @contextmanager
-def real_cloud(work: Path, version: str, *, node_lifecycle: bool = False) -> Iterator[RealCloud]:
-    """The control plane and cloudcore of `version`, no board (`node_lifecycle`: run the
-    controller that marks a silent Node Unknown)."""
+def real_cloud(
+    work: Path, version: str, *, node_lifecycle: bool = False, workloads: bool = False
+) -> Iterator[RealCloud]:
+    """The control plane and cloudcore of `version`, no board (the controllers to run:
+    ControlPlane.start)."""
     with sandbox(work / "box") as box:
-        plane = ControlPlane(box, work / "plane").start(node_lifecycle=node_lifecycle)
+        plane = ControlPlane(box, work / "plane").start(
+            node_lifecycle=node_lifecycle, workloads=workloads
+        )
         plane.install_kubeedge_resources(version)
         cloudcore = Cloudcore(box, plane, version, work / "cloudcore").start()
         yield RealCloud(box, plane, cloudcore)
@@ -40,9 +44,9 @@ def real_cloud(work: Path, version: str, *, node_lifecycle: bool = False) -> Ite
 
 @contextmanager
 def real_kubeedge(
-    work: Path, version: str, *, node_lifecycle: bool = False
+    work: Path, version: str, *, node_lifecycle: bool = False, workloads: bool = False
 ) -> Iterator[RealKubeEdge]:
     """real_cloud and one board in its sandbox, without systemd (tests/harness/real_edge.py)."""
-    with real_cloud(work, version, node_lifecycle=node_lifecycle) as cloud:
+    with real_cloud(work, version, node_lifecycle=node_lifecycle, workloads=workloads) as cloud:
         edge = RealEdge(cloud.box, work / "edge", version).start()
         yield RealKubeEdge(cloud.box, cloud.plane, cloud.cloudcore, edge)
