@@ -32,7 +32,9 @@ from tests.kubeedge_sim.cobra import Flag, parse
 BOOTSTRAP = "etc/kubeedge/bootstrap-edgecore.conf"
 CONFIG = "etc/kubeedge/config/edgecore.yaml"
 EDGECORE = "usr/local/bin/edgecore"
-# keadm/cmd/keadm/app/cmd/util/extsystem/simple.service@v1.23.1, no environment given.
+# keadm/cmd/keadm/app/cmd/util/extsystem/simple.service@v1.23.1, no environment given;
+# held to the file the real keadm writes by tests/real/test_real_systemd_board.py.
+# KillMode=process: stopping the unit signals edgecore alone, not what it started.
 UNIT = """[Unit]
 Description=edgecore.service
 
@@ -42,6 +44,7 @@ ExecStart=/usr/local/bin/edgecore
 Restart=always
 RestartSec=10
 Environment=
+KillMode=process
 
 [Install]
 WantedBy=multi-user.target

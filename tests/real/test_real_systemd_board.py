@@ -12,6 +12,7 @@ from agent.diagnose import recognise
 from tests.harness.booted_edge import booted_edge
 from tests.harness.real_kubeedge import HUB, real_cloud
 from tests.harness.wait import wait_for
+from tests.kubeedge_sim.keadm_cri import UNIT as SIMULATED_UNIT
 
 VERSION = "v1.23.1"
 
@@ -40,6 +41,9 @@ def test_kedge_joins_a_systemd_booted_board_through_keadms_unit_and_resets_it(
         )
         assert info["kubeletVersion"].endswith(f"-kubeedge-{VERSION}")
         assert (edge.unit("ActiveState"), edge.unit("UnitFileState")) == ("active", "enabled")
+        # The simulator's v1.23.1 keadm writes the same unit (differential, item 3).
+        unit = edge.check("cat", edge.unit("FragmentPath"))
+        assert unit == SIMULATED_UNIT, unit
 
         # edgecore killed: keadm's unit restarts it, and kedge's check sees it running.
         first = edge.unit("MainPID")
