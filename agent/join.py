@@ -36,7 +36,9 @@ from kedge.kubeedge import (
     DOCKERSHIM_ENDPOINT,
     EDGECORE_BIN,
     EDGECORE_UNIT,
+    EDGECORE_YAML,
     Release,
+    hub_cycle_s,
     join_images,
     supports_docker,
 )
@@ -423,7 +425,8 @@ async def _verify(host: Host, state: StateDir, record: JoinRecord, settings: Age
     if not await settle(host, settle_s):
         record.causes = [await _not_staying_up(host, settings)]
         return False
-    if not await hub_connected(host, record.cloudcore, max(10.0, 2 * settle_s)):
+    within = max(2 * settle_s, hub_cycle_s(host.read_text(EDGECORE_YAML)))
+    if not await hub_connected(host, record.cloudcore, within):
         record.causes = [_hub_unreachable(record.cloudcore)]
         return False
     docker_host = await edgecore_docker_host(host)

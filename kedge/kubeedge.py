@@ -4,6 +4,7 @@ docs/kubeedge-versions.md quote the lines)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from kedge.names import version_tuple
@@ -44,10 +45,26 @@ ETC_DIR = "/etc/kubeedge"
 # certificates after starting edgecore: a join lasts at least one poll, at most the wait.
 KEADM_POLL_S = 10
 KEADM_CERT_WAIT_S = 300
+EDGECORE_YAML = "/etc/kubeedge/config/edgecore.yaml"
+# edgehub's connection cycle, the same at v1.13.0 and v1.23.1 (edge/pkg/edgehub/
+# clients/wsclient/websocket.go: 5 tries 5 s apart; edgehub.go: then "will reconnect
+# after" twice the heartbeat, 15 s by default). A board whose first tries miss cloudhub
+# connects a whole cycle later, and is not failing before then.
+HUB_TRIES, HUB_TRY_GAP_S, DEFAULT_HEARTBEAT_S = 5, 5.0, 15
+_HEARTBEAT = re.compile(r"^\s+heartbeat:\s*(\d{1,5})\s*$", re.M)
 EDGECORE_BIN = "/usr/local/bin/edgecore"  # copied out of the installation image
 EDGECORE_UNIT = "edgecore.service"
 UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
 STATE_DIRS = ("/var/lib/kubeedge", "/var/lib/edged")
+
+
+def hub_cycle_s(edgecore_yaml: str | None) -> float:
+    """How long edgecore may take to reach cloudhub once it runs: one cycle of tries and
+    the reconnect wait, with the heartbeat its edgecore.yaml sets (`heartbeat` is edgeHub's
+    alone in that file)."""
+    found = _HEARTBEAT.search(edgecore_yaml or "")
+    heartbeat = int(found[1]) if found else DEFAULT_HEARTBEAT_S
+    return HUB_TRIES * HUB_TRY_GAP_S + 2 * heartbeat
 
 
 def supports_docker(version: str) -> bool:

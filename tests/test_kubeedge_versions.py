@@ -9,7 +9,8 @@ import pytest
 
 from agent.join import keadm_join_argv
 from agent.settings import AgentSettings
-from kedge.kubeedge import Release
+from kedge.kubeedge import Release, hub_cycle_s
+from tests.kubeedge_sim import keadm_cri
 
 
 @pytest.mark.parametrize(
@@ -146,3 +147,17 @@ def test_node_ip_reaches_keadm_from_v1_18_and_is_refused_before() -> None:
         argv(kubeedge_version="v1.13.0", node_ip="192.168.10.7")
     with pytest.raises(ValueError, match="node_ip"):
         argv(kubeedge_version="v1.23.1", runtime="containerd", node_ip="192.168.10.300")
+
+
+@pytest.mark.parametrize(
+    ("written", "cycle"),
+    [
+        (keadm_cri.EDGECORE_YAML, 55.0),  # keadm's heartbeat: 15 → 5 tries 5 s apart + 30 s
+        (keadm_cri.EDGECORE_YAML.replace("heartbeat: 15", "heartbeat: 60"), 145.0),
+        (None, 55.0),  # no edgecore.yaml: edgecore's default
+    ],
+)
+def test_kedge_waits_one_edgehub_cycle_for_the_cloudhub_connection(
+    written: str | None, cycle: float
+) -> None:
+    assert hub_cycle_s(written) == cycle
