@@ -18,6 +18,9 @@ BASE = ("python3", "libstdc++6", "systemd", "procps")
 # systemd), sudo (keadm runs `sudo systemctl …`), containerd with runc and the CNI
 # plugins, and ip for the agent's address checks.
 EDGE_BOARD = (*BASE, "file", "sudo", "containerd", "containernetworking-plugins", "iproute2")
+# The field guide's board: docker (Debian's docker.io) for KubeEdge up to v1.13, and dbus,
+# through which docker's systemd cgroup driver asks systemd for the containers' scopes.
+DOCKER_BOARD = (*EDGE_BOARD, "docker.io", "dbus")
 
 
 def debootstrapped(dest: Path, name: str, include: tuple[str, ...]) -> Path:
@@ -62,6 +65,9 @@ def bookworm_chroot(dest: Path) -> Path:
     return debootstrapped(dest, "bookworm-minbase", BASE)
 
 
-def edge_board_root(dest: Path) -> Path:
-    """A bookworm edge board before anything KubeEdge: systemd, containerd, file, sudo."""
+def edge_board_root(dest: Path, *, docker: bool = False) -> Path:
+    """A bookworm edge board before anything KubeEdge: systemd, containerd, file, sudo
+    (`docker`: and docker)."""
+    if docker:
+        return debootstrapped(dest, "bookworm-docker-board", DOCKER_BOARD)
     return debootstrapped(dest, "bookworm-edge-board", EDGE_BOARD)
