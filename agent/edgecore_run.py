@@ -121,3 +121,20 @@ async def start(host: Host, release: Release) -> str:
     host.path(posixpath.dirname(log)).mkdir(parents=True, exist_ok=True)
     await host.start_background(["edgecore"], log)
     return f"in the background as keadm starts it, output in {log}"
+
+
+async def last_words(host: Host, release: str, lines: int = 60) -> str:
+    """edgecore's last log lines: systemd's journal, or the file keadm's background start
+    redirects to (empty when neither can be read)."""
+    if not by_systemd(host):
+        text = host.read_tail(Release(release).background_log)
+        return "\n".join(text.splitlines()[-lines:])
+    if host.which("journalctl") is None:
+        return ""
+    try:
+        result = await host.run(
+            ["journalctl", "-u", EDGECORE_UNIT, "-n", str(lines), "--no-pager"], timeout=15
+        )
+    except CommandError:
+        return ""
+    return result.stdout

@@ -108,23 +108,6 @@ def keadm_join_argv(
     return argv
 
 
-async def _edgecore_log(host: Host, settings: AgentSettings, lines: int = 60) -> str:
-    """edgecore's last words: systemd's journal, or the file keadm's background start
-    redirects to."""
-    if not edgecore_run.by_systemd(host):
-        text = host.read_tail(Release(settings.kubeedge_version).background_log)
-        return "\n".join(text.splitlines()[-lines:])
-    if host.which("journalctl") is None:
-        return ""
-    try:
-        result = await host.run(
-            ["journalctl", "-u", EDGECORE_UNIT, "-n", str(lines), "--no-pager"], timeout=15
-        )
-    except CommandError:
-        return ""
-    return result.stdout
-
-
 async def is_joined(host: Host, state: StateDir) -> JoinRecord | None:
     try:
         record = state.load_join()
@@ -327,7 +310,11 @@ async def run_join(
         # What the texts name is the most specific; a verification finding comes first
         # only when it says more ("never reached cloudhub") than "does not stay up".
         recognised = _misread_first_step(
-            host, recognise(output, redact(await _edgecore_log(host, settings), token))
+            host,
+            recognise(
+                output,
+                redact(await edgecore_run.last_words(host, settings.kubeedge_version), token),
+            ),
         )
         if (
             COPY_STEP in output

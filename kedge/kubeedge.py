@@ -58,6 +58,15 @@ UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/sys
 STATE_DIRS = ("/var/lib/kubeedge", "/var/lib/edged")
 
 
+_CGROUP_DRIVER = re.compile(r"^\s+cgroupDriver:\s*(cgroupfs|systemd)\s*$", re.M)
+
+
+def edgecore_cgroup_driver(edgecore_yaml: str | None) -> str | None:
+    """The cgroup driver an edgecore.yaml sets (edged's `cgroupDriver`), None if none."""
+    found = _CGROUP_DRIVER.search(edgecore_yaml or "")
+    return found[1] if found else None
+
+
 def hub_cycle_s(edgecore_yaml: str | None) -> float:
     """How long edgecore may take to reach cloudhub once it runs: one cycle of tries and
     the reconnect wait, with the heartbeat its edgecore.yaml sets (`heartbeat` is edgeHub's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -174,6 +175,38 @@ def test_explicit_mismatch_fails_with_both_fixes(
     )
     assert f'set cgroup_driver = "auto" (or "{daemon}")' in result.remedy
     assert f'"exec-opts": ["native.cgroupdriver={setting}"]' in result.remedy
+
+
+def test_a_joined_board_is_held_to_the_driver_its_edgecore_yaml_says(
+    board: Board, agent: AgentRunner, dockerd_systemd: Dockerd
+) -> None:
+    """docker moved to systemd after the join (the field guide's way to meet it): the
+    setting "auto" follows docker, edgecore does not — its edgecore.yaml says which."""
+    board.configure(docker_settings(dockerd_systemd, state_dir="/var/lib/kedge-agent"))
+    board.write(
+        "/var/lib/kedge-agent/join.json",
+        json.dumps(
+            {
+                "phase": "joined",
+                "node": "board-1",
+                "cloudcore": "198.18.0.2:10000",
+                "kubeedge_version": "v1.13.0",
+                "started_at": "2026-11-29T09:00:00Z",
+                "finished_at": "2026-11-29T09:01:00Z",
+            }
+        ),
+    )
+    board.write(
+        "/etc/kubeedge/config/edgecore.yaml", "modules:\n  edged:\n    cgroupDriver: cgroupfs\n"
+    )
+    result = cgroup(agent, board)
+    assert result.status == "fail"
+    assert result.summary.startswith(
+        "edgecore.yaml says cgroupDriver: cgroupfs but docker uses systemd"
+    )
+    assert result.remedy.startswith(
+        "Set cgroupDriver: systemd in /etc/kubeedge/config/edgecore.yaml"
+    )
 
 
 def test_memory_cgroup_disabled_names_the_boot_file(

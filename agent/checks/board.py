@@ -10,6 +10,7 @@ from typing import Any
 from agent import edgecore_run
 from agent.checks.context import CheckContext
 from agent.checks.registry import Outcome, check, failed, not_used, passed, skipped, warned
+from agent.diagnose import recognise
 from kedge.kubeedge import (
     EDGECORE_PORT,
     EDGECORE_UNIT,
@@ -297,9 +298,21 @@ async def edgecore(ctx: CheckContext) -> Outcome:
     details = {"pids": edgecore_run.pids(ctx.host), "by": how}
     if await edgecore_run.is_active(ctx.host):
         return passed(f"edgecore runs ({how}) for node {joined.node}", **details)
-    return failed(
+    summary = (
         f"joined to {joined.cloudcore} as {joined.node}, but edgecore does not run ({how}): "
-        "the Node goes NotReady, then Unknown",
+        "the Node goes NotReady, then Unknown"
+    )
+    last = await edgecore_run.last_words(ctx.host, ctx.settings.kubeedge_version)
+    if causes := recognise(last):
+        # Starting it again would end the same way: say why it stopped, and its remedy.
+        details["causes"] = [c.id for c in causes]
+        return failed(
+            f"{summary}; its log says {causes[0].summary}",
+            " ".join(c.remedy for c in causes),
+            **details,
+        )
+    return failed(
+        summary,
         "kedge-agent fix --only edgecore starts it again (the daemon's fix command does the "
         "same); if it exits again, its log says why (journalctl -u edgecore, or "
         "/var/log/kubeedge/edgecore.log without systemd).",

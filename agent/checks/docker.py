@@ -10,6 +10,7 @@ from agent.checks.context import CheckContext
 from agent.checks.facts import CgroupFacts
 from agent.checks.registry import Outcome, check, failed, not_used, passed, warned
 from kedge.errors import DockerError, DockerUnavailable
+from kedge.kubeedge import EDGECORE_YAML, edgecore_cgroup_driver
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 DOCKER_RUNTIMES = ("docker", "cri-dockerd")  # docker underneath: its daemon, driver and images
@@ -176,6 +177,20 @@ async def cgroup_driver(ctx: CheckContext) -> Outcome:
             f'"exec-opts": ["native.cgroupdriver={setting}"] to {DAEMON_JSON} and '
             "systemctl restart docker.",
             **details,
+        )
+    written = edgecore_cgroup_driver(ctx.host.read_text(EDGECORE_YAML))
+    if ctx.joined() is not None and written is not None and written != docker_driver:
+        # Joined: edgecore uses what its edgecore.yaml says, whatever the setting says
+        # now (docker's driver changed after the join is the usual way here).
+        return failed(
+            f"edgecore.yaml says cgroupDriver: {written} but docker uses {docker_driver}: edgecore "
+            f'exits with "kubelet cgroup driver: "{written}" is different from docker cgroup '
+            f'driver: "{docker_driver}""',
+            f"Set cgroupDriver: {docker_driver} in {EDGECORE_YAML} and restart edgecore, or make "
+            f'docker use {written} again ("exec-opts": ["native.cgroupdriver={written}"] in '
+            f"{DAEMON_JSON}, systemctl restart docker).",
+            **details,
+            edgecore_yaml=written,
         )
     if enabled is False:
         return failed(

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kedge.kubeedge import Release
 from tests.harness.nspawn import Container, booted
 from tests.harness.real_binaries import REPO, Missing, release
 from tests.harness.real_edge import (
@@ -44,12 +45,30 @@ from tests.harness.real_edge import (
     PAUSE_IMAGE,
     SOCKET,
     installation_package,
+    mosquitto_stand_in,
     pause_image,
 )
 from tests.harness.rootfs import edge_board_root
 from tests.harness.sandbox import Sandbox
 
 INSIDE = Path("/kedge-board")  # the agent's configuration and state, inside the board
+
+
+def docker_daemon_json(systemd_cgroup: bool) -> str:
+    """Debian's docker.service with the driver asked for, vfs storage (no overlay inside
+    the board) and no networking of its own (the board shares the sandbox's network)."""
+    driver = "systemd" if systemd_cgroup else "cgroupfs"
+    return json.dumps(
+        {
+            "exec-opts": [f"native.cgroupdriver={driver}"],
+            "storage-driver": "vfs",
+            "bridge": "none",
+            "iptables": False,
+            "ip6tables": False,
+            "ip-masq": False,
+            "ip-forward": False,
+        }
+    )
 
 
 def containerd_config(systemd_cgroup: bool) -> str:
@@ -108,14 +127,22 @@ class BootedEdge:
     def check(self, *argv: str, timeout: float = 120) -> str:
         return self.board.run(*argv, timeout=timeout, check=True).stdout
 
+    @property
+    def docker(self) -> bool:
+        return Release(self.version).docker
+
     def configure_agent(self, cloudcore: str, token: str, node: str, **more: str) -> None:
+        runtime = (
+            {"runtime": "docker"}
+            if self.docker
+            else {"runtime": "containerd", "remote_runtime_endpoint": ENDPOINT}
+        )
         settings = {
             "node_name": node,
             "cloudcore": cloudcore,
             "token": token,
             "kubeedge_version": self.version,
-            "runtime": "containerd",
-            "remote_runtime_endpoint": ENDPOINT,
+            **runtime,
             "state_dir": str(INSIDE / "state"),
             **more,
         }
@@ -146,7 +173,11 @@ class BootedEdge:
             f"--token={token}",
             f"--kubeedge-version={self.version}",
             f"--edgenode-name={node}",
-            f"--remote-runtime-endpoint={ENDPOINT}",
+            *(
+                ["--runtimetype=docker", "--with-mqtt=false"]
+                if self.docker
+                else [f"--remote-runtime-endpoint={ENDPOINT}"]
+            ),
             "--cgroupdriver=cgroupfs",
             timeout=300,
         )
@@ -156,31 +187,47 @@ class BootedEdge:
         return self.board.show("edgecore.service", prop)
 
 
-def _prepare(root: Path, version: str, node: str, systemd_cgroup: bool) -> None:
+def _prepare(root: Path, version: str, node: str, systemd_cgroup: bool) -> list[str]:
+    """The board's files before it boots; the image archives to load, inside it."""
     (root / "etc/hostname").write_text(f"{node}\n")
     with (root / "etc/hosts").open("a") as hosts:
         hosts.write(f"127.0.1.1\t{node}\n")
-    (root / "etc/containerd").mkdir(parents=True, exist_ok=True)
-    (root / "etc/containerd/config.toml").write_text(containerd_config(systemd_cgroup))
-    (root / "etc/cni/net.d").mkdir(parents=True, exist_ok=True)
-    (root / "etc/cni/net.d/10-kedge-test.conflist").write_text(json.dumps(CNI_CONF))
     images = root / "root/images"
     images.mkdir(parents=True)
-    (images / "pause.tar").write_bytes(pause_image())
-    (images / "installation-package.tar").write_bytes(installation_package(version))
+    archives = {"installation-package": installation_package(version)}
+    if Release(version).docker:
+        (root / "etc/docker").mkdir(parents=True, exist_ok=True)
+        (root / "etc/docker/daemon.json").write_text(docker_daemon_json(systemd_cgroup))
+        # v1.13's keadm asks for these too, even with --with-mqtt=false.
+        archives |= {
+            "pause": pause_image("docker.io/kubeedge/pause:3.6"),
+            "mosquitto": mosquitto_stand_in(),
+        }
+    else:
+        (root / "etc/containerd").mkdir(parents=True, exist_ok=True)
+        (root / "etc/containerd/config.toml").write_text(containerd_config(systemd_cgroup))
+        (root / "etc/cni/net.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc/cni/net.d/10-kedge-test.conflist").write_text(json.dumps(CNI_CONF))
+        archives["pause"] = pause_image()
+    for name, archive in archives.items():
+        (images / f"{name}.tar").write_bytes(archive)
     shutil.copy(release(version)["keadm"], root / "usr/local/bin/keadm")
+    return [f"/root/images/{name}.tar" for name in archives]
 
 
 @contextmanager
 def booted_edge(
     box: Sandbox, work: Path, version: str, node: str, *, systemd_cgroup: bool = False
 ) -> Iterator[BootedEdge]:
-    """A booted board named `node` in `box`'s network; powered off after."""
+    """A booted board named `node` in `box`'s network, on the runtime `version` drives
+    (docker up to v1.13, containerd after), its runc on the systemd cgroup driver or
+    cgroupfs; powered off after."""
     for tool in ("systemd-nspawn", "nsenter"):
         if shutil.which(tool) is None:
             raise Missing(f"{tool} is missing (apt install systemd-container; `make test` does)")
-    root = edge_board_root(work / "root")
-    _prepare(root, version, node, systemd_cgroup)
+    docker = Release(version).docker
+    root = edge_board_root(work / "root", docker=docker)
+    archives = _prepare(root, version, node, systemd_cgroup)
     agent = work / "agent"
     agent.mkdir()
     extra = (
@@ -193,7 +240,11 @@ def booted_edge(
     with booted(root, work / "console.log", *extra, machine=f"kedge-{node}") as board:
         _writable_kernel_interfaces(board.init_pid)
         edge = BootedEdge(box, board, agent, version)
-        for image in ("pause", "installation-package"):
-            tar = f"/root/images/{image}.tar"
-            edge.check("ctr", "--address", SOCKET, "-n", NAMESPACE, "images", "import", tar)
+        load = (
+            ("docker", "load", "-i")
+            if docker
+            else ("ctr", "-a", SOCKET, "-n", NAMESPACE, "images", "import")
+        )
+        for archive in archives:
+            edge.check(*load, archive, timeout=300)
         yield edge

@@ -12,6 +12,7 @@ from agent.diagnose import recognise
 from tests.harness.booted_edge import booted_edge
 from tests.harness.real_kubeedge import HUB, real_cloud
 from tests.harness.wait import wait_for
+from tests.kubeedge_sim.keadm import UNIT as SIMULATED_V1_13_UNIT
 from tests.kubeedge_sim.keadm_cri import UNIT as SIMULATED_UNIT
 
 VERSION = "v1.23.1"
@@ -101,3 +102,55 @@ def test_the_runtime_cgroup_driver_mismatch_is_named_reproduced_and_fixed_for_re
         rc, report, _ = edge.kedge("join", "--yes")
         assert rc == 0, report
         wait_for(lambda: cloud.plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+
+
+def test_v1_13_0_on_docker_with_the_systemd_driver_the_field_guides_cgroup_pitfall(
+    tmp_path: Path,
+) -> None:
+    """The field guide's board: KubeEdge v1.13.0 on docker, docker on the systemd cgroup
+    driver, systemd as PID 1. With the guide's cgroupfs kedge refuses before the join;
+    with "auto" the join follows docker and the Node is Ready. When edgecore's driver
+    and docker's part after the join, the real edgecore exits in the words kedge
+    recognises, and the checks of the joined board name it."""
+    with (
+        real_cloud(tmp_path, "v1.13.0") as cloud,
+        booted_edge(cloud.box, tmp_path / "edge", "v1.13.0", "edge-1", systemd_cgroup=True) as edge,
+    ):
+        token = cloud.cloudcore.token()
+        edge.configure_agent(HUB, token, "edge-1", cgroup_driver="cgroupfs")
+        rc, checked, _ = edge.kedge("check", "--only", "cgroup-driver")
+        found = {c["id"]: c for c in checked["checks"]}["cgroup-driver"]
+        assert (rc, found["status"]) == (1, "fail"), found
+        assert found["summary"].startswith("docker uses systemd but cgroup_driver = cgroupfs")
+
+        edge.configure_agent(HUB, token, "edge-1", cgroup_driver="auto")
+        rc, report, _ = edge.kedge("join", "--yes")
+        assert rc == 0, report
+        # The systemd path: v1.13.0's background log directory trap does not apply.
+        assert [c for c in report["changes"] if c["action"] == "start"] == [], report["changes"]
+        wait_for(lambda: cloud.plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+        assert edge.check("cat", edge.unit("FragmentPath")) == SIMULATED_V1_13_UNIT
+
+        yaml = edge.board.root / "etc/kubeedge/config/edgecore.yaml"
+        yaml.write_text(yaml.read_text().replace("cgroupDriver: systemd", "cgroupDriver: cgroupfs"))
+        edge.check("systemctl", "restart", "edgecore")
+        words = (
+            'kubelet cgroup driver: "cgroupfs" is different from docker cgroup driver: "systemd"'
+        )
+        wait_for(
+            lambda: words in edge.board.journal("edgecore.service"),
+            timeout=60,
+            what="edgecore to refuse docker's driver",
+        )
+        journal = edge.board.journal("edgecore.service")
+        assert "cgroup-driver-mismatch" in [c.id for c in recognise(journal)]
+        rc, checked, _ = edge.kedge("check", "--only", "cgroup-driver,edgecore")
+        by_id = {c["id"]: c for c in checked["checks"]}
+        assert by_id["cgroup-driver"]["summary"].startswith(
+            "edgecore.yaml says cgroupDriver: cgroupfs but docker uses systemd"
+        )
+        assert by_id["edgecore"]["details"]["causes"] == ["cgroup-driver-mismatch"], by_id
+
+        rc, reset, _ = edge.kedge("reset", "--yes")
+        assert rc == 0, reset
+        assert edge.unit("LoadState") == "not-found", reset["changes"]
