@@ -204,6 +204,8 @@ def _prepare(root: Path, version: str, node: str, systemd_cgroup: bool) -> list[
             "mosquitto": mosquitto_stand_in(),
         }
     else:
+        for unit in ("docker.service", "docker.socket"):  # installed, not this board's
+            (root / "etc/systemd/system" / unit).symlink_to("/dev/null")
         (root / "etc/containerd").mkdir(parents=True, exist_ok=True)
         (root / "etc/containerd/config.toml").write_text(containerd_config(systemd_cgroup))
         (root / "etc/cni/net.d").mkdir(parents=True, exist_ok=True)
@@ -226,7 +228,7 @@ def booted_edge(
         if shutil.which(tool) is None:
             raise Missing(f"{tool} is missing (apt install systemd-container; `make test` does)")
     docker = Release(version).docker
-    root = edge_board_root(work / "root", docker=docker)
+    root = edge_board_root(work / "root")
     archives = _prepare(root, version, node, systemd_cgroup)
     agent = work / "agent"
     agent.mkdir()
