@@ -273,6 +273,20 @@ class ControlPlane:
             return None
         return dict(self.get(f"/api/v1/nodes/{name}")["status"]["nodeInfo"])
 
+    def wait_ready(self, name: str, timeout: float = 180) -> dict[str, str]:
+        """The Node's nodeInfo once Ready; on timeout, an error naming its conditions."""
+        try:
+            return wait_for(
+                lambda: self.node_ready(name), timeout=timeout, what=f"Node {name} Ready"
+            )
+        except TimeoutError as exc:
+            node = self.get(f"/api/v1/nodes/{name}")
+            conditions = [
+                f"{c['type']}={c['status']} ({c.get('reason', '')}: {c.get('message', '')})"
+                for c in (node or {}).get("status", {}).get("conditions", [])
+            ]
+            raise TimeoutError(f"{exc}; the Node: {conditions if node else 'none'}") from None
+
     def ready_status(self, name: str) -> str | None:
         """The Node's Ready condition: "True", "False", "Unknown", or None (no Node)."""
         node = self.get(f"/api/v1/nodes/{name}")
@@ -329,6 +343,81 @@ class ControlPlane:
         for group, versions, _, plural, _ in CRDS[version]:
             wait_for(lambda g=group, v=versions[-1], p=plural: self.get(f"/apis/{g}/{v}/{p}") is not None,  # type: ignore[misc]
                      timeout=30, what=f"{plural}.{group} served")  # fmt: skip
+
+
+def future_cloudcore_secrets(plane: ControlPlane, not_before: datetime.datetime) -> None:
+    """casecret and cloudcoresecret valid only from `not_before`, stored before cloudcore
+    starts: cloudcore then serves them instead of making its own (createCAToSecret and
+    createCertsToSecret, cloud/pkg/cloudhub/servers/httpserver/pre_server.go@v1.23.1: EC
+    keys, DER). To a board this is the certificate its clock is behind — the field
+    guide's clock pitfall, with the machine's clock left alone."""
+    import base64
+    import ipaddress
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def der(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "KubeEdge")])
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    until = not_before + datetime.timedelta(days=365)
+
+    def valid_from_not_before(public: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(until)
+        )
+
+    ca = (
+        valid_from_not_before(ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        valid_from_not_before(key.public_key())
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ADDRESS))]),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    sec1 = serialization.PrivateFormat.TraditionalOpenSSL
+    raw = serialization.Encoding.DER
+    nothing = serialization.NoEncryption()
+    for secret, data in (
+        (
+            "casecret",
+            {
+                "cadata": der(ca.public_bytes(raw)),
+                "cakeydata": der(ca_key.private_bytes(raw, sec1, nothing)),
+            },
+        ),
+        (
+            "cloudcoresecret",
+            {
+                "cloudcoredata": der(server.public_bytes(raw)),
+                "cloudcorekeydata": der(key.private_bytes(raw, sec1, nothing)),
+            },
+        ),
+    ):
+        plane.create(
+            "/api/v1/namespaces/kubeedge/secrets",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": secret, "namespace": "kubeedge"},
+                "data": data,
+            },
+        )
 
 
 @dataclass

@@ -16,7 +16,6 @@ from pathlib import Path
 from tests.harness.real_cloud_api import scheduler_stand_in, start_cloud_api
 from tests.harness.real_edge import PROBE_IMAGE, probe_image
 from tests.harness.real_kubeedge import HUB, real_kubeedge
-from tests.harness.wait import wait_for
 
 
 def test_verify_runs_its_pod_on_a_real_board_and_remove_frees_its_name(tmp_path: Path) -> None:
@@ -27,7 +26,7 @@ def test_verify_runs_its_pod_on_a_real_board_and_remove_frees_its_name(tmp_path:
         edge.configure_agent(HUB, cloudcore.token(), "edge-1")
         rc, report, _ = edge.kedge("join", "--yes")
         assert rc == 0, report
-        wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+        plane.wait_ready("edge-1")
 
         with scheduler_stand_in(plane):
             rc, answer = api.cli("verify", "--image", PROBE_IMAGE, "--timeout", "120")
@@ -51,4 +50,4 @@ def test_verify_runs_its_pod_on_a_real_board_and_remove_frees_its_name(tmp_path:
         assert free["status"] == "pass", free
         rc, report, _ = edge.kedge("join", "--yes")
         assert rc == 0, report
-        wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready again")
+        plane.wait_ready("edge-1")

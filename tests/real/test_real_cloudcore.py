@@ -44,7 +44,7 @@ def test_a_bare_keadm_join_of_v1_23_1_on_containerd_makes_a_ready_node(tmp_path:
         rc, out, _ = edge.keadm_join(f"{ADDRESS}:10000", cloudcore.token(), "edge-1")
         assert rc == 0, out
         assert "Install Complete!" in out
-        info = wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+        info = plane.wait_ready("edge-1")
         assert info["kubeletVersion"].endswith("-kubeedge-v1.23.1")
         assert info["containerRuntimeVersion"].startswith("containerd://")
 
@@ -86,7 +86,7 @@ def test_kedge_joins_a_real_board_and_resets_it(tmp_path: Path, version: str) ->
         rc, report, _ = edge.kedge("join", "--yes")
         assert rc == 0, report
         assert report["summary"].startswith(f"joined {ADDRESS}:10000 as edge-1"), report
-        info = wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+        info = plane.wait_ready("edge-1")
         assert info["kubeletVersion"].endswith(f"-kubeedge-{version}")
         repaired = [c for c in report["changes"] if c["action"] == "start"]
         assert bool(repaired) == (version == "v1.13.0"), report["changes"]
@@ -110,7 +110,7 @@ def test_a_killed_edgecore_is_named_and_started_again_ready_unknown_ready(tmp_pa
         edge.configure_agent(f"{ADDRESS}:10000", cloudcore.token(), "edge-1")
         rc, report, _ = edge.kedge("join", "--yes")
         assert rc == 0, report
-        wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+        plane.wait_ready("edge-1")
         box.check("pkill", "-KILL", "-x", "edgecore")
         wait_for(lambda: plane.ready_status("edge-1") == "Unknown", timeout=120,
                  what="Node edge-1 Unknown", interval=1)  # fmt: skip
@@ -123,6 +123,6 @@ def test_a_killed_edgecore_is_named_and_started_again_ready_unknown_ready(tmp_pa
         rc, fixed, _ = edge.kedge("fix", "--yes", "--only", "edgecore")
         assert rc == 0, fixed
         assert [(c["action"], c["target"]) for c in fixed["changes"]] == [("start", "edgecore")]
-        wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready again")
+        plane.wait_ready("edge-1")
         rc, again, _ = edge.kedge("check", "--only", "edgecore")
         assert (rc, again["checks"][0]["status"]) == (0, "pass")

@@ -1,20 +1,25 @@
 """The field guide's pitfalls reproduced against the real v1.23.1 cloudcore, keadm and
 edgecore (issue 26, item 2), one sandbox for all of them: each is set up for real, kedge's
 check names it before the join, and where the real keadm has its own words for it,
-kedge's diagnosis recognises them. The clock before cloudcore's certificate and a kernel
-without the memory cgroup cannot be reproduced here (the real-time clock and the
-kernel's cgroups are machine-wide): they are held to the simulators and fixtures."""
+kedge's diagnosis recognises them. The clock before cloudcore's certificate is
+reproduced by moving the certificate instead of the clock (the clock is machine-wide
+here); a kernel without the memory cgroup cannot be (so are the kernel's cgroups): it is
+held to the fixtures."""
 
 from __future__ import annotations
 
 import base64
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.diagnose import recognise
+from tests.harness.control_plane import Cloudcore, ControlPlane, future_cloudcore_secrets
+from tests.harness.real_binaries import release
+from tests.harness.real_edge import ENDPOINT, RealEdge
 from tests.harness.real_kubeedge import real_kubeedge
-from tests.harness.sandbox import ADDRESS
+from tests.harness.sandbox import ADDRESS, sandbox
 from tests.harness.wait import wait_for
 
 HUB = f"{ADDRESS}:10000"
@@ -75,7 +80,7 @@ def test_the_pitfalls_are_named_before_the_join_on_real_kubeedge(tmp_path: Path)
         # Leftovers of an earlier (bare) join.
         rc, out, _ = edge.keadm_join(HUB, token, "edge-1")
         assert rc == 0, out
-        wait_for(lambda: plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+        plane.wait_ready("edge-1")
         left = edge.kedge_check(HUB, token, "edge-1")["leftovers"]
         assert left["status"] == "fail"
         rc, reset, _ = edge.kedge("reset", "--yes")
@@ -88,3 +93,47 @@ def test_the_pitfalls_are_named_before_the_join_on_real_kubeedge(tmp_path: Path)
         rc, out, _ = edge.keadm_join(HUB, token, "edge-1", timeout=120)
         assert rc != 0
         assert [c.id for c in recognise(out)] == ["node-already-registered"], out
+
+
+def test_a_clock_behind_cloudcores_certificate_is_named_in_the_real_words(tmp_path: Path) -> None:
+    """The field guide's clock pitfall for real: cloudcore serves a certificate valid only
+    from two days ahead (the board's clock is then two days behind it). kedge's clock
+    check names it before the join; the bare keadm join's edgecore then fails to fetch
+    its certificate in words kedge's diagnosis recognises."""
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    with sandbox(tmp_path / "box") as box:
+        plane = ControlPlane(box, tmp_path / "plane").start()
+        plane.install_kubeedge_resources("v1.23.1")
+        future_cloudcore_secrets(plane, ahead)
+        cloudcore = Cloudcore(box, plane, "v1.23.1", tmp_path / "cloudcore").start()
+        edge = RealEdge(box, tmp_path / "edge", "v1.23.1").start()
+        token = cloudcore.token()
+
+        clock = edge.kedge_check(HUB, token, "edge-1")["clock"]
+        assert clock["status"] == "fail", clock
+        assert "is before cloudcore's certificate" in clock["summary"], clock
+        assert clock["details"]["cloudcore_cert_not_before"] == ahead.isoformat()
+
+        # keadm waits 300 s for certificates that never come: its edgecore's words suffice.
+        keadm = str(release("v1.23.1")["keadm"])
+        box.spawn(
+            [
+                keadm,
+                "join",
+                f"--cloudcore-ipport={HUB}",
+                f"--token={token}",
+                "--kubeedge-version=v1.23.1",
+                "--edgenode-name=edge-1",
+                f"--remote-runtime-endpoint={ENDPOINT}",
+                "--cgroupdriver=cgroupfs",
+            ],
+            tmp_path / "keadm.log",
+        )
+        log = box.work / "root/var/log/kubeedge/edgecore.log"
+        words = "x509: certificate has expired or is not yet valid"
+        wait_for(
+            lambda: log.exists() and words in log.read_text(),
+            timeout=120,
+            what="edgecore to refuse cloudcore's certificate",
+        )
+        assert "clock-x509" in [c.id for c in recognise(log.read_text())]

@@ -37,9 +37,7 @@ def test_kedge_joins_a_systemd_booted_board_through_keadms_unit_and_resets_it(
         assert report["summary"].startswith(f"joined {HUB} as edge-1"), report
         # keadm started edgecore through systemd: kedge had nothing to start.
         assert [c for c in report["changes"] if c["action"] == "start"] == [], report["changes"]
-        info = wait_for(
-            lambda: cloud.plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready"
-        )
+        info = cloud.plane.wait_ready("edge-1")
         assert info["kubeletVersion"].endswith(f"-kubeedge-{VERSION}")
         assert (edge.unit("ActiveState"), edge.unit("UnitFileState")) == ("active", "enabled")
         # The simulator's v1.23.1 keadm writes the same unit (differential, item 3).
@@ -101,7 +99,7 @@ def test_the_runtime_cgroup_driver_mismatch_is_named_reproduced_and_fixed_for_re
         )
         rc, report, _ = edge.kedge("join", "--yes")
         assert rc == 0, report
-        wait_for(lambda: cloud.plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+        cloud.plane.wait_ready("edge-1")
 
 
 def test_v1_13_0_on_docker_with_the_systemd_driver_the_field_guides_cgroup_pitfall(
@@ -128,7 +126,7 @@ def test_v1_13_0_on_docker_with_the_systemd_driver_the_field_guides_cgroup_pitfa
         assert rc == 0, report
         # The systemd path: v1.13.0's background log directory trap does not apply.
         assert [c for c in report["changes"] if c["action"] == "start"] == [], report["changes"]
-        wait_for(lambda: cloud.plane.node_ready("edge-1"), timeout=120, what="Node edge-1 Ready")
+        cloud.plane.wait_ready("edge-1")
         assert edge.check("cat", edge.unit("FragmentPath")) == SIMULATED_V1_13_UNIT
 
         yaml = edge.board.root / "etc/kubeedge/config/edgecore.yaml"
