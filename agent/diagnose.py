@@ -224,7 +224,11 @@ GENERIC: tuple[Known, ...] = (
     ),
     Known(
         "cert-timeout",
-        re.compile(r"timed out waiting for the condition"),
+        # keadm's own error line only: edgecore's log says "timed out waiting for the
+        # condition" in passing as it starts (CSINode, seen on the real v1.23.1).
+        re.compile(
+            r"^Error: (?:edge node join failed: )?timed out waiting for the condition\s*$", re.M
+        ),
         "edgecore never obtained its certificates within keadm's wait",
         "Read `journalctl -u edgecore` for the reason; check that cloudcore's port 10002 is reachable "
         "(`kedge-agent check --only cloudcore`).",

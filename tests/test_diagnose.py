@@ -37,6 +37,11 @@ from kedge.host import Host
          "cri-unavailable", "no container runtime answers on /run/containerd/containerd.sock"),
         ("the management directory /etc/kubeedge/ is not clean, please remove it first",
          "not-clean", "an earlier join left /etc/kubeedge behind"),
+        # keadm's certificate wait, v1.13.0 and v1.23.1 (cobra's "Error: " line)
+        ("Error: edge node join failed: timed out waiting for the condition", "cert-timeout",
+         "edgecore never obtained its certificates within keadm's wait"),
+        ("Error: timed out waiting for the condition", "cert-timeout",
+         "edgecore never obtained its certificates within keadm's wait"),
         # the real v1.23.1 edgecore's journal in a container booted without /dev/kmsg
         ("F1207 23:19:44.810020     291 edged.go:152] Start edged failed, err: failed to run "
          "Kubelet: failed to create kubelet: open /dev/kmsg: no such file or directory", "no-kmsg",
@@ -47,6 +52,16 @@ from kedge.host import Host
 def test_each_releases_words_are_recognised(text: str, cause: str, summary: str) -> None:
     (found,) = recognise(text)
     assert (found.id, found.summary) == (cause, summary)
+
+
+def test_a_healthy_edgecores_passing_timeouts_are_not_a_cause() -> None:
+    """The real v1.23.1 edgecore's first seconds, as its log has them."""
+    started = (
+        "E1207 23:32:10.913283     444 csi_plugin.go:308] Failed to initialize CSINode: error "
+        "updating CSINode annotation: timed out waiting for the condition; caused by: node "
+        "length from meta db is 0"
+    )
+    assert recognise(started) == []
 
 
 STEP_ONE = "Error: EdgeCore is already running on this node, please run reset to clean up first"
