@@ -1,10 +1,11 @@
 """The field guide's pitfalls reproduced against the real v1.23.1 cloudcore, keadm and
-edgecore (issue 26, item 2), one sandbox for all of them: each is set up for real, kedge's
-check names it before the join, and where the real keadm has its own words for it,
-kedge's diagnosis recognises them. The clock before cloudcore's certificate is
-reproduced by moving the certificate instead of the clock (the clock is machine-wide
-here); a kernel without the memory cgroup cannot be (so are the kernel's cgroups): it is
-held to the fixtures."""
+edgecore (issue 26, item 2), one sandbox for all of them: each is set up for real,
+kedge's check names it before the join, and where the real keadm has its own words for
+it, kedge's diagnosis recognises them; the node-exists refusal is then lifted through
+kedge-cloud-api (`remove`), and its `verify` runs a pod on the board (issue 26, item 2).
+The clock before cloudcore's certificate is reproduced by moving the certificate
+instead of the clock (the clock is machine-wide here); a kernel without the memory
+cgroup cannot be (so are the kernel's cgroups): it is held to the fixtures."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from pathlib import Path
 from agent.diagnose import recognise
 from tests.harness.control_plane import Cloudcore, ControlPlane, future_cloudcore_secrets
 from tests.harness.real_binaries import release
-from tests.harness.real_edge import ENDPOINT, RealEdge
+from tests.harness.real_cloud_api import scheduler_stand_in, start_cloud_api
+from tests.harness.real_edge import ENDPOINT, PROBE_IMAGE, RealEdge, probe_image
 from tests.harness.real_kubeedge import real_kubeedge
 from tests.harness.sandbox import ADDRESS, sandbox
 from tests.harness.wait import wait_for
@@ -30,7 +32,7 @@ def _b64(data: dict[str, object]) -> str:
 
 
 def test_the_pitfalls_are_named_before_the_join_on_real_kubeedge(tmp_path: Path) -> None:
-    with real_kubeedge(tmp_path, "v1.23.1") as kube:
+    with real_kubeedge(tmp_path, "v1.23.1", workloads=True) as kube:
         box, plane, cloudcore, edge = kube.box, kube.plane, kube.cloudcore, kube.edge
         token = cloudcore.token()
         ca_hash = token.split(".", 1)[0]
@@ -93,6 +95,30 @@ def test_the_pitfalls_are_named_before_the_join_on_real_kubeedge(tmp_path: Path)
         rc, out, _ = edge.keadm_join(HUB, token, "edge-1", timeout=120)
         assert rc != 0
         assert [c.id for c in recognise(out)] == ["node-already-registered"], out
+        assert "kedge-cloud-api remove edge-1" in taken["remedy"], taken
+
+        # The way out, through kedge-cloud-api beside the real API server: remove deletes
+        # the Node; the name is free and kedge joins the board.
+        api = start_cloud_api(box, plane, tmp_path / "api")
+        rc, removed = api.cli("remove", "edge-1", "--yes")
+        assert rc == 0, removed
+        assert removed["kubernetes_node_deleted"] is True, removed
+        assert plane.get("/api/v1/nodes/edge-1") is None
+        free = edge.kedge_check(HUB, token, "edge-1")["cloudcore"]
+        assert free["status"] == "pass", free
+        rc, report, _ = edge.kedge("join", "--yes")
+        assert rc == 0, report
+        plane.wait_ready("edge-1")
+
+        # verify runs its pod there: an image made here, in the board's containerd; the
+        # real controller manager makes the Deployment's pod, a stand-in binds it as
+        # kube-scheduler (not among the binaries) would.
+        edge.import_image("probe", probe_image())
+        with scheduler_stand_in(plane):
+            rc, answer = api.cli("verify", "--image", PROBE_IMAGE, "--timeout", "120")
+        assert rc == 0, json.dumps(answer, indent=1)
+        assert answer["result"]["nodes"] == {"edge-1": {"result": "running", "reason": ""}}
+        assert plane.get("/apis/apps/v1/namespaces/default/deployments")["items"] == []
 
 
 def test_a_clock_behind_cloudcores_certificate_is_named_in_the_real_words(tmp_path: Path) -> None:

@@ -18,20 +18,43 @@ from tests.kubeedge_sim.keadm_cri import UNIT as SIMULATED_UNIT
 VERSION = "v1.23.1"
 
 
-def test_kedge_joins_a_systemd_booted_board_through_keadms_unit_and_resets_it(
+def test_a_systemd_booted_v1_23_1_board_from_the_cgroup_pitfall_to_joined_and_back(
     tmp_path: Path,
 ) -> None:
+    """One board's story: runc on the systemd cgroup driver and the join on cgroupfs (the
+    field guide's cgroup pitfall with containerd) — kedge names it before the join, the
+    bare keadm join fails in the real words kedge recognises, `fix` makes runc use
+    cgroupfs and restarts containerd through the board's systemd; then kedge joins
+    through keadm's unit, systemd restarts a killed edgecore, and reset removes it all."""
     with (
         real_cloud(tmp_path, VERSION) as cloud,
-        booted_edge(cloud.box, tmp_path / "edge", VERSION, "edge-1") as edge,
+        booted_edge(cloud.box, tmp_path / "edge", VERSION, "edge-1", systemd_cgroup=True) as edge,
     ):
-        edge.configure_agent(HUB, cloud.cloudcore.token(), "edge-1")
-        rc, checked, _ = edge.kedge("check", "--only", "join-tools")
-        (tools,) = checked["checks"]
+        token = cloud.cloudcore.token()
+        edge.configure_agent(HUB, token, "edge-1", cgroup_driver="cgroupfs")
+        rc, checked, _ = edge.kedge("check", "--only", "runtime-cgroup,join-tools")
+        by_id = {c["id"]: c for c in checked["checks"]}
+        found, tools = by_id["runtime-cgroup"], by_id["join-tools"]
+        assert (rc, found["status"]) == (1, "fail"), found
+        assert found["summary"].startswith(
+            "containerd's runc uses systemd but the join passes --cgroupdriver=cgroupfs"
+        )
+        # keadm's `file /sbin/init` succeeds here: it will start edgecore through systemd.
         assert tools["status"] == "pass", tools
         assert tools["details"]["through_systemd"] is True
         assert "sudo" in tools["details"]["tools"]
 
+        rc, out = edge.keadm_join(HUB, token, "edge-1")
+        assert rc != 0, out
+        assert "runtime-cgroup-mismatch" in [c.id for c in recognise(out)], out
+        rc, reset, _ = edge.kedge("reset", "--yes")
+        assert rc == 0, reset
+
+        rc, fixed, _ = edge.kedge("fix", "--yes", "--only", "runtime-cgroup")
+        assert rc == 0, fixed
+        assert (
+            "SystemdCgroup = false" in (edge.board.root / "etc/containerd/config.toml").read_text()
+        )
         rc, report, _ = edge.kedge("join", "--yes")
         assert rc == 0, report
         assert report["summary"].startswith(f"joined {HUB} as edge-1"), report
@@ -64,42 +87,6 @@ def test_kedge_joins_a_systemd_booted_board_through_keadms_unit_and_resets_it(
         assert edge.unit("LoadState") == "not-found", reset["changes"]
         assert edge.run("pidof", "edgecore").returncode != 0, "edgecore still runs after reset"
         assert not (edge.board.root / "etc/kubeedge/config").exists()
-
-
-def test_the_runtime_cgroup_driver_mismatch_is_named_reproduced_and_fixed_for_real(
-    tmp_path: Path,
-) -> None:
-    """The field guide's cgroup-driver pitfall with containerd: runc on the systemd
-    driver, the join on cgroupfs. kedge names it before the join; the bare keadm join
-    fails with the real words kedge recognises; `fix` makes runc use cgroupfs and
-    restarts containerd through the board's systemd; kedge's join then succeeds."""
-    with (
-        real_cloud(tmp_path, VERSION) as cloud,
-        booted_edge(cloud.box, tmp_path / "edge", VERSION, "edge-1", systemd_cgroup=True) as edge,
-    ):
-        token = cloud.cloudcore.token()
-        edge.configure_agent(HUB, token, "edge-1", cgroup_driver="cgroupfs")
-        rc, checked, _ = edge.kedge("check", "--only", "runtime-cgroup")
-        found = {c["id"]: c for c in checked["checks"]}["runtime-cgroup"]
-        assert (rc, found["status"]) == (1, "fail"), found
-        assert found["summary"].startswith(
-            "containerd's runc uses systemd but the join passes --cgroupdriver=cgroupfs"
-        )
-
-        rc, out = edge.keadm_join(HUB, token, "edge-1")
-        assert rc != 0, out
-        assert "runtime-cgroup-mismatch" in [c.id for c in recognise(out)], out
-        rc, reset, _ = edge.kedge("reset", "--yes")
-        assert rc == 0, reset
-
-        rc, fixed, _ = edge.kedge("fix", "--yes", "--only", "runtime-cgroup")
-        assert rc == 0, fixed
-        assert (
-            "SystemdCgroup = false" in (edge.board.root / "etc/containerd/config.toml").read_text()
-        )
-        rc, report, _ = edge.kedge("join", "--yes")
-        assert rc == 0, report
-        cloud.plane.wait_ready("edge-1")
 
 
 def test_v1_13_0_on_docker_with_the_systemd_driver_the_field_guides_cgroup_pitfall(
